@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The main job: install modelport, write the MNIST example where the TF Serving article keeps
+# its model (/tmp/tfserving), serve it with the article's own command line and config file, and
+# print where to call it once it answers. Ctrl-C stops the server.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/setup.sh"
+bin="$(dirname "$PY")"
+port="${PORT:-8501}"
+home="${MODELPORT_EXAMPLE_DIR:-/tmp/tfserving}"
+
+[ -d "$home/saved_model/1" ] || "$bin/modelport" example mnist "$home/saved_model" >/dev/null
+# The article's config.yaml, unchanged but for the path.
+cat > "$home/config.yaml" <<YAML
+model_config_list:
+  config:
+    - name: mnist
+      base_path: $home/saved_model
+      model_platform: tensorflow
+      version_policy:
+        specific:
+          versions: 1
+YAML
+
+"$bin/modelport" serve --port="$port" --rest_api_port="$port" \
+  --model_config_file="$home/config.yaml" \
+  --model_name=mnist --model_base_path="$home/saved_model" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' INT TERM EXIT
+
+ready() { "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+  "http://127.0.0.1:$port/readyz" 2>/dev/null; }
+for _ in $(seq 1 300); do
+  ready && break
+  kill -0 "$server" 2>/dev/null || { echo "modelport serve exited; see the log above" >&2; exit 1; }
+  sleep 0.1
+done
+ready || { echo "modelport serve did not become ready in 30 s" >&2; exit 1; }
+
+cat <<MSG
+
+  modelport is serving the MNIST example (TensorFlow Serving REST API) at http://localhost:$port
+    status:   http://localhost:$port/v1/models/mnist
+    predict:  http://localhost:$port/v1/models/mnist:predict
+    ready:    http://localhost:$port/readyz     metrics: http://localhost:$port/metrics
+
+  Ask it about a handwritten 7:
+    curl -s -H 'content-type: application/json' -d @$home/saved_model/samples/request.json \\
+      http://localhost:$port/v1/models/mnist:predict
+
+  Ctrl-C stops the server.
+
+MSG
+wait $server

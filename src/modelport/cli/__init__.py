@@ -1,0 +1,23 @@
+"""The `modelport` command: one group, one module per command group; thin (parse, call, print)."""
+
+from __future__ import annotations
+
+import click
+
+from modelport import __version__
+from modelport.cli.example import example
+from modelport.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="modelport")
+def cli() -> None:
+    """Train, publish, serve, roll out and autoscale ML models."""
+
+
+cli.add_command(serve)
+cli.add_command(example)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,63 @@
+"""Framework runtimes behind one small protocol (see base.py), and how a version folder picks one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import Code, ModelportError
+from modelport.runtimes.base import Model, Runtime, TensorSpec
+
+__all__ = ["Model", "Runtime", "TensorSpec", "default_runtimes", "find_model_file"]
+
+# Platforms a TF Serving config may name that we map onto what the folder actually holds.
+_DETECT = ("", "tensorflow")
+
+
+def default_runtimes(
+    allow_pickle: bool = False,
+    trusted_types: Sequence[str] = (),
+    onnx_defaults: Mapping[str, Any] | None = None,
+) -> dict[str, Runtime]:
+    from modelport.runtimes.onnx import OnnxRuntime
+    from modelport.runtimes.sklearn import SklearnRuntime
+
+    runtimes: list[Runtime] = [OnnxRuntime(onnx_defaults), SklearnRuntime(allow_pickle, trusted_types)]
+    return {r.platform: r for r in runtimes}
+
+
+def find_model_file(
+    version_dir: Path, platform: str, model_file: str | None, runtimes: Mapping[str, Runtime]
+) -> tuple[Runtime, Path]:
+    """Which runtime loads which file of a version folder.
+
+    `platform` comes from model.yaml or the model config; "" and "tensorflow" (from configs
+    written for TF Serving) mean "detect from the files".
+    """
+    if platform not in _DETECT and platform not in runtimes:
+        raise ModelportError(
+            Code.INVALID_ARGUMENT, f"model_platform '{platform}' is not one of {sorted(runtimes)}"
+        )
+    candidates = [runtimes[platform]] if platform not in _DETECT else list(runtimes.values())
+    if model_file:
+        path = version_dir / model_file
+        for runtime in candidates:
+            if path.suffix in runtime.file_suffixes:
+                return runtime, path
+        raise ModelportError(Code.INVALID_ARGUMENT, f"no runtime loads '{model_file}' in {version_dir}")
+    found = [
+        (runtime, child)
+        for child in sorted(version_dir.iterdir())
+        for runtime in candidates
+        if child.is_file() and child.suffix in runtime.file_suffixes
+    ]
+    if len(found) != 1:
+        names = [p.name for _, p in found]
+        what = "no model file" if not found else f"several model files {names}"
+        suffixes = sorted({s for r in candidates for s in r.file_suffixes})
+        raise ModelportError(
+            Code.NOT_FOUND if not found else Code.INVALID_ARGUMENT,
+            f"{version_dir}: {what} (looked for {suffixes}); name one with model_file in model.yaml",
+        )
+    return found[0]

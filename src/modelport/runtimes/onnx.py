@@ -1,0 +1,122 @@
+"""ONNX Runtime: the primary runtime.
+
+Thread settings matter more than anything else for small models on CPU: ONNX Runtime's default
+(one intra-op thread per core, spinning while idle) competes with the HTTP event loop for the same
+cores. Options (model.yaml `runtime:`, the model config's `runtime_options`, or server flags):
+`intra_op_threads`, `inter_op_threads`, `execution_mode` (sequential | parallel),
+`graph_optimization_level` (disable | basic | extended | all), `allow_spinning` (bool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from modelport.errors import Code, ModelportError
+from modelport.runtimes.base import TensorSpec
+from modelport.runtimes.dtypes import from_onnx
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_KNOWN_OPTIONS = frozenset(
+    {
+        "intra_op_threads",
+        "inter_op_threads",
+        "execution_mode",
+        "graph_optimization_level",
+        "allow_spinning",
+    }
+)
+
+
+def _dim(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else -1
+
+
+def _specs(args: Sequence[Any]) -> tuple[TensorSpec, ...]:
+    return tuple(
+        TensorSpec(a.name, from_onnx(a.type), tuple(_dim(d) for d in (a.shape or ()))) for a in args
+    )
+
+
+def session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
+    unknown = sorted(set(options) - _KNOWN_OPTIONS)
+    if unknown:
+        raise ModelportError(
+            Code.INVALID_ARGUMENT,
+            f"runtime options {unknown} are not ONNX Runtime options; known: {sorted(_KNOWN_OPTIONS)}",
+        )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(options.get("intra_op_threads", 0))
+    so.inter_op_num_threads = int(options.get("inter_op_threads", 0))
+    mode = options.get("execution_mode", "sequential")
+    so.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+    level = options.get("graph_optimization_level", "all")
+    if level not in _OPT_LEVELS:
+        raise ModelportError(
+            Code.INVALID_ARGUMENT,
+            f"runtime option graph_optimization_level: {level!r} is not one of {sorted(_OPT_LEVELS)}",
+        )
+    so.graph_optimization_level = _OPT_LEVELS[level]
+    if not options.get("allow_spinning", False):
+        # Spinning threads burn a core each while waiting for work; on a shared CPU they slow
+        # down the event loop that feeds them.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return so
+
+
+class OnnxModel:
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self._session = session
+        self._inputs = _specs(session.get_inputs())
+        self._outputs = _specs(session.get_outputs())
+        self._output_names = [o.name for o in self._outputs]
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        return self._outputs
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        names = list(output_names) if output_names is not None else self._output_names
+        try:
+            values = self._session.run(names, dict(feeds))
+        except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError) as exc:
+            raise ModelportError(Code.INVALID_ARGUMENT, f"model rejected the input: {exc}") from exc
+        return dict(zip(names, values, strict=True))
+
+
+
+class OnnxRuntime:
+    platform = "onnx"
+    file_suffixes: tuple[str, ...] = (".onnx",)
+
+    def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
+        # Server-wide settings (--intra_op_parallelism, ...); a model's own options win.
+        self._defaults = dict(defaults or {})
+        session_options(self._defaults)  # refuse bad flags at start-up, not at first load
+
+    def load(self, path: Path, options: Mapping[str, Any]) -> OnnxModel:
+        so = session_options({**self._defaults, **options})
+        try:
+            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own pybind types for every kind of bad file
+            raise ModelportError(Code.DATA_LOSS, f"cannot load ONNX model {path}: {exc}") from exc
+        return OnnxModel(session)

@@ -1,0 +1,227 @@
+"""Signatures: the named inputs and outputs clients see, bound to a model's tensors.
+
+A signature turns client values into model feeds (decoding images, checking dtype, shape and
+finiteness) and model results into client outputs (argmax, softmax, labels). Transports give it
+numpy arrays, or lists of bytes for image inputs, and get numpy arrays back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from modelport.errors import Code, ModelportError, invalid
+from modelport.runtimes import codecs
+from modelport.runtimes.base import Model, TensorSpec
+from modelport.runtimes.dtypes import is_float, numpy_dtype
+from modelport.runtimes.metadata import (
+    DEFAULT_SIGNATURE,
+    ImageSpec,
+    InputSpec,
+    OutputSpec,
+    SignatureSpec,
+    VersionMetadata,
+)
+
+InputValue = np.ndarray | Sequence[bytes]
+
+
+@dataclass(frozen=True)
+class InputBinding:
+    name: str
+    tensor: TensorSpec
+    image: ImageSpec | None
+    allow_non_finite: bool
+
+    @property
+    def dtype(self) -> str:
+        return "string" if self.image else self.tensor.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (-1,) if self.image else self.tensor.shape
+
+    def feed(self, value: InputValue) -> np.ndarray:
+        if self.image is not None:
+            return self._decode_images(value)
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+        return self._check(array)
+
+    def _decode_images(self, value: InputValue) -> np.ndarray:
+        assert self.image is not None
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            raise invalid(
+                f"input '{self.name}' takes encoded image bytes (send {{\"b64\": \"...\"}}), "
+                f"got numbers of dtype {value.dtype}"
+            )
+        rows = []
+        for i, data in enumerate(value):
+            if not isinstance(data, bytes | bytearray):
+                raise invalid(f"input '{self.name}' row {i}: expected image bytes, got {type(data).__name__}")
+            try:
+                rows.append(codecs.decode_image(bytes(data), self.image))
+            except ModelportError as exc:
+                raise invalid(f"input '{self.name}' row {i}: {exc.message}") from exc
+        if not rows:
+            raise invalid(f"input '{self.name}' has no rows")
+        per_row = tuple(d if d > 0 else -1 for d in self.tensor.shape[1:])
+        stacked = np.stack(rows)
+        if -1 not in per_row and int(np.prod(per_row)) == stacked[0].size:
+            stacked = stacked.reshape((len(rows), *per_row))
+        return self._check(stacked.astype(numpy_dtype(self.tensor.dtype), copy=False))
+
+    def _check(self, array: np.ndarray) -> np.ndarray:
+        want = self.tensor.dtype
+        if want != "string" and array.dtype != numpy_dtype(want):
+            array = _cast(self.name, array, want)
+        if (
+            array.ndim == len(self.tensor.shape) - 1
+            and self.tensor.shape[-1] == 1
+            and self.tensor.accepts_shape((*array.shape, 1))
+        ):
+            # [1.0, 2.0] for a [-1, 1] input: the one feature per row is implied, as clients of
+            # TF Serving's half_plus_two are used to.
+            array = array[..., np.newaxis]
+        if not self.tensor.accepts_shape(array.shape):
+            raise invalid(
+                f"input '{self.name}' expects shape {_shape_text(self.tensor.shape)}, "
+                f"got {list(array.shape)}"
+            )
+        if is_float(want) and not self.allow_non_finite and not np.isfinite(array).all():
+            raise invalid(f"input '{self.name}' contains NaN or Infinity, which this model does not accept")
+        return array
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join("-1" if d < 0 else str(d) for d in shape) + "]"
+
+
+def _cast(name: str, array: np.ndarray, want: str) -> np.ndarray:
+    kind = array.dtype.kind
+    target = numpy_dtype(want)
+    if kind in "OUSV" or (kind == "b" and target.kind != "b"):
+        got = "booleans" if kind == "b" else "strings or mixed values"
+        raise invalid(f"input '{name}' expects {want}, got {got}")
+    if kind == "f" and target.kind in "iu":
+        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+            raise invalid(f"input '{name}' expects {want}, got non-integer numbers")
+    try:
+        return array.astype(target)
+    except (ValueError, OverflowError) as exc:
+        raise invalid(f"input '{name}' expects {want}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class OutputBinding:
+    name: str
+    source: TensorSpec
+    transform: str
+    labels: tuple[str, ...] | None
+
+    @property
+    def dtype(self) -> str:
+        if self.transform == "argmax":
+            return "string" if self.labels else "int64"
+        return self.source.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.source.shape[:-1] if self.transform == "argmax" else self.source.shape
+
+    def compute(self, value: np.ndarray) -> np.ndarray:
+        if self.transform == "argmax":
+            indices = codecs.argmax(value)
+            return codecs.label(indices, self.labels) if self.labels else indices
+        if self.transform == "softmax":
+            return codecs.softmax(value)
+        if self.transform == "sigmoid":
+            return codecs.sigmoid(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    method: str
+    inputs: Mapping[str, InputBinding]
+    outputs: Mapping[str, OutputBinding]
+    labels: tuple[str, ...] | None
+
+    def run(
+        self, model: Model, values: Mapping[str, InputValue], outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        feeds = self.feeds(values)
+        wanted = [self._output(name) for name in outputs] if outputs else list(self.outputs.values())
+        sources = sorted({b.source.name for b in wanted})
+        results = model.run(feeds, sources)
+        return {b.name: b.compute(results[b.source.name]) for b in wanted}
+
+    def feeds(self, values: Mapping[str, InputValue]) -> dict[str, np.ndarray]:
+        unknown = sorted(set(values) - set(self.inputs))
+        if unknown:
+            raise invalid(
+                f"unknown input {unknown} for signature '{self.name}'; inputs are {sorted(self.inputs)}"
+            )
+        missing = sorted(set(self.inputs) - set(values))
+        if missing:
+            raise invalid(f"missing input {missing} for signature '{self.name}'")
+        feeds = {b.tensor.name: b.feed(values[name]) for name, b in self.inputs.items()}
+        rows = {a.shape[0] for a in feeds.values() if a.ndim > 0}
+        if len(rows) > 1:
+            raise invalid(f"inputs of signature '{self.name}' have different batch sizes {sorted(rows)}")
+        return feeds
+
+    def _output(self, name: str) -> OutputBinding:
+        if name not in self.outputs:
+            raise invalid(f"unknown output '{name}'; outputs of '{self.name}' are {sorted(self.outputs)}")
+        return self.outputs[name]
+
+
+def _bind_inputs(model: Model, spec: SignatureSpec, where: str) -> dict[str, InputBinding]:
+    tensors = {t.name: t for t in model.inputs}
+    declared = spec.inputs if spec.inputs is not None else {n: InputSpec() for n in tensors}
+    bound: dict[str, InputBinding] = {}
+    for name, item in declared.items():
+        target = item.tensor or name
+        if target not in tensors:
+            raise ModelportError(
+                Code.INVALID_ARGUMENT,
+                f"{where}.inputs.{name}.tensor: model has no input '{target}' (it has {sorted(tensors)})",
+            )
+        bound[name] = InputBinding(name, tensors[target], item.image, item.allow_non_finite)
+    unfed = sorted(set(tensors) - {b.tensor.name for b in bound.values()})
+    if unfed:
+        raise ModelportError(Code.INVALID_ARGUMENT, f"{where}.inputs: model inputs {unfed} are not fed")
+    return bound
+
+
+def _bind_outputs(model: Model, spec: SignatureSpec, where: str) -> dict[str, OutputBinding]:
+    tensors = {t.name: t for t in model.outputs}
+    declared = spec.outputs if spec.outputs is not None else {n: OutputSpec() for n in tensors}
+    labels = tuple(spec.labels) if spec.labels else None
+    bound: dict[str, OutputBinding] = {}
+    for name, item in declared.items():
+        source = item.from_ or name
+        if source not in tensors:
+            raise ModelportError(
+                Code.INVALID_ARGUMENT,
+                f"{where}.outputs.{name}.from: model has no output '{source}' (it has {sorted(tensors)})",
+            )
+        bound[name] = OutputBinding(name, tensors[source], item.transform, labels)
+    return bound
+
+
+def build_signatures(model: Model, metadata: VersionMetadata) -> dict[str, Signature]:
+    """Bind every declared signature (or one default signature) to the model; errors name fields."""
+    specs = metadata.signatures or {DEFAULT_SIGNATURE: SignatureSpec()}
+    model_labels = getattr(model, "class_labels", None)
+    signatures: dict[str, Signature] = {}
+    for name, spec in specs.items():
+        where = f"signatures.{name}"
+        labels = tuple(spec.labels) if spec.labels else model_labels
+        signatures[name] = Signature(
+            name, spec.method, _bind_inputs(model, spec, where), _bind_outputs(model, spec, where), labels
+        )
+    return signatures

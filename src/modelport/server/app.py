@@ -1,0 +1,393 @@
+"""The model server's HTTP interface: plain ASGI, no framework on the hot path.
+
+Routes (TF Serving's, matched case-insensitively like its RE2 patterns):
+    POST /v1/models/{m}[/versions/{v}|/labels/{l}]:predict|:classify|:regress
+    GET  /v1/models/{m}[/versions/{v}|/labels/{l}]            status
+    GET  /v1/models/{m}[/versions/{v}|/labels/{l}]/metadata   signatures
+    GET  /healthz /readyz /v2/health/live /v2/health/ready /metrics
+
+Where a request runs: a model that answers in under `inline_below_seconds` (a small ONNX model
+takes ~50 µs) runs on the event loop itself, because a hop to a worker thread would cost more
+than the work; slower ones run in the inference thread pool, bounded by the request timeout, so
+health checks and fast models keep answering while they compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import zlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import orjson
+
+from modelport import __version__
+from modelport.errors import Code, ModelportError, invalid
+from modelport.repository.manager import ModelManager, ModelView, Servable
+from modelport.server import tfserving
+from modelport.server.metrics import ServerMetrics
+
+log = logging.getLogger("modelport.server")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_MODEL_ROUTE = re.compile(
+    r"/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>-?[0-9]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?",
+    re.IGNORECASE,
+)
+_JSON = [(b"content-type", b"application/json")]
+_CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, GET"),
+    (b"access-control-allow-headers", b"Content-Type"),
+]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    max_request_bytes: int = 32 * 1024 * 1024
+    request_timeout_seconds: float = 30.0
+    inline_below_seconds: float = 0.002
+    enable_cors: bool = False
+
+
+@dataclass(frozen=True)
+class _Route:
+    name: str
+    version: int | None
+    label: str | None
+    verb: str | None  # predict | classify | regress | None
+    metadata: bool
+
+
+class _Cost:
+    """Exponential moving average of a servable's request time, deciding inline vs pool."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = float("inf")  # unknown: the first request goes to the pool
+
+    def add(self, seconds: float) -> None:
+        self.seconds = seconds if self.seconds == float("inf") else 0.8 * self.seconds + 0.2 * seconds
+
+
+class RestApp:
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: ServerMetrics,
+        options: ServerOptions,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self._manager = manager
+        self._metrics = metrics
+        self._options = options
+        self._pool = pool
+        self._costs: WeakKeyDictionary[Servable, _Cost] = WeakKeyDictionary()
+        self._extra_headers = _CORS if options.enable_cors else []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            if path.startswith("/v1/"):
+                await self._v1(scope, receive, send, path, method)
+            else:
+                await self._plain(send, path, method)
+        except ModelportError as exc:
+            await self._respond(send, exc.http_status, orjson.dumps({"error": exc.message}))
+
+    # -- /v1 --
+
+    async def _v1(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
+        match = _MODEL_ROUTE.fullmatch(path)
+        if match is None:
+            raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
+        route = _Route(
+            name=match["name"],
+            version=_version(match["version"]),
+            label=match["label"],
+            verb=match["verb"].lower() if match["verb"] else None,
+            metadata=bool(match["metadata"]),
+        )
+        if method == "OPTIONS" and self._options.enable_cors:
+            await self._respond(send, 200, b"")
+            return
+        want = "POST" if route.verb else "GET"
+        if method != want:
+            raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
+        if route.verb:
+            body = await self._read_body(scope, receive)
+            await self._infer(send, route, body)
+        elif route.metadata:
+            await self._timed(send, route, "metadata", self._metadata_body)
+        else:
+            await self._timed(send, route, "status", self._status_body)
+
+    async def _infer(self, send: Send, route: _Route, body: bytes) -> None:
+        assert route.verb is not None
+        started = time.perf_counter()
+        version, status = "", 500
+        gauge = self._metrics.in_flight(route.name)
+        gauge.inc()
+        try:
+            servable = self._manager.model(route.name).resolve(route.version, route.label)
+            version = str(servable.version)
+            payload = await self._run(servable, route.verb, body)
+            status = 200
+            await self._respond(send, 200, payload)
+        except ModelportError as exc:
+            status = exc.http_status
+            await self._respond(send, status, orjson.dumps({"error": exc.message}))
+        except Exception as exc:  # a bug or a runtime crash: answer, log, keep serving
+            log.exception("%s %s failed", route.verb, route.name)
+            await self._respond(send, 500, orjson.dumps({"error": f"Internal error: {exc!r}"}))
+        finally:
+            gauge.dec()
+            self._metrics.observe(route.name, version, route.verb, status, time.perf_counter() - started)
+
+    async def _run(self, servable: Servable, verb: str, body: bytes) -> bytes:
+        cost = self._costs.get(servable)
+        if cost is None:
+            cost = self._costs[servable] = _Cost()
+        if cost.seconds < self._options.inline_below_seconds:
+            started = time.perf_counter()
+            try:
+                return _execute(servable, verb, body)
+            finally:
+                cost.add(time.perf_counter() - started)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, _timed_execute, servable, verb, body)
+        try:
+            payload, seconds = await asyncio.wait_for(future, self._options.request_timeout_seconds)
+        except TimeoutError:
+            raise ModelportError(
+                Code.DEADLINE_EXCEEDED,
+                f"request to model '{servable.model_name}' version {servable.version} took longer "
+                f"than the {self._options.request_timeout_seconds:g} s timeout",
+            ) from None
+        cost.add(seconds)
+        return payload
+
+    async def _timed(
+        self, send: Send, route: _Route, api: str, build: Callable[[_Route], dict[str, Any]]
+    ) -> None:
+        started = time.perf_counter()
+        status = 500
+        try:
+            payload = orjson.dumps(build(route))
+            status = 200
+            await self._respond(send, 200, payload)
+        except ModelportError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            version = str(route.version) if route.version is not None else ""
+            self._metrics.observe(route.name, version, api, status, time.perf_counter() - started)
+
+    def _status_body(self, route: _Route) -> dict[str, Any]:
+        view = self._manager.view.get(route.name)
+        if view is None or not view.statuses:
+            raise ModelportError(Code.NOT_FOUND, f"Could not find any versions of model {route.name}")
+        version = _status_version(view, route)
+        statuses = [s for s in view.statuses if version is None or s.version == version]
+        if not statuses:
+            raise ModelportError(
+                Code.NOT_FOUND, f"Could not find version {version} of model {route.name}"
+            )
+        return {
+            "model_version_status": [
+                {
+                    "version": str(s.version),
+                    "state": s.state.name,
+                    "status": {"error_code": s.error_code, "error_message": s.error_message},
+                }
+                for s in statuses
+            ]
+        }
+
+    def _metadata_body(self, route: _Route) -> dict[str, Any]:
+        servable = self._manager.model(route.name).resolve(route.version, route.label)
+        signatures = {n: tfserving.signature_def(s) for n, s in servable.signatures.items()}
+        return {
+            "model_spec": {"name": route.name, "signature_name": "", "version": str(servable.version)},
+            "metadata": {
+                "signature_def": {"signature_def": signatures},
+                "modelport": {
+                    "platform": servable.platform,
+                    "labels": {n: list(s.labels) if s.labels else None for n, s in servable.signatures.items()},
+                    "images": {
+                        f"{sn}.{i}": b.image.model_dump() if b.image else None
+                        for sn, s in servable.signatures.items()
+                        for i, b in s.inputs.items()
+                        if b.image
+                    },
+                },
+            },
+        }
+
+    # -- health and metrics --
+
+    async def _plain(self, send: Send, path: str, method: str) -> None:
+        if method not in ("GET", "HEAD"):
+            raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
+        if path == "/healthz":
+            await self._respond(send, 200, b'{"status":"ok"}')
+        elif path == "/readyz":
+            ready, report = self._readiness()
+            await self._respond(send, 200 if ready else 503, orjson.dumps(report))
+        elif path == "/v2/health/live":
+            await self._respond(send, 200, b"")
+        elif path == "/v2/health/ready":
+            # The v2 protocol: 200 means ready, a 4xx means not (Triton answers 400).
+            await self._respond(send, 200 if self._manager.is_ready() else 400, b"")
+        elif path == "/metrics":
+            await self._respond(
+                send, 200, self._metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
+            )
+        else:
+            raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
+
+    def _readiness(self) -> tuple[bool, dict[str, Any]]:
+        models = {}
+        for name, view in self._manager.view.items():
+            failed = {str(s.version): s.error_message for s in view.statuses if s.error_message}
+            models[name] = {
+                "ready": bool(view.versions),
+                "available_versions": sorted(view.versions),
+                **({"problem": view.problem} if view.problem else {}),
+                **({"failed_versions": failed} if failed else {}),
+            }
+        ready = self._manager.is_ready()
+        return ready, {"ready": ready, "version": __version__, "models": models}
+
+    # -- plumbing --
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self._options.max_request_bytes
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(int(declared), limit)
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ModelportError(Code.CANCELLED, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if headers.get(b"content-encoding", b"").lower() == b"gzip":
+            body = _gunzip(body, limit)
+        return body
+
+    async def _respond(
+        self, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        all_headers = [
+            *(headers if headers is not None else _JSON),
+            (b"content-length", str(len(body)).encode()),
+            *self._extra_headers,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": all_headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _version(text: str | None) -> int | None:
+    if text is None:
+        return None
+    version = int(text)
+    if version <= 0:
+        raise invalid(f"version must be a positive integer, got {text}")
+    return version
+
+
+def _status_version(view: ModelView, route: _Route) -> int | None:
+    if route.label is None:
+        return route.version
+    if route.version is not None:
+        raise invalid(
+            f"Both model version ({route.version}) and model version label ({route.label}) cannot be supplied."
+        )
+    if route.label not in view.labels:
+        raise invalid(f"Unrecognized servable version label: {route.label}")
+    return view.labels[route.label]
+
+
+def _too_large(size: int, limit: int) -> ModelportError:
+    return ModelportError(
+        Code.PAYLOAD_TOO_LARGE,
+        f"request body of {size} bytes is larger than the limit of {limit} bytes (--max_request_bytes)",
+    )
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise invalid(f"request body is not valid gzip: {exc}") from None
+    if len(out) > limit:
+        raise _too_large(len(out), limit)
+    return out
+
+
+def _execute(servable: Servable, verb: str, body: bytes) -> bytes:
+    """Parse, run and encode one request: the whole of its CPU work, for the loop or a thread."""
+    doc = tfserving.parse_json(body)
+    signature_name = doc.get("signature_name")
+    if signature_name is not None and not isinstance(signature_name, str):
+        raise invalid(f"JSON Value: {signature_name!r} 'signature_name' must be a string")
+    signature = servable.signature(signature_name)
+    if verb == "predict":
+        fmt = tfserving.request_format(doc)
+        values = (
+            tfserving.decode_instances(doc, signature)
+            if fmt == "row"
+            else tfserving.decode_inputs(doc, signature)
+        )
+        return tfserving.encode_predict(signature.run(servable.model, values), fmt)
+    values = tfserving.decode_examples(doc, signature)
+    if verb == "classify":
+        name = tfserving.pick_output(signature, tfserving.SCORE_OUTPUTS, verb)
+        scores = signature.run(servable.model, values, [name])[name]
+        return tfserving.encode_classify(scores, signature.labels)
+    name = tfserving.pick_output(signature, tfserving.REGRESS_OUTPUTS, verb)
+    return tfserving.encode_regress(signature.run(servable.model, values, [name])[name])
+
+
+def _timed_execute(servable: Servable, verb: str, body: bytes) -> tuple[bytes, float]:
+    started = time.perf_counter()
+    return _execute(servable, verb, body), time.perf_counter() - started
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,142 @@
+"""The model server's composition root: build every part from a typed config, then run.
+
+Nothing here decides anything; it wires the repository manager, runtimes, metrics and the ASGI
+app together, starts the poll threads, and serves HTTP with uvicorn (uvloop + httptools; the
+choice is measured in bench/RESULTS.md) on a socket it binds itself, so port 0 works and the
+bound port can be reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from modelport.clock import SystemClock
+from modelport.errors import ModelportError
+from modelport.repository.config import ModelServerConfig, load_model_config_file
+from modelport.repository.manager import ModelManager
+from modelport.runtimes import default_runtimes
+from modelport.server.app import RestApp, ServerOptions
+from modelport.server.metrics import ServerMetrics
+
+log = logging.getLogger("modelport.server")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    models: ModelServerConfig
+    host: str = "0.0.0.0"
+    rest_api_port: int = 8501
+    grpc_port: int = 8500
+    model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0.0
+    file_system_poll_wait_seconds: float = 1.0
+    version_settle_seconds: float = 1.0
+    inference_threads: int = 4
+    onnx_options: dict[str, Any] = field(default_factory=dict)
+    allow_pickle: bool = False
+    trusted_types: Sequence[str] = ()
+    port_file: str | None = None
+    options: ServerOptions = ServerOptions()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _watch_config(manager: ModelManager, path: str, every: float, stop: threading.Event) -> None:
+    clock = SystemClock()
+    last = os.stat(path).st_mtime_ns
+    while not clock.wait(stop, every):
+        try:
+            mtime = os.stat(path).st_mtime_ns
+            if mtime == last:
+                continue
+            last = mtime
+            manager.apply_config(load_model_config_file(path))
+            log.info("reloaded model config %s", path)
+        except (OSError, ModelportError) as exc:
+            # A bad edit must not take models down: keep serving the last good config.
+            log.error("model config %s not reloaded, keeping the previous one: %s", path, exc)
+
+
+def serve(config: ServeConfig) -> None:
+    metrics = ServerMetrics()
+    runtimes = default_runtimes(config.allow_pickle, config.trusted_types, config.onnx_options)
+    manager = ModelManager(
+        config.models,
+        runtimes,
+        SystemClock(),
+        settle_seconds=config.version_settle_seconds,
+        listener=lambda m, v, s, t: metrics.version_state(m, v, int(s), t),
+    )
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=manager.run, args=(stop, config.file_system_poll_wait_seconds),
+            name="model-repository", daemon=True,
+        )
+    ]  # fmt: skip
+    if config.model_config_file and config.model_config_file_poll_wait_seconds > 0:
+        threads.append(
+            threading.Thread(
+                target=_watch_config,
+                args=(manager, config.model_config_file, config.model_config_file_poll_wait_seconds, stop),
+                name="model-config", daemon=True,
+            )
+        )  # fmt: skip
+    sock = bind(config.host, config.rest_api_port)
+    port = sock.getsockname()[1]
+    _announce(config, port)
+    pool = ThreadPoolExecutor(config.inference_threads, thread_name_prefix="inference")
+    app = RestApp(manager, metrics, config.options, pool)
+    for thread in threads:
+        thread.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
+            log_level="warning", timeout_graceful_shutdown=10, backlog=2048,
+        )
+    )  # fmt: skip
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for thread in threads:
+            thread.join(timeout=5)
+        sock.close()
+        log.info("server stopped")
+
+
+def _announce(config: ServeConfig, port: int) -> None:
+    if config.grpc_port == config.rest_api_port:
+        log.info(
+            "--port (gRPC) and --rest_api_port are both %d: serving REST on it; gRPC is not started",
+            config.rest_api_port,
+        )
+    else:
+        log.info("gRPC (--port %d) is not served by this version; REST only", config.grpc_port)
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    log.info("REST API at http://%s:%d (models: %s)", host, port, ", ".join(m.name for m in config.models.models))
+    if config.port_file:
+        tmp = Path(config.port_file).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"rest_api_port": port, "pid": os.getpid()}))
+        os.replace(tmp, config.port_file)

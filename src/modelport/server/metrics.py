@@ -1,0 +1,77 @@
+"""The model server's Prometheus metrics, on a registry of its own (no module globals).
+
+    modelport_requests_total{model,version,api,status}            counter
+    modelport_request_duration_seconds{model,version,api,status}  histogram
+    modelport_requests_in_flight{model}                           gauge
+    modelport_model_load_seconds{model,version}                   gauge (last load)
+    modelport_model_state{model,version}                          gauge (10 START .. 50 END)
+    process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
+
+`api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
+Labelled children are cached: `labels()` costs more than the increment it guards.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+# From 250 µs (a small ONNX model on one core) to 10 s (a large one queued behind others).
+_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        labels = ["model", "version", "api", "status"]
+        self._requests = Counter(
+            "modelport_requests", "Requests answered, by model, version, API and HTTP status.",
+            labels, registry=self.registry,
+        )  # fmt: skip
+        self._latency = Histogram(
+            "modelport_request_duration_seconds", "Time from request body received to response.",
+            labels, buckets=_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self._in_flight = Gauge(
+            "modelport_requests_in_flight", "Requests being processed.", ["model"], registry=self.registry
+        )
+        self._load_seconds = Gauge(
+            "modelport_model_load_seconds", "How long the last load of a version took.",
+            ["model", "version"], registry=self.registry,
+        )  # fmt: skip
+        self._state = Gauge(
+            "modelport_model_state",
+            "Version state: 10 START, 20 LOADING, 30 AVAILABLE, 40 UNLOADING, 50 END.",
+            ["model", "version"], registry=self.registry,
+        )  # fmt: skip
+        self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, model: str, version: str, api: str, status: int, seconds: float) -> None:
+        key = (model, version, api, status)
+        child = self._children.get(key)
+        if child is None:
+            values = (model, version, api, str(status))
+            child = (self._requests.labels(*values), self._latency.labels(*values))
+            self._children[key] = child
+        child[0].inc()
+        child[1].observe(seconds)
+
+    def in_flight(self, model: str) -> Gauge:
+        return self._in_flight.labels(model)
+
+    def version_state(self, model: str, version: int, state: int, load_seconds: float | None) -> None:
+        self._state.labels(model, str(version)).set(state)
+        if load_seconds is not None:
+            self._load_seconds.labels(model, str(version)).set(load_seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,169 @@
+"""Versions come and go on disk while clients keep calling: no request may fail."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import Counter
+from pathlib import Path
+
+import requests
+from support import Server, half_plus_two, mark_complete, publish, running
+
+
+class Load:
+    """Clients calling :predict in a loop on several threads, counting answers by outcome."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        self.url = url
+        self.outcomes: Counter[str] = Counter()
+        self.answers: Counter[float] = Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        session = requests.Session()
+        for _ in range(100_000):  # bounded; stop() ends it long before
+            if self._stop.is_set():
+                return
+            try:
+                r = session.post(self.url, json={"instances": [[2.0]]}, timeout=10)
+                outcome = str(r.status_code)
+                answer = r.json()["predictions"][0][0] if r.status_code == 200 else None
+            except requests.RequestException as exc:
+                outcome, answer = type(exc).__name__, None
+            with self._lock:
+                self.outcomes[outcome] += 1
+                if answer is not None:
+                    self.answers[answer] += 1
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+
+def test_new_version_replaces_old_under_load_without_a_failed_request(tmp_path: Path) -> None:
+    base = tmp_path / "half"
+    publish(base, 1, lambda d: half_plus_two(d, offset=2.0))
+    with running(
+        ["--model_name", "half", "--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.1"],
+        tmp_path,
+    ) as server:
+        server.wait_ready()
+        with Load(server.url + "/v1/models/half:predict") as load:
+            server.wait_until(lambda: load.outcomes["200"] > 50, what="traffic")
+            publish(base, 2, lambda d: half_plus_two(d, offset=3.0))
+            server.wait_until(lambda: server.versions("half") == {2: "AVAILABLE", 1: "END"}, what="v2 only")
+            publish(base, 3, lambda d: half_plus_two(d, offset=4.0))
+            server.wait_until(lambda: 3 in server.versions("half") and server.versions("half")[2] == "END", what="v3")
+            before = load.answers[5.0]
+            server.wait_until(lambda: load.answers[5.0] > before + 20, what="traffic on v3")
+        assert set(load.outcomes) == {"200"}, load.outcomes
+        # every version answered while it was the latest: 2*0.5 + offset
+        assert load.answers[3.0] > 0 and load.answers[4.0] > 0 and load.answers[5.0] > 0
+
+
+def test_broken_version_is_reported_and_the_old_one_keeps_serving(tmp_path: Path) -> None:
+    base = tmp_path / "half"
+    publish(base, 1, lambda d: half_plus_two(d, offset=2.0))
+    with running(
+        ["--model_name", "half", "--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.1"],
+        tmp_path,
+    ) as server:
+        server.wait_ready()
+        with Load(server.url + "/v1/models/half:predict") as load:
+            publish(base, 2, lambda d: (d / "model.onnx").write_bytes(b"\x08\x07garbage, not a model"))
+            server.wait_until(lambda: server.versions("half").get(2) == "END", what="v2 failed")
+            server.wait_until(lambda: load.outcomes["200"] > 50, what="traffic")
+        assert set(load.outcomes) == {"200"}, load.outcomes
+        assert set(load.answers) == {3.0}  # only version 1 answered
+        status = {s["version"]: s for s in server.get("/v1/models/half").json()["model_version_status"]}
+        assert status["1"]["state"] == "AVAILABLE"
+        assert status["2"]["status"]["error_code"] == "DATA_LOSS"
+        assert "cannot load ONNX model" in status["2"]["status"]["error_message"]
+        assert server.get("/readyz").json()["models"]["half"]["failed_versions"]["2"].startswith("cannot load")
+        assert server.post("/v1/models/half/versions/2:predict", {"instances": [[1.0]]}).status_code == 404
+
+        # the publisher fixes version 2 in place: it is retried and served
+        shutil.rmtree(base / "2")
+        publish(base, 2, lambda d: half_plus_two(d, offset=7.0))
+        server.wait_until(lambda: server.versions("half") == {2: "AVAILABLE", 1: "END"}, what="v2 fixed")
+        assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {"predictions": [[8.0]]}
+
+
+def test_half_copied_folder_is_not_loaded_half_way(tmp_path: Path) -> None:
+    base = tmp_path / "half"
+    publish(base, 1, lambda d: half_plus_two(d, offset=2.0))
+    model = half_plus_two(tmp_path / "src", offset=9.0).read_bytes()
+    with running(
+        ["--model_name", "half", "--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.1",
+         "--version_settle_seconds", "0.5"],
+        tmp_path,
+    ) as server:  # fmt: skip
+        server.wait_ready()
+        # a plain copy, no mark: the first half of the file lands, then a pause, then the rest
+        (base / "2").mkdir()
+        with open(base / "2" / "model.onnx", "wb") as out:
+            out.write(model[: len(model) // 2])
+            out.flush()
+            os.fsync(out.fileno())
+            for _ in range(6):  # 0.3 s: several polls see the partial file
+                assert 2 not in server.versions("half")
+                threading.Event().wait(0.05)
+            out.write(model[len(model) // 2 :])
+        server.wait_until(lambda: server.versions("half").get(2) == "AVAILABLE", what="v2 after the copy")
+        assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {"predictions": [[10.0]]}
+        assert "failed to load" not in server.log()
+
+
+def test_resource_preserving_unloads_first(tmp_path: Path) -> None:
+    base = tmp_path / "half"
+    publish(base, 1, lambda d: half_plus_two(d, offset=2.0))
+    with running(
+        ["--model_name", "half", "--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.1",
+         "--version_transition_policy", "resource_preserving"],
+        tmp_path,
+    ) as server:  # fmt: skip
+        server.wait_ready()
+        publish(base, 2, lambda d: half_plus_two(d, offset=3.0))
+        server.wait_until(lambda: server.versions("half") == {2: "AVAILABLE", 1: "END"}, what="v2")
+        unload = server.log().index("version 1 unloaded")
+        load = server.log().index("version 2 AVAILABLE")
+        assert unload < load  # the old version left memory before the new one came in
+
+
+def test_model_folder_with_garbage_is_reported_not_fatal(tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    publish(good, 1, half_plus_two)
+    junk = tmp_path / "junk"
+    (junk / "1").mkdir(parents=True)
+    (junk / "1" / "notes.txt").write_text("no model here")
+    (junk / "1" / "model.yaml").write_text("signatures: [not, a, mapping]")
+    mark_complete(junk / "1")
+    (junk / "banana").mkdir()
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        f"model_config_list:\n  config:\n    - {{name: good, base_path: {good}}}\n"
+        f"    - {{name: junk, base_path: {junk}}}\n    - {{name: missing, base_path: {tmp_path / 'nope'}}}\n"
+    )
+    with running(["--model_config_file", str(config), "--file_system_poll_wait_seconds", "0.1"], tmp_path) as server:
+        server.wait_until(lambda: server.versions("junk").get(1) == "END", what="junk reported")
+        assert server.post("/v1/models/good:predict", {"instances": [[2.0]]}).json() == {"predictions": [[3.0]]}
+        (status,) = server.get("/v1/models/junk").json()["model_version_status"]
+        assert "model.yaml" in status["status"]["error_message"]
+        ready = server.get("/readyz")
+        assert ready.status_code == 503  # not every configured model is AVAILABLE
+        models = ready.json()["models"]
+        assert models["good"]["ready"] is True
+        assert models["junk"]["ready"] is False
+        assert "cannot read base path" in models["missing"]["problem"]
+        assert server.get("/v2/health/ready").status_code == 400
+        assert server.proc.poll() is None

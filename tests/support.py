@@ -1,0 +1,135 @@
+"""Shared by the tests: small real models, version folders, and a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import requests
+from onnx import TensorProto, helper, numpy_helper
+
+
+def linear_onnx(
+    path: Path, weights: np.ndarray, bias: np.ndarray, input_name: str = "x", output_name: str = "y"
+) -> Path:
+    """y = x @ weights + bias, float32, batch dimension free."""
+    w = numpy_helper.from_array(weights.astype(np.float32), "W")
+    b = numpy_helper.from_array(bias.astype(np.float32), "B")
+    n_in, n_out = weights.shape
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", [input_name, "W", "B"], [output_name])],
+        "linear",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", n_in])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", n_out])],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def half_plus_two(version_dir: Path, slope: float = 0.5, offset: float = 2.0) -> Path:
+    """TF Serving's favourite test model: x [-1, 1] -> y = slope*x + offset."""
+    return linear_onnx(version_dir / "model.onnx", np.array([[slope]]), np.array([offset]))
+
+
+def mark_complete(version_dir: Path) -> None:
+    (version_dir / "_COMPLETE").write_text("")
+
+
+def publish(base: Path, version: int, build: Any) -> Path:
+    """Write a version the way a careful publisher does: in a dot-folder, then rename."""
+    tmp = base / f".{version}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    build(tmp)
+    mark_complete(tmp)
+    final = base / str(version)
+    os.rename(tmp, final)
+    return final
+
+
+class Server:
+    """`modelport serve` as a real process on loopback, port 0, port read back from a file."""
+
+    def __init__(self, args: Sequence[str], workdir: Path) -> None:
+        self.workdir = workdir
+        self.log_path = workdir / "server.log"
+        port_file = workdir / "port.json"
+        port_file.unlink(missing_ok=True)
+        cmd = [
+            sys.executable, "-m", "modelport", "serve", "--host", "127.0.0.1",
+            "--rest_api_port", "0", "--port_file", str(port_file), *args,
+        ]  # fmt: skip
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start:\n{self.log()}")
+            time.sleep(0.02)
+        self.port = json.loads(port_file.read_text())["rest_api_port"]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> requests.Response:
+        if body is not None and "data" not in kw:
+            kw["json"] = body
+        return requests.post(self.url + path, timeout=10, **kw)
+
+    def wait_until(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}\n--- server log ---\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        self.wait_until(lambda: self.get("/readyz").status_code == 200, timeout, "/readyz 200")
+
+    def versions(self, model: str) -> dict[int, str]:
+        r = self.get(f"/v1/models/{model}")
+        if r.status_code != 200:
+            return {}
+        return {int(s["version"]): s["state"] for s in r.json()["model_version_status"]}
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+@contextmanager
+def running(args: Sequence[str], workdir: Path) -> Iterator[Server]:
+    server = Server(args, workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
