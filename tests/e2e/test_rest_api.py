@@ -14,6 +14,7 @@ import skops.io as sio
 from onnx import TensorProto, helper
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
+
 from support import Server, half_plus_two, mark_complete, running
 
 
@@ -48,7 +49,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     sio.dump(LogisticRegression(max_iter=500).fit(x, names[y]), root / "iris" / "1" / "model.skops")
     mark_complete(root / "iris" / "1")
     (root / "line" / "1").mkdir(parents=True)
-    sio.dump(LinearRegression().fit(np.arange(10.0).reshape(5, 2), np.arange(5.0) * 3), root / "line" / "1" / "model.skops")
+    sio.dump(
+        LinearRegression().fit(np.arange(10.0).reshape(5, 2), np.arange(5.0) * 3),
+        root / "line" / "1" / "model.skops",
+    )
     mark_complete(root / "line" / "1")
     config = root / "models.config"
     config.write_text(
@@ -163,8 +167,12 @@ def test_model_status(server: Server) -> None:
             {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
         ]
     }
-    assert [s["version"] for s in server.get("/v1/models/half/versions/1").json()["model_version_status"]] == ["1"]
-    assert [s["version"] for s in server.get("/v1/models/half/labels/canary").json()["model_version_status"]] == ["2"]
+    assert [
+        s["version"] for s in server.get("/v1/models/half/versions/1").json()["model_version_status"]
+    ] == ["1"]
+    assert [
+        s["version"] for s in server.get("/v1/models/half/labels/canary").json()["model_version_status"]
+    ] == ["2"]
 
 
 def test_model_metadata(server: Server) -> None:
@@ -176,7 +184,10 @@ def test_model_metadata(server: Server) -> None:
     assert sig["method_name"] == "tensorflow/serving/predict"
     assert sig["inputs"]["x"] == {
         "dtype": "DT_FLOAT",
-        "tensor_shape": {"dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}], "unknown_rank": False},
+        "tensor_shape": {
+            "dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}],
+            "unknown_rank": False,
+        },
         "name": "x",
     }
     assert sig["outputs"]["y"]["dtype"] == "DT_FLOAT"
@@ -200,7 +211,10 @@ def test_metrics(server: Server) -> None:
     text = server.get("/metrics").text
     assert 'modelport_requests_total{api="predict",model="half",status="200",version="1"}' in text
     assert 'modelport_requests_total{api="predict",model="half",status="400",version="2"}' in text
-    assert 'modelport_request_duration_seconds_bucket{api="predict",le="0.005",model="half",status="200",version="1"}' in text
+    assert (
+        'modelport_request_duration_seconds_bucket{api="predict",le="0.005",model="half",status="200",version="1"}'
+        in text
+    )
     assert 'modelport_model_state{model="half",version="2"} 30.0' in text
     assert 'modelport_model_load_seconds{model="half",version="1"}' in text
     assert 'modelport_requests_in_flight{model="half"} 0.0' in text
@@ -217,26 +231,76 @@ def test_metrics(server: Server) -> None:
         ("/v1/models/half:predict", b"{not json", 400, "JSON Parse error"),
         ("/v1/models/half:predict", b"", 400, "JSON Parse error: The document is empty"),
         ("/v1/models/half:predict", b"[1, 2]", 400, "Is not an object"),
-        ("/v1/models/half:predict", b'{"signature_name": "serving_default"}', 400, "Missing 'inputs' or 'instances' key"),
-        ("/v1/models/half:predict", b'{"instances": [[1.0]], "inputs": [[1.0]]}', 400, "expecting only one of 'inputs' or 'instances'"),
+        (
+            "/v1/models/half:predict",
+            b'{"signature_name": "serving_default"}',
+            400,
+            "Missing 'inputs' or 'instances' key",
+        ),
+        (
+            "/v1/models/half:predict",
+            b'{"instances": [[1.0]], "inputs": [[1.0]]}',
+            400,
+            "expecting only one of 'inputs' or 'instances'",
+        ),
         ("/v1/models/half:predict", b'{"instances": 3}', 400, "Expecting 'instances' to be an list/array"),
         ("/v1/models/half:predict", b'{"instances": []}', 400, "No values in 'instances' array"),
-        ("/v1/models/half:predict", b'{"instances": [[1.0, 2.0]]}', 400, "input 'x' expects shape [-1, 1], got [1, 2]"),
+        (
+            "/v1/models/half:predict",
+            b'{"instances": [[1.0, 2.0]]}',
+            400,
+            "input 'x' expects shape [-1, 1], got [1, 2]",
+        ),
         ("/v1/models/half:predict", b'{"instances": [[1.0], [1.0, 2.0]]}', 400, "rows have different shapes"),
         ("/v1/models/half:predict", b'{"instances": [["a"]]}', 400, "input 'x' expects float32, got strings"),
-        ("/v1/models/half:predict", b'{"instances": [[true]]}', 400, "input 'x' expects float32, got booleans"),
+        (
+            "/v1/models/half:predict",
+            b'{"instances": [[true]]}',
+            400,
+            "input 'x' expects float32, got booleans",
+        ),
         ("/v1/models/half:predict", b'{"instances": [[NaN]]}', 400, "input 'x' contains NaN or Infinity"),
-        ("/v1/models/half:predict", b'{"instances": [[Infinity]]}', 400, "input 'x' contains NaN or Infinity"),
+        (
+            "/v1/models/half:predict",
+            b'{"instances": [[Infinity]]}',
+            400,
+            "input 'x' contains NaN or Infinity",
+        ),
         ("/v1/models/half:predict", b'{"instances": [{"b64": "AAAA"}]}', 400, "expects float32"),
         ("/v1/models/add:predict", b'{"instances": [{"a": [1, 2]}]}', 400, "keys must be equal to: a,b"),
         ("/v1/models/add:predict", b'{"inputs": {"a": [[1, 2]], "c": [[1, 2]]}}', 400, "unknown input ['c']"),
-        ("/v1/models/nope:predict", b'{"instances": [1.0]}', 404, "Servable not found for request: Latest(nope)"),
-        ("/v1/models/half/versions/9:predict", b'{"instances": [1.0]}', 404, "Servable not found for request: Specific(half, 9)"),
-        ("/v1/models/half/labels/beta:predict", b'{"instances": [1.0]}', 400, "Unrecognized servable version label: beta"),
+        (
+            "/v1/models/nope:predict",
+            b'{"instances": [1.0]}',
+            404,
+            "Servable not found for request: Latest(nope)",
+        ),
+        (
+            "/v1/models/half/versions/9:predict",
+            b'{"instances": [1.0]}',
+            404,
+            "Servable not found for request: Specific(half, 9)",
+        ),
+        (
+            "/v1/models/half/labels/beta:predict",
+            b'{"instances": [1.0]}',
+            400,
+            "Unrecognized servable version label: beta",
+        ),
         ("/v1/models/half/versions/x:predict", b'{"instances": [1.0]}', 404, "Malformed request"),
         ("/v1/models/half:explain", b'{"instances": [1.0]}', 404, "Malformed request"),
-        ("/v1/models/half:predict", b'{"instances": [1.0], "signature_name": 3}', 400, "'signature_name' must be a string"),
-        ("/v1/models/iris:classify", b'{"examples": {}}', 400, "Expecting 'examples' to be a non-empty list/array"),
+        (
+            "/v1/models/half:predict",
+            b'{"instances": [1.0], "signature_name": 3}',
+            400,
+            "'signature_name' must be a string",
+        ),
+        (
+            "/v1/models/iris:classify",
+            b'{"examples": {}}',
+            400,
+            "Expecting 'examples' to be a non-empty list/array",
+        ),
     ],
 )
 def test_bad_input(server: Server, path: str, body: bytes, status: int, message: str) -> None:
@@ -268,4 +332,3 @@ def test_oversize_body_is_refused(server: Server) -> None:
 def test_wrong_method(server: Server) -> None:
     assert server.get("/v1/models/half:predict").status_code == 404
     assert server.post("/v1/models/half", {}).status_code == 404
-

@@ -63,13 +63,23 @@ def test_samples_are_held_out_digits_the_model_gets_right(session: ort.Inference
 def test_model_yaml_validates_and_declares_the_image() -> None:
     metadata = read_metadata(SHIPPED)
     image = metadata.signatures["serving_default"].inputs["image_bytes"].image  # type: ignore[index, union-attr]
-    assert image is not None and (image.width, image.height, image.invert, image.fit) == (28, 28, "auto", "mnist")
+    assert image is not None and (image.width, image.height, image.invert, image.fit) == (
+        28,
+        28,
+        "auto",
+        "mnist",
+    )
 
 
 def test_write_repository_publishes_a_complete_version(tmp_path: Path) -> None:
     version_dir = write_mnist_repository(tmp_path / "mnist")
     assert version_dir == tmp_path / "mnist" / "1"
-    assert sorted(p.name for p in version_dir.iterdir()) == ["_COMPLETE", "model.onnx", "model.yaml", "training.json"]
+    assert sorted(p.name for p in version_dir.iterdir()) == [
+        "_COMPLETE",
+        "model.onnx",
+        "model.yaml",
+        "training.json",
+    ]
     (found,) = layout.scan(tmp_path / "mnist")
     assert found.marked and found.mark_problem is None
     assert (tmp_path / "mnist" / "samples" / "request.json").exists()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import half_plus_two, mark_complete
 
 from modelport.errors import ModelportError
 from modelport.repository.config import ModelServerConfig, single_model_config
@@ -15,6 +14,7 @@ from modelport.repository.manager import ModelManager
 from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.testing.clock import FakeClock
+from support import half_plus_two, mark_complete
 
 
 def _version(base: Path, version: int, offset: float) -> None:
@@ -36,7 +36,11 @@ def transitions() -> list[tuple[str, int, State]]:
 def _manager(base: Path, transitions: list[tuple[str, int, State]], **kw: object) -> ModelManager:
     config = single_model_config("half", str(base))
     return ModelManager(
-        config, default_runtimes(), FakeClock(), listener=lambda m, v, s, t: transitions.append((m, v, s)), **kw
+        config,
+        default_runtimes(),
+        FakeClock(),
+        listener=lambda m, v, s, t: transitions.append((m, v, s)),
+        **kw,
     )
 
 
@@ -127,3 +131,18 @@ def test_base_path_gone_keeps_serving(tmp_path: Path, transitions: list) -> None
     manager.poll()
     assert manager.is_ready()
     assert "cannot read base path" in manager.model("half").problem
+
+
+def test_unloaded_version_stays_end_across_polls(tmp_path: Path, transitions: list) -> None:
+    _version(tmp_path, 1, 2.0)
+    manager = _manager(tmp_path, transitions)
+    manager.poll()
+    _version(tmp_path, 2, 3.0)
+    for _ in range(3):
+        manager.poll()
+    states = {s.version: s.state for s in manager.model("half").statuses}
+    assert states == {2: State.AVAILABLE, 1: State.END}
+    shutil.rmtree(tmp_path / "2")  # the newer one goes: the older is wanted again and reloaded
+    manager.poll()
+    assert {s.version: s.state for s in manager.model("half").statuses} == {2: State.END, 1: State.AVAILABLE}
+    assert _predict(manager, 2.0) == 3.0

@@ -16,8 +16,14 @@ def example() -> None:
 
 @example.command("mnist")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--version", "version", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Version folder to write.")
+@click.option(
+    "--version",
+    "version",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Version folder to write.",
+)
 def mnist(directory: Path, version: int) -> None:
     """Write the MNIST digit classifier into DIRECTORY/<version>/ (and samples into DIRECTORY/samples/)."""
     from modelport.examples import write_mnist_repository

@@ -23,44 +23,115 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
 
 
 @click.command()
-@click.option("--port", default=8500, show_default=True, type=click.IntRange(0, 65535),
-              help="gRPC port (TF Serving's). REST only for now; equal to --rest_api_port is fine.")
-@click.option("--rest_api_port", default=8501, show_default=True, type=click.IntRange(0, 65535),
-              help="REST port; 0 picks a free one (see --port_file).")
+@click.option(
+    "--port",
+    default=8500,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="gRPC port (TF Serving's). REST only for now; equal to --rest_api_port is fine.",
+)
+@click.option(
+    "--rest_api_port",
+    default=8501,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="REST port; 0 picks a free one (see --port_file).",
+)
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--model_name", default=None, help="Name of the model (with --model_base_path). [default: default]")
-@click.option("--model_base_path", default=None, type=click.Path(path_type=Path),
-              help="Folder holding <version>/ sub-folders.")
-@click.option("--model_config_file", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="TF Serving model config (text format or YAML); wins over --model_name.")
-@click.option("--model_config_file_poll_wait_seconds", default=0.0, show_default=True,
-              type=click.FloatRange(min=0), help="Re-read the config file this often (0: never).")
-@click.option("--file_system_poll_wait_seconds", default=1.0, show_default=True,
-              type=click.FloatRange(min=0.01), help="Look for new versions this often.")
-@click.option("--version_settle_seconds", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="A version folder without a _COMPLETE mark loads once unchanged this long.")
-@click.option("--version_transition_policy", type=_TRANSITIONS, default=None,
-              help="availability_preserving (load new, then unload old; the default) or "
-              "resource_preserving (unload first: never two versions in memory). Overrides the config.")
-@click.option("--rest_api_num_threads", default=max(2, os.cpu_count() or 1), show_default=True,
-              type=click.IntRange(min=1), help="Threads that run slow models (fast ones run inline).")
-@click.option("--rest_api_timeout_in_ms", default=30000, show_default=True, type=click.IntRange(min=1),
-              help="Per-request deadline (answers 504 when exceeded).")
-@click.option("--max_request_bytes", default=32 * 1024 * 1024, show_default=True,
-              type=click.IntRange(min=1), help="Larger bodies are refused with 413.")
-@click.option("--intra_op_parallelism", "--tensorflow_intra_op_parallelism", "intra_op", default=1,
-              show_default=True, type=click.IntRange(min=0),
-              help="ONNX Runtime threads within an operator (0: one per core).")
-@click.option("--inter_op_parallelism", "--tensorflow_inter_op_parallelism", "inter_op", default=1,
-              show_default=True, type=click.IntRange(min=0),
-              help="ONNX Runtime threads across operators (0: runtime default).")
+@click.option(
+    "--model_name", default=None, help="Name of the model (with --model_base_path). [default: default]"
+)
+@click.option(
+    "--model_base_path",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Folder holding <version>/ sub-folders.",
+)
+@click.option(
+    "--model_config_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TF Serving model config (text format or YAML); wins over --model_name.",
+)
+@click.option(
+    "--model_config_file_poll_wait_seconds",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Re-read the config file this often (0: never).",
+)
+@click.option(
+    "--file_system_poll_wait_seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Look for new versions this often.",
+)
+@click.option(
+    "--version_settle_seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="A version folder without a _COMPLETE mark loads once unchanged this long.",
+)
+@click.option(
+    "--version_transition_policy",
+    type=_TRANSITIONS,
+    default=None,
+    help="availability_preserving (load new, then unload old; the default) or "
+    "resource_preserving (unload first: never two versions in memory). Overrides the config.",
+)
+@click.option(
+    "--rest_api_num_threads",
+    default=max(2, os.cpu_count() or 1),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Threads that run slow models (fast ones run inline).",
+)
+@click.option(
+    "--rest_api_timeout_in_ms",
+    default=30000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Per-request deadline (answers 504 when exceeded).",
+)
+@click.option(
+    "--max_request_bytes",
+    default=32 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger bodies are refused with 413.",
+)
+@click.option(
+    "--intra_op_parallelism",
+    "--tensorflow_intra_op_parallelism",
+    "intra_op",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="ONNX Runtime threads within an operator (0: one per core).",
+)
+@click.option(
+    "--inter_op_parallelism",
+    "--tensorflow_inter_op_parallelism",
+    "inter_op",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="ONNX Runtime threads across operators (0: runtime default).",
+)
 @click.option("--allow_pickle", is_flag=True, help="Load scikit-learn .joblib/.pkl files (runs their code).")
 @click.option("--trusted_types", default="", help="Comma-separated types skops files may build.")
 @click.option("--enable_cors_support", is_flag=True, help="Answer CORS preflight and add CORS headers.")
-@click.option("--port_file", default=None, type=click.Path(dir_okay=False),
-              help="Write the bound REST port here as JSON once listening.")
-@click.option("--log_level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--port_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the bound REST port here as JSON once listening.",
+)
+@click.option(
+    "--log_level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
 def serve(**flags: Any) -> None:
     """Serve models over TensorFlow Serving's REST API (plus health and Prometheus metrics).
 
@@ -111,7 +182,9 @@ def _models(flags: dict[str, Any]) -> ModelServerConfig:
             )
         models = load_model_config_file(config_file)
     elif flags["model_base_path"] is not None:
-        models = single_model_config(flags["model_name"] or "default", str(flags["model_base_path"].resolve()))
+        models = single_model_config(
+            flags["model_name"] or "default", str(flags["model_base_path"].resolve())
+        )
     else:
         raise click.UsageError("give --model_config_file, or --model_base_path (and --model_name)")
     transition = flags["version_transition_policy"]

@@ -180,7 +180,9 @@ def load_model_config_file(path: str | os.PathLike[str]) -> ModelServerConfig:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ModelportError(Code.INVALID_ARGUMENT, f"cannot read model config {file}: {exc.strerror}") from exc
+        raise ModelportError(
+            Code.INVALID_ARGUMENT, f"cannot read model config {file}: {exc.strerror}"
+        ) from exc
     config = parse_model_config(text, str(file))
     base = file.resolve().parent
     return ModelServerConfig(tuple(
@@ -230,7 +232,7 @@ def _policy(raw: Any, path: str, problems: _Problems) -> VersionPolicy:
 def _labels(raw: Any, path: str, problems: _Problems) -> tuple[tuple[str, int], ...]:
     if raw is None:
         return ()
-    pairs = raw.items() if isinstance(raw, dict) else [
+    pairs: list[tuple[Any, Any]] = list(raw.items()) if isinstance(raw, dict) else [
         (i.get("key"), i.get("value")) if isinstance(i, dict) else (None, None) for i in raw
     ]  # fmt: skip
     labels: dict[str, int] = {}
@@ -274,7 +276,9 @@ def _model(raw: Any, path: str, problems: _Problems) -> ModelConfig | None:
     if policy.kind == "specific":
         for label, version in labels:
             if version not in policy.versions:
-                problems.add(f"{path}.version_labels.{label}", f"version {version} is not in the specific policy")
+                problems.add(
+                    f"{path}.version_labels.{label}", f"version {version} is not in the specific policy"
+                )
     transition = _TRANSITIONS.get(str(raw.get("transition", "availability_preserving")))
     if transition is None:
         problems.add(f"{path}.transition", "must be availability_preserving or resource_preserving")
@@ -297,7 +301,9 @@ def _validated(doc: Any, source: str) -> ModelServerConfig:
     if isinstance(configs, dict):
         configs = [configs]
     if not configs:
-        raise ModelportError(Code.INVALID_ARGUMENT, f"{source}: model_config_list.config: at least one model is required")
+        raise ModelportError(
+            Code.INVALID_ARGUMENT, f"{source}: model_config_list.config: at least one model is required"
+        )
     models: list[ModelConfig] = []
     seen: set[str] = set()
     for i, raw in enumerate(configs):

@@ -91,18 +91,29 @@ def _mark_problem(path: Path, fp: Fingerprint) -> str | None:
     return None
 
 
+def list_versions(base_path: Path) -> dict[int, Path]:
+    """Integer-named folders under base_path: one directory read, nothing opened.
+
+    Raises OSError if base_path is unreadable.
+    """
+    with os.scandir(base_path) as entries:
+        return {
+            version: Path(entry.path)
+            for entry in entries
+            if (version := parse_version(entry.name)) is not None and entry.is_dir()
+        }
+
+
+def inspect(version: int, path: Path) -> VersionDir:
+    """Fingerprint one version folder and read its _COMPLETE mark, if any."""
+    fp = fingerprint(path)
+    marked = any(rel == COMPLETE_MARK for rel, _, _ in fp)
+    return VersionDir(version, path, fp, marked, _mark_problem(path, fp) if marked else None)
+
+
 def scan(base_path: Path) -> list[VersionDir]:
-    """Every integer-named folder under base_path. Raises OSError if base_path is unreadable."""
-    found: list[VersionDir] = []
-    for entry in os.scandir(base_path):
-        version = parse_version(entry.name)
-        if version is None or not entry.is_dir():
-            continue
-        path = Path(entry.path)
-        fp = fingerprint(path)
-        marked = any(rel == COMPLETE_MARK for rel, _, _ in fp)
-        found.append(VersionDir(version, path, fp, marked, _mark_problem(path, fp) if marked else None))
-    return sorted(found, key=lambda v: v.version)
+    """Every version folder under base_path, inspected, in version order."""
+    return [inspect(v, p) for v, p in sorted(list_versions(base_path).items())]
 
 
 def is_complete(

@@ -37,6 +37,8 @@ from modelport.runtimes.signature import Signature, build_signatures
 
 log = logging.getLogger("modelport.repository")
 
+_LIVE = (State.LOADING, State.AVAILABLE, State.UNLOADING)
+
 
 @dataclass(frozen=True, eq=False)  # identity, not value: servables key per-version caches
 class Servable:
@@ -193,7 +195,7 @@ class ModelManager:
     def _sync_model(self, name: str, state: _ModelState) -> None:
         base = Path(state.config.base_path)
         try:
-            found = {d.version: d for d in layout.scan(base)}
+            present = layout.list_versions(base)
         except OSError as exc:
             # An unreadable base path keeps what is served (a network mount may come back).
             problem = f"cannot read base path {base}: {exc.strerror or exc}"
@@ -201,10 +203,10 @@ class ModelManager:
                 log.warning("model %s: %s", name, problem)
             state.problem = problem
             return
-        state.problem = "" if found else f"no version folders under {base}"
-        complete = self._complete_versions(state, found)
-        self._track(name, state, found, complete)
+        state.problem = "" if present else f"no version folders under {base}"
+        complete = self._complete_versions(state, present)
         aspired = compute_aspired(state.config.version_policy, complete)
+        self._track(state, present, aspired)
         transition = Transition(state.config.transition)
         while action := compute_next_action(
             {v: r.state for v, r in state.records.items()}, aspired, transition
@@ -215,35 +217,45 @@ class ModelManager:
                 self._unload(name, state.records[action.version])
             self._publish()
 
-    def _complete_versions(self, state: _ModelState, found: Mapping[int, layout.VersionDir]) -> set[int]:
-        now_ns = int(self._clock.now() * 1e9)
-        complete = {
-            v
-            for v, d in found.items()
-            if layout.is_complete(d, state.seen.get(v), now_ns, self._settle)
-        }
-        # A loaded version stays on disk as far as the policy is concerned while its folder
-        # exists, even if someone touches its files: we never unload because of an mtime.
-        loaded = {v for v, r in state.records.items() if r.state == State.AVAILABLE and v in found}
-        state.seen = {v: d.fingerprint for v, d in found.items()}
-        return complete | loaded
+    def _complete_versions(self, state: _ModelState, present: Mapping[int, Path]) -> set[int]:
+        """Versions that may be loaded: the decided ones, and the new ones now complete.
 
-    def _track(
-        self, name: str, state: _ModelState, found: Mapping[int, layout.VersionDir], complete: set[int]
-    ) -> None:
-        for version in complete:
+        A version loaded (or cleanly unloaded) before is complete for as long as its folder
+        exists, whatever happens to its mtimes. Only new and failed versions are fingerprinted,
+        so a steady-state poll is a single directory read: polls run every second beside the
+        request loop and every file system call they make is a hand-over of the GIL.
+        """
+        decided = {
+            v
+            for v, r in state.records.items()
+            if v in present and (r.state in _LIVE or (r.state == State.END and not r.error))
+        }
+        inspected = {v: layout.inspect(v, p) for v, p in present.items() if v not in decided}
+        now_ns = int(self._clock.now() * 1e9)
+        ready = {
+            v for v, d in inspected.items() if layout.is_complete(d, state.seen.get(v), now_ns, self._settle)
+        }
+        state.seen = {v: d.fingerprint for v, d in inspected.items()}
+        return decided | ready
+
+    def _track(self, state: _ModelState, present: Mapping[int, Path], aspired: frozenset[int]) -> None:
+        """Records for aspired versions; forget finished ones whose folder is gone."""
+        for version in aspired:
             record = state.records.get(version)
-            folder = found[version]
             if record is None:
-                state.records[version] = _Record(version, folder.path, fingerprint=folder.fingerprint)
-            elif record.state == State.END and (not record.error or record.fingerprint != folder.fingerprint):
+                state.records[version] = _Record(version, present[version])
+            elif record.state == State.END and (
+                not record.error or state.seen.get(version, record.fingerprint) != record.fingerprint
+            ):
                 # Unloaded before and wanted again, or failed and since changed on disk: retry.
-                state.records[version] = _Record(version, folder.path, fingerprint=folder.fingerprint)
+                state.records[version] = _Record(version, present[version])
         for version, record in list(state.records.items()):
-            if version not in found and record.state in (State.START, State.END):
+            if version not in present and record.state in (State.START, State.END):
                 del state.records[version]
 
     def _load(self, name: str, state: _ModelState, record: _Record) -> None:
+        # What is being loaded: a failed version is retried only when this changes.
+        record.fingerprint = layout.fingerprint(record.path)
         self._set(name, record, State.LOADING)
         self._publish()
         started = self._clock.monotonic()
@@ -258,7 +270,9 @@ class ModelManager:
         record.servable = servable
         record.load_seconds = self._clock.monotonic() - started
         self._set(name, record, State.AVAILABLE)
-        log.info("model %s version %d AVAILABLE (loaded in %.3f s)", name, record.version, record.load_seconds)
+        log.info(
+            "model %s version %d AVAILABLE (loaded in %.3f s)", name, record.version, record.load_seconds
+        )
 
     def _fail(self, name: str, record: _Record, code: str, message: str) -> None:
         record.error_code, record.error = code, message
@@ -321,7 +335,8 @@ def _verify_checksums(path: Path) -> None:
                 digest.update(chunk)
         if digest.hexdigest() != want:
             raise ModelportError(
-                Code.DATA_LOSS, f"{path / rel}: sha256 {digest.hexdigest()} does not match {want} in _COMPLETE"
+                Code.DATA_LOSS,
+                f"{path / rel}: sha256 {digest.hexdigest()} does not match {want} in _COMPLETE",
             )
 
 
@@ -340,4 +355,3 @@ def _warm_up(model: Model) -> None:
         model.run(feeds)
     except Exception:
         log.debug("warm-up run failed", exc_info=True)
-

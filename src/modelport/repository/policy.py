@@ -79,9 +79,7 @@ def compute_next_action(
     waiting = sorted(v for v in aspired if states.get(v) == State.START)
     if stale:
         aspired_up = any(states.get(v) == State.AVAILABLE for v in aspired)
-        may_unload = (
-            transition is Transition.RESOURCE_PRESERVING or aspired_up or not aspired
-        )
+        may_unload = transition is Transition.RESOURCE_PRESERVING or aspired_up or not aspired
         if may_unload:
             return Unload(stale[0])
     if waiting:

@@ -42,9 +42,7 @@ def _dim(value: object) -> int:
 
 
 def _specs(args: Sequence[Any]) -> tuple[TensorSpec, ...]:
-    return tuple(
-        TensorSpec(a.name, from_onnx(a.type), tuple(_dim(d) for d in (a.shape or ()))) for a in args
-    )
+    return tuple(TensorSpec(a.name, from_onnx(a.type), tuple(_dim(d) for d in (a.shape or ()))) for a in args)
 
 
 def session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
@@ -101,7 +99,6 @@ class OnnxModel:
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError) as exc:
             raise ModelportError(Code.INVALID_ARGUMENT, f"model rejected the input: {exc}") from exc
         return dict(zip(names, values, strict=True))
-
 
 
 class OnnxRuntime:

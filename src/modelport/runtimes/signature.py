@@ -7,6 +7,7 @@ numpy arrays, or lists of bytes for image inputs, and get numpy arrays back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ class InputBinding:
         assert self.image is not None
         if isinstance(value, np.ndarray) and value.dtype != object:
             raise invalid(
-                f"input '{self.name}' takes encoded image bytes (send {{\"b64\": \"...\"}}), "
+                f'input \'{self.name}\' takes encoded image bytes (send {{"b64": "..."}}), '
                 f"got numbers of dtype {value.dtype}"
             )
         rows = []
@@ -66,11 +67,19 @@ class InputBinding:
                 raise invalid(f"input '{self.name}' row {i}: {exc.message}") from exc
         if not rows:
             raise invalid(f"input '{self.name}' has no rows")
-        per_row = tuple(d if d > 0 else -1 for d in self.tensor.shape[1:])
-        stacked = np.stack(rows)
-        if -1 not in per_row and int(np.prod(per_row)) == stacked[0].size:
+        per_row = self.tensor.shape[1:]
+        stacked = rows[0][np.newaxis] if len(rows) == 1 else np.stack(rows)
+        if -1 not in per_row and math.prod(per_row) == rows[0].size:
             stacked = stacked.reshape((len(rows), *per_row))
-        return self._check(stacked.astype(numpy_dtype(self.tensor.dtype), copy=False))
+        stacked = stacked.astype(numpy_dtype(self.tensor.dtype), copy=False)
+        # Decoded pixels are finite and of the model's dtype by construction: only the shape
+        # can be wrong (an image spec that does not fit the model's input).
+        if not self.tensor.accepts_shape(stacked.shape):
+            raise invalid(
+                f"input '{self.name}': decoded images have shape {list(stacked.shape)}, the model "
+                f"wants {_shape_text(self.tensor.shape)}; check the image spec in model.yaml"
+            )
+        return stacked
 
     def _check(self, array: np.ndarray) -> np.ndarray:
         want = self.tensor.dtype
@@ -86,8 +95,7 @@ class InputBinding:
             array = array[..., np.newaxis]
         if not self.tensor.accepts_shape(array.shape):
             raise invalid(
-                f"input '{self.name}' expects shape {_shape_text(self.tensor.shape)}, "
-                f"got {list(array.shape)}"
+                f"input '{self.name}' expects shape {_shape_text(self.tensor.shape)}, got {list(array.shape)}"
             )
         if is_float(want) and not self.allow_non_finite and not np.isfinite(array).all():
             raise invalid(f"input '{self.name}' contains NaN or Infinity, which this model does not accept")
@@ -104,9 +112,8 @@ def _cast(name: str, array: np.ndarray, want: str) -> np.ndarray:
     if kind in "OUSV" or (kind == "b" and target.kind != "b"):
         got = "booleans" if kind == "b" else "strings or mixed values"
         raise invalid(f"input '{name}' expects {want}, got {got}")
-    if kind == "f" and target.kind in "iu":
-        if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
-            raise invalid(f"input '{name}' expects {want}, got non-integer numbers")
+    if kind == "f" and target.kind in "iu" and not np.all(np.isfinite(array) & (array == np.round(array))):
+        raise invalid(f"input '{name}' expects {want}, got non-integer numbers")
     try:
         return array.astype(target)
     except (ValueError, OverflowError) as exc:

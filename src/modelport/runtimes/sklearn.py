@@ -73,7 +73,6 @@ class SklearnModel:
         return result
 
 
-
 class SklearnRuntime:
     platform = "sklearn"
     file_suffixes: tuple[str, ...] = (".skops", *_PICKLE_SUFFIXES)

@@ -15,6 +15,7 @@ health checks and fast models keep answering while they compute.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -22,7 +23,7 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 import orjson
@@ -61,13 +62,27 @@ class ServerOptions:
     enable_cors: bool = False
 
 
-@dataclass(frozen=True)
-class _Route:
+class _Route(NamedTuple):
     name: str
     version: int | None
     label: str | None
     verb: str | None  # predict | classify | regress | None
     metadata: bool
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_route(path: str) -> _Route | None:
+    """Clients call the same few paths over and over: parse each once."""
+    match = _MODEL_ROUTE.fullmatch(path)
+    if match is None:
+        return None
+    return _Route(
+        name=match["name"],
+        version=_version(match["version"]),
+        label=match["label"],
+        verb=match["verb"].lower() if match["verb"] else None,
+        metadata=bool(match["metadata"]),
+    )
 
 
 class _Cost:
@@ -116,16 +131,9 @@ class RestApp:
     # -- /v1 --
 
     async def _v1(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
-        match = _MODEL_ROUTE.fullmatch(path)
-        if match is None:
+        route = _parse_route(path)
+        if route is None:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
-        route = _Route(
-            name=match["name"],
-            version=_version(match["version"]),
-            label=match["label"],
-            verb=match["verb"].lower() if match["verb"] else None,
-            metadata=bool(match["metadata"]),
-        )
         if method == "OPTIONS" and self._options.enable_cors:
             await self._respond(send, 200, b"")
             return
@@ -208,9 +216,7 @@ class RestApp:
         version = _status_version(view, route)
         statuses = [s for s in view.statuses if version is None or s.version == version]
         if not statuses:
-            raise ModelportError(
-                Code.NOT_FOUND, f"Could not find version {version} of model {route.name}"
-            )
+            raise ModelportError(Code.NOT_FOUND, f"Could not find version {version} of model {route.name}")
         return {
             "model_version_status": [
                 {
@@ -231,7 +237,9 @@ class RestApp:
                 "signature_def": {"signature_def": signatures},
                 "modelport": {
                     "platform": servable.platform,
-                    "labels": {n: list(s.labels) if s.labels else None for n, s in servable.signatures.items()},
+                    "labels": {
+                        n: list(s.labels) if s.labels else None for n, s in servable.signatures.items()
+                    },
                     "images": {
                         f"{sn}.{i}": b.image.model_dump() if b.image else None
                         for sn, s in servable.signatures.items()
@@ -281,10 +289,12 @@ class RestApp:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self._options.max_request_bytes
-        headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _too_large(int(declared), limit)
+        gzipped = False
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise _too_large(int(value), limit)
+            if key == b"content-encoding":
+                gzipped = value.lower() == b"gzip"
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -299,7 +309,7 @@ class RestApp:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if headers.get(b"content-encoding", b"").lower() == b"gzip":
+        if gzipped:
             body = _gunzip(body, limit)
         return body
 
@@ -329,7 +339,8 @@ def _status_version(view: ModelView, route: _Route) -> int | None:
         return route.version
     if route.version is not None:
         raise invalid(
-            f"Both model version ({route.version}) and model version label ({route.label}) cannot be supplied."
+            f"Both model version ({route.version}) and model version label ({route.label}) "
+            "cannot be supplied."
         )
     if route.label not in view.labels:
         raise invalid(f"Unrecognized servable version label: {route.label}")

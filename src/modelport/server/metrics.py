@@ -54,6 +54,7 @@ class ServerMetrics:
             ["model", "version"], registry=self.registry,
         )  # fmt: skip
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
+        self._in_flight_children: dict[str, Gauge] = {}
 
     def observe(self, model: str, version: str, api: str, status: int, seconds: float) -> None:
         key = (model, version, api, status)
@@ -66,7 +67,10 @@ class ServerMetrics:
         child[1].observe(seconds)
 
     def in_flight(self, model: str) -> Gauge:
-        return self._in_flight.labels(model)
+        child = self._in_flight_children.get(model)
+        if child is None:
+            child = self._in_flight_children[model] = self._in_flight.labels(model)
+        return child
 
     def version_state(self, model: str, version: int, state: int, load_seconds: float | None) -> None:
         self._state.labels(model, str(version)).set(state)

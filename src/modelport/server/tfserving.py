@@ -137,7 +137,9 @@ def decode_inputs(doc: Mapping[str, Any], signature: Signature) -> dict[str, Inp
     if isinstance(value, dict) and not _is_b64(value):
         unknown = sorted(set(value) - set(signature.inputs))
         if unknown:
-            raise invalid(f"unknown input {unknown}; inputs of '{signature.name}' are {sorted(signature.inputs)}")
+            raise invalid(
+                f"unknown input {unknown}; inputs of '{signature.name}' are {sorted(signature.inputs)}"
+            )
         return {k: _columnar_value(signature, k, v) for k, v in value.items()}
     if only is None:
         raise invalid(
