@@ -9,10 +9,12 @@ import functools
 import io
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from modelport.errors import invalid
 from modelport.runtimes.metadata import ImageSpec
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # MNIST's recipe: the digit's bounding box is scaled to fit 20x20 inside the 28x28 frame.
 _MNIST_BOX_FRACTION = 20 / 28
@@ -23,8 +25,12 @@ def _open(data: bytes, spec: ImageSpec) -> Image.Image:
     if not data:
         raise invalid("empty image: no bytes to decode")
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
+        # PNG, what browsers and most clients send, skips Pillow's format detection.
+        if data.startswith(_PNG_MAGIC):
+            image: Image.Image = PngImagePlugin.PngImageFile(io.BytesIO(data))
+        else:
+            image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, SyntaxError) as exc:
         raise invalid("cannot decode image: not a format the server reads (PNG, JPEG, ...)") from exc
     width, height = image.size
     if width * height > spec.max_pixels:
@@ -56,7 +62,7 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 def _light_background(pixels: np.ndarray) -> bool:
     """Is the picture mostly light? Ink covers less than half of any digit or drawing, so a
     mean above mid-grey means dark ink on light paper, the opposite of MNIST."""
-    return float(pixels.mean()) > 127.5
+    return int(np.add.reduce(pixels, axis=None, dtype=np.uint64)) > 127.5 * pixels.size
 
 
 def _fit_mnist(pixels: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -93,9 +93,9 @@ class OnnxModel:
     def run(
         self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        names = list(output_names) if output_names is not None else self._output_names
+        names = output_names if output_names is not None else self._output_names
         try:
-            values = self._session.run(names, dict(feeds))
+            values = self._session.run(names, feeds)
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError) as exc:
             raise ModelportError(Code.INVALID_ARGUMENT, f"model rejected the input: {exc}") from exc
         return dict(zip(names, values, strict=True))

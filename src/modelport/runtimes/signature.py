@@ -7,6 +7,7 @@ numpy arrays, or lists of bytes for image inputs, and get numpy arrays back.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ class InputBinding:
             )
         rows = []
         for i, data in enumerate(value):
-            if not isinstance(data, bytes | bytearray):
+            if type(data) is not bytes and not isinstance(data, bytes | bytearray):
                 raise invalid(f"input '{self.name}' row {i}: expected image bytes, got {type(data).__name__}")
             try:
                 rows.append(codecs.decode_image(bytes(data), self.image))
@@ -160,12 +161,25 @@ class Signature:
         self, model: Model, values: Mapping[str, InputValue], outputs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
         feeds = self.feeds(values)
-        wanted = [self._output(name) for name in outputs] if outputs else list(self.outputs.values())
-        sources = sorted({b.source.name for b in wanted})
+        if outputs:
+            wanted = [self._output(name) for name in outputs]
+            sources = sorted({b.source.name for b in wanted})
+        else:
+            wanted, sources = self._all_outputs
         results = model.run(feeds, sources)
         return {b.name: b.compute(results[b.source.name]) for b in wanted}
 
+    @functools.cached_property
+    def _all_outputs(self) -> tuple[list[OutputBinding], list[str]]:
+        bindings = list(self.outputs.values())
+        return bindings, sorted({b.source.name for b in bindings})
+
     def feeds(self, values: Mapping[str, InputValue]) -> dict[str, np.ndarray]:
+        if values.keys() == self.inputs.keys():  # the usual case: skip the error bookkeeping
+            feeds = {b.tensor.name: b.feed(values[name]) for name, b in self.inputs.items()}
+            if len(feeds) == 1:
+                return feeds
+            return self._same_rows(feeds)
         unknown = sorted(set(values) - set(self.inputs))
         if unknown:
             raise invalid(
@@ -174,7 +188,9 @@ class Signature:
         missing = sorted(set(self.inputs) - set(values))
         if missing:
             raise invalid(f"missing input {missing} for signature '{self.name}'")
-        feeds = {b.tensor.name: b.feed(values[name]) for name, b in self.inputs.items()}
+        return self._same_rows({b.tensor.name: b.feed(values[name]) for name, b in self.inputs.items()})
+
+    def _same_rows(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = {a.shape[0] for a in feeds.values() if a.ndim > 0}
         if len(rows) > 1:
             raise invalid(f"inputs of signature '{self.name}' have different batch sizes {sorted(rows)}")

@@ -86,15 +86,30 @@ def _parse_route(path: str) -> _Route | None:
 
 
 class _Cost:
-    """Exponential moving average of a servable's request time, deciding inline vs pool."""
+    """A servable's intrinsic request time: the minimum over a sliding window of requests.
 
-    __slots__ = ("seconds",)
+    Noise only ever adds time (a GC pause, the GIL held by another thread, a pool hop), so the
+    minimum is what the work itself costs. An average would let one 20 ms pause push a 60 µs
+    model into the thread pool, where GIL hand-offs keep every request slow and the average high.
+    The window is two blocks of 64: the estimate follows a model that really got slower within
+    128 requests.
+    """
+
+    __slots__ = ("_count", "_current", "_previous")
 
     def __init__(self) -> None:
-        self.seconds = float("inf")  # unknown: the first request goes to the pool
+        self._previous = self._current = float("inf")  # unknown: the first request uses the pool
+        self._count = 0
+
+    @property
+    def seconds(self) -> float:
+        return min(self._previous, self._current)
 
     def add(self, seconds: float) -> None:
-        self.seconds = seconds if self.seconds == float("inf") else 0.8 * self.seconds + 0.2 * seconds
+        self._current = min(self._current, seconds)
+        self._count += 1
+        if self._count == 64:
+            self._previous, self._current, self._count = self._current, float("inf"), 0
 
 
 class RestApp:

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from PIL import Image
 
 from modelport.clock import SystemClock
 from modelport.errors import ModelportError
 from modelport.repository.config import ModelServerConfig, load_model_config_file
 from modelport.repository.manager import ModelManager
+from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.metrics import ServerMetrics
@@ -80,6 +82,24 @@ def _watch_config(manager: ModelManager, path: str, every: float, stop: threadin
             log.error("model config %s not reloaded, keeping the previous one: %s", path, exc)
 
 
+def _freeze_heap() -> None:
+    """Move every object alive now out of the cyclic collector's sight.
+
+    Modules, config, loaded models live as long as the process; without this a full collection
+    under load walks them all and pauses every request in flight for tens of milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _on_version_state(
+    metrics: ServerMetrics, model: str, version: int, state: State, seconds: float | None
+) -> None:
+    metrics.version_state(model, version, int(state), seconds)
+    if state == State.AVAILABLE:
+        _freeze_heap()  # a newly loaded model is long-lived too
+
+
 def serve(config: ServeConfig) -> None:
     metrics = ServerMetrics()
     runtimes = default_runtimes(config.allow_pickle, config.trusted_types, config.onnx_options)
@@ -88,7 +108,7 @@ def serve(config: ServeConfig) -> None:
         runtimes,
         SystemClock(),
         settle_seconds=config.version_settle_seconds,
-        listener=lambda m, v, s, t: metrics.version_state(m, v, int(s), t),
+        listener=lambda m, v, s, t: _on_version_state(metrics, m, v, s, t),
     )
     stop = threading.Event()
     threads = [
@@ -112,11 +132,8 @@ def serve(config: ServeConfig) -> None:
     app = RestApp(manager, metrics, config.options, pool)
     for thread in threads:
         thread.start()
-    # Everything made so far (modules, config, the app) lives as long as the process: move it
-    # out of the collector's sight, so a full collection under load walks only request
-    # garbage instead of pausing every request for the whole heap.
-    gc.collect()
-    gc.freeze()
+    Image.init()  # import Pillow's format plugins now, before the heap is frozen
+    _freeze_heap()
     server = uvicorn.Server(
         uvicorn.Config(
             app, loop="uvloop", http="httptools", lifespan="off", access_log=False,

