@@ -31,7 +31,7 @@ import orjson
 from modelport import __version__
 from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
-from modelport.server import tfserving
+from modelport.server import tfserving, v2
 from modelport.server.metrics import ServerMetrics
 
 log = logging.getLogger("modelport.server")
@@ -46,7 +46,13 @@ _MODEL_ROUTE = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?",
     re.IGNORECASE,
 )
+_V2_ROUTE = re.compile(
+    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?/?"
+)
 _JSON = [(b"content-type", b"application/json")]
+_V2_HEADER_LENGTH = b"inference-header-content-length"
+# What _execute returns: the body, and the length of its JSON part when binary tensors follow.
+Reply = tuple[bytes, int | None]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"POST, GET"),
@@ -138,6 +144,8 @@ class RestApp:
         try:
             if path.startswith("/v1/"):
                 await self._v1(scope, receive, send, path, method)
+            elif path.startswith("/v2/models/") or path in ("/v2", "/v2/"):
+                await self._v2(scope, receive, send, path, method)
             else:
                 await self._plain(send, path, method)
         except ModelportError as exc:
@@ -157,48 +165,90 @@ class RestApp:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
         if route.verb:
             body = await self._read_body(scope, receive)
-            await self._infer(send, route, body)
+            await self._infer(send, route.name, route.version, route.label, route.verb, body, None)
         elif route.metadata:
             await self._timed(send, route, "metadata", self._metadata_body)
         else:
             await self._timed(send, route, "status", self._status_body)
 
-    async def _infer(self, send: Send, route: _Route, body: bytes) -> None:
-        assert route.verb is not None
+    # -- /v2: the Open Inference Protocol --
+
+    async def _v2(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
+        if path in ("/v2", "/v2/"):
+            if method not in ("GET", "HEAD"):
+                raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use GET)")
+            await self._respond(send, 200, orjson.dumps(v2.server_metadata()))
+            return
+        match = _V2_ROUTE.fullmatch(path)
+        if match is None:
+            raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
+        name, tail = match["name"], match["tail"]
+        version = _version_text(match["version"])
+        want = "POST" if tail == "/infer" else "GET"
+        if method != want and not (want == "GET" and method == "HEAD"):
+            raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
+        if tail == "/infer":
+            body = await self._read_body(scope, receive)
+            header_length = next((v for k, v in scope["headers"] if k == _V2_HEADER_LENGTH), None)
+            await self._infer(send, name, version, None, "infer", body, header_length)
+        elif tail == "/ready":
+            # 200 means ready; a 4xx means not, with no body (Triton answers 400).
+            view = self._manager.view.get(name)
+            ready = view is not None and (version in view.versions if version else bool(view.versions))
+            await self._respond(send, 200 if ready else 400, b"")
+        else:
+            view = self._manager.model(name)
+            servable = view.resolve(version)
+            meta = v2.model_metadata(name, sorted(view.versions), servable.platform, servable.signature(None))
+            await self._respond(send, 200, orjson.dumps(meta))
+
+    async def _infer(
+        self,
+        send: Send,
+        name: str,
+        version_wanted: int | None,
+        label: str | None,
+        verb: str,
+        body: bytes,
+        header_length: bytes | None,
+    ) -> None:
         started = time.perf_counter()
         version, status = "", 500
-        gauge = self._metrics.in_flight(route.name)
+        gauge = self._metrics.in_flight(name)
         gauge.inc()
         try:
-            servable = self._manager.model(route.name).resolve(route.version, route.label)
+            servable = self._manager.model(name).resolve(version_wanted, label)
             version = str(servable.version)
-            payload = await self._run(servable, route.verb, body)
+            payload, json_length = await self._run(servable, verb, body, header_length)
             status = 200
-            await self._respond(send, 200, payload)
+            if json_length is None:
+                await self._respond(send, 200, payload)
+            else:
+                await self._respond(send, 200, payload, _binary_headers(json_length))
         except ModelportError as exc:
             status = exc.http_status
             await self._respond(send, status, orjson.dumps({"error": exc.message}))
         except Exception as exc:  # a bug or a runtime crash: answer, log, keep serving
-            log.exception("%s %s failed", route.verb, route.name)
+            log.exception("%s %s failed", verb, name)
             await self._respond(send, 500, orjson.dumps({"error": f"Internal error: {exc!r}"}))
         finally:
             gauge.dec()
-            self._metrics.observe(route.name, version, route.verb, status, time.perf_counter() - started)
+            self._metrics.observe(name, version, verb, status, time.perf_counter() - started)
 
-    async def _run(self, servable: Servable, verb: str, body: bytes) -> bytes:
+    async def _run(self, servable: Servable, verb: str, body: bytes, header_length: bytes | None) -> Reply:
         cost = self._costs.get(servable)
         if cost is None:
             cost = self._costs[servable] = _Cost()
         if cost.seconds < self._options.inline_below_seconds:
             started = time.perf_counter()
             try:
-                return _execute(servable, verb, body)
+                return _execute(servable, verb, body, header_length)
             finally:
                 cost.add(time.perf_counter() - started)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, _timed_execute, servable, verb, body)
+        future = loop.run_in_executor(self._pool, _timed_execute, servable, verb, body, header_length)
         try:
-            payload, seconds = await asyncio.wait_for(future, self._options.request_timeout_seconds)
+            reply, seconds = await asyncio.wait_for(future, self._options.request_timeout_seconds)
         except TimeoutError:
             raise ModelportError(
                 Code.DEADLINE_EXCEEDED,
@@ -206,7 +256,7 @@ class RestApp:
                 f"than the {self._options.request_timeout_seconds:g} s timeout",
             ) from None
         cost.add(seconds)
-        return payload
+        return reply
 
     async def _timed(
         self, send: Send, route: _Route, api: str, build: Callable[[_Route], dict[str, Any]]
@@ -349,6 +399,15 @@ def _version(text: str | None) -> int | None:
     return version
 
 
+def _version_text(text: str | None) -> int | None:
+    """A v2 path's version: any text, which must be a positive integer here."""
+    if text is None:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise invalid(f"version must be a positive integer, got '{text}'")
+    return int(text)
+
+
 def _status_version(view: ModelView, route: _Route) -> int | None:
     if route.label is None:
         return route.version
@@ -380,8 +439,14 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-def _execute(servable: Servable, verb: str, body: bytes) -> bytes:
+def _execute(servable: Servable, verb: str, body: bytes, header_length: bytes | None = None) -> Reply:
     """Parse, run and encode one request: the whole of its CPU work, for the loop or a thread."""
+    if verb == "infer":
+        signature = servable.signature(None)
+        request = v2.parse_infer(body, header_length, signature)
+        names = [o.name for o in request.outputs] if request.outputs else None
+        outputs = signature.run(servable.model, request.inputs, names)
+        return v2.encode_infer(servable.model_name, servable.version, request, outputs)
     doc = tfserving.parse_json(body)
     signature_name = doc.get("signature_name")
     if signature_name is not None and not isinstance(signature_name, str):
@@ -394,19 +459,28 @@ def _execute(servable: Servable, verb: str, body: bytes) -> bytes:
             if fmt == "row"
             else tfserving.decode_inputs(doc, signature)
         )
-        return tfserving.encode_predict(signature.run(servable.model, values), fmt)
+        return tfserving.encode_predict(signature.run(servable.model, values), fmt), None
     values = tfserving.decode_examples(doc, signature)
     if verb == "classify":
         name = tfserving.pick_output(signature, tfserving.SCORE_OUTPUTS, verb)
         scores = signature.run(servable.model, values, [name])[name]
-        return tfserving.encode_classify(scores, signature.labels)
+        return tfserving.encode_classify(scores, signature.labels), None
     name = tfserving.pick_output(signature, tfserving.REGRESS_OUTPUTS, verb)
-    return tfserving.encode_regress(signature.run(servable.model, values, [name])[name])
+    return tfserving.encode_regress(signature.run(servable.model, values, [name])[name]), None
 
 
-def _timed_execute(servable: Servable, verb: str, body: bytes) -> tuple[bytes, float]:
+def _timed_execute(
+    servable: Servable, verb: str, body: bytes, header_length: bytes | None
+) -> tuple[Reply, float]:
     started = time.perf_counter()
-    return _execute(servable, verb, body), time.perf_counter() - started
+    return _execute(servable, verb, body, header_length), time.perf_counter() - started
+
+
+def _binary_headers(json_length: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"application/octet-stream"),
+        (b"inference-header-content-length", str(json_length).encode()),
+    ]
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -1,0 +1,347 @@
+"""The Open Inference Protocol v2 (KServe, Triton, MLServer clients) over REST: typed tensors in
+and out, and the binary tensor data extension.
+
+A request is JSON, optionally followed by raw tensor bytes: `Inference-Header-Content-Length`
+says where the JSON ends, and each binary input says its `binary_data_size`, in declared order.
+Binary values are little-endian and row-major; a BYTES element is a 4-byte length and its bytes.
+Pure functions on bytes and arrays, like tfserving.py: HTTP lives in app.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelport import __version__
+from modelport.errors import invalid
+from modelport.runtimes.dtypes import v2_name
+from modelport.runtimes.signature import InputValue, Signature
+
+EXTENSIONS = ("binary_tensor_data", "model_repository_index")
+
+_DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    inputs: dict[str, InputValue]
+    outputs: tuple[RequestedOutput, ...] | None  # None: every output of the signature
+    binary_output: bool  # the request's `binary_data_output`, for outputs not named
+
+
+def split_body(body: bytes, header_length: bytes | None) -> tuple[bytes, memoryview]:
+    """The JSON part and the binary part of a request body."""
+    if header_length is None:
+        return body, memoryview(b"")
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise invalid(
+            f"Inference-Header-Content-Length {header_length.decode(errors='replace')!r} must be a "
+            f"number of bytes no larger than the body ({len(body)} bytes)"
+        )
+    size = int(header_length)
+    return body[:size], memoryview(body)[size:]
+
+
+def parse_infer(body: bytes, header_length: bytes | None, signature: Signature) -> InferRequest:
+    text, binary = split_body(body, header_length)
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise invalid("request body must be a JSON object with 'inputs'")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise invalid(f"'id' must be a string, got {_short(request_id)}")
+    parameters = _parameters(doc, "parameters")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise invalid("'inputs' must be a non-empty list of tensors")
+    inputs: dict[str, InputValue] = {}
+    offset = 0
+    for i, raw in enumerate(raw_inputs):
+        name, value, offset = _input(raw, f"inputs[{i}]", binary, offset, signature)
+        if name in inputs:
+            raise invalid(f"input '{name}' is given twice")
+        inputs[name] = value
+    if offset != len(binary):
+        raise invalid(
+            f"{len(binary) - offset} bytes of binary data follow the JSON but no input claims them "
+            "(check each input's binary_data_size)"
+        )
+    outputs = None
+    if doc.get("outputs") is not None:
+        if not isinstance(doc["outputs"], list):
+            raise invalid("'outputs' must be a list of {\"name\": ...}")
+        outputs = tuple(_requested(raw, f"outputs[{i}]", signature) for i, raw in enumerate(doc["outputs"]))
+    return InferRequest(request_id, inputs, outputs, parameters.get("binary_data_output") is True)
+
+
+def _parameters(doc: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+    value = doc.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"{path} must be an object")
+    return value
+
+
+def _requested(raw: Any, path: str, signature: Signature) -> RequestedOutput:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise invalid(f"{path} must be an object with a 'name'")
+    name = raw["name"]
+    if name not in signature.outputs:
+        raise invalid(
+            f"unknown output '{name}'; outputs of '{signature.name}' are {sorted(signature.outputs)}"
+        )
+    return RequestedOutput(name, _parameters(raw, f"{path}.parameters").get("binary_data") is True)
+
+
+def _input(
+    raw: Any, path: str, binary: memoryview, offset: int, signature: Signature
+) -> tuple[str, InputValue, int]:
+    if not isinstance(raw, dict):
+        raise invalid(f"{path} must be an object with name, shape, datatype and data")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise invalid(f"{path}.name must be a string")
+    binding = signature.inputs.get(name)
+    if binding is None:
+        raise invalid(
+            f"unknown input '{name}' for signature '{signature.name}'; inputs are {sorted(signature.inputs)}"
+        )
+    datatype = raw.get("datatype")
+    if datatype not in _DTYPES:
+        known = ", ".join(_DTYPES)
+        raise invalid(f"input '{name}': datatype {_short(datatype)} is not one of {known}")
+    wanted = v2_name(binding.dtype)
+    if datatype != wanted:
+        raise invalid(f"input '{name}' has datatype {datatype}, but the model expects {wanted}")
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise invalid(f"input '{name}': shape must be a list of non-negative integers, got {_short(shape)}")
+    count = math.prod(shape)
+    size = _parameters(raw, f"{path}.parameters").get("binary_data_size")
+    if size is not None:
+        if type(size) is not int or size < 0:
+            raise invalid(f"input '{name}': binary_data_size must be a non-negative integer")
+        if offset + size > len(binary):
+            raise invalid(
+                f"input '{name}': binary_data_size is {size} bytes but only {len(binary) - offset} "
+                "remain in the body (truncated payload?)"
+            )
+        chunk = binary[offset : offset + size]
+        value = _from_binary(name, datatype, shape, count, chunk)
+        return name, _for_binding(value, binding.image is not None), offset + size
+    if "data" not in raw:
+        raise invalid(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
+    value = _from_json(name, datatype, shape, count, raw["data"], binding.image is not None)
+    return name, _for_binding(value, binding.image is not None), offset
+
+
+def _for_binding(value: InputValue, image: bool) -> InputValue:
+    """An image input takes one encoded image per row: [N] or [N, 1] both mean N images."""
+    return value.reshape(-1) if image and isinstance(value, np.ndarray) else value
+
+
+def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> InputValue:
+    if datatype == "BYTES":
+        items = _unpack_bytes(name, chunk)
+        if len(items) != count:
+            raise invalid(
+                f"input '{name}': shape {shape} holds {count} elements, the binary data has {len(items)}"
+            )
+        return _bytes_value(items, shape)
+    dtype = _DTYPES[datatype]
+    if len(chunk) != count * dtype.itemsize:
+        raise invalid(
+            f"input '{name}': shape {shape} of {datatype} takes {count * dtype.itemsize} bytes, "
+            f"binary_data_size is {len(chunk)}"
+        )
+    array = np.frombuffer(chunk, dtype=dtype).reshape(shape)
+    return array.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _unpack_bytes(name: str, chunk: memoryview) -> list[bytes]:
+    items: list[bytes] = []
+    at, end = 0, len(chunk)
+    while at < end:
+        if at + 4 > end:
+            raise invalid(f"input '{name}': BYTES data ends inside an element's 4-byte length")
+        (length,) = _LENGTH.unpack_from(chunk, at)
+        at += 4
+        if at + length > end:
+            raise invalid(f"input '{name}': a BYTES element of {length} bytes runs past the end of its data")
+        items.append(bytes(chunk[at : at + length]))
+        at += length
+    return items
+
+
+def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any, image: bool) -> InputValue:
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if len(flat) != count:
+            raise invalid(f"input '{name}': shape {shape} holds {count} elements, 'data' has {len(flat)}")
+        items = []
+        for row, value in enumerate(flat):
+            if isinstance(value, str) and image:
+                # Encoded images are not UTF-8 text, so in JSON they can only travel as base64.
+                try:
+                    items.append(base64.b64decode(value, validate=True))
+                except ValueError:
+                    raise invalid(
+                        f"input '{name}' row {row}: an image in JSON must be base64 text "
+                        "(or send it raw with the binary data extension)"
+                    ) from None
+            elif isinstance(value, str):
+                items.append(value.encode())
+            elif isinstance(value, dict) and isinstance(value.get("b64"), str):
+                items.append(base64.b64decode(value["b64"]))
+            else:
+                raise invalid(f"input '{name}': BYTES elements must be strings, got {_short(value)}")
+        return _bytes_value(items, shape)
+    try:
+        array = np.asarray(data)
+    except ValueError:
+        raise invalid(f"input '{name}': 'data' is a ragged nested list") from None
+    if array.size != count:
+        raise invalid(f"input '{name}': shape {shape} holds {count} elements, 'data' has {array.size}")
+    kind = array.dtype.kind
+    dtype = _DTYPES[datatype]
+    if count and (
+        kind not in "biuf"
+        or (kind == "b") != (datatype == "BOOL")
+        or (kind == "f" and dtype.kind in "iu" and not np.all(array == np.round(array)))
+    ):
+        raise invalid(f"input '{name}': 'data' does not hold {datatype} values (got {_short(data)})")
+    try:
+        return array.astype(dtype.newbyteorder("=")).reshape(shape)
+    except (ValueError, OverflowError) as exc:
+        raise invalid(f"input '{name}': 'data' does not fit {datatype}: {exc}") from None
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(_flatten(item) if isinstance(item, list) else (item,))
+    return flat
+
+
+def _bytes_value(items: list[bytes], shape: list[int]) -> InputValue:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array.reshape(shape)
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- responses --
+
+
+def _datatype(array: np.ndarray) -> str:
+    if array.dtype == object or array.dtype.kind in "SU":
+        return "BYTES"
+    return v2_name(array.dtype.name)
+
+
+def _json_data(array: np.ndarray) -> Any:
+    if array.dtype == object or array.dtype.kind in "SU":
+        return [
+            v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in array.ravel().tolist()
+        ]
+    return np.ascontiguousarray(array).ravel()
+
+
+def _binary_data(array: np.ndarray) -> bytes:
+    if array.dtype == object or array.dtype.kind in "SU":
+        parts = []
+        for v in array.ravel().tolist():
+            raw = v if isinstance(v, bytes) else str(v).encode()
+            parts.append(_LENGTH.pack(len(raw)))
+            parts.append(raw)
+        return b"".join(parts)
+    little = array.dtype.newbyteorder("<")
+    return np.ascontiguousarray(array, dtype=little).tobytes()
+
+
+def encode_infer(
+    model_name: str, version: int, request: InferRequest, outputs: Mapping[str, np.ndarray]
+) -> tuple[bytes, int | None]:
+    """The response body and, when binary outputs follow the JSON, the JSON's length."""
+    wanted: Sequence[RequestedOutput] = request.outputs or [
+        RequestedOutput(name, request.binary_output) for name in outputs
+    ]
+    tensors = []
+    blobs = []
+    for item in wanted:
+        array = outputs[item.name]
+        tensor: dict[str, Any] = {"name": item.name, "datatype": _datatype(array), "shape": list(array.shape)}
+        if item.binary:
+            blob = _binary_data(array)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = _json_data(array)
+        tensors.append(tensor)
+    doc: dict[str, Any] = {"model_name": model_name, "model_version": str(version)}
+    if request.id is not None:
+        doc["id"] = request.id
+    doc["outputs"] = tensors
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
+def server_metadata() -> dict[str, Any]:
+    return {"name": "modelport", "version": __version__, "extensions": list(EXTENSIONS)}
+
+
+def model_metadata(name: str, versions: Sequence[int], platform: str, signature: Signature) -> dict[str, Any]:
+    def spec(tensor_name: str, dtype: str, shape: Sequence[int]) -> dict[str, Any]:
+        return {"name": tensor_name, "datatype": v2_name(dtype), "shape": [int(d) for d in shape]}
+
+    return {
+        "name": name,
+        "versions": [str(v) for v in versions],
+        "platform": _PLATFORMS.get(platform, platform),
+        "inputs": [spec(n, b.dtype, b.shape) for n, b in signature.inputs.items()],
+        "outputs": [spec(n, b.dtype, b.shape) for n, b in signature.outputs.items()],
+    }
+
+
+_PLATFORMS = {"onnx": "onnxruntime_onnx", "sklearn": "sklearn"}
