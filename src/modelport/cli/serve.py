@@ -16,6 +16,7 @@ from modelport.repository.config import (
     load_model_config_file,
     single_model_config,
 )
+from modelport.server.batching import BatchingParameters, load_batching_parameters
 
 log = logging.getLogger("modelport.cli")
 
@@ -124,6 +125,15 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
 @click.option("--trusted_types", default="", help="Comma-separated types skops files may build.")
 @click.option("--enable_cors_support", is_flag=True, help="Answer CORS preflight and add CORS headers.")
 @click.option(
+    "--enable_batching", is_flag=True, help="Merge concurrent requests to a model version into one call."
+)
+@click.option(
+    "--batching_parameters_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TF Serving batching parameters (text format or YAML); implies --enable_batching.",
+)
+@click.option(
     "--port_file",
     default=None,
     type=click.Path(dir_okay=False),
@@ -148,6 +158,7 @@ def serve(**flags: Any) -> None:
     )
     try:
         models = _models(flags)
+        batching = _batching(flags)
     except ModelportError as exc:
         raise click.UsageError(exc.message) from exc
     config = ServeConfig(
@@ -164,6 +175,7 @@ def serve(**flags: Any) -> None:
         allow_pickle=flags["allow_pickle"],
         trusted_types=tuple(t for t in flags["trusted_types"].split(",") if t),
         port_file=flags["port_file"],
+        batching=batching,
         options=ServerOptions(
             max_request_bytes=flags["max_request_bytes"],
             request_timeout_seconds=flags["rest_api_timeout_in_ms"] / 1000,
@@ -171,6 +183,13 @@ def serve(**flags: Any) -> None:
         ),
     )
     run(config)
+
+
+def _batching(flags: dict[str, Any]) -> BatchingParameters | None:
+    path = flags["batching_parameters_file"]
+    if path is not None:
+        return load_batching_parameters(path)
+    return BatchingParameters() if flags["enable_batching"] else None
 
 
 def _models(flags: dict[str, Any]) -> ModelServerConfig:

@@ -150,6 +150,19 @@ class OutputBinding:
 
 
 @dataclass(frozen=True)
+class PreparedCall:
+    """A request ready for the model: its feeds, the model outputs it needs, and how to turn
+    them into the signature's outputs. Batching runs many of these in one model call."""
+
+    feeds: dict[str, np.ndarray]
+    sources: list[str]
+    wanted: list[OutputBinding]
+
+    def finish(self, results: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {b.name: b.compute(results[b.source.name]) for b in self.wanted}
+
+
+@dataclass(frozen=True)
 class Signature:
     name: str
     method: str
@@ -160,14 +173,18 @@ class Signature:
     def run(
         self, model: Model, values: Mapping[str, InputValue], outputs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
+        call = self.prepare(values, outputs)
+        return call.finish(model.run(call.feeds, call.sources))
+
+    def prepare(self, values: Mapping[str, InputValue], outputs: Sequence[str] | None = None) -> PreparedCall:
+        """Validate and decode a request's inputs: everything before the model call."""
         feeds = self.feeds(values)
         if outputs:
             wanted = [self._output(name) for name in outputs]
             sources = sorted({b.source.name for b in wanted})
         else:
             wanted, sources = self._all_outputs
-        results = model.run(feeds, sources)
-        return {b.name: b.compute(results[b.source.name]) for b in wanted}
+        return PreparedCall(feeds, sources, wanted)
 
     @functools.cached_property
     def _all_outputs(self) -> tuple[list[OutputBinding], list[str]]:

@@ -20,18 +20,21 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
+import numpy as np
 import orjson
 
 from modelport import __version__
 from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
+from modelport.runtimes.signature import PreparedCall
 from modelport.server import tfserving, v2
+from modelport.server.batching import Batchers
 from modelport.server.metrics import ServerMetrics
 
 log = logging.getLogger("modelport.server")
@@ -125,11 +128,13 @@ class RestApp:
         metrics: ServerMetrics,
         options: ServerOptions,
         pool: ThreadPoolExecutor,
+        batchers: Batchers | None = None,
     ) -> None:
         self._manager = manager
         self._metrics = metrics
         self._options = options
         self._pool = pool
+        self._batchers = batchers
         self._costs: WeakKeyDictionary[Servable, _Cost] = WeakKeyDictionary()
         self._extra_headers = _CORS if options.enable_cors else []
 
@@ -236,6 +241,8 @@ class RestApp:
             self._metrics.observe(name, version, verb, status, time.perf_counter() - started)
 
     async def _run(self, servable: Servable, verb: str, body: bytes, header_length: bytes | None) -> Reply:
+        if self._batchers is not None:
+            return await self._run_batched(servable, verb, body, header_length)
         cost = self._costs.get(servable)
         if cost is None:
             cost = self._costs[servable] = _Cost()
@@ -250,13 +257,31 @@ class RestApp:
         try:
             reply, seconds = await asyncio.wait_for(future, self._options.request_timeout_seconds)
         except TimeoutError:
-            raise ModelportError(
-                Code.DEADLINE_EXCEEDED,
-                f"request to model '{servable.model_name}' version {servable.version} took longer "
-                f"than the {self._options.request_timeout_seconds:g} s timeout",
-            ) from None
+            raise self._deadline(servable) from None
         cost.add(seconds)
         return reply
+
+    async def _run_batched(
+        self, servable: Servable, verb: str, body: bytes, header_length: bytes | None
+    ) -> Reply:
+        """Decode here, run the model in a shared batch, encode here."""
+        assert self._batchers is not None
+        job = _prepare(servable, verb, body, header_length)
+        future = self._batchers.get(servable).submit(job.call.feeds, job.call.sources)
+        try:
+            results = await asyncio.wait_for(
+                asyncio.wrap_future(future), self._options.request_timeout_seconds
+            )
+        except TimeoutError:
+            raise self._deadline(servable) from None
+        return job.answer(results)
+
+    def _deadline(self, servable: Servable) -> ModelportError:
+        return ModelportError(
+            Code.DEADLINE_EXCEEDED,
+            f"request to model '{servable.model_name}' version {servable.version} took longer "
+            f"than the {self._options.request_timeout_seconds:g} s timeout",
+        )
 
     async def _timed(
         self, send: Send, route: _Route, api: str, build: Callable[[_Route], dict[str, Any]]
@@ -439,14 +464,29 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
+class _Job(NamedTuple):
+    """A parsed, validated request: the model call it needs and how to answer from its outputs."""
+
+    call: PreparedCall
+    encode: Callable[[dict[str, np.ndarray]], Reply]
+
+    def answer(self, results: Mapping[str, np.ndarray]) -> Reply:
+        return self.encode(self.call.finish(results))
+
+
 def _execute(servable: Servable, verb: str, body: bytes, header_length: bytes | None = None) -> Reply:
     """Parse, run and encode one request: the whole of its CPU work, for the loop or a thread."""
+    job = _prepare(servable, verb, body, header_length)
+    return job.answer(servable.model.run(job.call.feeds, job.call.sources))
+
+
+def _prepare(servable: Servable, verb: str, body: bytes, header_length: bytes | None) -> _Job:
     if verb == "infer":
         signature = servable.signature(None)
         request = v2.parse_infer(body, header_length, signature)
         names = [o.name for o in request.outputs] if request.outputs else None
-        outputs = signature.run(servable.model, request.inputs, names)
-        return v2.encode_infer(servable.model_name, servable.version, request, outputs)
+        encode = functools.partial(v2.encode_infer, servable.model_name, servable.version, request)
+        return _Job(signature.prepare(request.inputs, names), encode)
     doc = tfserving.parse_json(body)
     signature_name = doc.get("signature_name")
     if signature_name is not None and not isinstance(signature_name, str):
@@ -459,14 +499,17 @@ def _execute(servable: Servable, verb: str, body: bytes, header_length: bytes | 
             if fmt == "row"
             else tfserving.decode_inputs(doc, signature)
         )
-        return tfserving.encode_predict(signature.run(servable.model, values), fmt), None
+        return _Job(signature.prepare(values), lambda out: (tfserving.encode_predict(out, fmt), None))
     values = tfserving.decode_examples(doc, signature)
     if verb == "classify":
         name = tfserving.pick_output(signature, tfserving.SCORE_OUTPUTS, verb)
-        scores = signature.run(servable.model, values, [name])[name]
-        return tfserving.encode_classify(scores, signature.labels), None
+        labels = signature.labels
+        return _Job(
+            signature.prepare(values, [name]),
+            lambda out: (tfserving.encode_classify(out[name], labels), None),
+        )
     name = tfserving.pick_output(signature, tfserving.REGRESS_OUTPUTS, verb)
-    return tfserving.encode_regress(signature.run(servable.model, values, [name])[name]), None
+    return _Job(signature.prepare(values, [name]), lambda out: (tfserving.encode_regress(out[name]), None))
 
 
 def _timed_execute(

@@ -30,6 +30,7 @@ from modelport.repository.manager import ModelManager
 from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
+from modelport.server.batching import Batchers, BatchingParameters
 from modelport.server.metrics import ServerMetrics
 
 log = logging.getLogger("modelport.server")
@@ -50,6 +51,7 @@ class ServeConfig:
     allow_pickle: bool = False
     trusted_types: Sequence[str] = ()
     port_file: str | None = None
+    batching: BatchingParameters | None = None  # None: every request runs on its own
     options: ServerOptions = field(default_factory=ServerOptions)
 
 
@@ -129,7 +131,10 @@ def serve(config: ServeConfig) -> None:
     port = sock.getsockname()[1]
     _announce(config, port)
     pool = ThreadPoolExecutor(config.inference_threads, thread_name_prefix="inference")
-    app = RestApp(manager, metrics, config.options, pool)
+    batchers = Batchers(config.batching, metrics.batch_observer) if config.batching else None
+    if config.batching:
+        log.info("batching on: %s", config.batching)
+    app = RestApp(manager, metrics, config.options, pool, batchers)
     for thread in threads:
         thread.start()
     Image.init()  # import Pillow's format plugins now, before the heap is frozen

@@ -5,6 +5,9 @@
     modelport_requests_in_flight{model}                           gauge
     modelport_model_load_seconds{model,version}                   gauge (last load)
     modelport_model_state{model,version}                          gauge (10 START .. 50 END)
+    modelport_batch_size{model,version}                           histogram (rows per model call)
+    modelport_batch_padding_rows_total{model,version}             counter (filler rows)
+    modelport_batch_queue_seconds{model,version}                  histogram (oldest task's wait)
     process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
 
 `api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
@@ -12,6 +15,8 @@ Labelled children are cached: `labels()` costs more than the increment it guards
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,6 +31,9 @@ from prometheus_client import (
 _BUCKETS = (
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class ServerMetrics:
@@ -53,6 +61,18 @@ class ServerMetrics:
             "Version state: 10 START, 20 LOADING, 30 AVAILABLE, 40 UNLOADING, 50 END.",
             ["model", "version"], registry=self.registry,
         )  # fmt: skip
+        self._batch_size = Histogram(
+            "modelport_batch_size", "Rows per batched model call (padding included).",
+            ["model", "version"], buckets=_BATCH_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self._batch_padding = Counter(
+            "modelport_batch_padding_rows", "Filler rows added to reach an allowed batch size.",
+            ["model", "version"], registry=self.registry,
+        )  # fmt: skip
+        self._batch_wait = Histogram(
+            "modelport_batch_queue_seconds", "How long a batch's oldest request waited in the queue.",
+            ["model", "version"], buckets=_BUCKETS, registry=self.registry,
+        )  # fmt: skip
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
@@ -76,6 +96,21 @@ class ServerMetrics:
         self._state.labels(model, str(version)).set(state)
         if load_seconds is not None:
             self._load_seconds.labels(model, str(version)).set(load_seconds)
+
+    def batch_observer(self, model: str, version: int) -> Callable[[int, int, float], None]:
+        """What a version's batcher calls once per model call: (rows, padding rows, queue wait)."""
+        values = (model, str(version))
+        size = self._batch_size.labels(*values)
+        padding = self._batch_padding.labels(*values)
+        wait = self._batch_wait.labels(*values)
+
+        def observe(rows: int, pad: int, seconds: float) -> None:
+            size.observe(rows + pad)
+            if pad:
+                padding.inc(pad)
+            wait.observe(seconds)
+
+        return observe
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
