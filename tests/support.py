@@ -71,9 +71,11 @@ class Server:
         self.log_path = workdir / "server.log"
         port_file = workdir / "port.json"
         port_file.unlink(missing_ok=True)
+        # gRPC on a free port too, unless the test chooses --port itself.
+        grpc = [] if any(a == "--port" or a.startswith("--port=") for a in args) else ["--port", "0"]
         cmd = [
             sys.executable, "-m", "modelport", "serve", "--host", "127.0.0.1",
-            "--rest_api_port", "0", "--port_file", str(port_file), *args,
+            "--rest_api_port", "0", *grpc, "--port_file", str(port_file), *args,
         ]  # fmt: skip
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
@@ -83,7 +85,9 @@ class Server:
                 self.stop()
                 raise RuntimeError(f"server did not start:\n{self.log()}")
             time.sleep(0.02)
-        self.port = json.loads(port_file.read_text())["rest_api_port"]
+        ports = json.loads(port_file.read_text())
+        self.port = ports["rest_api_port"]
+        self.grpc_port: int | None = ports.get("grpc_port")
         self.url = f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:

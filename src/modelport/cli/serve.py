@@ -26,10 +26,19 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
 @click.command()
 @click.option(
     "--port",
+    "--grpc_port",
+    "port",
     default=8500,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="gRPC port (TF Serving's). REST only for now; equal to --rest_api_port is fine.",
+    help="gRPC port (the v2 inference service); 0 picks a free one. Equal to --rest_api_port: REST only.",
+)
+@click.option(
+    "--grpc_max_threads",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="gRPC calls served at once.",
 )
 @click.option(
     "--rest_api_port",
@@ -166,6 +175,7 @@ def serve(**flags: Any) -> None:
         host=flags["host"],
         rest_api_port=flags["rest_api_port"],
         grpc_port=flags["port"],
+        grpc_max_threads=flags["grpc_max_threads"],
         model_config_file=str(flags["model_config_file"]) if flags["model_config_file"] else None,
         model_config_file_poll_wait_seconds=flags["model_config_file_poll_wait_seconds"],
         file_system_poll_wait_seconds=flags["file_system_poll_wait_seconds"],

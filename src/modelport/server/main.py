@@ -31,6 +31,7 @@ from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
+from modelport.server.grpc_service import InferenceServicer, start_grpc_server
 from modelport.server.metrics import ServerMetrics
 
 log = logging.getLogger("modelport.server")
@@ -42,6 +43,7 @@ class ServeConfig:
     host: str = "0.0.0.0"
     rest_api_port: int = 8501
     grpc_port: int = 8500
+    grpc_max_threads: int = 16
     model_config_file: str | None = None
     model_config_file_poll_wait_seconds: float = 0.0
     file_system_poll_wait_seconds: float = 1.0
@@ -129,12 +131,18 @@ def serve(config: ServeConfig) -> None:
         )  # fmt: skip
     sock = bind(config.host, config.rest_api_port)
     port = sock.getsockname()[1]
-    _announce(config, port)
     pool = ThreadPoolExecutor(config.inference_threads, thread_name_prefix="inference")
     batchers = Batchers(config.batching, metrics.batch_observer) if config.batching else None
     if config.batching:
         log.info("batching on: %s", config.batching)
     app = RestApp(manager, metrics, config.options, pool, batchers)
+    grpc_server, grpc_port = None, None
+    if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
+        servicer = InferenceServicer(manager, metrics, batchers, config.options.request_timeout_seconds)
+        grpc_server, grpc_port = start_grpc_server(
+            servicer, config.host, config.grpc_port, config.grpc_max_threads, config.options.max_request_bytes
+        )
+    _announce(config, port, grpc_port)
     for thread in threads:
         thread.start()
     Image.init()  # import Pillow's format plugins now, before the heap is frozen
@@ -152,6 +160,8 @@ def serve(config: ServeConfig) -> None:
         server.run(sockets=[sock])  # not asyncio.run(serve()): run() is what installs uvloop
     finally:
         stop.set()
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait(6)
         pool.shutdown(wait=False, cancel_futures=True)
         for thread in threads:
             thread.join(timeout=5)
@@ -159,19 +169,20 @@ def serve(config: ServeConfig) -> None:
         log.info("server stopped")
 
 
-def _announce(config: ServeConfig, port: int) -> None:
-    if config.grpc_port == config.rest_api_port:
+def _announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    if grpc_port is None:
         log.info(
-            "--port (gRPC) and --rest_api_port are both %d: serving REST on it; gRPC is not started",
+            "--port (gRPC) and --rest_api_port are both %d: serving REST on it; gRPC is not started "
+            "(give --port another number to serve the v2 gRPC API there)",
             config.rest_api_port,
         )
     else:
-        log.info("gRPC (--port %d) is not served by this version; REST only", config.grpc_port)
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+        log.info("gRPC API (inference.GRPCInferenceService) at %s:%d", host, grpc_port)
     log.info(
         "REST API at http://%s:%d (models: %s)", host, port, ", ".join(m.name for m in config.models.models)
     )
     if config.port_file:
         tmp = Path(config.port_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"rest_api_port": port, "pid": os.getpid()}))
+        tmp.write_text(json.dumps({"rest_api_port": port, "grpc_port": grpc_port, "pid": os.getpid()}))
         os.replace(tmp, config.port_file)

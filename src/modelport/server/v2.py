@@ -22,7 +22,7 @@ import orjson
 from modelport import __version__
 from modelport.errors import invalid
 from modelport.runtimes.dtypes import v2_name
-from modelport.runtimes.signature import InputValue, Signature
+from modelport.runtimes.signature import InputBinding, InputValue, Signature
 
 EXTENSIONS = ("binary_tensor_data", "model_repository_index")
 
@@ -134,21 +134,9 @@ def _input(
     name = raw.get("name")
     if not isinstance(name, str):
         raise invalid(f"{path}.name must be a string")
-    binding = signature.inputs.get(name)
-    if binding is None:
-        raise invalid(
-            f"unknown input '{name}' for signature '{signature.name}'; inputs are {sorted(signature.inputs)}"
-        )
-    datatype = raw.get("datatype")
-    if datatype not in _DTYPES:
-        known = ", ".join(_DTYPES)
-        raise invalid(f"input '{name}': datatype {_short(datatype)} is not one of {known}")
-    wanted = v2_name(binding.dtype)
-    if datatype != wanted:
-        raise invalid(f"input '{name}' has datatype {datatype}, but the model expects {wanted}")
-    shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise invalid(f"input '{name}': shape must be a list of non-negative integers, got {_short(shape)}")
+    datatype: str = raw.get("datatype")  # type: ignore[assignment]  # checked just below
+    shape: list[int] = raw.get("shape")  # type: ignore[assignment]
+    binding = check_input(signature, name, datatype, shape)
     count = math.prod(shape)
     size = _parameters(raw, f"{path}.parameters").get("binary_data_size")
     if size is not None:
@@ -166,6 +154,47 @@ def _input(
         raise invalid(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
     value = _from_json(name, datatype, shape, count, raw["data"], binding.image is not None)
     return name, _for_binding(value, binding.image is not None), offset
+
+
+def check_input(signature: Signature, name: str, datatype: Any, shape: Any) -> InputBinding:
+    """The input's binding, once its name, datatype and shape are known to be acceptable."""
+    binding = signature.inputs.get(name)
+    if binding is None:
+        known = sorted(signature.inputs)
+        raise invalid(f"unknown input '{name}' for signature '{signature.name}'; inputs are {known}")
+    if datatype not in _DTYPES:
+        raise invalid(f"input '{name}': datatype {_short(datatype)} is not one of {', '.join(_DTYPES)}")
+    wanted = v2_name(binding.dtype)
+    if datatype != wanted:
+        raise invalid(f"input '{name}' has datatype {datatype}, but the model expects {wanted}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise invalid(f"input '{name}': shape must be a list of non-negative integers, got {_short(shape)}")
+    return binding
+
+
+def from_raw(name: str, datatype: str, shape: list[int], chunk: memoryview, image: bool) -> InputValue:
+    """A tensor from its raw little-endian bytes (binary extension, gRPC raw_input_contents)."""
+    return _for_binding(_from_binary(name, datatype, shape, math.prod(shape), chunk), image)
+
+
+def from_values(name: str, datatype: str, shape: list[int], values: Sequence[Any], image: bool) -> InputValue:
+    """A tensor from already typed flat values (gRPC contents)."""
+    count = math.prod(shape)
+    if len(values) != count:
+        raise invalid(
+            f"input '{name}': shape {shape} holds {count} elements, the contents have {len(values)}"
+        )
+    if datatype == "BYTES":
+        return _for_binding(_bytes_value(list(values), shape), image)
+    return np.asarray(values, dtype=_DTYPES[datatype].newbyteorder("=")).reshape(shape)
+
+
+def datatype_of(array: np.ndarray) -> str:
+    return _datatype(array)
+
+
+def raw_of(array: np.ndarray) -> bytes:
+    return _binary_data(array)
 
 
 def _for_binding(value: InputValue, image: bool) -> InputValue:

@@ -1,0 +1,237 @@
+"""The Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`).
+
+A thread-per-call gRPC server beside the REST event loop. Requests go through the same code as
+REST: the same signature checks, pre/post-processing, batcher and metrics (`api="grpc_infer"`).
+Tensor data comes either in typed `contents` or in `raw_input_contents` (never both); answers
+carry `raw_output_contents`, as Triton's do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+
+from modelport.errors import Code, ModelportError, invalid
+from modelport.repository.manager import ModelManager, Servable
+from modelport.runtimes.signature import InputValue, Signature
+from modelport.server import v2
+from modelport.server.batching import Batchers
+from modelport.server.grpc_v2 import inference_pb2 as pb
+from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
+from modelport.server.metrics import ServerMetrics
+
+log = logging.getLogger("modelport.grpc")
+
+# Which typed field of InferTensorContents carries each datatype (FP16 travels raw only).
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}  # fmt: skip
+_ALL_CONTENTS = sorted(set(_CONTENTS.values()))
+_STATUS = {
+    Code.PAYLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Code.UNSUPPORTED_MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def _version(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise invalid(f"version must be a positive integer, got '{text}'")
+    return int(text)
+
+
+def _decode_inputs(request: Any, signature: Signature) -> dict[str, InputValue]:
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise invalid(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs: "
+            "give every input's data there, or none"
+        )
+    inputs: dict[str, InputValue] = {}
+    for i, tensor in enumerate(request.inputs):
+        name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+        binding = v2.check_input(signature, name, datatype, shape)
+        image = binding.image is not None
+        has_contents = tensor.HasField("contents") and any(
+            len(getattr(tensor.contents, f)) for f in _ALL_CONTENTS
+        )
+        if raw:
+            if has_contents:
+                raise invalid(f"input '{name}' has both contents and raw_input_contents: send one")
+            value = v2.from_raw(name, datatype, shape, memoryview(raw[i]), image)
+        else:
+            field = _CONTENTS.get(datatype)
+            if field is None:
+                raise invalid(f"input '{name}': {datatype} data must be sent in raw_input_contents")
+            others = [f for f in _ALL_CONTENTS if f != field and len(getattr(tensor.contents, f))]
+            if others:
+                raise invalid(f"input '{name}' is {datatype}, whose data goes in {field}, not {others[0]}")
+            value = v2.from_values(name, datatype, shape, getattr(tensor.contents, field), image)
+        if name in inputs:
+            raise invalid(f"input '{name}' is given twice")
+        inputs[name] = value
+    return inputs
+
+
+def _requested(request: Any, signature: Signature) -> list[str] | None:
+    names = [o.name for o in request.outputs]
+    for name in names:
+        if name not in signature.outputs:
+            known = sorted(signature.outputs)
+            raise invalid(f"unknown output '{name}'; outputs of '{signature.name}' are {known}")
+    return names or None
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: ServerMetrics,
+        batchers: Batchers | None,
+        timeout_seconds: float,
+    ) -> None:
+        self._manager = manager
+        self._metrics = metrics
+        self._batchers = batchers
+        self._timeout = timeout_seconds
+
+    def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return pb.ServerReadyResponse(ready=self._manager.is_ready())
+
+    def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+        view = self._manager.view.get(request.name)
+        try:
+            version = _version(request.version)
+        except ModelportError:
+            version = -1
+        ready = view is not None and (version in view.versions if version else bool(view.versions))
+        return pb.ModelReadyResponse(ready=ready)
+
+    def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        meta = v2.server_metadata()
+        return pb.ServerMetadataResponse(
+            name=meta["name"], version=meta["version"], extensions=meta["extensions"]
+        )
+
+    def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            view = self._manager.model(request.name)
+            servable = view.resolve(_version(request.version))
+        except ModelportError as exc:
+            _abort(context, exc)
+        meta = v2.model_metadata(
+            request.name, sorted(view.versions), servable.platform, servable.signature(None)
+        )
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[tensor(**t) for t in meta["inputs"]],
+            outputs=[tensor(**t) for t in meta["outputs"]],
+        )
+
+    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
+        started = time.perf_counter()
+        version, status = "", 500
+        gauge = self._metrics.in_flight(request.model_name)
+        gauge.inc()
+        try:
+            servable = self._manager.model(request.model_name).resolve(_version(request.model_version))
+            version = str(servable.version)
+            response = self._infer(servable, request)
+            status = 200
+            return response
+        except ModelportError as exc:
+            status = exc.http_status
+            _abort(context, exc)
+        except Exception as exc:
+            log.exception("ModelInfer %s failed", request.model_name)
+            context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {exc!r}")
+        finally:
+            gauge.dec()
+            self._metrics.observe(
+                request.model_name, version, "grpc_infer", status, time.perf_counter() - started
+            )
+
+    def _infer(self, servable: Servable, request: Any) -> Any:
+        signature = servable.signature(None)
+        call = signature.prepare(_decode_inputs(request, signature), _requested(request, signature))
+        if self._batchers is not None:
+            future = self._batchers.get(servable).submit(call.feeds, call.sources)
+            try:
+                results = future.result(self._timeout)
+            except futures.TimeoutError:
+                future.cancel()
+                raise ModelportError(
+                    Code.DEADLINE_EXCEEDED,
+                    f"request to model '{servable.model_name}' version {servable.version} took longer "
+                    f"than the {self._timeout:g} s timeout",
+                ) from None
+        else:
+            results = servable.model.run(call.feeds, call.sources)
+        outputs = call.finish(results)
+        return _response(servable, request, outputs)
+
+
+def _response(servable: Servable, request: Any, outputs: dict[str, np.ndarray]) -> Any:
+    names: Sequence[str] = [o.name for o in request.outputs] or list(outputs)
+    tensors, raw = [], []
+    for name in names:
+        array = outputs[name]
+        tensors.append(
+            pb.ModelInferResponse.InferOutputTensor(
+                name=name, datatype=v2.datatype_of(array), shape=array.shape
+            )
+        )
+        raw.append(v2.raw_of(array))
+    return pb.ModelInferResponse(
+        model_name=servable.model_name,
+        model_version=str(servable.version),
+        id=request.id,
+        outputs=tensors,
+        raw_output_contents=raw,
+    )
+
+
+def _abort(context: grpc.ServicerContext, exc: ModelportError) -> Any:
+    status = _STATUS.get(exc.code) or getattr(grpc.StatusCode, exc.code.name, grpc.StatusCode.UNKNOWN)
+    context.abort(status, exc.message)
+
+
+def start_grpc_server(
+    servicer: InferenceServicer, host: str, port: int, max_threads: int, max_message_bytes: int
+) -> tuple[grpc.Server, int]:
+    """Start serving; returns the server and the port it bound (port 0 picks a free one)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_threads, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise OSError(f"cannot listen for gRPC on {address} (in use?)")
+    server.start()
+    return server, bound
