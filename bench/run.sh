@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # One command for the load benchmark: installs wrk (Debian) and modelport with the bench extra,
-# then runs bench/http_bench.py with any arguments given (see bench/README.md).
+# then runs bench/http_bench.py (or, with `serving` first, bench/serving_bench.py) with the
+# arguments given (see bench/README.md).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk
 fi
 source "$root/scripts/setup.sh" bench
+if [ "${1:-}" = "serving" ]; then   # batching on/off and the protocols: bench/serving_bench.py
+  shift
+  exec "$PY" "$root/bench/serving_bench.py" "$@"
+fi
 exec "$PY" "$root/bench/http_bench.py" "$@"

@@ -131,6 +131,29 @@ def test_every_batched_answer_equals_the_unbatched_one(
     assert 0 < calls < cnn_requests, f"{calls} model calls for {cnn_requests} requests: nothing merged"
 
 
+def test_grpc_requests_are_batched_too(batched: Server) -> None:
+    import tritonclient.grpc as grpcclient
+
+    before = _batch_calls(batched, "half")
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{batched.grpc_port}")
+
+    def ask(i: int) -> np.ndarray:
+        tensor = grpcclient.InferInput("x", [1, 1], "FP32")
+        tensor.set_data_from_numpy(np.array([[float(i)]], np.float32))
+        result = client.infer("half", [tensor]).as_numpy("y")
+        assert result is not None
+        return result
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(64)))
+    client.close()
+    assert [float(a[0, 0]) for a in answers] == [0.5 * i + 2 for i in range(64)]
+    calls = _batch_calls(batched, "half") - before
+    assert 0 < calls < 64, f"{calls} model calls for 64 gRPC requests"
+    metrics = batched.get("/metrics").text
+    assert 'modelport_batch_queue_seconds_count{model="half",version="1"}' in metrics
+
+
 def test_a_bad_request_among_good_ones_fails_alone(batched: Server) -> None:
     bodies = [{"instances": [[1.0]]}] * 20 + [{"instances": [["x"]]}] + [{"instances": [[3.0]]}] * 20
     with ThreadPoolExecutor(16) as pool:

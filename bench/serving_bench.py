@@ -1,0 +1,235 @@
+"""Batching on and off, and the three protocols, side by side in one run; medians of repeats.
+
+    python bench/serving_bench.py                     # everything (about 10 min)
+    python bench/serving_bench.py --only batching     # batching off/on, MLP and CNN, 1 and 64 conns
+    python bench/serving_bench.py --only protocols    # v1 REST, v2 REST, v2 gRPC on the MLP
+
+Each target is one `modelport serve` process on 127.0.0.1 (all share the machine with the load
+generator: on 2 cores, one for the server, one for the load). REST load comes from wrk (one
+thread), gRPC load from h2load (nghttp2, one thread, unary calls framed by hand: a 5-byte prefix
+and a serialized ModelInferRequest); h2load's per-request log gives p50/p99. Every body carries
+one 28x28 PNG digit. Batching on means `--batching_parameters_file` with
+max_batch_size 32, batch_timeout_micros 2000, num_batch_threads 1; off means no batching at all.
+
+The CNN (examples/cnn/build.py) is built into the work folder first (about 7 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import http_bench as hb
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BATCHING = (
+    "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 2000 }\nnum_batch_threads { value: 1 }\n"
+)
+
+
+@dataclass
+class Case:
+    name: str
+    model: str  # mnist | cnn
+    protocol: str  # v1 | v2 | grpc
+    batching: bool
+
+
+def ensure_h2load() -> None:
+    if shutil.which("h2load"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True, env=env)
+
+
+def bodies(work: Path, png: bytes) -> dict[str, Path]:
+    """The same digit in each protocol's request."""
+    from modelport.server.grpc_v2 import inference_pb2 as pb
+
+    b64 = base64.b64encode(png).decode()
+    v1 = {"signature_name": "serving_default", "instances": [{"image_bytes": {"b64": b64}}]}
+    v2 = {"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": [b64]}]}
+    request = pb.ModelInferRequest()
+    tensor = request.inputs.add(name="image_bytes", datatype="BYTES", shape=[1])
+    tensor.contents.bytes_contents.append(png)
+    message = request.SerializeToString()
+    paths = {"v1": work / "v1.json", "v2": work / "v2.json", "grpc": work / "grpc.bin"}
+    paths["v1"].write_text(json.dumps(v1))
+    paths["v2"].write_text(json.dumps(v2))
+    paths["grpc"].write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
+    return paths
+
+
+def h2load(port: int, model: str, body: Path, conns: int, seconds: int, pgid: int, log: Path) -> hb.Run:
+    """Unary gRPC calls over HTTP/2: `conns` connections, one stream each (like wrk's connections)."""
+    url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"
+    log.unlink(missing_ok=True)
+    cmd = [
+        "h2load", "-t1", f"-c{conns}", "-m1", f"-D{seconds}", "-d", str(body),
+        "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log), url,
+    ]  # fmt: skip
+    cpu0, wall0 = hb.group_cpu_seconds(pgid), time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    wall = time.monotonic() - wall0
+    cpu = hb.group_cpu_seconds(pgid) - cpu0
+    if proc.returncode != 0:
+        raise RuntimeError(f"h2load failed: {shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+    latencies, failed = [], 0
+    for line in log.read_text().splitlines():
+        _start, status, micros = line.split("\t")[:3]
+        latencies.append(int(micros) / 1000)
+        failed += status != "200"
+    latencies.sort()
+    done = len(latencies)
+    p50 = latencies[done // 2] if done else 0.0
+    p99 = latencies[min(done - 1, int(done * 0.99))] if done else 0.0
+    return hb.Run(done / seconds, p50, p99, failed, 0, done, 100 * cpu / wall, 0.0)
+
+
+def grpc_sanity(port: int, model: str, framed: Path) -> None:
+    """One call by hand: the hand-framed body must get a real answer (h2load sees HTTP status only)."""
+    import grpc
+
+    from modelport.server.grpc_v2 import inference_pb2 as pb
+
+    request = pb.ModelInferRequest.FromString(framed.read_bytes()[5:])
+    request.model_name = model
+    framed.write_bytes(b"\x00" + struct.pack(">I", request.ByteSize()) + request.SerializeToString())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        response = call(request, timeout=10)
+    if not response.outputs:
+        raise RuntimeError(f"gRPC sanity call got no outputs: {response}")
+
+
+def serve_cmd(
+    cli: str, repo: Path, model: str, port: int, grpc_port: int, batching: Path | None
+) -> list[str]:
+    cmd = [
+        cli, "serve", "--host", "127.0.0.1", f"--rest_api_port={port}", f"--port={grpc_port}",
+        f"--model_name={model}", f"--model_base_path={repo}", "--log_level=warning",
+    ]  # fmt: skip
+    return [*cmd, f"--batching_parameters_file={batching}"] if batching else cmd
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=("batching", "protocols"))
+    args = parser.parse_args()
+    hb.ensure_wrk()
+    ensure_h2load()
+    cli = hb.modelport_cli()
+    if cli is None:
+        raise SystemExit("no `modelport` CLI beside this Python: pip install -e . first")
+    work = Path(tempfile.mkdtemp(prefix="modelport-serving-bench-"))
+    try:
+        return run(args, cli, work)
+    finally:
+        hb._kill_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, cli: str, work: Path) -> int:
+    subprocess.run([cli, "example", "mnist", str(work / "mnist")], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "examples/cnn/build.py"), str(work / "cnn" / "1")],
+                   check=True, capture_output=True)  # fmt: skip
+    (work / "cnn" / "1" / "_COMPLETE").write_text("")
+    paths = bodies(work, (work / "mnist" / "samples" / "digit-7.png").read_bytes())
+    (work / "batching.config").write_text(BATCHING)
+    cases: list[tuple[Case, list[int]]] = []
+    if args.only in (None, "batching"):
+        for model in ("mnist", "cnn"):
+            for on in (False, True):
+                cases.append((Case(f"{model} batching {'on' if on else 'off'}", model, "v1", on), [1, 64]))
+    if args.only in (None, "protocols"):
+        for protocol in ("v1", "v2", "grpc"):
+            cases.append((Case(f"mnist {protocol}", "mnist", protocol, False), [1, 64]))
+    results: dict[str, dict[int, list[hb.Run]]] = {c.name: {n: [] for n in conns} for c, conns in cases}
+    for repeat in range(args.repeats):
+        shift = repeat % len(cases)
+        for case, conns in cases[shift:] + cases[:shift]:
+            port, grpc_port = hb.free_port(), hb.free_port()
+            cmd = serve_cmd(
+                cli, work / case.model, case.model, port, grpc_port,
+                work / "batching.config" if case.batching else None,
+            )  # fmt: skip
+            path = {"v1": f"/v1/models/{case.model}:predict", "v2": f"/v2/models/{case.model}/infer"}
+            url = f"http://127.0.0.1:{port}{path.get(case.protocol, path['v1'])}"
+            target = hb.Target(
+                case.name, cmd, url, f"http://127.0.0.1:{port}/v1/models/{case.model}",
+                ready_text="AVAILABLE", check_text=None,
+            )  # fmt: skip
+            with hb.started(target, work, 90) as server:
+                for c in conns:
+                    if case.protocol == "grpc":
+                        log, pid = work / "h2load.log", server.proc.pid
+                        grpc_sanity(grpc_port, case.model, paths["grpc"])
+                        h2load(grpc_port, case.model, paths["grpc"], c, args.warmup, pid, log)
+                        r = h2load(grpc_port, case.model, paths["grpc"], c, args.duration, pid, log)
+                    else:
+                        body = paths[case.protocol]
+                        hb.wrk(url, body, c, args.warmup, 1, server.proc.pid)
+                        r = hb.wrk(url, body, c, args.duration, 1, server.proc.pid)
+                    results[case.name][c].append(r)
+                    print(
+                        f"[{repeat + 1}/{args.repeats}] {case.name:>20} c={c:<3} {r.rps:9,.0f} req/s  "
+                        f"p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  server CPU {r.server_cpu_pct:4.0f}%"
+                        + (f"  !!! {r.errors} errors" if r.errors else ""),
+                        flush=True,
+                    )
+    med = {name: {c: hb.median_run(runs) for c, runs in by.items()} for name, by in results.items()}
+    rows = [["case", "conns", "req/s", "p50 ms", "p99 ms", "server CPU %", "errors"]]
+    for case, conns in cases:
+        for c in conns:
+            m = med[case.name][c]
+            rows.append([case.name, str(c), f"{m['rps']:,.0f}", f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}",
+                         f"{m['server_cpu_pct']:.0f}", hb._err(m)])  # fmt: skip
+    ratios = [["comparison", "conns", "req/s ratio", "p50 difference ms", "p99 ratio"]]
+    pairs = [(f"{m} batching on", f"{m} batching off") for m in ("mnist", "cnn")]
+    pairs += [("mnist v2", "mnist v1"), ("mnist grpc", "mnist v1")]
+    for a, b in pairs:
+        if a in med and b in med:
+            for c in med[a]:
+                x, y = med[a][c], med[b][c]
+                ratio, p99 = f"{x['rps'] / y['rps']:.2f}", f"{x['p99_ms'] / y['p99_ms']:.2f}"
+                ratios.append([f"{a} / {b}", str(c), ratio, f"{x['p50_ms'] - y['p50_ms']:+.2f}", p99])
+    info = hb.machine()
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"\n==== medians of {args.repeats} runs of {args.duration} s ====\n")
+    print(hb._table(rows, False) + "\n\n" + hb._table(ratios, False))
+    print("\n---- Markdown for bench/RESULTS.md ----\n")
+    command = f"bash bench/run.sh serving {shlex.join(sys.argv[1:])}".strip()
+    print(f"{when}; {info['cpu']}, {info['cores']} cores; `{command}` "
+          f"(medians of {args.repeats} x {args.duration} s after {args.warmup} s warm-up)\n")  # fmt: skip
+    print(hb._table(rows, True) + "\n\n" + hb._table(ratios, True))
+    out = HERE / "results" / "serving.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"date": when, "machine": info, "medians": med}, indent=1))
+    return 3 if any(m["errors"] for by in med.values() for m in by.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
