@@ -34,13 +34,6 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     help="gRPC port (the v2 inference service); 0 picks a free one. Equal to --rest_api_port: REST only.",
 )
 @click.option(
-    "--grpc_max_threads",
-    default=16,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="gRPC calls served at once.",
-)
-@click.option(
     "--rest_api_port",
     default=8501,
     show_default=True,
@@ -175,7 +168,6 @@ def serve(**flags: Any) -> None:
         host=flags["host"],
         rest_api_port=flags["rest_api_port"],
         grpc_port=flags["port"],
-        grpc_max_threads=flags["grpc_max_threads"],
         model_config_file=str(flags["model_config_file"]) if flags["model_config_file"] else None,
         model_config_file_poll_wait_seconds=flags["model_config_file_poll_wait_seconds"],
         file_system_poll_wait_seconds=flags["file_system_poll_wait_seconds"],

@@ -1,17 +1,19 @@
 """The Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`).
 
-A thread-per-call gRPC server beside the REST event loop. Requests go through the same code as
-REST: the same signature checks, pre/post-processing, batcher and metrics (`api="grpc_infer"`).
-Tensor data comes either in typed `contents` or in `raw_input_contents` (never both); answers
-carry `raw_output_contents`, as Triton's do.
+grpc.aio on a thread and event loop of its own, beside the REST event loop. Requests go through
+the same code as REST: the same signature checks, pre/post-processing, batcher and metrics
+(`api="grpc_infer"`). Tensor data comes either in typed `contents` or in `raw_input_contents`
+(never both); answers carry `raw_output_contents`, as Triton's do.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -97,6 +99,9 @@ def _requested(request: Any, signature: Signature) -> list[str] | None:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """grpc.aio handlers. They run on the gRPC thread's own event loop: a fast model is run right
+    there; with batching on, the call waits for its batch without holding that loop."""
+
     def __init__(
         self,
         manager: ModelManager,
@@ -109,13 +114,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._batchers = batchers
         self._timeout = timeout_seconds
 
-    def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
 
-    def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerReadyResponse(ready=self._manager.is_ready())
 
-    def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         view = self._manager.view.get(request.name)
         try:
             version = _version(request.version)
@@ -124,18 +129,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         ready = view is not None and (version in view.versions if version else bool(view.versions))
         return pb.ModelReadyResponse(ready=ready)
 
-    def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         meta = v2.server_metadata()
         return pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
         )
 
-    def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             view = self._manager.model(request.name)
             servable = view.resolve(_version(request.version))
         except ModelportError as exc:
-            _abort(context, exc)
+            await _abort(context, exc)
         meta = v2.model_metadata(
             request.name, sorted(view.versions), servable.platform, servable.signature(None)
         )
@@ -148,7 +153,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tensor(**t) for t in meta["outputs"]],
         )
 
-    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         version, status = "", 500
         gauge = self._metrics.in_flight(request.model_name)
@@ -156,30 +161,31 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             servable = self._manager.model(request.model_name).resolve(_version(request.model_version))
             version = str(servable.version)
-            response = self._infer(servable, request)
+            response = await self._infer(servable, request)
             status = 200
             return response
         except ModelportError as exc:
             status = exc.http_status
-            _abort(context, exc)
+            await _abort(context, exc)
         except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
             log.exception("ModelInfer %s failed", request.model_name)
-            context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {exc!r}")
+            await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {exc!r}")
         finally:
             gauge.dec()
             self._metrics.observe(
                 request.model_name, version, "grpc_infer", status, time.perf_counter() - started
             )
 
-    def _infer(self, servable: Servable, request: Any) -> Any:
+    async def _infer(self, servable: Servable, request: Any) -> Any:
         signature = servable.signature(None)
         call = signature.prepare(_decode_inputs(request, signature), _requested(request, signature))
         if self._batchers is not None:
             future = self._batchers.get(servable).submit(call.feeds, call.sources)
             try:
-                results = future.result(self._timeout)
-            except futures.TimeoutError:
-                future.cancel()
+                results = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
+            except TimeoutError:
                 raise ModelportError(
                     Code.DEADLINE_EXCEEDED,
                     f"request to model '{servable.model_name}' version {servable.version} took longer "
@@ -211,27 +217,59 @@ def _response(servable: Servable, request: Any, outputs: dict[str, np.ndarray]) 
     )
 
 
-def _abort(context: grpc.ServicerContext, exc: ModelportError) -> Any:
+async def _abort(context: grpc.aio.ServicerContext, exc: ModelportError) -> Any:
     status = _STATUS.get(exc.code) or getattr(grpc.StatusCode, exc.code.name, grpc.StatusCode.UNKNOWN)
-    context.abort(status, exc.message)
+    await context.abort(status, exc.message)
 
 
-def start_grpc_server(
-    servicer: InferenceServicer, host: str, port: int, max_threads: int, max_message_bytes: int
-) -> tuple[grpc.Server, int]:
-    """Start serving; returns the server and the port it bound (port 0 picks a free one)."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_threads, thread_name_prefix="grpc"),
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
-    if bound == 0:
-        raise OSError(f"cannot listen for gRPC on {address} (in use?)")
-    server.start()
-    return server, bound
+class GrpcServer:
+    """grpc.aio on a thread of its own, with its own event loop, beside the REST loop."""
+
+    def __init__(self, servicer: InferenceServicer, host: str, port: int, max_message_bytes: int) -> None:
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpc.aio.Server | None = None
+        self._error: BaseException | None = None
+        self.port = 0
+        self._thread = threading.Thread(
+            target=self._run, args=(servicer, host, port, max_message_bytes), name="grpc", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        if not self.port:
+            raise OSError("the gRPC server did not start")
+
+    def _run(self, servicer: InferenceServicer, host: str, port: int, max_message_bytes: int) -> None:
+        async def serve() -> None:
+            try:
+                server = grpc.aio.server(
+                    options=[
+                        ("grpc.max_receive_message_length", max_message_bytes),
+                        ("grpc.max_send_message_length", max_message_bytes),
+                        ("grpc.so_reuseport", 0),
+                    ]
+                )
+                pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                bound = server.add_insecure_port(address)
+                if bound == 0:
+                    raise OSError(f"cannot listen for gRPC on {address} (in use?)")
+                await server.start()
+            except BaseException as exc:
+                self._error = exc
+                self._ready.set()
+                return
+            self._server, self._loop, self.port = server, asyncio.get_running_loop(), bound
+            self._ready.set()
+            await server.wait_for_termination()
+
+        asyncio.run(serve())
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self._loop is not None and self._server is not None:
+            done = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
+            with contextlib.suppress(Exception):
+                done.result(grace + 1)
+        self._thread.join(grace + 2)

@@ -31,7 +31,7 @@ from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
-from modelport.server.grpc_service import InferenceServicer, start_grpc_server
+from modelport.server.grpc_service import GrpcServer, InferenceServicer
 from modelport.server.metrics import ServerMetrics
 
 log = logging.getLogger("modelport.server")
@@ -43,7 +43,6 @@ class ServeConfig:
     host: str = "0.0.0.0"
     rest_api_port: int = 8501
     grpc_port: int = 8500
-    grpc_max_threads: int = 16
     model_config_file: str | None = None
     model_config_file_poll_wait_seconds: float = 0.0
     file_system_poll_wait_seconds: float = 1.0
@@ -139,9 +138,8 @@ def serve(config: ServeConfig) -> None:
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
         servicer = InferenceServicer(manager, metrics, batchers, config.options.request_timeout_seconds)
-        grpc_server, grpc_port = start_grpc_server(
-            servicer, config.host, config.grpc_port, config.grpc_max_threads, config.options.max_request_bytes
-        )
+        grpc_server = GrpcServer(servicer, config.host, config.grpc_port, config.options.max_request_bytes)
+        grpc_port = grpc_server.port
     _announce(config, port, grpc_port)
     for thread in threads:
         thread.start()
@@ -161,7 +159,7 @@ def serve(config: ServeConfig) -> None:
     finally:
         stop.set()
         if grpc_server is not None:
-            grpc_server.stop(grace=5).wait(6)
+            grpc_server.stop(grace=5)
         pool.shutdown(wait=False, cancel_futures=True)
         for thread in threads:
             thread.join(timeout=5)
