@@ -6,6 +6,7 @@ import click
 
 from modelport import __version__
 from modelport.cli.example import example
+from modelport.cli.registry import registry
 from modelport.cli.serve import serve
 
 
@@ -17,6 +18,7 @@ def cli() -> None:
 
 cli.add_command(serve)
 cli.add_command(example)
+cli.add_command(registry)
 
 
 def main() -> None:
