@@ -8,6 +8,7 @@ from modelport import __version__
 from modelport.cli.example import example
 from modelport.cli.registry import registry
 from modelport.cli.serve import serve
+from modelport.cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -19,6 +20,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(example)
 cli.add_command(registry)
+cli.add_command(train)
 
 
 def main() -> None:
