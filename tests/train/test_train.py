@@ -40,8 +40,8 @@ def test_the_folder_is_a_servable_version(trained: Path) -> None:
 
 def test_continued_training_starts_from_the_parent(trained: Path, tmp_path: Path) -> None:
     scratch = train(TrainConfig(epochs=1, out=str(tmp_path / "scratch")))
-    child = train(TrainConfig.model_validate({"epochs": 1, "out": str(tmp_path / "child"), "from": str(trained),
-                                              "parent_version": 3}))  # fmt: skip
+    config = {"epochs": 1, "out": str(tmp_path / "child"), "from": str(trained), "parent_version": 3}
+    child = train(TrainConfig.model_validate(config))
     record = json.loads((child / "training.json").read_text())
     assert record["parent"] == {"folder": str(trained), "version": 3}
     first_child = record["history"][0]["val_accuracy"]
