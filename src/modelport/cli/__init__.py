@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from modelport import __version__
+from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
 from modelport.cli.registry import registry
 from modelport.cli.serve import serve
@@ -21,6 +22,7 @@ cli.add_command(serve)
 cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(train)
+cli.add_command(evaluate)
 
 
 def main() -> None:

@@ -100,6 +100,7 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
         from modelport.train.cnn import train_cnn
 
         onnx_model, history = train_cnn(config, data, parts, parent, progress or (lambda *_: None))
+    export_check = history.pop()["export_check"] if history and "export_check" in history[-1] else None
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.onnx").write_bytes(onnx_model)
@@ -121,6 +122,7 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
             "classes": list(data.classes),
         },
         "history": history,
+        "export_check": export_check,  # the ONNX file against the framework model, validation split
         "parent": {"folder": config.from_, "version": config.parent_version} if config.from_ else None,
         "training_seconds": round(time.perf_counter() - started, 2),
     }
