@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from modelport.errors import ModelportError
+from modelport.registry import REGISTRY_SCHEME, resolve_base_path
 from modelport.repository.config import (
     ModelServerConfig,
     load_model_config_file,
@@ -47,8 +48,7 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
 @click.option(
     "--model_base_path",
     default=None,
-    type=click.Path(path_type=Path),
-    help="Folder holding <version>/ sub-folders.",
+    help="Folder holding <version>/ sub-folders, or registry://MODEL@LABEL (a registry label).",
 )
 @click.option(
     "--model_config_file",
@@ -203,11 +203,15 @@ def _models(flags: dict[str, Any]) -> ModelServerConfig:
             )
         models = load_model_config_file(config_file)
     elif flags["model_base_path"] is not None:
-        models = single_model_config(
-            flags["model_name"] or "default", str(flags["model_base_path"].resolve())
-        )
+        base = str(flags["model_base_path"])
+        base = base if base.startswith(REGISTRY_SCHEME) else str(Path(base).resolve())
+        models = single_model_config(flags["model_name"] or "default", base)
     else:
         raise click.UsageError("give --model_config_file, or --model_base_path (and --model_name)")
+    # registry://MODEL@LABEL: the folder the registry keeps holding what the label points at.
+    models = ModelServerConfig(
+        tuple(replace(m, base_path=resolve_base_path(m.base_path)) for m in models.models)
+    )
     transition = flags["version_transition_policy"]
     if transition:
         models = ModelServerConfig(tuple(replace(m, transition=transition) for m in models.models))

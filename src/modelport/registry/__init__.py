@@ -237,6 +237,7 @@ class Registry:
             _copy_atomically(folder, self.artifact(name, record.version), files)
         except BaseException:
             self.store.delete_version(name, record.version)  # the number is not reused
+            shutil.rmtree(self.artifact(name, record.version), ignore_errors=True)
             raise
         self.store.set_state(name, record.version, "active")  # only now can it be served
         self.sync(name)
@@ -298,8 +299,33 @@ class Registry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             return self._sync(name, repository)
 
+    def subscribe(self, name: str, selector: str) -> Path:
+        """A repository that holds what `selector` (`latest` or a label) points at, kept in step
+        from now on: what a server config's `base_path: registry://NAME@SELECTOR` means."""
+        self.model(name)
+        if selector != "latest" and not _LABEL.fullmatch(selector):
+            raise invalid(f"registry://{name}@{selector}: '{selector}' is neither latest nor a label name")
+        folder = self.root / "serving" / f"{name}@{selector}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.sync(name)
+        return folder
+
+    def selected(self, name: str, selector: str) -> set[int]:
+        versions = self.store.versions(name)
+        if selector == "latest":
+            active = [v.version for v in versions if v.state == "active"]
+            return {max(active)} if active else set()
+        return {v.version for v in versions if selector in v.labels}
+
     def _sync(self, name: str, repository: Path) -> Path:
-        wanted = self.served(name)
+        self._mirror(name, repository, self.served(name))
+        serving = self.root / "serving"
+        if serving.is_dir():
+            for folder in serving.glob(f"{name}@*"):
+                self._mirror(name, folder, self.selected(name, folder.name.split("@", 1)[1]))
+        return repository
+
+    def _mirror(self, name: str, repository: Path, wanted: set[int]) -> None:
         for version in sorted(wanted):
             target = repository / str(version)
             if not target.exists():
@@ -309,7 +335,6 @@ class Registry:
                 trash = repository / f".{entry.name}.removed-{uuid.uuid4().hex[:8]}"
                 os.rename(entry, trash)  # one step for the server: the version is gone
                 shutil.rmtree(trash, ignore_errors=True)
-        return repository
 
 
 def _copy_atomically(source: Path, target: Path, files: Mapping[str, Any]) -> None:
@@ -326,3 +351,16 @@ def _copy_atomically(source: Path, target: Path, files: Mapping[str, Any]) -> No
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+
+
+REGISTRY_SCHEME = "registry://"
+
+
+def resolve_base_path(base_path: str) -> str:
+    """`registry://mnist@production` -> the folder the registry keeps for it; other paths unchanged."""
+    if not base_path.startswith(REGISTRY_SCHEME):
+        return base_path
+    name, sep, selector = base_path.removeprefix(REGISTRY_SCHEME).partition("@")
+    if not name:
+        raise invalid(f"{base_path}: write registry://MODEL@LABEL (or @latest)")
+    return str(Registry.open().subscribe(name, selector if sep else "latest"))

@@ -185,8 +185,12 @@ def load_model_config_file(path: str | os.PathLike[str]) -> ModelServerConfig:
         ) from exc
     config = parse_model_config(text, str(file))
     base = file.resolve().parent
+
+    def located(path: str) -> str:  # a URI (registry://...) stays as it is
+        return path if "://" in path else str(base / path)
+
     return ModelServerConfig(tuple(
-        ModelConfig(**{**m.__dict__, "base_path": str(base / m.base_path)}) for m in config.models
+        ModelConfig(**{**m.__dict__, "base_path": located(m.base_path)}) for m in config.models
     ))  # fmt: skip
 
 

@@ -41,8 +41,7 @@ signatures:
       classes: {{from: logits, transform: argmax}}
       probabilities: {{from: logits, transform: softmax}}
       logits: {{from: logits}}
-    labels: {labels}
-"""
+{labels}"""
 
 
 class TrainConfig(BaseModel):
@@ -108,7 +107,7 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
     description = f"{config.model.upper()} trained on {data.name} ({len(parts.train[1])} images)"
     (out / "model.yaml").write_text(MODEL_YAML.format(
         description=description, width=width, height=height,
-        fit="mnist" if (height, width) == (28, 28) else "stretch", labels=json.dumps(list(data.classes)),
+        fit="mnist" if (height, width) == (28, 28) else "stretch", labels=_labels_line(data.classes),
     ))  # fmt: skip
     record = {
         "environment": env,
@@ -128,6 +127,13 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
     }
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
     return out
+
+
+def _labels_line(classes: tuple[str, ...]) -> str:
+    """Class names, unless they are just the indices (MNIST's digits): then classes stay numbers."""
+    if list(classes) == [str(i) for i in range(len(classes))]:
+        return ""
+    return f"    labels: {json.dumps(list(classes))}\n"
 
 
 def _parent(config: TrainConfig, data: Dataset) -> Path | None:
