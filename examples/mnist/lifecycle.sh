@@ -12,13 +12,14 @@ set -euo pipefail
 mp="${MODELPORT:-modelport}"
 work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
-model=mlp epochs=30 gate="accuracy>=0.93"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+config="$here/mlp.yaml" gate="accuracy>=0.93"
 if [ "${1:-}" = "--full" ]; then
-  model=cnn epochs=12 gate="accuracy>=0.975"
+  config="$here/cnn.yaml" gate="accuracy>=0.975"
 fi
 
-echo "== 1. train ($model, $epochs epochs)"
-"$mp" train --model "$model" --epochs "$epochs" --out "$work/candidate"
+echo "== 1. train ($(basename "$config"))"
+"$mp" train -f "$config" --out "$work/candidate"
 
 echo "== 2. evaluate the ONNX file that will be served"
 "$mp" evaluate "$work/candidate" --out "$work/evaluation"

@@ -16,6 +16,8 @@ from modelport.errors import ModelportError
 @click.option("--data", help="mnist5k (default), idx:DIR, folder:DIR or npz:FILE.")
 @click.option("--model", type=click.Choice(["mlp", "cnn"]), help="mlp (fast, scikit-learn) or cnn (PyTorch).")
 @click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--hidden", type=int, help="Units of the hidden dense layer.")
 @click.option("--seed", type=int)
 @click.option("--out", help="The version folder to write (default build/model).")
 @click.option("--from", "from_", help="Continue training the model in this version folder (warm start).")
@@ -25,6 +27,8 @@ def train(
     data: str | None,
     model: str | None,
     epochs: int | None,
+    batch_size: int | None,
+    hidden: int | None,
     seed: int | None,
     out: str | None,
     from_: str | None,
@@ -36,8 +40,8 @@ def train(
     from modelport.train import load_config
     from modelport.train import train as run
 
-    overrides = {"data": data, "model": model, "epochs": epochs, "seed": seed, "out": out,
-                 "from": from_, "parent_version": parent_version}  # fmt: skip
+    overrides = {"data": data, "model": model, "epochs": epochs, "batch_size": batch_size, "hidden": hidden,
+                 "seed": seed, "out": out, "from": from_, "parent_version": parent_version}  # fmt: skip
     try:
         config = load_config(config_file, overrides)  # type: ignore[arg-type]
         columns = (TextColumn("epoch {task.completed}/{task.total}"), BarColumn(),

@@ -99,9 +99,13 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
         from modelport.train.cnn import train_cnn
 
         onnx_model, history = train_cnn(config, data, parts, parent, progress or (lambda *_: None))
-    export_check = history.pop()["export_check"] if history and "export_check" in history[-1] else None
+    extras = {k: v for entry in history if "epoch" not in entry for k, v in entry.items()}
+    history = [entry for entry in history if "epoch" in entry]
+    export_check = extras.get("export_check")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    if "checkpoint" in extras:  # the framework's weights, for continued training
+        (out / "checkpoint.pt").write_bytes(extras["checkpoint"])
     (out / "model.onnx").write_bytes(onnx_model)
     height, width = data.shape
     description = f"{config.model.upper()} trained on {data.name} ({len(parts.train[1])} images)"
