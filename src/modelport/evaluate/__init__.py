@@ -104,7 +104,7 @@ def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None
 
     record_file = folder / "training.json"
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
-    spec = data_spec or record.get("data", {}).get("name")
+    spec = data_spec or record.get("config", {}).get("data")
     if not spec:
         raise invalid(f"{folder}: no training.json to say which data; give --data")
     data = load_dataset(spec)

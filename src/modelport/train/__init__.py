@@ -36,7 +36,7 @@ signatures:
       image_bytes:
         tensor: pixels
         image:
-          {{mode: L, width: {width}, height: {height}, invert: auto, scale: [0.0, 1.0], fit: {fit}}}
+          {{mode: L, width: {width}, height: {height}, invert: {invert}, scale: [0.0, 1.0], fit: {fit}}}
     outputs:
       classes: {{from: logits, transform: argmax}}
       probabilities: {{from: logits, transform: softmax}}
@@ -60,6 +60,10 @@ class TrainConfig(BaseModel):
     out: str = "build/model"
     from_: str | None = Field(default=None, alias="from")  # continued training: a version folder
     parent_version: int | None = None  # the registry version `from` was, for the lineage record
+    # How served images are prepared. mnist: handwritten digits (auto-invert dark-on-light
+    # drawings, crop and centre the ink as MNIST did); plain: resize only (Fashion-MNIST, photos).
+    # auto: mnist for the mnist5k data, plain otherwise.
+    preprocess: Literal["auto", "mnist", "plain"] = "auto"
 
 
 def load_config(path: Path, overrides: dict[str, Any]) -> TrainConfig:
@@ -108,10 +112,12 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
         (out / "checkpoint.pt").write_bytes(extras["checkpoint"])
     (out / "model.onnx").write_bytes(onnx_model)
     height, width = data.shape
+    digits = config.preprocess == "mnist" or (config.preprocess == "auto" and data.name == "mnist5k")
     description = f"{config.model.upper()} trained on {data.name} ({len(parts.train[1])} images)"
     (out / "model.yaml").write_text(MODEL_YAML.format(
         description=description, width=width, height=height,
-        fit="mnist" if (height, width) == (28, 28) else "stretch", labels=_labels_line(data.classes),
+        fit="mnist" if digits else "stretch", invert="auto" if digits else "never",
+        labels=_labels_line(data.classes),
     ))  # fmt: skip
     record = {
         "environment": env,
