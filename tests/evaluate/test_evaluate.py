@@ -73,3 +73,16 @@ def test_publishing_what_was_evaluated_and_only_that(folder: Path, tmp_path: Pat
     (folder / "model.yaml").write_text((folder / "model.yaml").read_text() + "\n")
     with pytest.raises(ModelportError, match="the files changed after they were evaluated"):
         registry.publish("mnist", folder, metrics=report["metrics"], expected_sha256=report["sha256"])
+
+
+def test_a_model_that_does_not_fit_the_data_is_named(folder: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 255, (40, 32, 32), dtype=np.uint8)
+    np.savez(tmp_path / "wide.npz", images=wide, labels=np.arange(40) % 10)
+    mismatch = r"the model takes \['batch', 784\], the data gives \[\d+, 1024\]"
+    with pytest.raises(ModelportError, match=mismatch):
+        evaluate(folder, data_spec=f"npz:{tmp_path / 'wide.npz'}", out=tmp_path / "o")
+    few = rng.integers(0, 255, (40, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "few.npz", images=few, labels=np.arange(40) % 3)
+    with pytest.raises(ModelportError, match="the model has 10 classes, the data 3"):
+        evaluate(folder, data_spec=f"npz:{tmp_path / 'few.npz'}", out=tmp_path / "o")
