@@ -16,7 +16,7 @@ from modelport.errors import ModelportError
               help="Where to write evaluation.json and report.html (default FOLDER-evaluation).")  # fmt: skip
 def evaluate(folder: Path, data: str | None, out: Path | None) -> None:
     """Evaluate the ONNX model in FOLDER on the held-out test split."""
-    from modelport.evaluate import evaluate as run
+    from modelport.pipeline.evaluate import evaluate as run
 
     try:
         report = run(folder, data, out)

@@ -37,8 +37,8 @@ def train(
     """Train a digit classifier and write it as a servable version folder (ONNX + model.yaml)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from modelport.train import load_config
-    from modelport.train import train as run
+    from modelport.pipeline.train import load_config
+    from modelport.pipeline.train import train as run
 
     overrides = {"data": data, "model": model, "epochs": epochs, "batch_size": batch_size, "hidden": hidden,
                  "seed": seed, "out": out, "from": from_, "parent_version": parent_version}  # fmt: skip

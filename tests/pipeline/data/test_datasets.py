@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelport.data import load_dataset, read_idx, splits
 from modelport.errors import ModelportError
+from modelport.pipeline.data import load_dataset, read_idx, splits
 
 
 def _idx(path: Path, array: np.ndarray, compress: bool) -> None:

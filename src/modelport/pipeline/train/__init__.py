@@ -22,9 +22,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modelport.data import Dataset, Splits, load_dataset, splits
 from modelport.errors import Code, ModelportError, invalid
-from modelport.train.environment import record as environment_record
+from modelport.pipeline.data import Dataset, Splits, load_dataset, splits
+from modelport.pipeline.train.environment import record as environment_record
 
 MODEL_YAML = """\
 platform: onnx
@@ -96,11 +96,11 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
                              config.model_dump(by_alias=True), command)  # fmt: skip
     parent = _parent(config, data)
     if config.model == "mlp":
-        from modelport.train.mlp import train_mlp
+        from modelport.pipeline.train.mlp import train_mlp
 
         onnx_model, history = train_mlp(config, data, parts, parent, progress or (lambda *_: None))
     else:
-        from modelport.train.cnn import train_cnn
+        from modelport.pipeline.train.cnn import train_cnn
 
         onnx_model, history = train_cnn(config, data, parts, parent, progress or (lambda *_: None))
     extras = {k: v for entry in history if "epoch" not in entry for k, v in entry.items()}

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from modelport.errors import ModelportError
-from modelport.evaluate import classification_metrics, diagnose, evaluate
+from modelport.pipeline.evaluate import classification_metrics, diagnose, evaluate
+from modelport.pipeline.train import TrainConfig, train
 from modelport.registry import Registry
-from modelport.train import TrainConfig, train
 
 
 def test_metrics_match_a_hand_computed_example() -> None:

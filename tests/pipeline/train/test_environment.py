@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from modelport.train.environment import record
+from modelport.pipeline.train.environment import record
 
 
 def _git(cwd: Path, *args: str) -> None:

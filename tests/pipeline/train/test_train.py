@@ -13,9 +13,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from modelport.data import load_dataset, splits
 from modelport.errors import ModelportError
-from modelport.train import TrainConfig, load_config, pixels, train
+from modelport.pipeline.data import load_dataset, splits
+from modelport.pipeline.train import TrainConfig, load_config, pixels, train
 
 
 @pytest.fixture(scope="module")

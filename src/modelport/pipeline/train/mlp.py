@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from modelport.data import Dataset, Splits
 from modelport.errors import Code, ModelportError
+from modelport.pipeline.data import Dataset, Splits
 
 from . import Progress, TrainConfig, pixels
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modelport.evaluate import evaluate
-from modelport.train import TrainConfig, train
+from modelport.pipeline.evaluate import evaluate
+from modelport.pipeline.train import TrainConfig, train
 
 
 def test_the_report_renders_its_pictures(tmp_path: Path) -> None:

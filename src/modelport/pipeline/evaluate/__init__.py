@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from modelport.data import load_dataset, splits
 from modelport.errors import invalid
+from modelport.pipeline.data import load_dataset, splits
 from modelport.registry import manifest, manifest_sha256
 
 

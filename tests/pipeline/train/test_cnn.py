@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelport.data import load_dataset
-from modelport.train import TrainConfig, train
+from modelport.pipeline.data import load_dataset
+from modelport.pipeline.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""From data to a servable model: data sets (`data`), training (`train`), evaluation (`evaluate`)."""
