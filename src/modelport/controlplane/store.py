@@ -1,0 +1,271 @@
+"""The control plane's object store: SQLite in WAL mode, optimistic concurrency, and a watch.
+
+Objects are kept as JSON documents keyed by (kind, namespace, name). Every write takes the next
+value of one store-wide counter as the object's resourceVersion and appends a change (ADDED,
+MODIFIED, DELETED) to a log, in the same transaction. An update or delete that names the
+resourceVersion it read fails with a conflict when the object has moved on, as Kubernetes does, so
+two writers never merge. `metadata.generation` counts changes to `spec` only; status writes keep
+it. A watch reads the log from a resourceVersion on: it sees every change after that point, in
+order, once, in any process that opens the same file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import Code, ModelportError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    rv INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS changes (
+    rv INTEGER PRIMARY KEY, type TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL,
+    name TEXT NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 0), rv INTEGER NOT NULL);
+INSERT OR IGNORE INTO counter (id, rv) VALUES (0, 0);
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    type: str  # ADDED | MODIFIED | DELETED
+    object: dict[str, Any]
+
+    @property
+    def resource_version(self) -> int:
+        return int(self.object["metadata"]["resourceVersion"])
+
+
+def conflict(kind: str, name: str, detail: str) -> ModelportError:
+    return ModelportError(
+        Code.ABORTED,
+        f'Operation cannot be fulfilled on {kind.lower()}s "{name}": {detail}; '
+        "read it again and apply your change to the latest version",
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class ObjectStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._local = threading.local()
+        self._db().executescript(_SCHEMA)
+        self._changed = threading.Condition()
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        with self._changed:
+            self._changed.notify_all()
+
+    @staticmethod
+    def _next_rv(db: sqlite3.Connection) -> int:
+        rv = int(db.execute("UPDATE counter SET rv = rv + 1 WHERE id = 0 RETURNING rv").fetchone()[0])
+        return rv
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, rv: int, type_: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        db.execute(
+            "INSERT INTO changes (rv, type, kind, namespace, name, body) VALUES (?, ?, ?, ?, ?, ?)",
+            (rv, type_, obj["kind"], meta["namespace"], meta["name"], json.dumps(obj)),
+        )
+
+    # -- reads --
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            )
+            .fetchone()
+        )
+        return json.loads(row[0]) if row else None
+
+    def list_kind(self, kind: str, namespace: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """The objects of a kind and the store's resourceVersion at that moment (to watch from)."""
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            if namespace is None:
+                rows = db.execute("SELECT body FROM objects WHERE kind = ? ORDER BY namespace, name", (kind,))
+            else:
+                rows = db.execute(
+                    "SELECT body FROM objects WHERE kind = ? AND namespace = ? ORDER BY name",
+                    (kind, namespace),
+                )
+            objects = [json.loads(r[0]) for r in rows]
+            rv = int(db.execute("SELECT rv FROM counter WHERE id = 0").fetchone()[0])
+        finally:
+            db.execute("COMMIT")
+        return objects, rv
+
+    # -- writes --
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        with self._write() as db:
+            exists = db.execute(
+                "SELECT 1 FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (obj["kind"], meta["namespace"], meta["name"]),
+            ).fetchone()
+            if exists:
+                raise ModelportError(
+                    Code.ALREADY_EXISTS, f'{obj["kind"].lower()}s "{meta["name"]}" already exists'
+                )
+            rv = self._next_rv(db)
+            stored = {**obj, "metadata": {
+                **meta, "uid": str(uuid.uuid4()), "generation": 1, "resourceVersion": str(rv),
+                "creationTimestamp": _now(),
+            }}  # fmt: skip
+            db.execute(
+                "INSERT INTO objects (kind, namespace, name, rv, body) VALUES (?, ?, ?, ?, ?)",
+                (obj["kind"], meta["namespace"], meta["name"], rv, json.dumps(stored)),
+            )
+            self._log(db, rv, "ADDED", stored)
+        return stored
+
+    def update(self, obj: dict[str, Any], status_only: bool = False) -> dict[str, Any]:
+        """Replace an object. If obj's metadata carries a resourceVersion, it must be the current one."""
+        kind, meta = obj["kind"], obj["metadata"]
+        with self._write() as db:
+            row = db.execute(
+                "SELECT rv, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, meta["namespace"], meta["name"]),
+            ).fetchone()
+            if row is None:
+                raise ModelportError(Code.NOT_FOUND, f'{kind.lower()}s "{meta["name"]}" not found')
+            current: dict[str, Any] = json.loads(row[1])
+            wanted = meta.get("resourceVersion")
+            if wanted is not None and str(wanted) != str(row[0]):
+                raise conflict(kind, meta["name"], "the object has been modified")
+            old_meta = current["metadata"]
+            if status_only:
+                stored = {**current, "status": obj.get("status", {})}
+            else:
+                stored = {**obj, "status": current.get("status", {})}
+            generation = old_meta["generation"] + (
+                0 if status_only or stored["spec"] == current["spec"] else 1
+            )
+
+            def content(o: dict[str, Any]) -> Any:
+                m = o["metadata"]
+                return (
+                    {k: v for k, v in o.items() if k != "metadata"},
+                    m.get("labels"),
+                    m.get("annotations"),
+                )
+
+            if content(stored) == content(current):
+                return current  # nothing changed: no new version, no event
+            rv = self._next_rv(db)
+            stored["metadata"] = {
+                **(old_meta if status_only else meta),
+                "uid": old_meta["uid"], "creationTimestamp": old_meta["creationTimestamp"],
+                "generation": generation, "resourceVersion": str(rv),
+            }  # fmt: skip
+            db.execute(
+                "UPDATE objects SET rv = ?, body = ? WHERE kind = ? AND namespace = ? AND name = ?",
+                (rv, json.dumps(stored), kind, meta["namespace"], meta["name"]),
+            )
+            self._log(db, rv, "MODIFIED", stored)
+        return stored
+
+    def delete(
+        self, kind: str, namespace: str, name: str, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT rv, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            ).fetchone()
+            if row is None:
+                raise ModelportError(Code.NOT_FOUND, f'{kind.lower()}s "{name}" not found')
+            if resource_version is not None and str(resource_version) != str(row[0]):
+                raise conflict(kind, name, "the object has been modified")
+            db.execute(
+                "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?", (kind, namespace, name)
+            )
+            gone: dict[str, Any] = json.loads(row[1])
+            rv = self._next_rv(db)
+            gone["metadata"]["resourceVersion"] = str(rv)
+            self._log(db, rv, "DELETED", gone)
+        return gone
+
+    # -- watch --
+
+    def changes(self, since: int, kinds: tuple[str, ...] | None = None, limit: int = 1000) -> list[Change]:
+        rows = (
+            self._db()
+            .execute("SELECT type, kind, body FROM changes WHERE rv > ? ORDER BY rv LIMIT ?", (since, limit))
+            .fetchall()
+        )
+        return [Change(t, json.loads(b)) for t, k, b in rows if kinds is None or k in kinds]
+
+    def watch(
+        self,
+        since: int,
+        kinds: tuple[str, ...] | None = None,
+        timeout: float | None = None,
+        poll: float = 0.2,
+    ) -> Iterator[Change]:
+        """Every change after `since`, in order, as it happens (until `timeout` seconds pass idle).
+
+        Writes in this process wake it at once; other processes' writes are seen within `poll`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cursor = since
+        while True:
+            batch = (
+                self._db()
+                .execute(
+                    "SELECT rv, type, kind, body FROM changes WHERE rv > ? ORDER BY rv LIMIT 1000", (cursor,)
+                )
+                .fetchall()
+            )
+            for rv, type_, kind, body in batch:
+                cursor = rv
+                if kinds is None or kind in kinds:
+                    yield Change(type_, json.loads(body))
+            if batch:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            wait = poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
+            with self._changed:
+                self._changed.wait(wait)

@@ -1,0 +1,102 @@
+"""The object store: resourceVersion conflicts instead of merges, generation counts spec changes,
+and a watch sees every change in order, including those written by other processes."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelport.controlplane.store import ObjectStore
+from modelport.errors import Code, ModelportError
+
+
+def _deployment(name: str = "mnist", replicas: int = 2) -> dict[str, Any]:
+    return {"apiVersion": "modelport/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "default"}, "spec": {"replicas": replicas}}  # fmt: skip
+
+
+def test_create_get_list_and_metadata(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "state.db")
+    created = store.create(_deployment())
+    meta = created["metadata"]
+    assert meta["generation"] == 1 and meta["uid"] and meta["creationTimestamp"].endswith("Z")
+    assert store.get("Deployment", "default", "mnist") == created
+    store.create(_deployment("other"))
+    objects, rv = store.list_kind("Deployment")
+    assert [o["metadata"]["name"] for o in objects] == ["mnist", "other"]
+    assert rv == int(objects[-1]["metadata"]["resourceVersion"])
+    with pytest.raises(ModelportError, match='deployments "mnist" already exists') as caught:
+        store.create(_deployment())
+    assert caught.value.code == Code.ALREADY_EXISTS
+
+
+def test_generation_counts_spec_changes_only(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "state.db")
+    first = store.create(_deployment())
+    scaled = store.update({**first, "spec": {"replicas": 3}})
+    assert scaled["metadata"]["generation"] == 2
+    with_status = store.update({**scaled, "status": {"readyReplicas": 3}}, status_only=True)
+    assert with_status["metadata"]["generation"] == 2 and with_status["status"] == {"readyReplicas": 3}
+    again = store.update({**with_status, "metadata": {**with_status["metadata"], "resourceVersion": None}})
+    assert again == with_status  # the same spec: no new version, no event
+    assert int(with_status["metadata"]["resourceVersion"]) > int(scaled["metadata"]["resourceVersion"])
+    # A spec update keeps the status the controllers wrote.
+    assert store.update({**again, "spec": {"replicas": 1}})["status"] == {"readyReplicas": 3}
+
+
+def test_a_stale_write_is_a_conflict_not_a_merge(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "state.db")
+    read = store.create(_deployment())
+    store.update({**read, "spec": {"replicas": 5}})
+    with pytest.raises(
+        ModelportError, match='Operation cannot be fulfilled on deployments "mnist"'
+    ) as caught:
+        store.update({**read, "spec": {"replicas": 7}})
+    assert caught.value.http_status == 409
+    assert store.get("Deployment", "default", "mnist")["spec"] == {"replicas": 5}
+    with pytest.raises(ModelportError, match="has been modified"):
+        store.delete("Deployment", "default", "mnist", resource_version=read["metadata"]["resourceVersion"])
+
+
+def _update_from(path: str, read: dict[str, Any], replicas: int) -> str:
+    try:
+        ObjectStore(Path(path)).update({**read, "spec": {"replicas": replicas}})
+        return "ok"
+    except ModelportError as exc:
+        return exc.code.name
+
+
+def test_two_writers_at_once_one_wins(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "state.db")
+    read = store.create(_deployment())
+    with ProcessPoolExecutor(2) as pool:
+        results = sorted(pool.map(_update_from, [str(tmp_path / "state.db")] * 2, [read, read], [3, 4]))
+    assert results == ["ABORTED", "ok"]
+    assert store.get("Deployment", "default", "mnist")["spec"]["replicas"] in (3, 4)
+
+
+def test_watch_sees_every_change_in_order(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "state.db")
+    _, start = store.list_kind("Deployment")
+    seen: list[tuple[str, str, Any]] = []
+
+    def watch() -> None:
+        for change in ObjectStore(tmp_path / "state.db").watch(start, ("Deployment",), timeout=2):
+            seen.append((change.type, change.object["metadata"]["name"], change.object["spec"]["replicas"]))
+            if change.type == "DELETED":
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    created = store.create(_deployment())
+    store.create({**_deployment("svc"), "kind": "Service"})  # another kind: not seen
+    updated = store.update({**created, "spec": {"replicas": 4}})
+    store.delete("Deployment", "default", "mnist")
+    watcher.join(10)
+    assert seen == [("ADDED", "mnist", 2), ("MODIFIED", "mnist", 4), ("DELETED", "mnist", 4)]
+    later = store.changes(int(updated["metadata"]["resourceVersion"]))
+    assert [c.type for c in later] == ["DELETED"]
