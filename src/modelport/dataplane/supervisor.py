@@ -1,0 +1,236 @@
+"""Replicas of the model server as supervised processes: started, probed, restarted with
+Kubernetes' back-off, stopped gracefully.
+
+A replica is `modelport serve` on 127.0.0.1 with ports the OS picks (the server writes them to a
+port file, so there is no race for a port), its output appended to a log file, its memory
+limited where the OS allows. Probes are HTTP GETs against the server's own health endpoints:
+readiness (`/readyz`: every model has an AVAILABLE version) decides whether it takes traffic,
+liveness (`/healthz`) whether it must be restarted. A replica that exits or fails liveness is
+restarted after the CrashLoopBackOff delay: 10 s, doubled at each restart, at most 300 s, back to
+10 s once it has run for 10 minutes — Kubernetes' numbers, each settable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelport.clock import Clock
+
+
+@dataclass(frozen=True)
+class BackOffPolicy:
+    initial_seconds: float = 10.0
+    max_seconds: float = 300.0
+    reset_after_seconds: float = 600.0
+
+    def delay(self, restarts: int) -> float:
+        """The wait before restart number `restarts` + 1 (0 restarts so far: the initial delay)."""
+        return float(min(self.max_seconds, self.initial_seconds * 2.0**restarts))
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    path: str
+    period_seconds: float = 1.0
+    timeout_seconds: float = 1.0
+    initial_delay_seconds: float = 0.0
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+def http_probe(port: int, path: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as answer:
+            return bool(200 <= answer.status < 400)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _memory_limit(text: str | None) -> int | None:
+    """Kubernetes quantities: 512Mi, 2Gi, 1G, 100M, or bytes."""
+    if not text:
+        return None
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+@dataclass
+class Replica:
+    """One supervised process and what the supervisor knows about it."""
+
+    name: str
+    args: Sequence[str]  # `modelport serve` flags (model, ...), without ports
+    workdir: Path
+    readiness: ProbeSpec = field(default_factory=lambda: ProbeSpec("/readyz"))
+    liveness: ProbeSpec = field(default_factory=lambda: ProbeSpec("/healthz"))
+    memory_limit: str | None = None
+    backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
+    # state
+    proc: subprocess.Popen[bytes] | None = None
+    port: int | None = None
+    grpc_port: int | None = None
+    ready: bool = False
+    restarts: int = 0
+    started_at: float | None = None
+    next_start_at: float = 0.0
+    last_exit: int | None = None
+    _ready_streak: int = 0
+    _live_failures: int = 0
+    _last_probe: float = -1e9
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+
+class Supervisor:
+    """Keeps a set of replicas running. `tick()` does one round of work; call it often."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        command: Sequence[str] | None = None,
+        probe: Callable[[int, str, float], bool] = http_probe,
+    ) -> None:
+        self._clock = clock
+        self._command = list(command or [sys.executable, "-m", "modelport", "serve"])
+        self._probe = probe
+        self.replicas: dict[str, Replica] = {}
+
+    def add(self, replica: Replica) -> Replica:
+        replica.workdir.mkdir(parents=True, exist_ok=True)
+        self.replicas[replica.name] = replica
+        self._start(replica)
+        return replica
+
+    def remove(self, name: str, grace_seconds: float = 10.0) -> None:
+        replica = self.replicas.pop(name, None)
+        if replica is not None:
+            replica.ready = False
+            _stop(replica, grace_seconds)
+
+    def tick(self) -> None:
+        now = self._clock.monotonic()
+        for replica in list(self.replicas.values()):
+            proc = replica.proc
+            if proc is None:
+                if now >= replica.next_start_at:
+                    self._start(replica)
+                continue
+            code = proc.poll()
+            if code is not None:
+                self._crashed(replica, code, now)
+                continue
+            if replica.port is None:
+                replica.port, replica.grpc_port = _read_ports(replica)
+                if replica.port is None:
+                    continue
+            self._probe_round(replica, now)
+
+    def _probe_round(self, replica: Replica, now: float) -> None:
+        assert replica.port is not None and replica.started_at is not None
+        period = min(replica.readiness.period_seconds, replica.liveness.period_seconds)
+        if now - replica._last_probe < period:
+            return
+        replica._last_probe = now
+        age = now - replica.started_at
+        if age >= replica.readiness.initial_delay_seconds:
+            if self._probe(replica.port, replica.readiness.path, replica.readiness.timeout_seconds):
+                replica._ready_streak += 1
+                if replica._ready_streak >= replica.readiness.success_threshold:
+                    replica.ready = True
+            else:
+                replica._ready_streak = 0
+                replica.ready = False
+        if age >= replica.liveness.initial_delay_seconds:
+            if self._probe(replica.port, replica.liveness.path, replica.liveness.timeout_seconds):
+                replica._live_failures = 0
+            else:
+                replica._live_failures += 1
+                if replica._live_failures >= replica.liveness.failure_threshold:
+                    _stop(replica, 1.0)  # not alive: restarted with back-off like a crash
+                    self._crashed(replica, -1, now)
+        if replica.restarts and age >= replica.backoff.reset_after_seconds:
+            replica.restarts = 0
+
+    def _crashed(self, replica: Replica, code: int, now: float) -> None:
+        replica.last_exit = code
+        replica.proc = None
+        replica.ready = False
+        replica.port = replica.grpc_port = None
+        replica.next_start_at = now + replica.backoff.delay(replica.restarts)
+        replica.restarts += 1
+        with open(replica.log_path, "ab") as log:
+            log.write(f"\n[supervisor] exited with {code}; restart {replica.restarts} in "
+                      f"{replica.next_start_at - now:.1f} s\n".encode())  # fmt: skip
+
+    def _start(self, replica: Replica) -> None:
+        port_file = replica.workdir / f"{replica.name}.ports.json"
+        port_file.unlink(missing_ok=True)
+        cmd = [*self._command, "--host", "127.0.0.1", "--rest_api_port", "0", "--port", "0",
+               "--port_file", str(port_file), *replica.args]  # fmt: skip
+        limit = _memory_limit(replica.memory_limit)
+
+        def limits() -> None:  # in the child, before exec: the address-space cap is what Linux offers
+            assert limit is not None
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        with open(replica.log_path, "ab") as log:
+            replica.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=limits if limit is not None else None,
+            )  # fmt: skip
+        replica.started_at = self._clock.monotonic()
+        replica.port = replica.grpc_port = None
+        replica.ready = False
+        replica._ready_streak = replica._live_failures = 0
+        replica._last_probe = -1e9
+
+    def stop_all(self, grace_seconds: float = 10.0) -> None:
+        for name in list(self.replicas):
+            self.remove(name, grace_seconds)
+
+
+def _read_ports(replica: Replica) -> tuple[int | None, int | None]:
+    try:
+        ports = json.loads((replica.workdir / f"{replica.name}.ports.json").read_text())
+    except (OSError, ValueError):
+        return None, None
+    return ports.get("rest_api_port"), ports.get("grpc_port")
+
+
+def _stop(replica: Replica, grace_seconds: float) -> None:
+    """SIGTERM (the server drains and exits), then SIGKILL after the grace period."""
+    proc = replica.proc
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    except ProcessLookupError:
+        pass
+    replica.proc = None
+    replica.ready = False
+
+
+__all__ = ["BackOffPolicy", "ProbeSpec", "Replica", "Supervisor", "http_probe"]
