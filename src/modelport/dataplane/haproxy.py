@@ -1,0 +1,188 @@
+"""A Service's data plane: one HAProxy process (Debian's) per Service, its replicas changed live
+through HAProxy's runtime API, never by a reload.
+
+    lb = LoadBalancer(workdir, "mnist", port=8501, balance="roundRobin", affinity="None")
+    lb.set_endpoints({"mnist-7d9-0": 40123, "mnist-7d9-1": 40124})   # add, keep, drain, remove
+
+Requests are HTTP; a request whose replica dies before answering is sent again to another one
+(`retry-on all-retryable-errors` with the request buffered, `option redispatch`): model
+predictions have no side effects, so retrying them is safe, and a replica crash costs no client
+request. A replica leaving the rotation is first set to `drain` (no new requests, those under
+way finish), then removed. HAProxy's own health check on `/readyz` takes a replica that stops
+being ready out of the rotation even before the control plane notices.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelport.errors import Code, ModelportError
+
+BALANCE = {"roundRobin": "roundrobin", "random": "random", "leastConnection": "leastconn"}
+BACKEND = "replicas"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def render_config(socket_path: Path, port: int, balance: str, affinity: str, health_path: str) -> str:
+    stick = (
+        "    stick-table type ip size 200k expire 30m\n    stick on src\n" if affinity == "ClientIP" else ""
+    )
+    return f"""global
+    stats socket {socket_path} mode 600 level admin
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 30s
+    retries 3
+    option redispatch 1
+    retry-on all-retryable-errors
+    option http-buffer-request
+    option http-keep-alive
+frontend service
+    bind 127.0.0.1:{port}
+    default_backend {BACKEND}
+backend {BACKEND}
+    balance {BALANCE[balance]}
+{stick}    option httpchk GET {health_path}
+    default-server inter 500ms fall 2 rise 1
+"""
+
+
+@dataclass
+class ServerState:
+    name: str
+    port: int
+    status: str  # UP, DOWN, MAINT, DRAIN, ...
+    current_sessions: int
+
+
+class LoadBalancer:
+    def __init__(
+        self,
+        workdir: Path,
+        name: str,
+        port: int = 0,
+        balance: str = "roundRobin",
+        affinity: str = "None",
+        health_path: str = "/readyz",
+    ) -> None:
+        binary = shutil.which("haproxy")
+        if binary is None:
+            raise ModelportError(
+                Code.FAILED_PRECONDITION, "HAProxy is not installed: apt-get install haproxy (Debian)"
+            )
+        if balance not in BALANCE:
+            raise ModelportError(
+                Code.INVALID_ARGUMENT, f"loadBalancing {balance!r} is not one of {sorted(BALANCE)}"
+            )
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.port = port or free_port()
+        self.socket_path = workdir / f"{name}.haproxy.sock"
+        self.config_path = workdir / f"{name}.haproxy.cfg"
+        self.log_path = workdir / f"{name}.haproxy.log"
+        self.config_path.write_text(
+            render_config(self.socket_path, self.port, balance, affinity, health_path)
+        )
+        check = subprocess.run(
+            [binary, "-c", "-q", "-f", str(self.config_path)], capture_output=True, text=True
+        )
+        if check.returncode != 0:
+            raise ModelportError(Code.INTERNAL, f"HAProxy refused its config: {check.stderr or check.stdout}")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [binary, "-db", "-f", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not self.socket_path.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise ModelportError(Code.INTERNAL, f"HAProxy did not start; see {self.log_path}")
+            time.sleep(0.02)
+        self._ports: dict[str, int] = {}
+
+    # -- the runtime API --
+
+    def command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.socket_path))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def servers(self) -> dict[str, ServerState]:
+        """The backend's servers: `show stat` for this backend, parsed."""
+        lines = self.command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        out = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(","), strict=False))
+            if row.get("pxname") == BACKEND and row.get("svname") not in ("BACKEND", "FRONTEND", None):
+                name = row["svname"]
+                out[name] = ServerState(
+                    name, self._ports.get(name, 0), row.get("status", ""), int(row.get("scur") or 0)
+                )
+        return out
+
+    def set_endpoints(self, endpoints: dict[str, int], drain_seconds: float = 10.0) -> None:
+        """Make the rotation exactly `endpoints` (replica name -> port): new ones in first, then the
+        ones leaving are drained (their requests finish) and removed."""
+        current = set(self._ports)
+        for name, port in endpoints.items():
+            if name in current and self._ports[name] == port:
+                continue
+            if name in current:
+                self._remove(name, drain_seconds)
+            self._expect(
+                self.command(f"add server {BACKEND}/{name} 127.0.0.1:{port} check"), "New server registered"
+            )
+            self._expect(self.command(f"enable server {BACKEND}/{name}"), "")
+            self._expect(self.command(f"enable health {BACKEND}/{name}"), "")
+            self._ports[name] = port
+        for name in sorted(current - set(endpoints)):
+            self._remove(name, drain_seconds)
+
+    def _remove(self, name: str, drain_seconds: float) -> None:
+        self.command(f"set server {BACKEND}/{name} state drain")
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline:
+            state = self.servers().get(name)
+            if state is None or state.current_sessions == 0:
+                break
+            time.sleep(0.05)
+        self.command(f"set server {BACKEND}/{name} state maint")
+        self.command(f"shutdown sessions server {BACKEND}/{name}")
+        self._expect(self.command(f"del server {BACKEND}/{name}"), "Server deleted")
+        self._ports.pop(name, None)
+
+    @staticmethod
+    def _expect(answer: str, wanted: str) -> None:
+        text = answer.strip()
+        if (wanted and wanted not in text) or (not wanted and text):
+            raise ModelportError(Code.INTERNAL, f"HAProxy runtime API: {text}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.socket_path.unlink(missing_ok=True)
