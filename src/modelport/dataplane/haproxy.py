@@ -79,7 +79,8 @@ class LoadBalancer:
         affinity: str = "None",
         health_path: str = "/readyz",
     ) -> None:
-        binary = shutil.which("haproxy")
+        # Debian puts it in /usr/sbin, which a non-root PATH often leaves out.
+        binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
         if binary is None:
             raise ModelportError(
                 Code.FAILED_PRECONDITION, "HAProxy is not installed: apt-get install haproxy (Debian)"
