@@ -57,7 +57,10 @@ frontend service
 backend {BACKEND}
     balance {BALANCE[balance]}
 {stick}    option httpchk GET {health_path}
-    default-server inter 500ms fall 2 rise 1
+    # A dead replica is out at its first connection error (observe layer4); a busy one is not
+    # mistaken for dead (checks get 2 s).
+    timeout check 2s
+    default-server inter 500ms fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down
 """
 
 
