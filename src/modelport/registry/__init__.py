@@ -31,7 +31,7 @@ from typing import Any
 
 from modelport.errors import Code, ModelportError, invalid
 from modelport.registry.store import ModelRecord, RegistryStore, SqliteStore, VersionRecord
-from modelport.repository.layout import COMPLETE_MARK
+from modelport.repository.layout import COMPLETE_MARK, manifest, write_version
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -43,25 +43,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 def home() -> Path:
     return Path(os.environ.get("MODELPORT_HOME") or Path.home() / ".modelport").expanduser()
-
-
-def manifest(folder: Path) -> dict[str, dict[str, Any]]:
-    """Every file under `folder` (the completion mark aside): size and sha256."""
-    if not folder.is_dir():
-        raise invalid(f"{folder}: not a directory")
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = path.relative_to(folder).as_posix()
-        if name == COMPLETE_MARK:
-            continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        files[name] = {"size": path.stat().st_size, "sha256": digest.hexdigest()}
-    if not files:
-        raise invalid(f"{folder}: no files to publish")
-    return files
 
 
 def manifest_sha256(files: Mapping[str, Mapping[str, Any]]) -> str:
@@ -234,7 +215,7 @@ class Registry:
             )
         )  # fmt: skip
         try:
-            _copy_atomically(folder, self.artifact(name, record.version), files)
+            _copy(folder, self.artifact(name, record.version), files)
         except BaseException:
             self.store.delete_version(name, record.version)  # the number is not reused
             shutil.rmtree(self.artifact(name, record.version), ignore_errors=True)
@@ -329,7 +310,7 @@ class Registry:
         for version in sorted(wanted):
             target = repository / str(version)
             if not target.exists():
-                _copy_atomically(self.artifact(name, version), target, self.version(name, version).files)
+                _copy(self.artifact(name, version), target, self.version(name, version).files)
         for entry in repository.iterdir():
             if entry.is_dir() and entry.name.isdigit() and int(entry.name) not in wanted:
                 trash = repository / f".{entry.name}.removed-{uuid.uuid4().hex[:8]}"
@@ -337,20 +318,13 @@ class Registry:
                 shutil.rmtree(trash, ignore_errors=True)
 
 
-def _copy_atomically(source: Path, target: Path, files: Mapping[str, Any]) -> None:
-    """Copy under a dot-name, verify against the manifest, mark complete, rename into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        shutil.copytree(source, partial, ignore=shutil.ignore_patterns(COMPLETE_MARK))
-        copied = manifest(partial)
-        if copied != dict(files):
-            raise ModelportError(Code.DATA_LOSS, f"{source}: files changed while being copied")
-        (partial / COMPLETE_MARK).write_text(json.dumps({"files": copied}, indent=1) + "\n")
-        os.rename(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+def _copy(source: Path, target: Path, files: Mapping[str, Any]) -> None:
+    """A version folder into place atomically, verified against the manifest it was published with."""
+
+    def fill(partial: Path) -> None:
+        shutil.copytree(source, partial, dirs_exist_ok=True, ignore=shutil.ignore_patterns(COMPLETE_MARK))
+
+    write_version(target, fill, expected=files)
 
 
 REGISTRY_SCHEME = "registry://"
@@ -364,3 +338,6 @@ def resolve_base_path(base_path: str) -> str:
     if not name:
         raise invalid(f"{base_path}: write registry://MODEL@LABEL (or @latest)")
     return str(Registry.open().subscribe(name, selector if sep else "latest"))
+
+
+__all__ = ["REGISTRY_SCHEME", "Registry", "check_gates", "manifest", "manifest_sha256", "resolve_base_path"]

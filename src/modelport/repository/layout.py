@@ -20,12 +20,16 @@ with its error and retried when its fingerprint changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 COMPLETE_MARK = "_COMPLETE"
 _VERSION_NAME = re.compile(r"[1-9][0-9]{0,17}")
@@ -73,6 +77,55 @@ def read_manifest(path: Path) -> Mapping[str, Mapping[str, object]]:
     files = json.loads(text).get("files", {})
     if not isinstance(files, dict):
         raise ValueError("'files' must be an object")
+    return files
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest(folder: Path) -> dict[str, dict[str, Any]]:
+    """What a _COMPLETE mark lists: every file under `folder` (the mark aside), size and sha256."""
+    from modelport.errors import invalid
+
+    if not folder.is_dir():
+        raise invalid(f"{folder}: not a directory")
+    files = {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file())
+        if path.relative_to(folder).as_posix() != COMPLETE_MARK
+    }
+    if not files:
+        raise invalid(f"{folder}: no files to publish")
+    return files
+
+
+def write_version(
+    target: Path, fill: Callable[[Path], None], expected: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Publish a version folder the safe way: `fill` writes into a dot-named folder beside
+    `target`, its manifest goes into `_COMPLETE`, and one rename puts it in place. A server
+    watching the repository never sees it half-written. With `expected`, the files written must
+    be exactly those (a copy that changed under our feet is refused, nothing is left behind)."""
+    from modelport.errors import Code, ModelportError
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    try:
+        fill(partial)
+        files = manifest(partial)
+        if expected is not None and files != dict(expected):
+            raise ModelportError(Code.DATA_LOSS, f"{target}: files changed while being copied")
+        (partial / COMPLETE_MARK).write_text(json.dumps({"files": files}, indent=1) + "\n")
+        os.rename(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return files
 
 

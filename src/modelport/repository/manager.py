@@ -8,7 +8,6 @@ and never see a half-made state. The decisions are the pure functions of `policy
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -329,14 +328,10 @@ def _verify_checksums(path: Path) -> None:
         want = entry.get("sha256") if isinstance(entry, dict) else None
         if not want:
             continue
-        digest = hashlib.sha256()
-        with open(path / rel, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != want:
+        got = layout.file_sha256(path / rel)
+        if got != want:
             raise ModelportError(
-                Code.DATA_LOSS,
-                f"{path / rel}: sha256 {digest.hexdigest()} does not match {want} in _COMPLETE",
+                Code.DATA_LOSS, f"{path / rel}: sha256 {got} does not match {want} in _COMPLETE"
             )
 
 
