@@ -18,12 +18,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelport.errors import Code, ModelportError
+from modelport.sqlite import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -63,31 +63,15 @@ def _now() -> str:
 
 class ObjectStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._local = threading.local()
-        self._db().executescript(_SCHEMA)
         self._changed = threading.Condition()
+        # NORMAL: in WAL mode a crash loses at most the last commits, never consistency; the
+        # controllers rebuild from what is there.
+        self._database = Database(path, _SCHEMA, synchronous="NORMAL", after_commit=self._wake)
+        self._db = self._database.connection
+        self._write = self._database.write
 
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _wake(self) -> None:
         with self._changed:
             self._changed.notify_all()
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from modelport.errors import Code, ModelportError
+from modelport.sqlite import Database
 
 
 @dataclass(frozen=True)
@@ -78,34 +76,13 @@ CREATE TABLE IF NOT EXISTS labels (
 
 
 class SqliteStore:
-    """SQLite in WAL mode; every write is one IMMEDIATE transaction (the database's write lock)."""
+    """The registry in one SQLite file (modelport.sqlite: WAL, IMMEDIATE write transactions)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._local = threading.local()
-        self._db().executescript(_SCHEMA)  # idempotent; executescript commits by itself
-
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.row_factory = sqlite3.Row
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        self._database = Database(path, _SCHEMA)
+        self._db = self._database.connection
+        self._write = self._database.write
 
     def model(self, name: str) -> ModelRecord | None:
         row = self._db().execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
