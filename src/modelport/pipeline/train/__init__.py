@@ -26,8 +26,27 @@ from modelport.errors import Code, ModelportError, invalid
 from modelport.pipeline.data import Dataset, Splits, load_dataset, splits
 from modelport.pipeline.train.environment import record as environment_record
 
-MODEL_YAML = """\
-platform: onnx
+
+def model_yaml(
+    description: str,
+    classes: tuple[str, ...],
+    width: int = 28,
+    height: int = 28,
+    digits: bool = True,
+    max_pixels: int | None = None,
+) -> str:
+    """The model.yaml of an image classifier exported with input `pixels` and output `logits`:
+    clients send encoded images, get classes, probabilities and logits back. `digits`: prepare
+    images as MNIST's (auto-invert, crop and centre the ink); else resize only."""
+    image = (
+        f"mode: L, width: {width}, height: {height}, invert: {'auto' if digits else 'never'}, "
+        f"scale: [0.0, 1.0], fit: {'mnist' if digits else 'stretch'}"
+        + (f", max_pixels: {max_pixels}" if max_pixels else "")
+    )
+    labels = "" if list(classes) == [str(i) for i in range(len(classes))] else (
+        f"    labels: {json.dumps(list(classes))}\n"  # names; plain indices stay numbers
+    )  # fmt: skip
+    return f"""platform: onnx
 model_file: model.onnx
 description: {description}
 signatures:
@@ -36,7 +55,7 @@ signatures:
       image_bytes:
         tensor: pixels
         image:
-          {{mode: L, width: {width}, height: {height}, invert: {invert}, scale: [0.0, 1.0], fit: {fit}}}
+          {{{image}}}
     outputs:
       classes: {{from: logits, transform: argmax}}
       probabilities: {{from: logits, transform: softmax}}
@@ -114,11 +133,7 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
     height, width = data.shape
     digits = config.preprocess == "mnist" or (config.preprocess == "auto" and data.name == "mnist5k")
     description = f"{config.model.upper()} trained on {data.name} ({len(parts.train[1])} images)"
-    (out / "model.yaml").write_text(MODEL_YAML.format(
-        description=description, width=width, height=height,
-        fit="mnist" if digits else "stretch", invert="auto" if digits else "never",
-        labels=_labels_line(data.classes),
-    ))  # fmt: skip
+    (out / "model.yaml").write_text(model_yaml(description, data.classes, width, height, digits))
     record = {
         "environment": env,
         "config": config.model_dump(by_alias=True),
@@ -137,13 +152,6 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
     }
     (out / "training.json").write_text(json.dumps(record, indent=1) + "\n")
     return out
-
-
-def _labels_line(classes: tuple[str, ...]) -> str:
-    """Class names, unless they are just the indices (MNIST's digits): then classes stay numbers."""
-    if list(classes) == [str(i) for i in range(len(classes))]:
-        return ""
-    return f"    labels: {json.dumps(list(classes))}\n"
 
 
 def _parent(config: TrainConfig, data: Dataset) -> Path | None:

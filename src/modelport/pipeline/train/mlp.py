@@ -15,7 +15,8 @@ from modelport.pipeline.data import Dataset, Splits
 from . import Progress, TrainConfig, pixels
 
 
-def _onnx(coefs: list[np.ndarray], intercepts: list[np.ndarray], features: int, classes: int) -> bytes:
+def mlp_onnx(coefs: list[np.ndarray], intercepts: list[np.ndarray], features: int, classes: int) -> bytes:
+    """A one-hidden-layer perceptron's weights as ONNX: pixels -> Gemm, Relu, Gemm -> logits."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -95,7 +96,7 @@ def train_mlp(
         }
         history.append(figures)
         progress(epoch, config.epochs, figures)
-    exported = _onnx(mlp.coefs_, mlp.intercepts_, x.shape[1], len(classes))
+    exported = mlp_onnx(mlp.coefs_, mlp.intercepts_, x.shape[1], len(classes))
     history.append({"export_check": _check_export(exported, mlp.predict_proba(xv), xv)})
     return exported, history
 
