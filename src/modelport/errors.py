@@ -65,3 +65,10 @@ def invalid(message: str) -> ModelportError:
 
 def not_found(message: str) -> ModelportError:
     return ModelportError(Code.NOT_FOUND, message)
+
+
+def deadline_exceeded(model: str, version: int, seconds: float) -> ModelportError:
+    return ModelportError(
+        Code.DEADLINE_EXCEEDED,
+        f"request to model '{model}' version {version} took longer than the {seconds:g} s timeout",
+    )

@@ -30,7 +30,7 @@ import numpy as np
 import orjson
 
 from modelport import __version__
-from modelport.errors import Code, ModelportError, invalid
+from modelport.errors import Code, ModelportError, deadline_exceeded, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.signature import PreparedCall
 from modelport.server import tfserving, v2
@@ -188,7 +188,7 @@ class RestApp:
         if match is None:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
         name, tail = match["name"], match["tail"]
-        version = _version_text(match["version"])
+        version = v2.parse_version(match["version"])
         want = "POST" if tail == "/infer" else "GET"
         if method != want and not (want == "GET" and method == "HEAD"):
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
@@ -257,7 +257,8 @@ class RestApp:
         try:
             reply, seconds = await asyncio.wait_for(future, self._options.request_timeout_seconds)
         except TimeoutError:
-            raise self._deadline(servable) from None
+            timeout = self._options.request_timeout_seconds
+            raise deadline_exceeded(servable.model_name, servable.version, timeout) from None
         cost.add(seconds)
         return reply
 
@@ -267,21 +268,8 @@ class RestApp:
         """Decode here, run the model in a shared batch, encode here."""
         assert self._batchers is not None
         job = _prepare(servable, verb, body, header_length)
-        future = self._batchers.get(servable).submit(job.call.feeds, job.call.sources)
-        try:
-            results = await asyncio.wait_for(
-                asyncio.wrap_future(future), self._options.request_timeout_seconds
-            )
-        except TimeoutError:
-            raise self._deadline(servable) from None
-        return job.answer(results)
-
-    def _deadline(self, servable: Servable) -> ModelportError:
-        return ModelportError(
-            Code.DEADLINE_EXCEEDED,
-            f"request to model '{servable.model_name}' version {servable.version} took longer "
-            f"than the {self._options.request_timeout_seconds:g} s timeout",
-        )
+        timeout = self._options.request_timeout_seconds
+        return job.answer(await self._batchers.run(servable, job.call.feeds, job.call.sources, timeout))
 
     async def _timed(
         self, send: Send, route: _Route, api: str, build: Callable[[_Route], dict[str, Any]]
@@ -422,15 +410,6 @@ def _version(text: str | None) -> int | None:
     if version <= 0:
         raise invalid(f"version must be a positive integer, got {text}")
     return version
-
-
-def _version_text(text: str | None) -> int | None:
-    """A v2 path's version: any text, which must be a positive integer here."""
-    if text is None:
-        return None
-    if not text.isdigit() or int(text) <= 0:
-        raise invalid(f"version must be a positive integer, got '{text}'")
-    return int(text)
 
 
 def _status_version(view: ModelView, route: _Route) -> int | None:

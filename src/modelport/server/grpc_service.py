@@ -48,14 +48,6 @@ _STATUS = {
 }
 
 
-def _version(text: str) -> int | None:
-    if not text:
-        return None
-    if not text.isdigit() or int(text) <= 0:
-        raise invalid(f"version must be a positive integer, got '{text}'")
-    return int(text)
-
-
 def _decode_inputs(request: Any, signature: Signature) -> dict[str, InputValue]:
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
@@ -89,13 +81,9 @@ def _decode_inputs(request: Any, signature: Signature) -> dict[str, InputValue]:
     return inputs
 
 
-def _requested(request: Any, signature: Signature) -> list[str] | None:
-    names = [o.name for o in request.outputs]
-    for name in names:
-        if name not in signature.outputs:
-            known = sorted(signature.outputs)
-            raise invalid(f"unknown output '{name}'; outputs of '{signature.name}' are {known}")
-    return names or None
+def _requested(request: Any) -> list[str] | None:
+    """Output names asked for (an unknown one is refused by Signature.prepare)."""
+    return [o.name for o in request.outputs] or None
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -123,7 +111,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         view = self._manager.view.get(request.name)
         try:
-            version = _version(request.version)
+            version = v2.parse_version(request.version)
         except ModelportError:
             version = -1
         ready = view is not None and (version in view.versions if version else bool(view.versions))
@@ -138,7 +126,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             view = self._manager.model(request.name)
-            servable = view.resolve(_version(request.version))
+            servable = view.resolve(v2.parse_version(request.version))
         except ModelportError as exc:
             await _abort(context, exc)
         meta = v2.model_metadata(
@@ -159,7 +147,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         gauge = self._metrics.in_flight(request.model_name)
         gauge.inc()
         try:
-            servable = self._manager.model(request.model_name).resolve(_version(request.model_version))
+            servable = self._manager.model(request.model_name).resolve(
+                v2.parse_version(request.model_version)
+            )
             version = str(servable.version)
             response = await self._infer(servable, request)
             status = 200
@@ -180,17 +170,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, servable: Servable, request: Any) -> Any:
         signature = servable.signature(None)
-        call = signature.prepare(_decode_inputs(request, signature), _requested(request, signature))
+        call = signature.prepare(_decode_inputs(request, signature), _requested(request))
         if self._batchers is not None:
-            future = self._batchers.get(servable).submit(call.feeds, call.sources)
-            try:
-                results = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
-            except TimeoutError:
-                raise ModelportError(
-                    Code.DEADLINE_EXCEEDED,
-                    f"request to model '{servable.model_name}' version {servable.version} took longer "
-                    f"than the {self._timeout:g} s timeout",
-                ) from None
+            results = await self._batchers.run(servable, call.feeds, call.sources, self._timeout)
         else:
             results = servable.model.run(call.feeds, call.sources)
         outputs = call.finish(results)

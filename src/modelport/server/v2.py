@@ -118,12 +118,8 @@ def _parameters(doc: Mapping[str, Any], path: str) -> Mapping[str, Any]:
 def _requested(raw: Any, path: str, signature: Signature) -> RequestedOutput:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise invalid(f"{path} must be an object with a 'name'")
-    name = raw["name"]
-    if name not in signature.outputs:
-        raise invalid(
-            f"unknown output '{name}'; outputs of '{signature.name}' are {sorted(signature.outputs)}"
-        )
-    return RequestedOutput(name, _parameters(raw, f"{path}.parameters").get("binary_data") is True)
+    # An unknown name is refused by Signature.prepare, with the outputs it has.
+    return RequestedOutput(raw["name"], _parameters(raw, f"{path}.parameters").get("binary_data") is True)
 
 
 def _input(
@@ -154,6 +150,15 @@ def _input(
         raise invalid(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
     value = _from_json(name, datatype, shape, count, raw["data"], binding.image is not None)
     return name, _for_binding(value, binding.image is not None), offset
+
+
+def parse_version(text: str | None) -> int | None:
+    """A version in a v2 path or message: text, which must be a positive integer ("" = none)."""
+    if not text:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise invalid(f"version must be a positive integer, got '{text}'")
+    return int(text)
 
 
 def check_input(signature: Signature, name: str, datatype: Any, shape: Any) -> InputBinding:
