@@ -137,3 +137,19 @@ def running(args: Sequence[str], workdir: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def half_and_mnist(root: Path) -> Path:
+    """A repository of half_plus_two and the MNIST example, and the config file that serves both."""
+    half_plus_two(root / "half" / "1")
+    mark_complete(root / "half" / "1")
+    from modelport.examples import write_mnist_repository
+
+    write_mnist_repository(root / "mnist")
+    config = root / "models.yaml"
+    config.write_text(
+        "model_config_list:\n  config:\n"
+        f"    - {{name: half, base_path: {root / 'half'}}}\n"
+        f"    - {{name: mnist, base_path: {root / 'mnist'}}}\n"
+    )
+    return config

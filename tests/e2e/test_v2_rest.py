@@ -14,21 +14,13 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from modelport.examples import write_mnist_repository
-from support import Server, half_plus_two, mark_complete, running
+from support import Server, half_and_mnist, running
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("v2")
-    half_plus_two(root / "half" / "1")
-    mark_complete(root / "half" / "1")
-    write_mnist_repository(root / "mnist")
-    (root / "models.yaml").write_text(
-        "model_config_list:\n  config:\n"
-        f"    - {{name: half, base_path: {root / 'half'}}}\n"
-        f"    - {{name: mnist, base_path: {root / 'mnist'}}}\n"
-    )
+    half_and_mnist(root)
     return root
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from modelport.errors import invalid
 from modelport.pipeline.data import load_dataset, splits
+from modelport.pipeline.train import pixels
 from modelport.registry import manifest, manifest_sha256
 
 
@@ -112,7 +113,7 @@ def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None
     images, labels = splits(data, seed=split_seed).test
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     (feed,) = session.get_inputs()
-    x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+    x = pixels(images)
     if len(feed.shape) == 4:
         x = x.reshape(len(images), 1, *images.shape[1:])
     if feed.shape[-1] not in (x.shape[-1], None) and isinstance(feed.shape[-1], int):
