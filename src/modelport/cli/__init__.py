@@ -5,9 +5,12 @@ from __future__ import annotations
 import click
 
 from modelport import __version__
+from modelport.cli.cluster import down, up
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
+from modelport.cli.objects import COMMANDS
 from modelport.cli.registry import registry
+from modelport.cli.rollout import rollout
 from modelport.cli.serve import serve
 from modelport.cli.train import train
 
@@ -23,6 +26,8 @@ cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(train)
 cli.add_command(evaluate)
+for command in [up, down, *COMMANDS, rollout]:
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -4,9 +4,11 @@ Objects are kept as JSON documents keyed by (kind, namespace, name). Every write
 value of one store-wide counter as the object's resourceVersion and appends a change (ADDED,
 MODIFIED, DELETED) to a log, in the same transaction. An update or delete that names the
 resourceVersion it read fails with a conflict when the object has moved on, as Kubernetes does, so
-two writers never merge. `metadata.generation` counts changes to `spec` only; status writes keep
-it. A watch reads the log from a resourceVersion on: it sees every change after that point, in
-order, once, in any process that opens the same file.
+two writers never merge. Only writes of spec and metadata count as "modified" for that check:
+a writer holding a resourceVersion from before a controller's status write does not conflict
+with it (the status is the controllers', the rest is people's). `metadata.generation` counts
+changes to `spec` only. A watch reads the log from a resourceVersion on: it sees every change
+after that point, in order, once, in any process that opens the same file.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from modelport.sqlite import Database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    rv INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, namespace, name)
+    rv INTEGER NOT NULL, spec_rv INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, namespace, name)
 );
 CREATE TABLE IF NOT EXISTS changes (
     rv INTEGER PRIMARY KEY, type TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL,
@@ -138,8 +140,8 @@ class ObjectStore:
                 "creationTimestamp": _now(),
             }}  # fmt: skip
             db.execute(
-                "INSERT INTO objects (kind, namespace, name, rv, body) VALUES (?, ?, ?, ?, ?)",
-                (obj["kind"], meta["namespace"], meta["name"], rv, json.dumps(stored)),
+                "INSERT INTO objects (kind, namespace, name, rv, spec_rv, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (obj["kind"], meta["namespace"], meta["name"], rv, rv, json.dumps(stored)),
             )
             self._log(db, rv, "ADDED", stored)
         return stored
@@ -149,14 +151,14 @@ class ObjectStore:
         kind, meta = obj["kind"], obj["metadata"]
         with self._write() as db:
             row = db.execute(
-                "SELECT rv, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                "SELECT rv, body, spec_rv FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, meta["namespace"], meta["name"]),
             ).fetchone()
             if row is None:
                 raise ModelportError(Code.NOT_FOUND, f'{kind.lower()}s "{meta["name"]}" not found')
             current: dict[str, Any] = json.loads(row[1])
             wanted = meta.get("resourceVersion")
-            if wanted is not None and str(wanted) != str(row[0]):
+            if wanted is not None and (int(wanted) < row[2] or int(wanted) > row[0]):
                 raise conflict(kind, meta["name"], "the object has been modified")
             old_meta = current["metadata"]
             if status_only:
@@ -164,16 +166,13 @@ class ObjectStore:
             else:
                 stored = {**obj, "status": current.get("status", {})}
             generation = old_meta["generation"] + (
-                0 if status_only or stored["spec"] == current["spec"] else 1
+                0 if status_only or stored.get("spec") == current.get("spec") else 1
             )
 
             def content(o: dict[str, Any]) -> Any:
-                m = o["metadata"]
-                return (
-                    {k: v for k, v in o.items() if k != "metadata"},
-                    m.get("labels"),
-                    m.get("annotations"),
-                )
+                server = ("uid", "generation", "resourceVersion", "creationTimestamp")
+                meta = {k: v for k, v in o["metadata"].items() if k not in server}
+                return {k: v for k, v in o.items() if k != "metadata"}, meta
 
             if content(stored) == content(current):
                 return current  # nothing changed: no new version, no event
@@ -184,8 +183,16 @@ class ObjectStore:
                 "generation": generation, "resourceVersion": str(rv),
             }  # fmt: skip
             db.execute(
-                "UPDATE objects SET rv = ?, body = ? WHERE kind = ? AND namespace = ? AND name = ?",
-                (rv, json.dumps(stored), kind, meta["namespace"], meta["name"]),
+                "UPDATE objects SET rv = ?, spec_rv = ?, body = ? "
+                "WHERE kind = ? AND namespace = ? AND name = ?",
+                (
+                    rv,
+                    row[2] if status_only else rv,
+                    json.dumps(stored),
+                    kind,
+                    meta["namespace"],
+                    meta["name"],
+                ),
             )
             self._log(db, rv, "MODIFIED", stored)
         return stored
@@ -195,12 +202,12 @@ class ObjectStore:
     ) -> dict[str, Any]:
         with self._write() as db:
             row = db.execute(
-                "SELECT rv, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                "SELECT rv, body, spec_rv FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
             ).fetchone()
             if row is None:
                 raise ModelportError(Code.NOT_FOUND, f'{kind.lower()}s "{name}" not found')
-            if resource_version is not None and str(resource_version) != str(row[0]):
+            if resource_version is not None and int(resource_version) < row[2]:
                 raise conflict(kind, name, "the object has been modified")
             db.execute(
                 "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?", (kind, namespace, name)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelport.dataplane.process import AdoptedProcess
 from modelport.errors import Code, ModelportError
 
 BALANCE = {"roundRobin": "roundrobin", "random": "random", "leastConnection": "leastconn"}
@@ -81,7 +82,10 @@ class LoadBalancer:
         balance: str = "roundRobin",
         affinity: str = "None",
         health_path: str = "/readyz",
+        adopt_pid: int | None = None,
     ) -> None:
+        """Start HAProxy for a Service; or, given `adopt_pid`, take over the one an earlier control
+        plane started with this same configuration, if it still runs (its traffic never stops)."""
         # Debian puts it in /usr/sbin, which a non-root PATH often leaves out.
         binary = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
         if binary is None:
@@ -98,9 +102,19 @@ class LoadBalancer:
         self.socket_path = workdir / f"{name}.haproxy.sock"
         self.config_path = workdir / f"{name}.haproxy.cfg"
         self.log_path = workdir / f"{name}.haproxy.log"
-        self.config_path.write_text(
-            render_config(self.socket_path, self.port, balance, affinity, health_path)
-        )
+        config = render_config(self.socket_path, self.port, balance, affinity, health_path)
+        self._ports: dict[str, int] = {}
+        self.proc: subprocess.Popen[bytes] | AdoptedProcess
+        adopted = AdoptedProcess.find(adopt_pid, str(self.config_path))
+        if adopted is not None and self.config_path.exists() and self.config_path.read_text() == config:
+            self.proc = adopted
+            try:
+                self._ports = self._read_ports()
+                return
+            except OSError:
+                adopted.kill()  # alive but not answering its runtime API: replace it
+                adopted.wait(5)
+        self.config_path.write_text(config)
         check = subprocess.run(
             [binary, "-c", "-q", "-f", str(self.config_path)], capture_output=True, text=True
         )
@@ -116,7 +130,6 @@ class LoadBalancer:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise ModelportError(Code.INTERNAL, f"HAProxy did not start; see {self.log_path}")
             time.sleep(0.02)
-        self._ports: dict[str, int] = {}
 
     # -- the runtime API --
 
@@ -129,6 +142,21 @@ class LoadBalancer:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks).decode()
+
+    def _read_ports(self) -> dict[str, int]:
+        """The servers HAProxy has now, with their ports (`show servers state`)."""
+        lines = self.command(f"show servers state {BACKEND}").splitlines()
+        header = next(x for x in lines if x.startswith("#")).lstrip("# ").split()
+        ports = {}
+        for line in lines:
+            if line and not line.startswith("#") and len(line.split()) == len(header):
+                row = dict(zip(header, line.split(), strict=True))
+                ports[row["srv_name"]] = int(row["srv_port"])
+        return ports
+
+    @property
+    def endpoints(self) -> dict[str, int]:
+        return dict(self._ports)
 
     def servers(self) -> dict[str, ServerState]:
         """The backend's servers: `show stat` for this backend, parsed."""

@@ -12,6 +12,7 @@ restarted after the CrashLoopBackOff delay: 10 s, doubled at each restart, at mo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelport.clock import Clock
+from modelport.dataplane.process import AdoptedProcess
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,18 @@ class ProbeSpec:
     failure_threshold: int = 3
 
 
-def http_probe(port: int, path: str, timeout: float) -> bool:
+def http_probe(port: int, path: str, timeout: float) -> tuple[bool, str]:
+    """Kubernetes' HTTP probe: success is 200 <= status < 400. The detail says why it failed
+    (the status and the start of the body the server gave as its reason)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as answer:
-            return bool(200 <= answer.status < 400)
-    except (OSError, urllib.error.URLError):
-        return False
+            return bool(200 <= answer.status < 400), f"HTTP {answer.status}"
+    except urllib.error.HTTPError as exc:
+        body = exc.read(300).decode(errors="replace").strip()
+        return False, f"HTTP probe failed with statuscode: {exc.code}: {body}"
+    except (OSError, urllib.error.URLError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, f"Get http://127.0.0.1:{port}{path}: {reason}"
 
 
 def _memory_limit(text: str | None) -> int | None:
@@ -79,7 +87,7 @@ class Replica:
     memory_limit: str | None = None
     backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
     # state
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | AdoptedProcess | None = None
     port: int | None = None
     grpc_port: int | None = None
     ready: bool = False
@@ -87,6 +95,7 @@ class Replica:
     started_at: float | None = None
     next_start_at: float = 0.0
     last_exit: int | None = None
+    message: str = ""  # why it is not ready or not running, in words
     _ready_streak: int = 0
     _live_failures: int = 0
     _last_probe: float = -1e9
@@ -107,7 +116,7 @@ class Supervisor:
         self,
         clock: Clock,
         command: Sequence[str] | None = None,
-        probe: Callable[[int, str, float], bool] = http_probe,
+        probe: Callable[[int, str, float], tuple[bool, str]] = http_probe,
     ) -> None:
         self._clock = clock
         self._command = list(command or [sys.executable, "-m", "modelport", "serve"])
@@ -120,11 +129,23 @@ class Supervisor:
         self._start(replica)
         return replica
 
+    def adopt(self, replica: Replica, pid: int, port: int, grpc_port: int | None) -> bool:
+        """Take over a replica process started by an earlier supervisor (one that crashed): it is
+        supervised from here on as if started here. False if that process is gone."""
+        proc = AdoptedProcess.find(pid, str(replica.workdir / f"{replica.name}.ports.json"))
+        if proc is None:
+            return False
+        replica.workdir.mkdir(parents=True, exist_ok=True)
+        replica.proc, replica.port, replica.grpc_port = proc, port, grpc_port
+        replica.started_at = self._clock.monotonic()
+        self.replicas[replica.name] = replica
+        return True
+
     def remove(self, name: str, grace_seconds: float = 10.0) -> None:
         replica = self.replicas.pop(name, None)
         if replica is not None:
             replica.ready = False
-            _stop(replica, grace_seconds)
+            stop_replica(replica, grace_seconds)
 
     def tick(self) -> None:
         now = self._clock.monotonic()
@@ -152,26 +173,31 @@ class Supervisor:
         replica._last_probe = now
         age = now - replica.started_at
         if age >= replica.readiness.initial_delay_seconds:
-            if self._probe(replica.port, replica.readiness.path, replica.readiness.timeout_seconds):
+            ok, detail = self._probe(replica.port, replica.readiness.path, replica.readiness.timeout_seconds)
+            if ok:
                 replica._ready_streak += 1
                 if replica._ready_streak >= replica.readiness.success_threshold:
                     replica.ready = True
+                    replica.message = ""
             else:
                 replica._ready_streak = 0
                 replica.ready = False
+                replica.message = f"Readiness probe failed: {detail}"
         if age >= replica.liveness.initial_delay_seconds:
-            if self._probe(replica.port, replica.liveness.path, replica.liveness.timeout_seconds):
+            ok, detail = self._probe(replica.port, replica.liveness.path, replica.liveness.timeout_seconds)
+            if ok:
                 replica._live_failures = 0
             else:
                 replica._live_failures += 1
                 if replica._live_failures >= replica.liveness.failure_threshold:
-                    _stop(replica, 1.0)  # not alive: restarted with back-off like a crash
-                    self._crashed(replica, -1, now)
+                    stop_replica(replica, 1.0)  # not alive: restarted with back-off like a crash
+                    self._crashed(replica, -1, now, f"Liveness probe failed: {detail}")
         if replica.restarts and age >= replica.backoff.reset_after_seconds:
             replica.restarts = 0
 
-    def _crashed(self, replica: Replica, code: int, now: float) -> None:
+    def _crashed(self, replica: Replica, code: int, now: float, why: str = "") -> None:
         replica.last_exit = code
+        replica.message = why or f"exited with {code}: {_last_line(replica.log_path)}"
         replica.proc = None
         replica.ready = False
         replica.port = replica.grpc_port = None
@@ -208,6 +234,18 @@ class Supervisor:
             self.remove(name, grace_seconds)
 
 
+def _last_line(path: Path) -> str:
+    """The last line the process wrote (its reason for exiting, usually)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 2000))
+            lines = [x for x in log.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    lines = [x for x in lines if not x.startswith("[supervisor]")]
+    return lines[-1][:300] if lines else ""
+
+
 def _read_ports(replica: Replica) -> tuple[int | None, int | None]:
     try:
         ports = json.loads((replica.workdir / f"{replica.name}.ports.json").read_text())
@@ -216,7 +254,7 @@ def _read_ports(replica: Replica) -> tuple[int | None, int | None]:
     return ports.get("rest_api_port"), ports.get("grpc_port")
 
 
-def _stop(replica: Replica, grace_seconds: float) -> None:
+def stop_replica(replica: Replica, grace_seconds: float) -> None:
     """SIGTERM (the server drains and exits), then SIGKILL after the grace period."""
     proc = replica.proc
     if proc is None or proc.poll() is not None:
@@ -225,7 +263,8 @@ def _stop(replica: Replica, grace_seconds: float) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(grace_seconds)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
     except ProcessLookupError:
         pass
@@ -233,4 +272,4 @@ def _stop(replica: Replica, grace_seconds: float) -> None:
     replica.ready = False
 
 
-__all__ = ["BackOffPolicy", "ProbeSpec", "Replica", "Supervisor", "http_probe"]
+__all__ = ["BackOffPolicy", "ProbeSpec", "Replica", "Supervisor", "http_probe", "stop_replica"]

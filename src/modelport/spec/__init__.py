@@ -127,6 +127,9 @@ class ServiceSpec(_Spec):
     selector: dict[str, str]
     ports: list[ServicePort] = Field(min_length=1)
     type: Literal["ClusterIP"] = "ClusterIP"
+    cluster_ip: Literal["127.0.0.1"] | None = Field(
+        default=None, alias="clusterIP"
+    )  # set by the control plane
     session_affinity: Literal["None", "ClientIP"] = Field(default="None", alias="sessionAffinity")
     # modelport's own: how requests are spread over the ready replicas.
     load_balancing: Literal["roundRobin", "random", "leastConnection"] = Field(

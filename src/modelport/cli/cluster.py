@@ -1,0 +1,149 @@
+"""`modelport up` and `modelport down`: start and stop the local control plane."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from modelport.controlplane.client import Client
+from modelport.controlplane.main import ControlPlane, Options, default_home, state_dir
+from modelport.errors import ModelportError
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--detach", "-d", is_flag=True, help="Run in the background; return once it answers.")
+@click.option(
+    "--port", type=int, default=0, show_default=True, help="API port on 127.0.0.1 (0: pick a free one)."
+)
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="State folder [$MODELPORT_HOME or ~/.modelport].",
+)
+@click.option(
+    "--backoff-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="First restart delay of a crashed replica.",
+)
+@click.option(
+    "--grace-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="SIGTERM to SIGKILL when stopping a replica.",
+)
+@click.option(
+    "--sync-seconds",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="How often controllers probe and reconcile.",
+)
+def up(
+    detach: bool,
+    port: int,
+    home: Path | None,
+    backoff_seconds: float,
+    grace_seconds: float,
+    sync_seconds: float,
+) -> None:
+    """Start the control plane: the API on loopback and the controllers."""
+    home = home or default_home()
+    options = Options(
+        port=port, sync_seconds=sync_seconds, backoff_seconds=backoff_seconds, grace_seconds=grace_seconds
+    )
+    if detach:
+        _detach(home, options)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        plane = ControlPlane(home, options)
+    except ModelportError as exc:
+        fail(exc.message)
+    click.echo(f"control plane listening on http://127.0.0.1:{plane.port} (home {home})", err=True)
+    plane.run()
+
+
+def _detach(home: Path, options: Options) -> None:
+    info = state_dir(home) / "api.json"
+    state_dir(home).mkdir(parents=True, exist_ok=True)
+    log_path = state_dir(home) / "controlplane.log"
+    args = [
+        sys.executable,
+        "-m",
+        "modelport",
+        "up",
+        "--home",
+        str(home),
+        "--port",
+        str(options.port),
+        "--backoff-seconds",
+        str(options.backoff_seconds),
+        "--grace-seconds",
+        str(options.grace_seconds),
+        "--sync-seconds",
+        str(options.sync_seconds),
+    ]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            fail("the control plane did not start:\n  " + "\n  ".join(tail))
+        try:
+            url = json.loads(info.read_text())
+        except (OSError, ValueError):
+            url = None
+        if url and url.get("pid") == proc.pid and Client.from_home(home).healthy():
+            click.echo(f"control plane running at {url['url']} (pid {proc.pid}); log: {log_path}")
+            return
+        time.sleep(0.1)
+    proc.kill()
+    fail(f"the control plane did not answer within 60 s; see {log_path}")
+
+
+@click.command()
+@click.option("--keep-replicas", is_flag=True, help="Leave replicas and load balancers running.")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="State folder [$MODELPORT_HOME or ~/.modelport].",
+)
+def down(keep_replicas: bool, home: Path | None) -> None:
+    """Stop the control plane (and, unless --keep-replicas, every replica and load balancer)."""
+    home = home or default_home()
+    try:
+        client = Client.from_home(home)
+        pid = json.loads((state_dir(home) / "api.json").read_text())["pid"]
+        client.request("POST", "/api/shutdown", {"keepReplicas": keep_replicas})
+    except (ModelportError, OSError, ValueError):
+        click.echo("control plane is not running")
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            click.echo("control plane stopped" + (" (replicas kept running)" if keep_replicas else ""))
+            return
+        time.sleep(0.1)
+    fail(f"the control plane (pid {pid}) did not stop within 60 s")

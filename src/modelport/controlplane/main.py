@@ -1,0 +1,160 @@
+"""The control plane process: the object store, the API on loopback, and the controllers.
+
+    home/controlplane/
+        state.db        the objects (SQLite, WAL): all that must survive a crash
+        token           the API's bearer token, mode 600
+        api.json        {"url", "pid"} of the running control plane
+        lock            held while one runs (a second `modelport up` on the same home is refused)
+        pods/           each replica's log and port file
+        services/       each Service's HAProxy config, socket and log
+
+The controllers run in one loop, in the order the work flows (Deployments -> ReplicaSets ->
+kubelet -> Services), woken by any change to the store and at least every `sync_seconds` to
+probe. A controller that fails on one object logs it and goes on; the next round retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelport.clock import Clock, SystemClock
+from modelport.controlplane.api import Api, make_server
+from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
+from modelport.controlplane.kubelet import Kubelet
+from modelport.controlplane.meta import Recorder
+from modelport.controlplane.services import ServiceController
+from modelport.controlplane.store import ObjectStore
+from modelport.dataplane.supervisor import BackOffPolicy
+from modelport.errors import Code, ModelportError
+
+log = logging.getLogger("modelport.controlplane")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MODELPORT_HOME") or Path.home() / ".modelport")
+
+
+def state_dir(home: Path) -> Path:
+    return home / "controlplane"
+
+
+@dataclass(frozen=True)
+class Options:
+    port: int = 0
+    sync_seconds: float = 0.2
+    backoff_seconds: float = 10.0  # the first CrashLoopBackOff delay (Kubernetes: 10 s)
+    grace_seconds: float = 10.0  # SIGTERM to SIGKILL when a replica is stopped
+
+
+def read_token(home: Path) -> str:
+    path = state_dir(home) / "token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+class ControlPlane:
+    def __init__(self, home: Path, options: Options = Options(), clock: Clock | None = None) -> None:
+        self.home = home
+        self.dir = state_dir(home)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.options = options
+        self.clock = clock or SystemClock()
+        self._lock_file = open(self.dir / "lock", "a+")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelportError(
+                Code.FAILED_PRECONDITION,
+                f"a control plane is already running for {home} ({self.dir / 'api.json'}); "
+                "`modelport down` first",
+            ) from None
+        self.store = ObjectStore(self.dir / "state.db")
+        self.recorder = Recorder(self.store, self.clock, "modelport-controlplane")
+        backoff = BackOffPolicy(initial_seconds=options.backoff_seconds)
+        self.deployments = DeploymentController(self.store, self.clock, self.recorder)
+        self.replica_sets = ReplicaSetController(self.store, self.clock, self.recorder)
+        self.kubelet = Kubelet(
+            self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds
+        )
+        self.services = ServiceController(self.store, self.clock, self.recorder, self.dir / "services")
+        self.api = Api(self.store, self.recorder, self._usage, self._request_shutdown)
+        self._stop = threading.Event()
+        self._keep_replicas = False
+        self._wake = threading.Condition()
+        self._server = make_server(self.api, read_token(home), options.port)
+        self.port = int(self._server.server_address[1])
+
+    def _usage(self) -> dict[str, Any]:
+        return {
+            "items": [
+                {"pod": key.split(".", 1)[1], "namespace": key.split(".", 1)[0], **usage}
+                for key, usage in sorted(self.kubelet.usage.items())
+            ]
+        }
+
+    def _request_shutdown(self, keep_replicas: bool) -> None:
+        self._keep_replicas = keep_replicas
+        self._stop.set()
+        self._server.shutdown()
+
+    def reconcile_once(self) -> None:
+        for controller in (self.deployments, self.replica_sets, self.kubelet, self.services):
+            try:
+                controller.sync_all()
+            except Exception:  # one bad object must not stop the control plane
+                log.exception("%s failed; retrying next round", type(controller).__name__)
+
+    def _controllers(self) -> None:
+        adopted = self.kubelet.adopt()
+        services = self.services.adopt()
+        log.info("adopted %d replicas and %d load balancers", len(adopted), len(services))
+        _, cursor = self.store.list_kind("Deployment")
+        while not self._stop.is_set():
+            self.reconcile_once()
+            # Wake on the next change to any object, or after sync_seconds to probe.
+            for _change in self.store.watch(
+                cursor, timeout=self.options.sync_seconds, poll=self.options.sync_seconds
+            ):
+                break
+            _, cursor = self.store.list_kind("Deployment")
+
+    def run(self) -> None:
+        """Serve until shut down (the API's /api/shutdown, SIGTERM or SIGINT)."""
+        worker = threading.Thread(target=self._controllers, name="controllers", daemon=True)
+        worker.start()
+        info = self.dir / "api.json"
+        tmp = info.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": f"http://127.0.0.1:{self.port}", "pid": os.getpid()}))
+        tmp.replace(info)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(
+                signum, lambda *_: threading.Thread(target=self._request_shutdown, args=(False,)).start()
+            )
+        log.info("control plane listening on http://127.0.0.1:%d", self.port)
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        finally:
+            self._stop.set()
+            worker.join(30)
+            if not self._keep_replicas:
+                self.services.stop_all()
+                self.kubelet.stop_all()
+            with contextlib.suppress(FileNotFoundError):
+                if json.loads(info.read_text()).get("pid") == os.getpid():
+                    info.unlink()
+            self._server.server_close()
+            log.info("control plane stopped%s", " (replicas kept running)" if self._keep_replicas else "")
