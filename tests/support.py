@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -153,3 +154,146 @@ def half_and_mnist(root: Path) -> Path:
         f"    - {{name: mnist, base_path: {root / 'mnist'}}}\n"
     )
     return config
+
+
+class Load:
+    """Steady load from background threads, every outcome kept in the order it came back: the
+    answer's value (read from the JSON by `read`) for a 200, `HTTP <code>` or the exception's
+    name otherwise.
+
+        with Load(url, {"instances": [2.0]}) as load:
+            ...                                   # kill something, roll something out
+        assert load.failures() == []
+    """
+
+    def __init__(
+        self, url: str, body: Any, threads: int = 4, read: Any = lambda answer: answer["predictions"][0][0]
+    ) -> None:
+        self.url, self.body, self.read = url, body, read
+        self.outcomes: list[tuple[float, Any]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(threads)]
+        self._t0 = time.monotonic()
+
+    def _work(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                try:
+                    answer = session.post(self.url, json=self.body, timeout=10)
+                    outcome = (
+                        self.read(answer.json())
+                        if answer.status_code == 200
+                        else f"HTTP {answer.status_code}"
+                    )
+                except requests.RequestException as exc:
+                    outcome = type(exc).__name__
+                with self._lock:
+                    self.outcomes.append((time.monotonic() - self._t0, outcome))
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    def values(self) -> list[Any]:
+        return [outcome for _, outcome in sorted(self.outcomes, key=lambda x: x[0])]
+
+    def failures(self, good: Any = lambda value: isinstance(value, float)) -> list[Any]:
+        return [v for v in self.values() if not good(v)]
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.outcomes) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class Plane:
+    """A real control plane (`modelport up --detach`) in its own home, driven with the CLI as a
+    person or a script would; short back-off and grace so faults play out in seconds."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "MODELPORT_HOME": str(home)}
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "modelport", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"modelport {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "-o", "json").stdout)
+
+    def up(self) -> None:
+        self.cli("up", "--detach", "--backoff-seconds", "1", "--grace-seconds", "5", "--sync-seconds", "0.1")
+
+    @property
+    def pid(self) -> int:
+        return int(json.loads((self.home / "controlplane" / "api.json").read_text())["pid"])
+
+    def client(self) -> Any:
+        from modelport.controlplane.client import Client
+
+        return Client.from_home(self.home)
+
+    def replica_pids(self) -> set[int]:
+        """Every `modelport serve` process this home's control planes started, alive now."""
+        from modelport.dataplane.process import processes_with
+
+        return {p.pid for p in processes_with(f"--port_file {self.home}/controlplane/pods/")}
+
+    def service_url(self, name: str) -> str:
+        service = self.json("get", "service", name)
+        return f"http://127.0.0.1:{service['spec']['ports'][0]['port']}"
+
+    def wait(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        log = (self.home / "controlplane" / "controlplane.log").read_text(errors="replace")[-3000:]
+        raise AssertionError(f"timed out waiting for {what}\n--- control plane log ---\n{log}")
+
+    def stop(self) -> None:
+        """`modelport down`, then make sure nothing of this home is left running."""
+        from modelport.dataplane.process import processes_with
+
+        self.cli("down", check=False)
+        for proc in processes_with(str(self.home)):
+            proc.kill()
+
+
+def deployment_yaml(
+    name: str, base_path: Path | str, replicas: int = 2, service_port: int | None = 0, **spec: Any
+) -> str:
+    """A Deployment of one model (and a Service of the same name, unless service_port is None)."""
+    import yaml
+
+    docs: list[dict[str, Any]] = [{
+        "apiVersion": "modelport/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"model": {"name": "half", "basePath": str(base_path)}}},
+            **spec,
+        },
+    }]  # fmt: skip
+    if service_port is not None:
+        docs.append({"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
+                     "spec": {"selector": {"app": name}, "ports": [{"port": service_port}]}})  # fmt: skip
+    return yaml.safe_dump_all(docs, sort_keys=False)

@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,11 +149,14 @@ class ControlPlane:
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:
+            began = time.monotonic()
             self._stop.set()
             worker.join(30)
             if not self._keep_replicas:
+                log.info("stopping %d replicas", len(self.kubelet.supervisor.replicas))
                 self.services.stop_all()
                 self.kubelet.stop_all()
+            log.info("shut down in %.1f s", time.monotonic() - began)
             with contextlib.suppress(FileNotFoundError):
                 if json.loads(info.read_text()).get("pid") == os.getpid():
                     info.unlink()

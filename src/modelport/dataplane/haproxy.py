@@ -14,9 +14,11 @@ being ready out of the rotation even before the control plane notices.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,15 @@ backend {BACKEND}
 """
 
 
+def _socket_path(path: Path) -> Path:
+    """Unix socket paths are limited to 107 bytes; a longer one moves to a short name in the
+    temporary folder, derived from the long one, so the same Service always finds its socket."""
+    if len(str(path)) <= 100:
+        return path
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"modelport-{digest}.sock"
+
+
 @dataclass
 class ServerState:
     name: str
@@ -99,7 +110,7 @@ class LoadBalancer:
         workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.port = port or free_port()
-        self.socket_path = workdir / f"{name}.haproxy.sock"
+        self.socket_path = _socket_path(workdir / f"{name}.haproxy.sock")
         self.config_path = workdir / f"{name}.haproxy.cfg"
         self.log_path = workdir / f"{name}.haproxy.log"
         config = render_config(self.socket_path, self.port, balance, affinity, health_path)
@@ -119,7 +130,11 @@ class LoadBalancer:
             [binary, "-c", "-q", "-f", str(self.config_path)], capture_output=True, text=True
         )
         if check.returncode != 0:
-            raise ModelportError(Code.INTERNAL, f"HAProxy refused its config: {check.stderr or check.stdout}")
+            raise ModelportError(
+                Code.INTERNAL,
+                f"HAProxy refused its config {self.config_path} (exit {check.returncode}): "
+                f"{(check.stderr or check.stdout).strip() or 'no reason given'}",
+            )
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [binary, "-db", "-f", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 
 import psutil
 
@@ -46,13 +47,12 @@ class AdoptedProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        try:
-            self._proc.wait(timeout)
-        except psutil.TimeoutExpired:
-            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0) from None
-        except psutil.NoSuchProcess:
-            pass
-        self.returncode = -1
+        """Until it is gone or a zombie (whose parent, not us, must reap it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(0.02)
         return -1
 
     def terminate(self) -> None:

@@ -1,0 +1,346 @@
+"""The control plane as people and scripts use it: `modelport up --detach`, `apply`, `get`,
+`rollout`, `scale`, `describe`, `down`, with real replicas, a real HAProxy and real clients on
+loopback, and the faults a production team meets: a replica killed under load, a rolling
+update under load, a model that does not load, a control plane killed mid-rollout, two applies
+at once, an invalid file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from modelport.errors import Code, ModelportError
+from support import Load, Plane, deployment_yaml, half_plus_two, mark_complete
+
+V1, V2 = 3.0, 4.0  # what half_plus_two answers for x=2 in the two model versions
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    for name, offset in (("v1", 2.0), ("v2", 3.0)):
+        half_plus_two(root / name / "1", offset=offset)
+        mark_complete(root / name / "1")
+    return {"v1": root / "v1", "v2": root / "v2", "missing": root / "does-not-exist"}
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    plane = Plane(tmp_path_factory.mktemp("home"))
+    plane.up()
+    yield plane
+    plane.stop()
+
+
+def apply(plane: Plane, tmp: Path, text: str) -> str:
+    path = tmp / f"objects-{time.monotonic_ns()}.yaml"
+    path.write_text(text)
+    return plane.cli("apply", "-f", str(path)).stdout
+
+
+def pods_of(plane: Plane, app: str) -> list[dict[str, Any]]:
+    """The app's replicas, those being stopped left out."""
+    pods = plane.json("get", "pods")["items"]
+    return [
+        p
+        for p in pods
+        if p["metadata"]["labels"].get("app") == app and "deletionTimestamp" not in p["metadata"]
+    ]
+
+
+def predict(url: str) -> float:
+    answer = requests.post(url + "/v1/models/half:predict", json={"instances": [2.0]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return float(answer.json()["predictions"][0][0])
+
+
+def test_deploy_then_call_through_the_service(plane: Plane, models: dict[str, Path], tmp_path: Path) -> None:
+    out = apply(plane, tmp_path, deployment_yaml("web", models["v1"]))
+    assert out.splitlines() == ["deployment/web created", "service/web created"]
+    assert (
+        'deployment "web" successfully rolled out' in plane.cli("rollout", "status", "deployment/web").stdout
+    )
+    url = plane.service_url("web")
+    assert predict(url) == V1
+    # Kubernetes' shapes for scripts: the Service's port, each replica's pid.
+    service = plane.json("get", "service", "web")
+    assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "127.0.0.1"
+    assert plane.client().resolve("web") == url
+    pods = pods_of(plane, "web")
+    assert len(pods) == 2 and all(p["status"]["ready"] for p in pods)
+    assert {p["status"]["pid"] for p in pods} <= plane.replica_pids()
+    assert plane.json("get", "pods")["kind"] == "List"
+    table = plane.cli("get", "deployments").stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert next(line for line in table if line.startswith("web ")).split()[1:4] == ["2/2", "2", "2"]
+    assert "127.0.0.1" in plane.cli("get", "svc", "web", "-o", "wide").stdout
+    described = plane.cli("describe", "deployment", "web").stdout
+    conditions = {
+        line.split()[0]: line.split()[1:3] for line in described.splitlines() if line.startswith("  A")
+    }
+    assert conditions["Available"] == ["True", "MinimumReplicasAvailable"]
+    assert "NewReplicaSetAvailable" in described and "Scaled up replica set web-" in described
+    # Each replica's log, and its CPU / memory / request rate.
+    assert "model half version 1 AVAILABLE" in plane.cli("logs", f"pod/{pods[0]['metadata']['name']}").stdout
+    for _ in range(20):
+        predict(url)
+
+    def top_rows() -> list[str]:
+        return [x for x in plane.cli("top", "pods").stdout.splitlines() if x.startswith("web-")]
+
+    plane.wait(lambda: len(top_rows()) == 2, 15, "top to list both replicas")
+    assert all(row.split()[2].endswith("Mi") for row in top_rows())
+
+
+def test_scale_up_and_down(plane: Plane, models: dict[str, Path], tmp_path: Path) -> None:
+    apply(plane, tmp_path, deployment_yaml("scaled", models["v1"], replicas=1))
+    plane.cli("rollout", "status", "deploy/scaled")
+    assert (
+        plane.cli("scale", "deployment/scaled", "--replicas", "3").stdout.strip()
+        == "deployment/scaled scaled"
+    )
+    plane.cli("rollout", "status", "deploy/scaled")
+    plane.wait(
+        lambda: len(plane.json("get", "svc", "scaled")["status"]["endpoints"]) == 3, what="3 endpoints"
+    )
+    revisions = plane.json("get", "replicasets")["items"]
+    assert len([r for r in revisions if r["metadata"]["name"].startswith("scaled-")]) == 1  # no new revision
+    pids = {p["status"]["pid"] for p in pods_of(plane, "scaled")}
+    plane.cli("scale", "deployment", "scaled", "--replicas", "1")
+    plane.wait(lambda: len(pods_of(plane, "scaled")) == 1, what="1 replica left")
+    kept = pods_of(plane, "scaled")[0]["status"]["pid"]
+    plane.wait(lambda: not (pids - {kept}) & plane.replica_pids(), what="the other two processes to stop")
+    assert predict(plane.service_url("scaled")) == V1
+
+
+def test_an_invalid_file_is_refused_whole(plane: Plane, models: dict[str, Path], tmp_path: Path) -> None:
+    good = deployment_yaml("whole", models["v1"], service_port=None)
+    bad = "apiVersion: modelport/v1\nkind: Service\nmetadata: {name: whole}\nspec: {selector: {app: whole}}\n"
+    path = tmp_path / "mixed.yaml"
+    path.write_text(good + "---\n" + bad)
+    done = plane.cli("apply", "-f", str(path), check=False)
+    assert done.returncode == 1
+    assert "object 2, whole" in done.stderr and "spec.ports: Field required" in done.stderr
+    missing = plane.cli("get", "deployment", "whole", check=False)
+    assert missing.returncode == 1 and 'deployments "whole" not found' in missing.stderr
+    frozen = deployment_yaml(
+        "frozen", models["v1"], strategy={"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}
+    )
+    path.write_text(frozen)
+    done = plane.cli("apply", "-f", str(path), check=False)
+    assert done.returncode == 1
+    assert "spec.strategy.rollingUpdate.maxUnavailable: must not be 0 when maxSurge is 0" in done.stderr
+
+
+def test_a_replica_killed_under_load_is_restarted_and_costs_no_request(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    apply(plane, tmp_path, deployment_yaml("crash", models["v1"]))
+    plane.cli("rollout", "status", "deploy/crash")
+    url = plane.service_url("crash")
+    victim = pods_of(plane, "crash")[0]
+    with Load(url + "/v1/models/half:predict", {"instances": [2.0]}) as load:
+        load.wait_for(100)
+        os.killpg(victim["status"]["pid"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            pod = next(
+                p for p in pods_of(plane, "crash") if p["metadata"]["name"] == victim["metadata"]["name"]
+            )
+            return bool(pod["status"]["restartCount"] == 1 and pod["status"]["ready"])
+
+        plane.wait(restarted, 30, "the killed replica to be restarted and ready")
+        count = len(load.outcomes)
+        load.wait_for(count + 100)
+    assert load.failures() == [], load.failures()[:5]
+    assert len(load.outcomes) > 200
+    described = plane.cli("describe", "pod", victim["metadata"]["name"]).stdout
+    assert "Restart Count:  1" in described and "BackOff" in described and "exited with -9" in described
+
+
+def test_a_rolling_update_under_load_fails_no_request(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    apply(plane, tmp_path, deployment_yaml("roll", models["v1"]))
+    plane.cli("rollout", "status", "deploy/roll")
+    url = plane.service_url("roll")
+    with Load(url + "/v1/models/half:predict", {"instances": [2.0]}) as load:
+        load.wait_for(100)
+        apply(plane, tmp_path, deployment_yaml("roll", models["v2"]))
+        started = time.monotonic()
+        plane.cli("rollout", "status", "deploy/roll")
+        took = time.monotonic() - started
+        count = len(load.outcomes)
+        load.wait_for(count + 100)
+    values = load.values()
+    assert load.failures() == [], load.failures()[:5]
+    assert set(values) == {V1, V2}  # every answer from v1 or v2 ...
+    assert values[0] == V1 and values[-50:] == [V2] * 50  # ... switching from the one to the other
+    assert took < 10, took
+    history = plane.cli("rollout", "history", "deployment/roll").stdout
+    assert [line.split()[0] for line in history.splitlines()[2:]] == ["1", "2"]
+
+
+def test_a_model_that_does_not_load_stalls_the_rollout_and_the_old_revision_keeps_serving(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    apply(plane, tmp_path, deployment_yaml("stall", models["v1"], progressDeadlineSeconds=4))
+    plane.cli("rollout", "status", "deploy/stall")
+    url = plane.service_url("stall")
+    with Load(url + "/v1/models/half:predict", {"instances": [2.0]}, threads=2) as load:
+        apply(plane, tmp_path, deployment_yaml("stall", models["missing"], progressDeadlineSeconds=4))
+        status = plane.cli("rollout", "status", "deploy/stall", check=False)
+    assert status.returncode == 1
+    assert 'deployment "stall" exceeded its progress deadline' in status.stderr
+    assert load.failures() == [] and set(load.values()) == {V1}
+    described = plane.cli("describe", "deployment", "stall").stdout
+    assert "ProgressDeadlineExceeded" in described and "has timed out progressing" in described
+    assert "Readiness probe failed" in described and "does-not-exist" in described
+    events = plane.cli("events", "--for", "deployment/stall").stdout
+    assert "ProgressDeadlineExceeded" in events
+    assert plane.cli("rollout", "undo", "deployment/stall").stdout.strip() == "deployment/stall rolled back"
+    plane.cli("rollout", "status", "deploy/stall")
+    assert all(p["spec"]["model"]["basePath"] == str(models["v1"]) for p in pods_of(plane, "stall"))
+    assert predict(url) == V1
+
+
+def test_two_writers_of_the_same_object_one_wins_one_gets_a_conflict(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    apply(plane, tmp_path, deployment_yaml("race", models["v1"], replicas=1, service_port=None))
+    client = plane.client()
+    read = [client.get("Deployment", "race"), client.get("Deployment", "race")]
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = [None, None]
+
+    def write(i: int) -> None:
+        read[i]["spec"]["replicas"] = 2 + i
+        read[i]["spec"]["template"]["spec"]["args"] = [f"--rest_api_timeout_in_ms={1000 + i}"]
+        barrier.wait()
+        try:
+            outcomes[i] = client.replace(read[i])["spec"]
+        except ModelportError as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [o for o in outcomes if isinstance(o, ModelportError)]
+    assert len(errors) == 1 and errors[0].code is Code.ABORTED, outcomes
+    assert "the object has been modified" in errors[0].message
+    winner = next(o for o in outcomes if isinstance(o, dict))
+    assert client.get("Deployment", "race")["spec"] == winner  # the winner whole, never a merge
+    plane.cli("delete", "deployment", "race")
+
+
+def test_killing_the_control_plane_mid_rollout_loses_nothing(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    apply(plane, tmp_path, deployment_yaml("phoenix", models["v1"], minReadySeconds=2))
+    plane.cli("rollout", "status", "deploy/phoenix")
+    url = plane.service_url("phoenix")
+    with Load(url + "/v1/models/half:predict", {"instances": [2.0]}, threads=2) as load:
+        apply(plane, tmp_path, deployment_yaml("phoenix", models["v2"], minReadySeconds=2))
+        plane.wait(
+            lambda: any(
+                p["spec"]["model"]["basePath"] == str(models["v2"]) for p in pods_of(plane, "phoenix")
+            ),
+            what="the rollout to start",
+        )
+        os.kill(plane.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        plane.up()
+        plane.cli("rollout", "status", "deploy/phoenix")
+    assert load.failures() == []  # the load balancer kept serving while the control plane was down
+    pods = pods_of(plane, "phoenix")
+    assert len(pods) == 2 and all(p["spec"]["model"]["basePath"] == str(models["v2"]) for p in pods)
+    # No orphan, no duplicate: the replica processes alive are exactly those the pods name.
+    plane.wait(
+        lambda: plane.replica_pids() == {p["status"]["pid"] for p in plane.json("get", "pods")["items"]},
+        what="replica processes to match the pods",
+    )
+    assert predict(url) == V2
+
+
+def test_get_watch_prints_changes(plane: Plane, models: dict[str, Path], tmp_path: Path) -> None:
+    apply(plane, tmp_path, deployment_yaml("watched", models["v1"], replicas=1, service_port=None))
+    plane.cli("rollout", "status", "deploy/watched")
+    timer = threading.Timer(0.5, lambda: plane.cli("scale", "deploy/watched", "--replicas", "2"))
+    timer.start()
+    out = plane.cli("get", "deployment", "watched", "-w", "--watch-timeout", "3").stdout.splitlines()
+    timer.join()
+    assert out[0].split()[:2] == ["NAME", "READY"]
+    assert any(line.split()[1] == "2/2" for line in out[2:]), out
+
+
+def test_the_api_wants_the_token(plane: Plane) -> None:
+    token = plane.home / "controlplane" / "token"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    url = plane.client().url
+    assert requests.get(url + "/apis/modelport/v1/deployments", timeout=5).status_code == 401
+    wrong = requests.get(
+        url + "/apis/modelport/v1/deployments", headers={"Authorization": "Bearer x"}, timeout=5
+    )
+    assert wrong.status_code == 401 and wrong.json()["reason"] == "Unauthorized"
+    assert requests.get(url + "/healthz", timeout=5).status_code == 200
+
+
+def test_delete_takes_the_processes_with_it(plane: Plane, models: dict[str, Path], tmp_path: Path) -> None:
+    apply(plane, tmp_path, deployment_yaml("doomed", models["v1"]))
+    plane.cli("rollout", "status", "deploy/doomed")
+    pids = {p["status"]["pid"] for p in pods_of(plane, "doomed")}
+    haproxy = plane.json("get", "svc", "doomed")["status"]["haproxyPid"]
+    assert plane.cli("delete", "deployment", "doomed").stdout.strip() == 'deployment "doomed" deleted'
+    plane.cli("delete", "service", "doomed")
+    plane.wait(
+        lambda: not pids & plane.replica_pids() and pods_of(plane, "doomed") == [], what="replicas to stop"
+    )
+    plane.wait(lambda: not _alive(haproxy), what="the load balancer to stop")
+    assert plane.cli("delete", "svc", "doomed", check=False).returncode == 1
+    assert plane.cli("delete", "svc", "doomed", "--ignore-not-found").returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_down_stops_everything_unless_told_to_keep_the_replicas(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    plane = Plane(tmp_path / "home")
+    try:
+        plane.up()
+        again = plane.cli("up", "--detach", check=False)
+        assert again.returncode == 1 and "already running" in again.stderr
+        apply(plane, tmp_path, deployment_yaml("kept", models["v1"]))
+        plane.cli("rollout", "status", "deploy/kept")
+        url = plane.service_url("kept")
+        pids = plane.replica_pids()
+        assert (
+            plane.cli("down", "--keep-replicas").stdout.strip()
+            == "control plane stopped (replicas kept running)"
+        )
+        assert plane.replica_pids() == pids and predict(url) == V1
+        plane.up()  # adopts them: same processes, nothing restarted
+        plane.cli("rollout", "status", "deploy/kept")
+        assert plane.replica_pids() == pids
+        assert plane.cli("down").stdout.strip() == "control plane stopped"
+        assert plane.replica_pids() == set()
+        assert plane.cli("get", "pods", check=False).returncode == 1
+    finally:
+        plane.stop()
