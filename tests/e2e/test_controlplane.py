@@ -47,6 +47,13 @@ def apply(plane: Plane, tmp: Path, text: str) -> str:
     return plane.cli("apply", "-f", str(path)).stdout
 
 
+def deployed(plane: Plane, tmp: Path, name: str, base: Path, **spec: Any) -> str:
+    """Apply a Deployment and Service `name`, wait for the rollout; the Service's URL."""
+    apply(plane, tmp, deployment_yaml(name, base, **spec))
+    plane.cli("rollout", "status", f"deployment/{name}")
+    return plane.service_url(name)
+
+
 def pods_of(plane: Plane, app: str) -> list[dict[str, Any]]:
     """The app's replicas, those being stopped left out."""
     pods = plane.json("get", "pods")["items"]
@@ -144,9 +151,7 @@ def test_an_invalid_file_is_refused_whole(plane: Plane, models: dict[str, Path],
 def test_a_replica_killed_under_load_is_restarted_and_costs_no_request(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    apply(plane, tmp_path, deployment_yaml("crash", models["v1"]))
-    plane.cli("rollout", "status", "deploy/crash")
-    url = plane.service_url("crash")
+    url = deployed(plane, tmp_path, "crash", models["v1"])
     victim = pods_of(plane, "crash")[0]
     with Load(url + "/v1/models/half:predict", {"instances": [2.0]}) as load:
         load.wait_for(100)
@@ -170,9 +175,7 @@ def test_a_replica_killed_under_load_is_restarted_and_costs_no_request(
 def test_a_rolling_update_under_load_fails_no_request(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    apply(plane, tmp_path, deployment_yaml("roll", models["v1"]))
-    plane.cli("rollout", "status", "deploy/roll")
-    url = plane.service_url("roll")
+    url = deployed(plane, tmp_path, "roll", models["v1"])
     with Load(url + "/v1/models/half:predict", {"instances": [2.0]}) as load:
         load.wait_for(100)
         apply(plane, tmp_path, deployment_yaml("roll", models["v2"]))
@@ -193,9 +196,7 @@ def test_a_rolling_update_under_load_fails_no_request(
 def test_a_model_that_does_not_load_stalls_the_rollout_and_the_old_revision_keeps_serving(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    apply(plane, tmp_path, deployment_yaml("stall", models["v1"], progressDeadlineSeconds=4))
-    plane.cli("rollout", "status", "deploy/stall")
-    url = plane.service_url("stall")
+    url = deployed(plane, tmp_path, "stall", models["v1"], progressDeadlineSeconds=4)
     with Load(url + "/v1/models/half:predict", {"instances": [2.0]}, threads=2) as load:
         apply(plane, tmp_path, deployment_yaml("stall", models["missing"], progressDeadlineSeconds=4))
         status = plane.cli("rollout", "status", "deploy/stall", check=False)
@@ -247,9 +248,7 @@ def test_two_writers_of_the_same_object_one_wins_one_gets_a_conflict(
 def test_killing_the_control_plane_mid_rollout_loses_nothing(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    apply(plane, tmp_path, deployment_yaml("phoenix", models["v1"], minReadySeconds=2))
-    plane.cli("rollout", "status", "deploy/phoenix")
-    url = plane.service_url("phoenix")
+    url = deployed(plane, tmp_path, "phoenix", models["v1"], minReadySeconds=2)
     with Load(url + "/v1/models/half:predict", {"instances": [2.0]}, threads=2) as load:
         apply(plane, tmp_path, deployment_yaml("phoenix", models["v2"], minReadySeconds=2))
         plane.wait(

@@ -71,16 +71,21 @@ def _condition(
     }
 
 
-class DeploymentController:
+class _Controller:
     def __init__(self, store: ObjectStore, clock: Clock, recorder: Recorder) -> None:
         self._store = store
         self._clock = clock
         self._events = recorder
 
+    def _world(self) -> tuple[list[Obj], list[Obj], list[Obj]]:
+        """Every Deployment, ReplicaSet and Pod, as stored now."""
+        lists = [self._store.list_kind(kind)[0] for kind in ("Deployment", "ReplicaSet", "Pod")]
+        return lists[0], lists[1], lists[2]
+
+
+class DeploymentController(_Controller):
     def sync_all(self) -> None:
-        deployments, _ = self._store.list_kind("Deployment")
-        replica_sets, _ = self._store.list_kind("ReplicaSet")
-        pods, _ = self._store.list_kind("Pod")
+        deployments, replica_sets, pods = self._world()
         pods_of: dict[str, list[Obj]] = defaultdict(list)
         for pod in pods:
             for ref in pod["metadata"].get("ownerReferences", []):
@@ -351,19 +356,12 @@ class DeploymentController:
         return previous
 
 
-class ReplicaSetController:
+class ReplicaSetController(_Controller):
     """Each ReplicaSet gets exactly `spec.replicas` live Pods; Pods and ReplicaSets whose owner is
     gone are retired (Kubernetes' garbage collector)."""
 
-    def __init__(self, store: ObjectStore, clock: Clock, recorder: Recorder) -> None:
-        self._store = store
-        self._clock = clock
-        self._events = recorder
-
     def sync_all(self) -> None:
-        deployments, _ = self._store.list_kind("Deployment")
-        replica_sets, _ = self._store.list_kind("ReplicaSet")
-        pods, _ = self._store.list_kind("Pod")
+        deployments, replica_sets, pods = self._world()
         owners = {d["metadata"]["uid"] for d in deployments}
         alive = {rs["metadata"]["uid"]: rs for rs in replica_sets}
         for rs in replica_sets:
