@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for the load benchmark: installs wrk (Debian) and modelport with the bench extra,
-# then runs bench/http_bench.py (or, with `serving` first, bench/serving_bench.py) with the
+# then runs bench/http_bench.py (or, with `serving` first, bench/serving_bench.py; with `service`,
+# bench/service_bench.py) with the
 # arguments given (see bench/README.md).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,6 +9,11 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk
 fi
 source "$root/scripts/setup.sh" bench
+if [ "${1:-}" = "service" ]; then   # a Service with 2 replicas against the replicas directly; rollout time
+  shift
+  bash "$root/scripts/system-packages.sh" haproxy
+  exec "$PY" "$root/bench/service_bench.py" "$@"
+fi
 if [ "${1:-}" = "serving" ]; then   # batching on/off and the protocols: bench/serving_bench.py
   shift
   exec "$PY" "$root/bench/serving_bench.py" "$@"

@@ -64,12 +64,8 @@ def test_requests_spread_over_the_ready_replicas(replicas: list[Server], balance
     url = f"http://127.0.0.1:{balancer.port}/v1/models/half:predict"
     for _ in range(20):
         assert requests.post(url, json={"instances": [2.0]}, timeout=5).status_code == 200
-    served = {name: s for name, s in balancer.servers().items()}
-    assert set(served) == {"a", "b"}
-    stat = balancer.command("show stat").splitlines()
-    totals = {
-        line.split(",")[1]: int(line.split(",")[7]) for line in stat[1:] if line.startswith("replicas,")
-    }
+    totals = {name: state.total_sessions for name, state in balancer.servers().items()}
+    assert set(totals) == {"a", "b"}
     assert totals["a"] >= 8 and totals["b"] >= 8  # round robin: about half each
 
 
@@ -95,3 +91,21 @@ def test_a_replica_leaving_is_drained_without_failures(
     remover.join()
     assert set(counts) == {200}, counts
     assert set(balancer.servers()) == {"b"}
+
+
+def test_a_restarted_control_plane_takes_over_the_running_load_balancer(
+    replicas: list[Server], balancer: LoadBalancer, tmp_path: Path
+) -> None:
+    balancer.set_endpoints({"a": replicas[0].port, "b": replicas[1].port})
+    url = f"http://127.0.0.1:{balancer.port}/v1/models/half:predict"
+    again = LoadBalancer(tmp_path / "lb", "half", balancer.port, adopt_pid=balancer.proc.pid)
+    assert again.proc.pid == balancer.proc.pid  # the same HAProxy: its clients never noticed
+    assert again.endpoints == {"a": replicas[0].port, "b": replicas[1].port}
+    again.set_endpoints({"b": replicas[1].port})
+    assert set(again.servers()) == {"b"}
+    assert {requests.post(url, json={"instances": [2.0]}, timeout=5).status_code for _ in range(10)} == {200}
+    stranger = LoadBalancer(tmp_path / "lb2", "half", adopt_pid=os.getpid())  # not an HAProxy: a new one
+    try:
+        assert stranger.proc.pid != os.getpid() and stranger.endpoints == {}
+    finally:
+        stranger.stop()

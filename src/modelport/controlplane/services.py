@@ -24,12 +24,13 @@ Obj = dict[str, Any]
 RETRY_SECONDS = 5.0
 
 
-def _config(service: Obj) -> tuple[int, str, str]:
+def _config(service: Obj) -> tuple[int, str, str, int]:
     spec = service["spec"]
     return (
         int(spec["ports"][0]["port"]),
         spec.get("loadBalancing", "roundRobin"),
         spec.get("sessionAffinity", "None"),
+        int(spec.get("maxRequestsPerReplica", 4)),
     )
 
 
@@ -53,7 +54,7 @@ class ServiceController:
         self._clock = clock
         self._events = recorder
         self.workdir = workdir
-        self._balancers: dict[str, tuple[LoadBalancer, tuple[int, str, str]]] = {}
+        self._balancers: dict[str, tuple[LoadBalancer, tuple[int, str, str, int]]] = {}
         self._failed_at: dict[str, float] = {}
 
     @staticmethod
@@ -78,9 +79,11 @@ class ServiceController:
 
     def _start(self, service: Obj, adopt_pid: int | None = None) -> LoadBalancer | None:
         key = self.key(service)
-        port, balance, affinity = config = _config(service)
+        port, balance, affinity, per_replica = config = _config(service)
         try:
-            lb = LoadBalancer(self.workdir, key, port, balance, affinity, adopt_pid=adopt_pid)
+            lb = LoadBalancer(
+                self.workdir, key, port, balance, affinity, adopt_pid=adopt_pid, per_replica=per_replica
+            )
         except ModelportError as exc:
             self._failed_at[key] = self._clock.monotonic()
             self._events.event(service, "Warning", "FailedToStartLoadBalancer", exc.message)

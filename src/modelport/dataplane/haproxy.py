@@ -15,6 +15,7 @@ being ready out of the rotation even before the control plane notices.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from modelport.errors import Code, ModelportError
 
 BALANCE = {"roundRobin": "roundrobin", "random": "random", "leastConnection": "leastconn"}
 BACKEND = "replicas"
+SLOT, SLOTS, PARKED_PORT = "slot", 64, 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,18 +38,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def render_config(socket_path: Path, port: int, balance: str, affinity: str, health_path: str) -> str:
+def render_config(
+    socket_path: Path, port: int, balance: str, affinity: str, health_path: str, per_replica: int
+) -> str:
     stick = (
         "    stick-table type ip size 200k expire 30m\n    stick on src\n" if affinity == "ClientIP" else ""
     )
     return f"""global
     stats socket {socket_path} mode 600 level admin
     maxconn 4096
+    # One thread: on a machine whose cores the replicas keep busy, a second one costs more in
+    # hand-offs than it adds (bench/RESULTS.md).
+    nbthread 1
 defaults
     mode http
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    timeout queue 30s
     timeout http-request 30s
     retries 3
     option redispatch 1
@@ -63,7 +71,14 @@ backend {BACKEND}
     # A dead replica is out at its first connection error (observe layer4); a busy one is not
     # mistaken for dead (checks get 2 s).
     timeout check 2s
-    default-server inter 500ms fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down
+    # At most `per_replica` requests at once on a replica; the rest wait in HAProxy's fair queue
+    # (a replica's single event loop answers a few at a time faster than many: p99 /10).
+    default-server inter 500ms fall 2 rise 1 maxconn {per_replica}
+    default-server observe layer4 error-limit 1 on-error mark-down
+    # Replicas come and go through the runtime API into these slots, parked in maintenance when
+    # free (servers declared here keep their idle connections for reuse; `add server` ones do not,
+    # which costs a quarter of the throughput: bench/RESULTS.md).
+    server-template {SLOT} 1-{SLOTS} 127.0.0.1:{PARKED_PORT} disabled check
 """
 
 
@@ -82,6 +97,7 @@ class ServerState:
     port: int
     status: str  # UP, DOWN, MAINT, DRAIN, ...
     current_sessions: int
+    total_sessions: int = 0
 
 
 class LoadBalancer:
@@ -94,6 +110,7 @@ class LoadBalancer:
         affinity: str = "None",
         health_path: str = "/readyz",
         adopt_pid: int | None = None,
+        per_replica: int = 4,
     ) -> None:
         """Start HAProxy for a Service; or, given `adopt_pid`, take over the one an earlier control
         plane started with this same configuration, if it still runs (its traffic never stops)."""
@@ -113,8 +130,10 @@ class LoadBalancer:
         self.socket_path = _socket_path(workdir / f"{name}.haproxy.sock")
         self.config_path = workdir / f"{name}.haproxy.cfg"
         self.log_path = workdir / f"{name}.haproxy.log"
-        config = render_config(self.socket_path, self.port, balance, affinity, health_path)
+        self.slots_path = workdir / f"{name}.slots.json"
+        config = render_config(self.socket_path, self.port, balance, affinity, health_path, per_replica)
         self._ports: dict[str, int] = {}
+        self._slots: dict[str, str] = {}  # replica name -> server slot
         self.proc: subprocess.Popen[bytes] | AdoptedProcess
         adopted = AdoptedProcess.find(adopt_pid, str(self.config_path))
         if adopted is not None and self.config_path.exists() and self.config_path.read_text() == config:
@@ -122,10 +141,11 @@ class LoadBalancer:
             try:
                 self._ports = self._read_ports()
                 return
-            except OSError:
+            except (OSError, ValueError, StopIteration):
                 adopted.kill()  # alive but not answering its runtime API: replace it
                 adopted.wait(5)
         self.config_path.write_text(config)
+        self._save_slots()
         check = subprocess.run(
             [binary, "-c", "-q", "-f", str(self.config_path)], capture_output=True, text=True
         )
@@ -159,64 +179,96 @@ class LoadBalancer:
         return b"".join(chunks).decode()
 
     def _read_ports(self) -> dict[str, int]:
-        """The servers HAProxy has now, with their ports (`show servers state`)."""
+        """On adoption: the replicas in the rotation, from the slot map written beside the config,
+        checked against what HAProxy has (`show servers state`: the slot's port, not in maintenance)."""
         lines = self.command(f"show servers state {BACKEND}").splitlines()
         header = next(x for x in lines if x.startswith("#")).lstrip("# ").split()
-        ports = {}
+        live = {}
         for line in lines:
             if line and not line.startswith("#") and len(line.split()) == len(header):
                 row = dict(zip(header, line.split(), strict=True))
-                ports[row["srv_name"]] = int(row["srv_port"])
-        return ports
+                if not int(row["srv_admin_state"]) & 0x01 and int(row["srv_port"]) != PARKED_PORT:
+                    live[row["srv_name"]] = int(row["srv_port"])
+        try:
+            saved = json.loads(self.slots_path.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        for name, slot in saved.items():
+            if live.get(slot):
+                self._slots[name] = slot
+        for slot in set(live) - set(self._slots.values()):  # in the rotation, but whose? take it out
+            self._park(slot)
+        return {name: live[slot] for name, slot in self._slots.items()}
 
     @property
     def endpoints(self) -> dict[str, int]:
         return dict(self._ports)
 
     def servers(self) -> dict[str, ServerState]:
-        """The backend's servers: `show stat` for this backend, parsed."""
+        """The replicas in the rotation, by name: `show stat` for this backend, parsed."""
         lines = self.command("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
+        names = {slot: name for name, slot in self._slots.items()}
         out = {}
         for line in lines[1:]:
             row = dict(zip(header, line.split(","), strict=False))
-            if row.get("pxname") == BACKEND and row.get("svname") not in ("BACKEND", "FRONTEND", None):
-                name = row["svname"]
+            if row.get("pxname") == BACKEND and row.get("svname") in names:
+                name = names[row["svname"]]
                 out[name] = ServerState(
-                    name, self._ports.get(name, 0), row.get("status", ""), int(row.get("scur") or 0)
+                    name,
+                    self._ports.get(name, 0),
+                    row.get("status", ""),
+                    int(row.get("scur") or 0),
+                    int(row.get("stot") or 0),
                 )
         return out
 
     def set_endpoints(self, endpoints: dict[str, int], drain_seconds: float = 10.0) -> None:
         """Make the rotation exactly `endpoints` (replica name -> port): new ones in first, then the
-        ones leaving are drained (their requests finish) and removed."""
+        ones leaving are drained (their requests finish) and taken out."""
         current = set(self._ports)
         for name, port in endpoints.items():
             if name in current and self._ports[name] == port:
                 continue
             if name in current:
                 self._remove(name, drain_seconds)
-            self._expect(
-                self.command(f"add server {BACKEND}/{name} 127.0.0.1:{port} check"), "New server registered"
-            )
-            self._expect(self.command(f"enable server {BACKEND}/{name}"), "")
-            self._expect(self.command(f"enable health {BACKEND}/{name}"), "")
-            self._ports[name] = port
+            free = [f"{SLOT}{i}" for i in range(1, SLOTS + 1) if f"{SLOT}{i}" not in self._slots.values()]
+            if not free:
+                raise ModelportError(
+                    Code.RESOURCE_EXHAUSTED, f"a Service balances at most {SLOTS} replicas; {name} left out"
+                )
+            slot = free[0]
+            self._expect(self.command(f"set server {BACKEND}/{slot} addr 127.0.0.1 port {port}"), "changed")
+            self._expect(self.command(f"set server {BACKEND}/{slot} state ready"), "")
+            self._slots[name], self._ports[name] = slot, port
+            self._save_slots()
         for name in sorted(current - set(endpoints)):
             self._remove(name, drain_seconds)
 
     def _remove(self, name: str, drain_seconds: float) -> None:
-        self.command(f"set server {BACKEND}/{name} state drain")
+        slot = self._slots[name]
+        self.command(f"set server {BACKEND}/{slot} state drain")
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline:
             state = self.servers().get(name)
             if state is None or state.current_sessions == 0:
                 break
             time.sleep(0.05)
-        self.command(f"set server {BACKEND}/{name} state maint")
-        self.command(f"shutdown sessions server {BACKEND}/{name}")
-        self._expect(self.command(f"del server {BACKEND}/{name}"), "Server deleted")
+        self._park(slot)
+        self._slots.pop(name)
         self._ports.pop(name, None)
+        self._save_slots()
+
+    def _park(self, slot: str) -> None:
+        """Out of the rotation, its connections closed, the slot free for the next replica."""
+        self.command(f"set server {BACKEND}/{slot} state maint")
+        self.command(f"shutdown sessions server {BACKEND}/{slot}")
+        self.command(f"set server {BACKEND}/{slot} addr 127.0.0.1 port {PARKED_PORT}")
+
+    def _save_slots(self) -> None:
+        tmp = self.slots_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._slots))
+        tmp.replace(self.slots_path)
 
     @staticmethod
     def _expect(answer: str, wanted: str) -> None:

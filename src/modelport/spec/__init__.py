@@ -135,6 +135,9 @@ class ServiceSpec(_Spec):
     load_balancing: Literal["roundRobin", "random", "leastConnection"] = Field(
         default="roundRobin", alias="loadBalancing"
     )
+    # modelport's own: requests in flight per replica; more wait in the load balancer's queue.
+    # Raise it for replicas with batching, whose batches form from concurrent requests.
+    max_requests_per_replica: int = Field(default=4, ge=1, le=10000, alias="maxRequestsPerReplica")
 
 
 class Service(_Spec):
