@@ -129,6 +129,50 @@ def test_scale_up_and_down(plane: Plane, models: dict[str, Path], tmp_path: Path
     assert predict(plane.service_url("scaled")) == V1
 
 
+def _served(port: int) -> float:
+    """Predictions a replica has answered (its own Prometheus counter)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "modelport_requests"
+        for sample in family.samples
+        if sample.name == "modelport_requests_total"
+    )
+
+
+@pytest.mark.parametrize(
+    ("balancing", "affinity"), [("random", "None"), ("leastConnection", "None"), ("roundRobin", "ClientIP")]
+)
+def test_balancing_and_client_affinity(
+    plane: Plane, models: dict[str, Path], tmp_path: Path, balancing: str, affinity: str
+) -> None:
+    import yaml
+
+    name = f"lb-{balancing.lower()}-{affinity.lower()}"
+    docs = list(yaml.safe_load_all(deployment_yaml(name, models["v1"])))
+    docs[1]["spec"].update(loadBalancing=balancing, sessionAffinity=affinity)
+    apply(plane, tmp_path, yaml.safe_dump_all(docs))
+    plane.cli("rollout", "status", f"deployment/{name}")
+    url = plane.service_url(name)
+    plane.wait(lambda: len(plane.json("get", "svc", name)["status"]["endpoints"]) == 2, what="2 endpoints")
+    ports = [p["status"]["port"] for p in pods_of(plane, name)]
+    before = [_served(port) for port in ports]
+    with requests.Session() as session:  # one client (one address): sequential requests
+        for _ in range(40):
+            assert session.post(url + "/v1/models/half:predict", json={"instances": [2.0]}, timeout=5).ok
+    counts = sorted(_served(port) - b for port, b in zip(ports, before, strict=True))
+    assert sum(counts) == 40
+    if affinity == "ClientIP":
+        assert counts == [0, 40]  # every request of this client on the same replica
+    else:
+        assert counts[0] >= 5, counts  # both replicas serve
+    plane.cli("delete", "deployment", name)
+    plane.cli("delete", "service", name)
+
+
 def test_an_invalid_file_is_refused_whole(plane: Plane, models: dict[str, Path], tmp_path: Path) -> None:
     good = deployment_yaml("whole", models["v1"], service_port=None)
     bad = "apiVersion: modelport/v1\nkind: Service\nmetadata: {name: whole}\nspec: {selector: {app: whole}}\n"
