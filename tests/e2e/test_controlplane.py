@@ -387,3 +387,36 @@ def test_down_stops_everything_unless_told_to_keep_the_replicas(
         assert plane.cli("get", "pods", check=False).returncode == 1
     finally:
         plane.stop()
+
+
+def test_pause_resume_restart_and_a_folder_of_files(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    import yaml
+
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    deployment, service = yaml.safe_load_all(deployment_yaml("paced", models["v1"]))
+    (folder / "deployment.yaml").write_text(yaml.safe_dump(deployment))
+    (folder / "service.yml").write_text(yaml.safe_dump(service))
+    (folder / "notes.txt").write_text("not an object: ignored")
+    out = plane.cli("apply", "-f", str(folder)).stdout.splitlines()
+    assert out == ["deployment/paced created", "service/paced created"]
+    plane.cli("rollout", "status", "deployment/paced")
+    assert plane.cli("rollout", "pause", "deployment/paced").stdout.strip() == "deployment/paced paused"
+    plane.cli("set", "model", "deployment/paced", str(models["v2"]))
+    time.sleep(1)
+    revisions = [r for r in plane.json("get", "rs")["items"] if r["metadata"]["name"].startswith("paced-")]
+    assert len(revisions) == 1  # paused: the new template waits
+    assert "Deployment is paused" in plane.cli("describe", "deploy", "paced").stdout
+    plane.cli("rollout", "resume", "deployment/paced")
+    plane.cli("rollout", "status", "deployment/paced")
+    assert predict(plane.service_url("paced")) == V2
+    pids = {p["status"]["pid"] for p in pods_of(plane, "paced")}
+    assert plane.cli("rollout", "restart", "deployment/paced").stdout.strip() == "deployment/paced restarted"
+    plane.cli("rollout", "status", "deployment/paced")
+    plane.wait(lambda: len(pods_of(plane, "paced")) == 2, what="2 replicas after the restart")
+    assert not pids & {p["status"]["pid"] for p in pods_of(plane, "paced")}  # every replica replaced
+    history = plane.cli("rollout", "history", "deployment/paced").stdout.splitlines()[2:]
+    assert [line.split()[0] for line in history] == ["1", "2", "3"]
+    assert "modelport set model" in history[1]
