@@ -130,7 +130,10 @@ class ServiceController:
                 )
             wanted = endpoints_for(service, pods)
             if wanted != lb.endpoints:
-                lb.set_endpoints(wanted)
+                try:
+                    lb.set_endpoints(wanted)
+                except ModelportError as exc:  # more replicas than the load balancer has slots
+                    self._events.event(service, "Warning", "FailedToUpdateEndpoints", exc.message)
             self._write_status(
                 service,
                 {
