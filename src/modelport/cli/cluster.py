@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -54,19 +56,32 @@ def fail(message: str, code: int = 1) -> None:
     show_default=True,
     help="How often controllers probe and reconcile.",
 )
-def up(
-    detach: bool,
-    port: int,
-    home: Path | None,
-    backoff_seconds: float,
-    grace_seconds: float,
-    sync_seconds: float,
-) -> None:
+@click.option(
+    "--metrics-seconds",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="How often each replica's CPU, memory and /metrics are sampled.",
+)
+@click.option(
+    "--metrics-window",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Rates and latency quantiles are taken over this many seconds.",
+)
+@click.option(
+    "--hpa-sync-seconds",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="How often each HorizontalPodAutoscaler decides.",
+)
+@click.option("--prometheus-url", default=None, help="Prometheus for Object/External HPA metrics (PromQL).")
+def up(detach: bool, home: Path | None, **settings: Any) -> None:
     """Start the control plane: the API on loopback and the controllers."""
     home = home or default_home()
-    options = Options(
-        port=port, sync_seconds=sync_seconds, backoff_seconds=backoff_seconds, grace_seconds=grace_seconds
-    )
+    options = Options(**settings)
     if detach:
         _detach(home, options)
         return
@@ -83,22 +98,10 @@ def _detach(home: Path, options: Options) -> None:
     info = state_dir(home) / "api.json"
     state_dir(home).mkdir(parents=True, exist_ok=True)
     log_path = state_dir(home) / "controlplane.log"
-    args = [
-        sys.executable,
-        "-m",
-        "modelport",
-        "up",
-        "--home",
-        str(home),
-        "--port",
-        str(options.port),
-        "--backoff-seconds",
-        str(options.backoff_seconds),
-        "--grace-seconds",
-        str(options.grace_seconds),
-        "--sync-seconds",
-        str(options.sync_seconds),
-    ]
+    args = [sys.executable, "-m", "modelport", "up", "--home", str(home)]
+    for name, value in dataclasses.asdict(options).items():
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", str(value)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -167,7 +167,44 @@ def columns(kind: str, wide: bool) -> tuple[list[str], Callable[[Obj], list[str]
             replica_set,
         ),
         "Event": (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], event),
+        "HorizontalPodAutoscaler": (
+            ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"],
+            lambda h: [
+                h["metadata"]["name"],
+                f"{h['spec']['scaleTargetRef']['kind']}/{h['spec']['scaleTargetRef']['name']}",
+                hpa_targets(h),
+                str(h["spec"].get("minReplicas", 1)),
+                str(h["spec"]["maxReplicas"]),
+                str(h.get("status", {}).get("currentReplicas", 0)),
+                age(h["metadata"].get("creationTimestamp")),
+            ],
+        ),
     }[kind]
+
+
+def hpa_targets(hpa: Obj) -> str:
+    """kubectl's TARGETS column: `cpu: 85%/50%, requests_per_second: 12/10`; <unknown> until measured."""
+    currents = hpa.get("status", {}).get("currentMetrics", [])
+    out = []
+    for metric in hpa["spec"]["metrics"]:
+        kind = metric["type"]
+        source = metric[kind.lower()]
+        name = source["name"] if kind == "Resource" else source["metric"]["name"]
+        target = source["target"]
+        wanted = {
+            "Utilization": f"{target.get('averageUtilization')}%",
+            "AverageValue": str(target.get("averageValue")),
+            "Value": str(target.get("value")),
+        }[target["type"]]
+        found = "<unknown>"
+        for current in currents:
+            body = current.get(current["type"].lower(), {})
+            if current["type"] == kind and (body.get("name") or body.get("metric", {}).get("name")) == name:
+                value = body["current"]
+                found = (f"{value['averageUtilization']}%" if target["type"] == "Utilization"
+                         else str(value.get("averageValue", value.get("value"))))  # fmt: skip
+        out.append(f"{name}: {found}/{wanted}")
+    return ", ".join(out)
 
 
 def dump(data: Any, output: str) -> str:
@@ -420,6 +457,37 @@ def describe_pod(api: Client, p: Obj) -> str:
     return "\n".join(out)
 
 
+def _conditions(rows: list[list[str]]) -> str:
+    if not rows:
+        return "Conditions:  <none>"
+    lines = table(["Type", "Status", "Reason", "Message"], rows).splitlines()
+    return "Conditions:\n" + "\n".join("  " + line for line in lines)
+
+
+def describe_hpa(api: Client, h: Obj) -> str:
+    spec, st, meta = h["spec"], h.get("status", {}), h["metadata"]
+    ref = spec["scaleTargetRef"]
+    conditions = [[c["type"], c["status"], c["reason"], c["message"]] for c in st.get("conditions", [])]
+    behavior = spec.get("behavior") or {}
+    out = [
+        f"Name:                   {meta['name']}",
+        f"Namespace:              {meta['namespace']}",
+        f"CreationTimestamp:      {meta.get('creationTimestamp')}",
+        f"Reference:              {ref['kind']}/{ref['name']}",
+        "Metrics:                ( current / target )\n  " + "\n  ".join(hpa_targets(h).split(", ")),
+        f"Min replicas:           {spec.get('minReplicas', 1)}",
+        f"Max replicas:           {spec['maxReplicas']}",
+        f"Behavior:               scaleUp {json.dumps(behavior.get('scaleUp') or 'default')}; "
+        f"scaleDown {json.dumps(behavior.get('scaleDown') or 'default')}",
+        f"{ref['kind']} pods:        {st.get('currentReplicas', 0)} current / "
+        f"{st.get('desiredReplicas', 0)} desired",
+        f"Last scale:             {st.get('lastScaleTime') or '<never>'}",
+        _conditions(conditions),
+        _events_table(_events_of(api, meta["namespace"], [h])),
+    ]  # fmt: skip
+    return "\n".join(out)
+
+
 def describe_service(api: Client, s: Obj) -> str:
     spec, st, meta = s["spec"], s.get("status", {}), s["metadata"]
     endpoints = ", ".join(f"127.0.0.1:{e['port']} ({e['pod']})" for e in st.get("endpoints", [])) or "<none>"
@@ -465,9 +533,10 @@ def describe(kind: str, name: str | None, namespace: str) -> None:
         kind, name = split_ref(kind, name)
         api = client()
         objects = [api.get(kind, name, namespace)] if name else api.list(kind, namespace)["items"]
-        render = {"Deployment": describe_deployment, "Pod": describe_pod, "Service": describe_service}.get(
-            kind
-        )
+        render = {
+            "Deployment": describe_deployment, "Pod": describe_pod, "Service": describe_service,
+            "HorizontalPodAutoscaler": describe_hpa,
+        }.get(kind)  # fmt: skip
         for obj in objects:
             if render is None:
                 click.echo(dump(obj, "yaml") + "\n" + _events_table(_events_of(api, namespace, [obj])))
@@ -619,7 +688,7 @@ def logs(name: str, follow: bool, tail: int, namespace: str) -> None:
 @click.argument("kind", default="pods")
 @namespace_option
 def top(kind: str, namespace: str) -> None:
-    """CPU, memory and requests per second of each replica (sampled every 2 s)."""
+    """CPU, memory, request rate, requests in flight and p99 latency of each replica."""
     with reporting():
         if kind_of(kind) != "Pod":
             raise ModelportError(Code.INVALID_ARGUMENT, "top shows pods")
@@ -629,14 +698,18 @@ def top(kind: str, namespace: str) -> None:
                 i["pod"],
                 f"{i['cpu'] * 1000:.0f}m",
                 f"{i['memory'] / 2**20:.0f}Mi",
-                f"{i['requestsPerSecond']:.1f}",
+                f"{i['requests_per_second']:.1f}",
+                f"{i['requests_in_flight']:.0f}",
+                f"{i['request_latency_p99_seconds'] * 1000:.1f}"
+                if "request_latency_p99_seconds" in i
+                else "-",
             ]
             for i in items
         ]
         if not rows:
-            click.echo("No metrics yet (they are sampled every 2 s).", err=True)
+            click.echo("No metrics yet (each replica needs two samples; see --metrics-seconds).", err=True)
             return
-        click.echo(table(["NAME", "CPU(cores)", "MEMORY(bytes)", "REQ/S"], rows))
+        click.echo(table(["NAME", "CPU(cores)", "MEMORY(bytes)", "REQ/S", "IN-FLIGHT", "P99(ms)"], rows))
 
 
 @click.command()

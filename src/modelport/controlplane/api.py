@@ -25,6 +25,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from modelport.controlplane.meta import (
@@ -41,7 +42,7 @@ from modelport.spec import parse_object, to_dict
 
 Obj = dict[str, Any]
 PREFIX = "/apis/modelport/v1"
-USER_KINDS = ("Deployment", "Service")
+USER_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
 REASONS = {
     Code.NOT_FOUND: "NotFound",
     Code.ALREADY_EXISTS: "AlreadyExists",
@@ -78,6 +79,7 @@ class Api:
         self._events = recorder
         self._usage = usage
         self._shutdown = shutdown
+        self.history_dir: Path | None = None
 
     def create(self, kind: str, namespace: str, body: Obj) -> Obj:
         obj = self._validated(kind, namespace, body)
@@ -202,6 +204,15 @@ class Api:
     def top(self) -> Obj:
         return self._usage()
 
+    def history(self, namespace: str, name: str) -> Obj:
+        """What an HPA saw and decided at each sync (for `modelport plot`)."""
+        self.get("HorizontalPodAutoscaler", namespace, name)
+        path = self.history_dir / f"{namespace}.{name}.jsonl" if self.history_dir else None
+        points = []
+        if path is not None and path.exists():
+            points = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return {"items": points}
+
     def shutdown(self, keep_replicas: bool) -> None:
         self._shutdown(keep_replicas)
 
@@ -256,6 +267,12 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
         def _route(self, method: str, path: str, query: dict[str, str]) -> None:
             if path == "/api/top" and method == "GET":
                 self._send(200, api.top())
+                return
+            if path.startswith("/api/history/") and method == "GET":  # /api/history/{ns}/{hpa}
+                parts = path.split("/")
+                if len(parts) != 5:
+                    raise ModelportError(Code.NOT_FOUND, f"no such path: {path}")
+                self._send(200, api.history(parts[3], parts[4]))
                 return
             if path == "/api/shutdown" and method == "POST":
                 keep = bool(self._body().get("keepReplicas", False))

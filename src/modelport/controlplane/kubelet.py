@@ -11,12 +11,8 @@ an orphan and is stopped, so none is ever left running or started twice.
 from __future__ import annotations
 
 import threading
-import urllib.request
 from pathlib import Path
 from typing import Any
-
-import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelport.clock import Clock
 from modelport.controlplane.meta import Recorder, iso, terminating
@@ -26,7 +22,6 @@ from modelport.dataplane.supervisor import BackOffPolicy, ProbeSpec, Replica, Su
 from modelport.errors import ModelportError
 
 Obj = dict[str, Any]
-SAMPLE_SECONDS = 2.0
 
 
 def _probe(spec: Obj | None, default_path: str) -> ProbeSpec:
@@ -61,9 +56,6 @@ class Kubelet:
         self._written: dict[str, Obj] = {}
         self._stopping: set[str] = set()
         self._lock = threading.Lock()
-        self._last_sample = -1e9
-        self._samples: dict[str, tuple[float, float, float]] = {}  # replica: (time, cpu s, requests)
-        self.usage: dict[str, Obj] = {}  # `modelport top`: replica -> cpu, memory, req/s
 
     @staticmethod
     def key(pod: Obj) -> str:
@@ -120,8 +112,6 @@ class Kubelet:
         for pod in pods:
             if not terminating(pod) and self.key(pod) in self.supervisor.replicas:
                 self._report(pod, self.supervisor.replicas[self.key(pod)])
-        if self._clock.monotonic() - self._last_sample >= SAMPLE_SECONDS:
-            self._sample()
 
     def _report(self, pod: Obj, replica: Replica) -> None:
         key = self.key(pod)
@@ -200,43 +190,6 @@ class Kubelet:
     def stop_all(self) -> None:
         self.supervisor.stop_all(self._grace)
 
-    def _sample(self) -> None:
-        """CPU, memory and request rate of each replica, for `modelport top`."""
-        now = self._clock.monotonic()
-        self._last_sample = now
-        usage = {}
-        for key, replica in list(self.supervisor.replicas.items()):
-            if replica.pid is None:
-                continue
-            try:
-                proc = psutil.Process(replica.pid)
-                times = proc.cpu_times()
-                cpu = times.user + times.system
-                memory = proc.memory_info().rss
-            except psutil.Error:
-                continue
-            requests = _requests_served(replica.port) if replica.port else 0.0
-            before = self._samples.get(key)
-            self._samples[key] = (now, cpu, requests)
-            if before is None or now <= before[0]:
-                continue
-            elapsed = now - before[0]
-            usage[key] = {
-                "cpu": max(0.0, (cpu - before[1]) / elapsed),
-                "memory": memory,
-                "requestsPerSecond": max(0.0, (requests - before[2]) / elapsed),
-            }
-        self.usage = usage
-
-
-def _requests_served(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=0.5) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return 0.0
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name == "modelport_requests":
-            total += sum(s.value for s in family.samples if s.name == "modelport_requests_total")
-    return total
+    def processes(self) -> dict[str, tuple[int | None, int | None]]:
+        """Each replica's pid and REST port, for the metrics collector."""
+        return {key: (r.pid, r.port) for key, r in list(self.supervisor.replicas.items())}

@@ -30,9 +30,11 @@ from typing import Any
 
 from modelport.clock import Clock, SystemClock
 from modelport.controlplane.api import Api, make_server
+from modelport.controlplane.autoscaler import Autoscaler, PodMetrics
 from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
 from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder
+from modelport.controlplane.metrics import MetricsCollector
 from modelport.controlplane.services import ServiceController
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.supervisor import BackOffPolicy
@@ -55,6 +57,10 @@ class Options:
     sync_seconds: float = 0.2
     backoff_seconds: float = 10.0  # the first CrashLoopBackOff delay (Kubernetes: 10 s)
     grace_seconds: float = 10.0  # SIGTERM to SIGKILL when a replica is stopped
+    metrics_seconds: float = 5.0  # how often each replica's CPU, memory and /metrics are sampled
+    metrics_window: float = 30.0  # rates and latency quantiles are over this many seconds
+    hpa_sync_seconds: float = 15.0  # how often each HorizontalPodAutoscaler decides (Kubernetes: 15)
+    prometheus_url: str | None = None  # for Object/External metrics (PromQL)
 
 
 def read_token(home: Path) -> str:
@@ -92,7 +98,13 @@ class ControlPlane:
             self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds
         )
         self.services = ServiceController(self.store, self.clock, self.recorder, self.dir / "services")
+        self.metrics = MetricsCollector(self.clock, options.metrics_seconds, options.metrics_window)
+        self.autoscaler = Autoscaler(
+            self.store, self.clock, self.recorder, PodMetrics(self.metrics, options.prometheus_url),
+            options.hpa_sync_seconds, self.dir / "hpa",
+        )  # fmt: skip
         self.api = Api(self.store, self.recorder, self._usage, self._request_shutdown)
+        self.api.history_dir = self.dir / "hpa"
         self._stop = threading.Event()
         self._keep_replicas = False
         self._wake = threading.Condition()
@@ -100,12 +112,13 @@ class ControlPlane:
         self.port = int(self._server.server_address[1])
 
     def _usage(self) -> dict[str, Any]:
-        return {
-            "items": [
-                {"pod": key.split(".", 1)[1], "namespace": key.split(".", 1)[0], **usage}
-                for key, usage in sorted(self.kubelet.usage.items())
-            ]
-        }
+        items = []
+        for key in sorted(self.kubelet.processes()):
+            usage = self.metrics.pod(key)
+            if usage is not None:
+                namespace, pod = key.split(".", 1)
+                items.append({"pod": pod, "namespace": namespace, **usage})
+        return {"items": items}
 
     def _request_shutdown(self, keep_replicas: bool) -> None:
         self._keep_replicas = keep_replicas
@@ -113,11 +126,12 @@ class ControlPlane:
         self._server.shutdown()
 
     def reconcile_once(self) -> None:
-        for controller in (self.deployments, self.replica_sets, self.kubelet, self.services):
+        for controller in (self.autoscaler, self.deployments, self.replica_sets, self.kubelet, self.services):
             try:
                 controller.sync_all()
             except Exception:  # one bad object must not stop the control plane
                 log.exception("%s failed; retrying next round", type(controller).__name__)
+        self.metrics.collect(self.kubelet.processes())
 
     def _controllers(self) -> None:
         adopted = self.kubelet.adopt()

@@ -20,6 +20,7 @@ PLURALS = {
     "ReplicaSet": "replicasets",
     "Pod": "pods",
     "Event": "events",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
 }
 KINDS = {plural: kind for kind, plural in PLURALS.items()}
 SHORT_NAMES = {
@@ -30,6 +31,8 @@ SHORT_NAMES = {
     "replicaset": "ReplicaSet",
     "rs": "ReplicaSet",
     "pod": "Pod",
+    "hpa": "HorizontalPodAutoscaler",
+    "horizontalpodautoscaler": "HorizontalPodAutoscaler",
     "po": "Pod",
     "event": "Event",
     "ev": "Event",

@@ -65,6 +65,8 @@ class Probe(_Spec):
 
 class Resources(_Spec):
     limits: dict[Literal["cpu", "memory"], str] = Field(default_factory=dict)
+    # What a replica is expected to use: the base of an HPA's averageUtilization.
+    requests: dict[Literal["cpu", "memory"], str] = Field(default_factory=dict)
 
 
 class ModelRef(_Spec):
@@ -148,11 +150,102 @@ class Service(_Spec):
     status: dict[str, Any] = Field(default_factory=dict)
 
 
-Object = Deployment | Service
-KINDS: dict[str, type[Deployment] | type[Service]] = {"Deployment": Deployment, "Service": Service}
+# -- HorizontalPodAutoscaler (autoscaling/v2's shape) --
+
+
+class CrossVersionObjectReference(_Spec):
+    api_version: str = Field(default="modelport/v1", alias="apiVersion")
+    kind: Literal["Deployment"] = "Deployment"
+    name: str
+
+
+class MetricTarget(_Spec):
+    type: Literal["Utilization", "AverageValue", "Value"]
+    average_utilization: int | None = Field(default=None, alias="averageUtilization")
+    average_value: str | int | float | None = Field(default=None, alias="averageValue")
+    value: str | int | float | None = None
+
+
+class ResourceMetricSource(_Spec):
+    name: Literal["cpu", "memory"]
+    target: MetricTarget
+
+
+class MetricIdentifier(_Spec):
+    name: str
+    selector: LabelSelector | None = None
+    # modelport's own: the PromQL that gives this metric's value (Object/External from Prometheus).
+    query: str | None = None
+
+
+class PodsMetricSource(_Spec):
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ObjectMetricSource(_Spec):
+    described_object: CrossVersionObjectReference = Field(alias="describedObject")
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ExternalMetricSource(_Spec):
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class MetricSpec(_Spec):
+    type: Literal["Resource", "Pods", "Object", "External"]
+    resource: ResourceMetricSource | None = None
+    pods: PodsMetricSource | None = None
+    object: ObjectMetricSource | None = None
+    external: ExternalMetricSource | None = None
+
+
+class ScalingPolicy(_Spec):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800, alias="periodSeconds")
+
+
+class ScalingRules(_Spec):
+    stabilization_window_seconds: int | None = Field(
+        default=None, ge=0, le=3600, alias="stabilizationWindowSeconds"
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] = Field(default="Max", alias="selectPolicy")
+    policies: list[ScalingPolicy] | None = None
+    tolerance: float | None = Field(default=None, ge=0)
+
+
+class Behavior(_Spec):
+    scale_up: ScalingRules | None = Field(default=None, alias="scaleUp")
+    scale_down: ScalingRules | None = Field(default=None, alias="scaleDown")
+
+
+class HPASpec(_Spec):
+    scale_target_ref: CrossVersionObjectReference = Field(alias="scaleTargetRef")
+    min_replicas: int = Field(default=1, alias="minReplicas")
+    max_replicas: int = Field(alias="maxReplicas")
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    behavior: Behavior | None = None
+
+
+class HorizontalPodAutoscaler(_Spec):
+    api_version: Literal["modelport/v1"] = Field(alias="apiVersion")
+    kind: Literal["HorizontalPodAutoscaler"]
+    metadata: ObjectMeta
+    spec: HPASpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+Object = Deployment | Service | HorizontalPodAutoscaler
+KINDS: dict[str, type[Deployment] | type[Service] | type[HorizontalPodAutoscaler]] = {
+    "Deployment": Deployment, "Service": Service, "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+}  # fmt: skip
 ALIASES = {
     "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
     "service": "Service", "services": "Service", "svc": "Service",
+    "horizontalpodautoscaler": "HorizontalPodAutoscaler", "hpa": "HorizontalPodAutoscaler",
 }  # fmt: skip
 
 
@@ -232,12 +325,100 @@ def _rules(obj: Object) -> list[str]:
                 problems.append(f"{base}.maxUnavailable: must not be 0 when maxSurge is 0")
         if spec.progress_deadline_seconds <= spec.min_ready_seconds:
             problems.append("spec.progressDeadlineSeconds: must be greater than minReadySeconds")
+    elif isinstance(obj, HorizontalPodAutoscaler):
+        problems += _hpa_rules(obj.spec)
     else:
         names = [p.name for p in obj.spec.ports]
         if len(obj.spec.ports) > 1 and (None in names or len(set(names)) != len(names)):
             problems.append("spec.ports: with more than one port, each needs a unique name")
         if not obj.spec.selector:
             problems.append("spec.selector: must not be empty")
+    return problems
+
+
+_QUANTITY = re.compile(r"(\d+(\.\d+)?)(m|k|Ki|Mi|Gi|M|G)?")
+
+
+def quantity(value: str | int | float) -> float:
+    """Kubernetes' quantities as plain numbers: 500m -> 0.5, 2Gi -> 2147483648, 10 -> 10."""
+    if isinstance(value, int | float):
+        return float(value)
+    match = _QUANTITY.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"not a quantity: {value!r} (like 500m, 2, 256Mi)")
+    factor = {
+        None: 1,
+        "m": 1e-3,
+        "k": 1e3,
+        "K": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+    }
+    return float(match[1]) * factor[match[3]]
+
+
+def _target_rules(target: MetricTarget, path: str, allowed: tuple[str, ...]) -> list[str]:
+    problems = []
+    if target.type not in allowed:
+        return [f"{path}.type: must be one of {list(allowed)} for this metric, got {target.type!r}"]
+    field = {"Utilization": "averageUtilization", "AverageValue": "averageValue", "Value": "value"}[
+        target.type
+    ]
+    given = {"Utilization": target.average_utilization, "AverageValue": target.average_value,
+             "Value": target.value}[target.type]  # fmt: skip
+    if given is None:
+        problems.append(f"{path}.{field}: must be set when type is {target.type}")
+    elif isinstance(given, int) and target.type == "Utilization":
+        if given <= 0:
+            problems.append(f"{path}.{field}: must be greater than 0")
+    else:
+        try:
+            if quantity(given) <= 0:
+                problems.append(f"{path}.{field}: must be greater than 0")
+        except ValueError as exc:
+            problems.append(f"{path}.{field}: {exc}")
+    return problems
+
+
+_TARGET_TYPES = {
+    "Resource": ("Utilization", "AverageValue"), "Pods": ("AverageValue",),
+    "Object": ("Value", "AverageValue"), "External": ("Value", "AverageValue"),
+}  # fmt: skip
+
+
+def _hpa_rules(spec: HPASpec) -> list[str]:
+    problems = []
+    if spec.min_replicas < 1:
+        problems.append("spec.minReplicas: must be greater than or equal to 1")
+    if spec.max_replicas < 1:
+        problems.append("spec.maxReplicas: must be greater than or equal to 1")
+    elif spec.max_replicas < spec.min_replicas:
+        problems.append(
+            f"spec.maxReplicas: must be greater than or equal to `minReplicas` ({spec.min_replicas})"
+        )
+    if not spec.metrics:
+        problems.append("spec.metrics: must have at least one metric")
+    for i, metric in enumerate(spec.metrics):
+        path = f"spec.metrics[{i}]"
+        field = {"Resource": "resource", "Pods": "pods", "Object": "object", "External": "external"}[
+            metric.type
+        ]
+        source = getattr(metric, field)
+        others = [f for f in ("resource", "pods", "object", "external") if f != field and getattr(metric, f)]
+        if source is None:
+            problems.append(f"{path}.{field}: must be set when type is {metric.type}")
+            continue
+        if others:
+            problems.append(f"{path}.{others[0]}: must be omitted when type is {metric.type}")
+        allowed = _TARGET_TYPES[metric.type]
+        problems += _target_rules(source.target, f"{path}.{field}.target", allowed)
+        if metric.type in ("Object", "External") and not source.metric.query:
+            problems.append(
+                f"{path}.{field}.metric.query: the PromQL giving the value is needed (from Prometheus)"
+            )
     return problems
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.charts import line_chart
 from modelport.errors import invalid
 from modelport.pipeline.data import load_dataset, splits
 from modelport.pipeline.train import pixels
@@ -177,37 +178,10 @@ def _confusion_svg(matrix: list[list[int]], classes: Sequence[str]) -> str:
 
 
 def _curve_svg(history: Sequence[dict[str, float]], keys: Sequence[str], title: str) -> str:
-    width, height, pad = 420, 240, 40
     if not history:
         return "<p>no training curves recorded</p>"
-    values = [h[k] for h in history for k in keys]
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    epochs = [h["epoch"] for h in history]
-    first, last = epochs[0], max(epochs[-1], epochs[0] + 1)
-
-    def point(epoch: float, value: float) -> str:
-        x = pad + (epoch - first) / (last - first) * (width - 2 * pad)
-        y = height - pad - (value - low) / span * (height - 2 * pad)
-        return f"{x:.1f},{y:.1f}"
-
-    colors = ["#1f77b4", "#d62728"]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="11" role="img" aria-label="{title}"><text x="{width / 2}" y="14" text-anchor="middle">{title}</text>',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
-             f'<text x="{pad - 4}" y="{pad + 4}" text-anchor="end">{high:.3g}</text>',
-             f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end">{low:.3g}</text>',
-             f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">epoch {first}..{epochs[-1]}</text>']  # fmt: skip
-    for key, color in zip(keys, colors, strict=False):
-        points = " ".join(point(h["epoch"], h[key]) for h in history)
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"/>')
-    for i, (key, color) in enumerate(zip(keys, colors, strict=False)):
-        parts.append(
-            f'<text x="{width - pad}" y="{pad + 14 * i}" text-anchor="end" fill="{color}">{key}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    series = {key: [(h["epoch"], h[key]) for h in history] for key in keys}
+    return line_chart(series, title, "epoch")
 
 
 def render_html(report: dict[str, Any], classes: Sequence[str]) -> str:

@@ -1,0 +1,151 @@
+"""The metrics collector (the role of Kubernetes' metrics-server, plus the replicas' own
+Prometheus metrics): every `interval` it samples each replica process's CPU and memory and
+scrapes its /metrics, and keeps a short window of samples. From two samples in the window it
+derives what `modelport top` shows and what an HPA scales on:
+
+    cpu                           cores (CPU seconds per second)
+    memory                        resident bytes
+    requests_per_second           answered requests per second (every status)
+    requests_in_flight            requests being processed (at the last sample)
+    request_latency_p50_seconds   from the latency histogram, over the window
+    request_latency_p99_seconds
+    <any gauge the replica exports>, summed over its labels (e.g. modelport_requests_in_flight)
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelport.clock import Clock
+
+DERIVED = (
+    "cpu", "memory", "requests_per_second", "requests_in_flight", "request_latency_p50_seconds",
+    "request_latency_p99_seconds",
+)  # fmt: skip
+
+
+@dataclass
+class Sample:
+    at: float  # monotonic
+    wall: float
+    cpu_seconds: float
+    memory: float
+    requests: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)  # latency histogram, cumulative
+    gauges: dict[str, float] = field(default_factory=dict)
+
+
+def scrape(port: int, timeout: float = 0.5) -> tuple[float, dict[float, float], dict[str, float]] | None:
+    """Requests answered, the latency histogram, and every gauge, from a replica's /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    requests = 0.0
+    buckets: dict[float, float] = {}
+    gauges: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "modelport_requests":
+            requests += sum(s.value for s in family.samples if s.name == "modelport_requests_total")
+        elif family.name == "modelport_request_duration_seconds":
+            for s in family.samples:
+                if s.name.endswith("_bucket"):
+                    bound = float(s.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + s.value
+        elif family.type == "gauge":
+            gauges[family.name] = sum(s.value for s in family.samples)
+    return requests, buckets, gauges
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative bucket counts (linear within a bucket)."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * ((rank - below) / (count - below) if count > below else 0.0)
+        lower, below = bound, count
+    return lower
+
+
+class MetricsCollector:
+    def __init__(self, clock: Clock, interval: float = 5.0, window: float = 30.0) -> None:
+        self._clock = clock
+        self.interval = interval
+        self.window = window
+        self._samples: dict[str, deque[Sample]] = {}
+        self._last = -1e18
+
+    def collect(self, replicas: dict[str, tuple[int | None, int | None]]) -> None:
+        """Sample each replica (name -> (pid, REST port)) if an interval has passed."""
+        now = self._clock.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        for name in set(self._samples) - set(replicas):
+            del self._samples[name]
+        for name, (pid, port) in replicas.items():
+            sample = self._sample(pid, port, now)
+            if sample is None:
+                self._samples.pop(name, None)  # a restarted process starts a new series
+                continue
+            series = self._samples.setdefault(name, deque())
+            if series and series[-1].cpu_seconds > sample.cpu_seconds:
+                series.clear()  # a new process under the same name
+            series.append(sample)
+            while series and now - series[0].at > self.window:
+                series.popleft()
+
+    def _sample(self, pid: int | None, port: int | None, now: float) -> Sample | None:
+        if pid is None or port is None:
+            return None
+        try:
+            proc = psutil.Process(pid)
+            times = proc.cpu_times()
+            sample = Sample(now, self._clock.now(), times.user + times.system, float(proc.memory_info().rss))
+        except psutil.Error:
+            return None
+        scraped = scrape(port)
+        if scraped is not None:
+            sample.requests, sample.buckets, sample.gauges = scraped
+        return sample
+
+    def pod(self, name: str) -> dict[str, Any] | None:
+        """The derived metrics of one replica, with the time of the last sample; None until it
+        has two samples (a rate needs two)."""
+        series = self._samples.get(name)
+        if not series or len(series) < 2:
+            return None
+        first, last = series[0], series[-1]
+        elapsed = last.at - first.at
+        if elapsed <= 0:
+            return None
+        delta = {b: last.buckets.get(b, 0.0) - first.buckets.get(b, 0.0) for b in last.buckets}
+        values: dict[str, Any] = {
+            **last.gauges,
+            "cpu": max(0.0, (last.cpu_seconds - first.cpu_seconds) / elapsed),
+            "memory": last.memory,
+            "requests_per_second": max(0.0, (last.requests - first.requests) / elapsed),
+            "requests_in_flight": last.gauges.get("modelport_requests_in_flight", 0.0),
+            "timestamp": last.wall,
+            "window": elapsed,
+        }
+        for q, key in ((0.5, "request_latency_p50_seconds"), (0.99, "request_latency_p99_seconds")):
+            found = quantile(q, delta)
+            if found is not None:
+                values[key] = found
+        return values
