@@ -9,6 +9,7 @@ from modelport.cli.cluster import down, up
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
 from modelport.cli.objects import COMMANDS
+from modelport.cli.plot import plot
 from modelport.cli.registry import registry
 from modelport.cli.rollout import rollout
 from modelport.cli.serve import serve
@@ -26,7 +27,7 @@ cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(train)
 cli.add_command(evaluate)
-for command in [up, down, *COMMANDS, rollout]:
+for command in [up, down, *COMMANDS, rollout, plot]:
     cli.add_command(command)
 
 
