@@ -238,8 +238,18 @@ class Plane:
     def json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "-o", "json").stdout)
 
-    def up(self) -> None:
-        self.cli("up", "--detach", "--backoff-seconds", "1", "--grace-seconds", "5", "--sync-seconds", "0.1")
+    def up(self, *extra: str) -> None:
+        self.cli(
+            "up",
+            "--detach",
+            "--backoff-seconds",
+            "1",
+            "--grace-seconds",
+            "5",
+            "--sync-seconds",
+            "0.1",
+            *extra,
+        )
 
     @property
     def pid(self) -> int:

@@ -16,7 +16,7 @@ from modelport.controlplane.autoscaler import (
     PodMetric,
     PodState,
     ReplicaCalculator,
-)  # fmt: skip
+)
 from modelport.controlplane.meta import Recorder, iso
 from modelport.controlplane.store import ObjectStore
 from modelport.errors import ModelportError
@@ -58,16 +58,26 @@ PER_POD = [
 ]
 
 
-@pytest.mark.parametrize(("name", "count", "metrics", "target", "resource", "requests", "expected"), PER_POD,
-                         ids=[row[0] for row in PER_POD])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "count", "metrics", "target", "resource", "requests", "expected"),
+    PER_POD,
+    ids=[row[0] for row in PER_POD],
+)
 def test_per_replica_metrics(
-    name: str, count: int, metrics: dict[str, float], target: float, resource: str | None,
-    requests: float | dict[str, float] | None, expected: int,
-) -> None:  # fmt: skip
+    name: str,
+    count: int,
+    metrics: dict[str, float],
+    target: float,
+    resource: str | None,
+    requests: float | dict[str, float] | None,
+    expected: int,
+) -> None:
     pods = [ready(chr(ord("a") + i)) for i in range(count)]
-    asked = None if requests is None else (
-        requests if isinstance(requests, dict) else {p.name: requests for p in pods}
-    )  # fmt: skip
+    asked = (
+        None
+        if requests is None
+        else (requests if isinstance(requests, dict) else {p.name: requests for p in pods})
+    )
     replicas, _ = calc.per_pod(
         count, pods, {k: sample(v) for k, v in metrics.items()}, target, NOW, resource, asked
     )
@@ -110,8 +120,11 @@ OBJECT_EXTERNAL = [
 ]
 
 
-@pytest.mark.parametrize(("name", "current", "ready_count", "usage", "target", "kind", "expected"), OBJECT_EXTERNAL,
-                         ids=[row[0] for row in OBJECT_EXTERNAL])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "current", "ready_count", "usage", "target", "kind", "expected"),
+    OBJECT_EXTERNAL,
+    ids=[row[0] for row in OBJECT_EXTERNAL],
+)
 def test_object_and_external_metrics(
     name: str, current: int, ready_count: int, usage: float, target: float, kind: str, expected: int
 ) -> None:
@@ -128,8 +141,11 @@ def _spec(**behavior: Any) -> dict[str, Any]:
 def test_scale_up_rate_defaults_are_the_larger_of_4_pods_and_100_percent_per_15_s() -> None:
     b = Behavior()
     # 3 replicas want 10: the limit is max(3 + 4, 3 x 2) = 7 (REFERENCE's worked check)
-    assert b.limit(_spec(), 3, 10, 0.0) == (7, "ScaleUpLimit", "the desired replica count is increasing faster "
-                                                                 "than the maximum scale rate")  # fmt: skip
+    assert b.limit(_spec(), 3, 10, 0.0) == (
+        7,
+        "ScaleUpLimit",
+        "the desired replica count is increasing faster than the maximum scale rate",
+    )
     assert b.limit(_spec(), 3, 6, 0.0)[0] == 6
     b.record(3, 7, 0.0)
     # 5 s later, from 7: the period started at 3 -> max(3 + 4, 6) = 7: no more this period
@@ -139,21 +155,37 @@ def test_scale_up_rate_defaults_are_the_larger_of_4_pods_and_100_percent_per_15_
 
 
 def test_scale_down_policies_as_in_the_kubernetes_documentation() -> None:
-    spec = _spec(scaleDown={"policies": [{"type": "Pods", "value": 4, "periodSeconds": 60},
-                                         {"type": "Percent", "value": 10, "periodSeconds": 60}]})  # fmt: skip
+    spec = _spec(
+        scaleDown={
+            "policies": [
+                {"type": "Pods", "value": 4, "periodSeconds": 60},
+                {"type": "Percent", "value": 10, "periodSeconds": 60},
+            ]
+        }
+    )
     b = Behavior()
     # 80 replicas: Pods 76, Percent 72; selectPolicy Max = the bigger change -> 72
     assert b.limit(spec, 80, 10, 0.0)[0] == 72
     b.record(80, 72, 0.0)
     assert b.limit(spec, 72, 10, 30.0)[0] == 72  # within the 60 s period: nothing more
     # after the period: 10% of 72 = 7.2 -> 72 x 0.9 = 64.8 -> 64 (8 replicas), Pods: 68 -> 64
-    assert b.limit(spec, 72, 10, 61.0) == (64, "ScaleDownLimit", "the desired replica count is decreasing faster "
-                                                                   "than the maximum scale rate")  # fmt: skip
+    assert b.limit(spec, 72, 10, 61.0) == (
+        64,
+        "ScaleDownLimit",
+        "the desired replica count is decreasing faster than the maximum scale rate",
+    )
 
 
 def test_select_policy_min_and_disabled() -> None:
-    up_min = _spec(scaleUp={"selectPolicy": "Min", "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
-                                                                {"type": "Percent", "value": 100, "periodSeconds": 15}]})  # fmt: skip
+    up_min = _spec(
+        scaleUp={
+            "selectPolicy": "Min",
+            "policies": [
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+            ],
+        }
+    )
     assert Behavior().limit(up_min, 10, 50, 0.0)[0] == 14  # min(10 + 4, 20)
     down_off = _spec(scaleDown={"selectPolicy": "Disabled"})
     assert Behavior().limit(down_off, 10, 2, 0.0)[0] == 10
@@ -163,10 +195,16 @@ def test_select_policy_min_and_disabled() -> None:
 
 def test_clamped_to_min_and_max() -> None:
     spec = {"minReplicas": 2, "maxReplicas": 10}
-    assert Behavior().limit(spec, 9, 30, 0.0) == (10, "TooManyReplicas", "the desired replica count is more than "
-                                                                         "the maximum replica count")  # fmt: skip
-    assert Behavior().limit(spec, 3, 1, 0.0) == (2, "TooFewReplicas", "the desired replica count is less than "
-                                                                      "the minimum replica count")  # fmt: skip
+    assert Behavior().limit(spec, 9, 30, 0.0) == (
+        10,
+        "TooManyReplicas",
+        "the desired replica count is more than the maximum replica count",
+    )
+    assert Behavior().limit(spec, 3, 1, 0.0) == (
+        2,
+        "TooFewReplicas",
+        "the desired replica count is less than the minimum replica count",
+    )
     assert Behavior().limit(spec, 3, 5, 0.0)[1] == "DesiredWithinRange"
 
 
@@ -227,13 +265,20 @@ spec:
         deployment = self.store.get("Deployment", "default", "web")
         assert deployment is not None
         for i in range(count):
-            self.store.create({
-                "apiVersion": "modelport/v1", "kind": "Pod",
-                "metadata": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"}},
-                "spec": deployment["spec"]["template"]["spec"],
-                "status": {"phase": "Running", "ready": True, "startTime": iso(NOW - 3600),
-                           "readySince": iso(NOW - 3590)},
-            })  # fmt: skip
+            self.store.create(
+                {
+                    "apiVersion": "modelport/v1",
+                    "kind": "Pod",
+                    "metadata": {"name": f"web-{i}", "namespace": "default", "labels": {"app": "web"}},
+                    "spec": deployment["spec"]["template"]["spec"],
+                    "status": {
+                        "phase": "Running",
+                        "ready": True,
+                        "startTime": iso(NOW - 3600),
+                        "readySince": iso(NOW - 3590),
+                    },
+                }
+            )
 
     def hpa(self, text: str) -> None:
         (obj,) = load_objects(
@@ -326,23 +371,34 @@ def test_several_metrics_take_the_largest_and_a_failing_one_blocks_scaling_down(
 
 @pytest.mark.parametrize(
     ("case", "expected_reason"),
-    [("missing-target", "FailedGetScale"), ("no-export", "FailedGetPodsMetric"),
-     ("prometheus-down", "FailedGetExternalMetric"), ("no-request", "FailedGetResourceMetric"),
-     ("scaled-to-zero", "ScalingDisabled")],
-)  # fmt: skip
+    [
+        ("missing-target", "FailedGetScale"),
+        ("no-export", "FailedGetPodsMetric"),
+        ("prometheus-down", "FailedGetExternalMetric"),
+        ("no-request", "FailedGetResourceMetric"),
+        ("scaled-to-zero", "ScalingDisabled"),
+    ],
+)
 def test_bad_input_is_a_condition_and_nothing_scales(world: World, case: str, expected_reason: str) -> None:
     world.deploy(0 if case == "scaled-to-zero" else 2, cpu_request=None if case == "no-request" else "1")
     world.values = {f"web-{i}": {"cpu": 0.9, "something_else": 1.0} for i in range(2)}
     metric = {
         "missing-target": CPU_50.replace("name: web", "name: nowhere"),
-        "no-export": CPU_50.replace("""  - type: Resource
-    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}""", """  - type: Pods
-    pods: {metric: {name: requests_per_second}, target: {type: AverageValue, averageValue: "10"}}"""),
-        "prometheus-down": CPU_50.replace("""  - type: Resource
-    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}""", """  - type: External
-    external: {metric: {name: queue, query: sum(queue_depth)}, target: {type: Value, value: "100"}}"""),
-        "no-request": CPU_50, "scaled-to-zero": CPU_50,
-    }[case]  # fmt: skip
+        "no-export": CPU_50.replace(
+            """  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}""",
+            """  - type: Pods
+    pods: {metric: {name: requests_per_second}, target: {type: AverageValue, averageValue: "10"}}""",
+        ),
+        "prometheus-down": CPU_50.replace(
+            """  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}""",
+            """  - type: External
+    external: {metric: {name: queue, query: sum(queue_depth)}, target: {type: Value, value: "100"}}""",
+        ),
+        "no-request": CPU_50,
+        "scaled-to-zero": CPU_50,
+    }[case]
     world.prometheus = MetricError("FailedGetExternalMetric", "Prometheus at http://127.0.0.1:1: refused")
     world.hpa(metric)
     world.sync()
@@ -364,7 +420,9 @@ def test_external_metric_from_prometheus_scales(world: World) -> None:
   maxReplicas: 10
   metrics:
   - type: External
-    external: {metric: {name: queue, query: sum(queue_depth)}, target: {type: AverageValue, averageValue: "20"}}
+    external:
+      metric: {name: queue, query: sum(queue_depth)}
+      target: {type: AverageValue, averageValue: "20"}
 """)
     world.prometheus = 130.0  # 130 / 20 = 6.5 -> 7
     world.sync()
@@ -374,21 +432,38 @@ def test_external_metric_from_prometheus_scales(world: World) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("minReplicas: 5\n  maxReplicas: 2", "spec.maxReplicas: must be greater than or equal to `minReplicas` (5)"),
+        (
+            "minReplicas: 5\n  maxReplicas: 2",
+            "spec.maxReplicas: must be greater than or equal to `minReplicas` (5)",
+        ),
         ("minReplicas: 0\n  maxReplicas: 2", "spec.minReplicas: must be greater than or equal to 1"),
-        ("maxReplicas: 2\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, "
-         "averageUtilization: 0}}", "spec.metrics[0].resource.target.averageUtilization: must be greater than 0"),
-        ("maxReplicas: 2\n  metrics:\n  - type: Pods\n    pods: {metric: {name: rps}, target: {type: AverageValue, "
-         "averageValue: '-5'}}", "spec.metrics[0].pods.target.averageValue: not a quantity: '-5'"),
-        ("maxReplicas: 2\n  metrics:\n  - type: Pods\n    resource: {name: cpu, target: {type: Utilization, "
-         "averageUtilization: 50}}", "spec.metrics[0].pods: must be set when type is Pods"),
+        (
+            "maxReplicas: 2\n  metrics:\n  - type: Resource\n    resource: {name: cpu, "
+            "target: {type: Utilization, "
+            "averageUtilization: 0}}",
+            "spec.metrics[0].resource.target.averageUtilization: must be greater than 0",
+        ),
+        (
+            "maxReplicas: 2\n  metrics:\n  - type: Pods\n    pods: {metric: {name: rps}, "
+            "target: {type: AverageValue, "
+            "averageValue: '-5'}}",
+            "spec.metrics[0].pods.target.averageValue: not a quantity: '-5'",
+        ),
+        (
+            "maxReplicas: 2\n  metrics:\n  - type: Pods\n    resource: {name: cpu, "
+            "target: {type: Utilization, "
+            "averageUtilization: 50}}",
+            "spec.metrics[0].pods: must be set when type is Pods",
+        ),
     ],
-)  # fmt: skip
+)
 def test_invalid_autoscalers_are_refused_with_the_field_named(spec: str, message: str) -> None:
-    text = ("apiVersion: modelport/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n"
-            "  scaleTargetRef: {kind: Deployment, name: web}\n  " + spec + "\n")  # fmt: skip
+    text = (
+        "apiVersion: modelport/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n"
+        "  scaleTargetRef: {kind: Deployment, name: web}\n  " + spec + "\n"
+    )
     if "metrics" not in spec:
-        text += "  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n"
+        text += CPU_50[CPU_50.index("  metrics:") :]
     with pytest.raises(ModelportError) as caught:
         load_objects(text)
     assert message in caught.value.message
