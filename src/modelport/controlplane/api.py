@@ -8,6 +8,8 @@
     DELETE /apis/modelport/v1/namespaces/{ns}/{plural}/{name}     delete
     POST   /apis/modelport/v1/namespaces/{ns}/deployments/{name}/rollback   {"toRevision": N}
     GET    /api/top                                               CPU, memory, req/s per replica
+    GET    /api/prometheus/targets                                replicas, for Prometheus' http_sd
+    GET    /api/history/{ns}/{hpa}                                an HPA's decisions over time
     POST   /api/shutdown                                          {"keepReplicas": bool}
     GET    /healthz                                               (the only path without the token)
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -41,6 +44,7 @@ from modelport.errors import Code, ModelportError
 from modelport.spec import parse_object, to_dict
 
 Obj = dict[str, Any]
+Objs = list[Obj]  # (Api has a method named `list`)
 PREFIX = "/apis/modelport/v1"
 USER_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
 REASONS = {
@@ -204,6 +208,21 @@ class Api:
     def top(self) -> Obj:
         return self._usage()
 
+    def prometheus_targets(self) -> Objs:
+        """Prometheus' HTTP service discovery: every running replica, labelled like Kubernetes'."""
+        groups = []
+        for pod in self.store.list_kind("Pod")[0]:
+            meta, status = pod["metadata"], pod.get("status", {})
+            if status.get("port") and status.get("phase") == "Running" and "deletionTimestamp" not in meta:
+                # Prometheus' label names allow [a-zA-Z0-9_] only (pod-template-hash -> pod_template_hash).
+                labels = {f"__meta_modelport_label_{re.sub(r'[^a-zA-Z0-9_]', '_', k)}": v
+                          for k, v in meta.get("labels", {}).items()}  # fmt: skip
+                groups.append({
+                    "targets": [f"127.0.0.1:{status['port']}"],
+                    "labels": {"namespace": meta["namespace"], "pod": meta["name"], **labels},
+                })  # fmt: skip
+        return groups
+
     def history(self, namespace: str, name: str) -> Obj:
         """What an HPA saw and decided at each sync (for `modelport plot`)."""
         self.get("HorizontalPodAutoscaler", namespace, name)
@@ -227,7 +246,7 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _send(self, code: int, body: Obj) -> None:
+        def _send(self, code: int, body: Obj | list[Obj]) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
@@ -267,6 +286,9 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
         def _route(self, method: str, path: str, query: dict[str, str]) -> None:
             if path == "/api/top" and method == "GET":
                 self._send(200, api.top())
+                return
+            if path == "/api/prometheus/targets" and method == "GET":
+                self._send(200, api.prometheus_targets())
                 return
             if path.startswith("/api/history/") and method == "GET":  # /api/history/{ns}/{hpa}
                 parts = path.split("/")
