@@ -87,3 +87,13 @@ def test_write_repository_publishes_a_complete_version(tmp_path: Path) -> None:
     with pytest.raises(ModelportError, match="already exists"):
         write_mnist_repository(tmp_path / "mnist")
     assert write_mnist_repository(tmp_path / "mnist", version=2).name == "2"
+
+
+def test_the_example_objects_are_valid() -> None:
+    """examples/mnist/deploy.yaml and hpa.yaml, as the README applies them."""
+    from modelport.spec import load_objects
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "mnist"
+    files = ("deploy.yaml", "hpa.yaml")
+    kinds = [o.kind for name in files for o in load_objects((root / name).read_text(), name)]
+    assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler"]

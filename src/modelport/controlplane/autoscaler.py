@@ -218,39 +218,32 @@ class Behavior:
         return sum(change for at, change in events if at > now - period)
 
     def up_limit(self, spec: Obj, current: int, now: float) -> int:
-        rules = self.rules(spec, "scaleUp")
-        if rules["selectPolicy"] == "Disabled":
-            return current
-        proposals = []
-        for policy in rules["policies"]:
-            start = (
-                current
-                - self._changed(self.ups, policy["periodSeconds"], now)
-                + self._changed(self.downs, policy["periodSeconds"], now)
-            )
-            if policy["type"] == "Pods":
-                proposals.append(start + policy["value"])
-            else:
-                proposals.append(math.ceil(start * (1 + policy["value"] / 100)))
-        return int(min(proposals) if rules["selectPolicy"] == "Min" else max(proposals))
+        return self._rate_limit(spec, "scaleUp", current, now)
 
     def down_limit(self, spec: Obj, current: int, now: float) -> int:
-        rules = self.rules(spec, "scaleDown")
+        return self._rate_limit(spec, "scaleDown", current, now)
+
+    def _rate_limit(self, spec: Obj, direction: str, current: int, now: float) -> int:
+        """The most (scaleUp) or fewest (scaleDown) replicas the policies allow now: each policy
+        counts from the replicas there were when its period began."""
+        rules = self.rules(spec, direction)
         if rules["selectPolicy"] == "Disabled":
             return current
+        up = direction == "scaleUp"
         proposals = []
         for policy in rules["policies"]:
-            start = (
-                current
-                - self._changed(self.ups, policy["periodSeconds"], now)
-                + self._changed(self.downs, policy["periodSeconds"], now)
-            )
+            period = policy["periodSeconds"]
+            start = current - self._changed(self.ups, period, now) + self._changed(self.downs, period, now)
             if policy["type"] == "Pods":
-                proposals.append(start - policy["value"])
+                proposals.append(start + policy["value"] if up else start - policy["value"])
+            elif up:
+                proposals.append(math.ceil(start * (1 + policy["value"] / 100)))
             else:
                 proposals.append(int(start * (1 - policy["value"] / 100)))
-        # Min picks the smallest change, that is the most replicas.
-        return int(max(proposals) if rules["selectPolicy"] == "Min" else min(proposals))
+        # Max: the policy allowing the biggest change; Min: the smallest.
+        biggest = max(proposals) if up else min(proposals)
+        smallest = min(proposals) if up else max(proposals)
+        return int(smallest if rules["selectPolicy"] == "Min" else biggest)
 
     def limit(self, spec: Obj, current: int, desired: int, now: float) -> tuple[int, str, str]:
         """The rate policies and min/max: (replicas, ScalingLimited reason, message)."""
