@@ -175,8 +175,22 @@ def test_a_full_queue_answers_503_at_once_and_the_server_carries_on(repo: Path) 
     tight = "max_batch_size { value: 8 }\nmax_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n"
     with _serve(repo, "tight", tight) as server:
         url = server.url + "/v1/models/cnn:predict"
+        depths: list[float] = []
+
+        def queue_depth() -> float:
+            line = next(
+                x
+                for x in server.get("/metrics").text.splitlines()
+                if x.startswith("modelport_batch_queue_rows ")
+            )
+            return float(line.split()[1])
+
         with ThreadPoolExecutor(48) as pool, requests.Session() as session:
-            answers = list(pool.map(lambda _: session.post(url, json=body, timeout=30), range(400)))
+            pending = [pool.submit(session.post, url, json=body, timeout=30) for _ in range(400)]
+            while not all(f.done() for f in pending):
+                depths.append(queue_depth())  # what an autoscaler reads: the rows waiting now
+            answers = [f.result() for f in pending]
+        assert max(depths) >= 8 and queue_depth() == 0
         statuses = [a.status_code for a in answers]
         assert set(statuses) <= {200, 503}
         assert statuses.count(503) > 0, "the queue never filled"

@@ -198,6 +198,10 @@ class Batcher:
 
     # -- callers --
 
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
     def submit(self, feeds: Feeds, outputs: Sequence[str]) -> Future[Results]:
         rows = _rows(feeds)
         limit = self._params.execution_size
@@ -428,6 +432,12 @@ class Batchers:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except TimeoutError:
             raise deadline_exceeded(servable.model_name, servable.version, timeout) from None
+
+    def queued_rows(self) -> int:
+        """Rows waiting in every version's queue now (the batch queue depth an autoscaler reads)."""
+        with self._lock:
+            batchers = list(self._by_version.values())
+        return sum(b.queued_rows for b in batchers)
 
     def get(self, servable: Any) -> Batcher:
         """`servable`: anything with model_name, version and model (a manager's Servable)."""

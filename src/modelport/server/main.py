@@ -132,6 +132,8 @@ def serve(config: ServeConfig) -> None:
     port = sock.getsockname()[1]
     pool = ThreadPoolExecutor(config.inference_threads, thread_name_prefix="inference")
     batchers = Batchers(config.batching, metrics.batch_observer) if config.batching else None
+    if batchers is not None:
+        metrics.batch_queue(batchers.queued_rows)
     if config.batching:
         log.info("batching on: %s", config.batching)
     app = RestApp(manager, metrics, config.options, pool, batchers)

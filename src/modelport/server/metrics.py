@@ -8,6 +8,7 @@
     modelport_batch_size{model,version}                           histogram (rows per model call)
     modelport_batch_padding_rows_total{model,version}             counter (filler rows)
     modelport_batch_queue_seconds{model,version}                  histogram (oldest task's wait)
+    modelport_batch_queue_rows                                    gauge (rows waiting now)
     process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
 
 `api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
@@ -111,6 +112,12 @@ class ServerMetrics:
             wait.observe(seconds)
 
         return observe
+
+    def batch_queue(self, rows: Callable[[], int]) -> None:
+        """The batch queue depth, read when scraped: rows waiting in every version's queue."""
+        Gauge(
+            "modelport_batch_queue_rows", "Rows waiting in the batch queues now.", registry=self.registry
+        ).set_function(rows)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
