@@ -467,3 +467,16 @@ def test_invalid_autoscalers_are_refused_with_the_field_named(spec: str, message
     with pytest.raises(ModelportError) as caught:
         load_objects(text)
     assert message in caught.value.message
+
+
+def test_tolerance_per_direction() -> None:
+    pods = [ready(n) for n in "abc"]
+    requests = {n: 1.0 for n in "abc"}
+    hot = {n: sample(0.7) for n in "abc"}  # 70% / 50% = 1.4
+    assert ReplicaCalculator().per_pod(3, pods, hot, 50, NOW, "cpu", requests)[0] == 5  # ceil(4.2)
+    assert (
+        ReplicaCalculator(0.5).per_pod(3, pods, hot, 50, NOW, "cpu", requests)[0] == 3
+    )  # scaleUp tolerance 0.5
+    cold = {n: sample(0.3) for n in "abc"}  # 0.6
+    assert ReplicaCalculator(0.1, 0.5).per_pod(3, pods, cold, 50, NOW, "cpu", requests)[0] == 3
+    assert ReplicaCalculator(0.5, 0.1).per_pod(3, pods, cold, 50, NOW, "cpu", requests)[0] == 2  # ceil(1.8)

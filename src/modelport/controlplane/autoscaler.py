@@ -80,8 +80,14 @@ class PodMetric:
 
 
 class ReplicaCalculator:
-    def __init__(self, tolerance: float = TOLERANCE) -> None:
+    def __init__(self, tolerance: float = TOLERANCE, down_tolerance: float | None = None) -> None:
+        """`tolerance` for ratios above 1 (and below, unless `down_tolerance` is given: Kubernetes'
+        per-direction `behavior.scaleUp/scaleDown.tolerance`)."""
         self.tolerance = tolerance
+        self.down_tolerance = tolerance if down_tolerance is None else down_tolerance
+
+    def _within(self, ratio: float) -> bool:
+        return abs(1.0 - ratio) <= (self.tolerance if ratio >= 1.0 else self.down_tolerance)
 
     def _group(
         self, pods: list[PodState], metrics: dict[str, PodMetric], resource: str | None, now: float
@@ -138,7 +144,7 @@ class ReplicaCalculator:
         ratio, shown = ratio_of(values)
         up_with_unready = bool(unready) and ratio > 1.0
         if not up_with_unready and not missing:
-            if abs(1.0 - ratio) <= self.tolerance:
+            if self._within(ratio):
                 return current, shown
             return math.ceil(ratio * len(values)), shown
         if missing:
@@ -154,7 +160,7 @@ class ReplicaCalculator:
             for name in unready:
                 values[name] = 0.0
         new_ratio, _ = ratio_of(values)
-        if abs(1.0 - new_ratio) <= self.tolerance or (ratio < 1.0 < new_ratio) or (new_ratio < 1.0 < ratio):
+        if self._within(new_ratio) or (ratio < 1.0 < new_ratio) or (new_ratio < 1.0 < ratio):
             return current, shown
         proposed = math.ceil(new_ratio * len(values))
         if (new_ratio < 1.0 and proposed > current) or (new_ratio > 1.0 and proposed < current):
@@ -166,7 +172,7 @@ class ReplicaCalculator:
         ratio = usage / target
         if current == 0:
             return math.ceil(ratio)
-        if abs(1.0 - ratio) <= self.tolerance:
+        if self._within(ratio):
             return current
         if ready == 0:
             raise MetricError("FailedGetObjectMetric", "no ready replicas to scale from")
@@ -174,7 +180,7 @@ class ReplicaCalculator:
 
     def average_value(self, current: int, usage: float, target: float) -> int:
         """An Object/External metric with an AverageValue target: usage shared over replicas."""
-        if current and abs(1.0 - usage / (target * current)) <= self.tolerance:
+        if current and self._within(usage / (target * current)):
             return current
         return math.ceil(usage / target)
 
@@ -371,7 +377,6 @@ class Autoscaler:
         self._history = history_dir
         self._memory: dict[str, Behavior] = {}
         self._last: dict[str, float] = {}
-        self.calculator = ReplicaCalculator()
 
     def sync_all(self) -> None:
         hpas, _ = self._store.list_kind("HorizontalPodAutoscaler")
@@ -476,7 +481,9 @@ class Autoscaler:
             for metric in spec["metrics"]:
                 name, _ = _describe(metric)
                 try:
-                    replicas, current_status, value = self._replicas_for(metric, current, pods, now_wall)
+                    replicas, current_status, value = self._replicas_for(
+                        spec, metric, current, pods, now_wall
+                    )
                 except MetricError as exc:
                     failed = exc
                     self._events.event(hpa, "Warning", exc.reason, f"unable to get {name}: {exc.message}")
@@ -599,10 +606,13 @@ class Autoscaler:
         return out
 
     def _replicas_for(
-        self, metric: Obj, current: int, pods: list[tuple[PodState, Obj]], now: float
+        self, spec: Obj, metric: Obj, current: int, pods: list[tuple[PodState, Obj]], now: float
     ) -> tuple[int, Obj, float]:
         """(replicas proposed, the currentMetrics entry, the value shown) for one metric."""
         kind, (_, key) = metric["type"], _describe(metric)
+        behavior = spec.get("behavior") or {}
+        up, down = ((behavior.get(d) or {}).get("tolerance") for d in ("scaleUp", "scaleDown"))
+        calculator = ReplicaCalculator(TOLERANCE if up is None else up, down)
         states = [state for state, _ in pods]
         if kind in ("Resource", "Pods"):
             source = metric["resource"] if kind == "Resource" else metric["pods"]
@@ -629,7 +639,7 @@ class Autoscaler:
                             "FailedGetResourceMetric", f"missing request for {key} in replica {state.name}"
                         )
                     requests[state.name] = quantity(asked)
-                replicas, shown = self.calculator.per_pod(
+                replicas, shown = calculator.per_pod(
                     current,
                     states,
                     samples,
@@ -641,7 +651,7 @@ class Autoscaler:
                 average = sum(s.value for s in samples.values()) / max(1, len(samples))
                 entry = {"averageUtilization": round(shown), "averageValue": _quantity(key, average)}
             else:
-                replicas, shown = self.calculator.per_pod(
+                replicas, shown = calculator.per_pod(
                     current, states, samples, quantity(target_spec["averageValue"]), now, resource
                 )
                 entry = {"averageValue": _quantity(key, shown)}
@@ -656,10 +666,10 @@ class Autoscaler:
         target_spec = source["target"]
         if target_spec["type"] == "Value":
             ready = sum(1 for s in states if s.ready and not s.deleting)
-            replicas = self.calculator.value(current, ready, usage, quantity(target_spec["value"]))
+            replicas = calculator.value(current, ready, usage, quantity(target_spec["value"]))
             entry = {"value": f"{usage:g}"}
         else:
-            replicas = self.calculator.average_value(current, usage, quantity(target_spec["averageValue"]))
+            replicas = calculator.average_value(current, usage, quantity(target_spec["averageValue"]))
             entry = {"averageValue": f"{usage / max(current, 1):g}"}
         return replicas, {"type": kind, kind.lower(): {"metric": {"name": key}, "current": entry}}, usage
 
