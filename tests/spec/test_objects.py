@@ -96,7 +96,11 @@ def test_rolling_update_rules(change: str, named: str) -> None:
             "model: {name: mnist}",
             "spec.template.spec.model.basePath: Field required",
         ),
-        ("kind: Deployment", "kind: Deploymint", "kind: must be one of ['Deployment', 'Service']"),
+        (
+            "kind: Deployment",
+            "kind: Deploymint",
+            "kind: must be one of ['Deployment', 'HorizontalPodAutoscaler', 'Service']",
+        ),
         (
             "apiVersion: modelport/v1\nkind: Deployment",
             "apiVersion: apps/v1\nkind: Deployment",
