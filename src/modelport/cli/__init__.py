@@ -8,6 +8,7 @@ from modelport import __version__
 from modelport.cli.cluster import down, up
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
+from modelport.cli.gateway import gateway
 from modelport.cli.objects import COMMANDS
 from modelport.cli.plot import plot
 from modelport.cli.prometheus import prometheus_config
@@ -28,7 +29,7 @@ cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(train)
 cli.add_command(evaluate)
-for command in [up, down, *COMMANDS, rollout, plot, prometheus_config]:
+for command in [up, down, *COMMANDS, rollout, plot, prometheus_config, gateway]:
     cli.add_command(command)
 
 

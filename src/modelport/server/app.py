@@ -226,8 +226,8 @@ class RestApp:
             version = str(servable.version)
             payload, json_length = await self._run(servable, verb, body, header_length)
             status = 200
-            if json_length is None:
-                await self._respond(send, 200, payload)
+            if json_length is None:  # which version answered, for gateways and canaries behind a Service
+                await self._respond(send, 200, payload, [*_JSON, (b"x-model-version", version.encode())])
             else:
                 await self._respond(send, 200, payload, _binary_headers(json_length))
         except ModelportError as exc:

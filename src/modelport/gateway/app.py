@@ -1,0 +1,292 @@
+"""The gateway: the web front end end users touch. It takes an uploaded (or drawn) image, asks the
+model service, and answers.
+
+    POST /              multipart field `img` (one or more)  ->  {"result": [7]}  (the article's contract)
+    POST /api/predict   multipart field `img` (one or more) -> classes, probabilities, model, version, latency
+    GET  /              the page: drop, choose or draw a digit; the class and a chart of probabilities
+    GET  /healthz /readyz /metrics
+
+The model service is any TF-Serving-compatible server (a modelport Service, one `modelport serve`,
+TensorFlow Serving itself), called with `{"instances": [{"image_bytes": {"b64": ...}}]}` over a
+pooled keep-alive connection, with a deadline and one retry when the connection fails. Images are
+checked before they are decoded: bytes first, then the pixel count from the header; PNG and JPEG
+pass through untouched (the model server decodes them), other formats are converted to PNG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import socket
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from PIL import Image, UnidentifiedImageError
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+PASS_THROUGH = {"PNG", "JPEG"}
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    model_url: str  # base URL of the model service, e.g. http://127.0.0.1:8501
+    model: str = "mnist"
+    timeout_seconds: float = 10.0
+    max_bytes: int = 10 * 2**20  # per request
+    max_pixels: int = 25_000_000  # per image, read from its header before decoding
+    max_images: int = 64
+    connections: int = 64
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    data: bytes
+
+
+def checked_image(upload: Upload, max_pixels: int) -> bytes:
+    """The bytes to send: PNG/JPEG as they are, anything else PIL reads converted to PNG; refused
+    (4xx, with the file named) if empty, not an image, or too many pixels."""
+    name = upload.filename or "img"
+    if not upload.data:
+        raise GatewayError(400, f"{name}: the upload is empty")
+    try:
+        image = Image.open(io.BytesIO(upload.data))  # reads the header only
+    except (UnidentifiedImageError, OSError):
+        raise GatewayError(
+            415, f"{name}: not an image this gateway can read (PNG, JPEG, GIF, BMP, WebP, ...)"
+        ) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise GatewayError(413, f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}")
+    if image.format in PASS_THROUGH:
+        return upload.data
+    try:
+        image.seek(0)
+        out = io.BytesIO()
+        image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB").save(out, format="PNG")
+    except (OSError, ValueError) as exc:
+        raise GatewayError(415, f"{name}: the image could not be decoded: {exc}") from None
+    return out.getvalue()
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "modelport_gateway_requests",
+            "Requests answered, by endpoint and status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "modelport_gateway_request_duration_seconds",
+            "Time to answer, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self._model_latency = Histogram(
+            "modelport_gateway_model_duration_seconds", "Time the model service took.", registry=self.registry
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._page = resources.files("modelport.gateway").joinpath("page.html").read_bytes()
+        self._predict_url = f"{config.model_url.rstrip('/')}/v1/models/{config.model}:predict"
+        self._status_url = f"{config.model_url.rstrip('/')}/v1/models/{config.model}"
+
+    # -- the model service --
+
+    async def start(self, _app: web.Application) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.config.connections, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
+
+    async def stop(self, _app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def predict(self, images: list[bytes]) -> tuple[list[dict[str, Any]], str, float]:
+        """(predictions, version that answered, seconds the model service took)."""
+        assert self._session is not None
+        body = orjson.dumps(
+            {
+                "signature_name": "serving_default",
+                "instances": [{"image_bytes": {"b64": base64.b64encode(i).decode()}} for i in images],
+            }
+        )
+        headers = {"content-type": "application/json"}
+        started = time.perf_counter()
+        for attempt in (1, 2):
+            try:
+                async with self._session.post(self._predict_url, data=body, headers=headers) as answer:
+                    payload = await answer.read()
+                    version = answer.headers.get("x-model-version", "")
+                    status = answer.status
+                break
+            except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError) as exc:
+                if attempt == 2:  # the connection failed twice: the service is down
+                    raise GatewayError(
+                        503, f"the model service at {self.config.model_url} is unavailable: {exc}"
+                    ) from None
+            except TimeoutError:
+                raise GatewayError(
+                    504, f"the model service did not answer within {self.config.timeout_seconds:g} s"
+                ) from None
+        took = time.perf_counter() - started
+        self._model_latency.observe(took)
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise GatewayError(502, f"the model service answered {status} with something not JSON") from None
+        if status != 200:
+            raise GatewayError(502, f"the model service answered {status}: {data.get('error', data)}")
+        return list(data["predictions"]), version, took
+
+    # -- HTTP --
+
+    async def _uploads(self, request: web.Request) -> list[Upload]:
+        if request.content_type != "multipart/form-data":
+            raise GatewayError(
+                415,
+                f"send the image as multipart/form-data in the field 'img' "
+                f"(got Content-Type {request.content_type or 'none'})",
+            )
+        if request.content_length is not None and request.content_length > self.config.max_bytes:
+            raise GatewayError(
+                413,
+                f"the request is {request.content_length:,} bytes; the limit is {self.config.max_bytes:,}",
+            )
+        uploads, total = [], 0
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, aiohttp.BodyPartReader):
+                continue
+            if part.name != "img":
+                await part.release()
+                continue
+            chunks = []
+            while chunk := await part.read_chunk(65536):
+                total += len(chunk)
+                if total > self.config.max_bytes:
+                    raise GatewayError(
+                        413, f"the upload is larger than the limit of {self.config.max_bytes:,} bytes"
+                    )
+                chunks.append(chunk)
+            uploads.append(Upload(part.filename or "", b"".join(chunks)))
+            if len(uploads) > self.config.max_images:
+                raise GatewayError(413, f"at most {self.config.max_images} images per request")
+        if not uploads:
+            raise GatewayError(400, "missing the file field 'img'")
+        return uploads
+
+    async def _answer(self, request: web.Request, endpoint: str) -> web.Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            uploads = await self._uploads(request)
+            images = [checked_image(u, self.config.max_pixels) for u in uploads]
+            predictions, version, took = await self.predict(images)
+            status = 200
+            if endpoint == "/":
+                return _json(200, {"result": [p.get("classes") for p in predictions]})
+            return _json(
+                200,
+                {
+                    "model": {"name": self.config.model, "version": version},
+                    "latencyMs": {
+                        "total": round((time.perf_counter() - started) * 1000, 2),
+                        "model": round(took * 1000, 2),
+                    },
+                    "predictions": [
+                        {
+                            "filename": u.filename,
+                            "class": p.get("classes"),
+                            "probabilities": p.get("probabilities"),
+                        }
+                        for u, p in zip(uploads, predictions, strict=False)
+                    ],
+                },
+            )
+        except GatewayError as exc:
+            status = exc.status
+            return _json(exc.status, {"error": exc.message})
+        finally:
+            self._requests.labels(endpoint, str(status)).inc()
+            self._latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    async def index_post(self, request: web.Request) -> web.Response:
+        return await self._answer(request, "/")
+
+    async def api_predict(self, request: web.Request) -> web.Response:
+        return await self._answer(request, "/api/predict")
+
+    async def page(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8")
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return _json(200, {"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        """Ready when the model service says the model has an AVAILABLE version."""
+        assert self._session is not None
+        try:
+            async with self._session.get(self._status_url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                data = await answer.json(content_type=None)
+            states = [v.get("state") for v in data.get("model_version_status", [])]
+            ready = answer.status == 200 and "AVAILABLE" in states
+            reason = f"model {self.config.model}: {states or data}"
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            ready, reason = False, f"the model service at {self.config.model_url} is unavailable: {exc}"
+        return _json(200 if ready else 503, {"ready": ready, "reason": reason})
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_bytes + 65536)
+        app.on_startup.append(self.start)
+        app.on_cleanup.append(self.stop)
+        app.router.add_get("/", self.page)
+        app.router.add_post("/", self.index_post)
+        app.router.add_post("/api/predict", self.api_predict)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+async def serve(config: GatewayConfig, host: str, port: int, on_bound: Any = None) -> None:
+    """Run until cancelled; `on_bound(port)` is called once the socket is listening (port 0 works)."""
+    runner = web.AppRunner(Gateway(config).app(), access_log=None)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    site = web.SockSite(runner, sock)
+    await site.start()
+    bound = int(sock.getsockname()[1])
+    if on_bound is not None:
+        on_bound(bound)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
