@@ -36,12 +36,15 @@ YAML
 
 # The model as a Deployment of 2 replicas behind a Service on :$port, run by the local control
 # plane (in the background; `modelport down` stops it all).
+gateway_port="${GATEWAY_PORT:-5000}"
 sed -e "s#/tmp/tfserving/saved_model#$home/saved_model#" -e "s#port: 8501#port: $port#" \
+  -e "s#port: 5000#port: $gateway_port#" \
   "$root/examples/mnist/deploy.yaml" > "$home/deploy.yaml"
 mp="$bin/modelport"
 "$mp" get deployments >/dev/null 2>&1 || "$mp" up --detach
 "$mp" apply -f "$home/deploy.yaml"
 "$mp" rollout status deployment/mnist --timeout 120
+"$mp" rollout status deployment/gateway --timeout 120
 "$mp" get pods -o wide
 
 cat <<MSG
@@ -52,7 +55,10 @@ cat <<MSG
     http://localhost:$port/v1/models/mnist             status
     http://localhost:$port/v1/models/mnist:predict     predict
 
-  Ask it about a handwritten 7:
+  The web gateway (upload or draw a digit): http://localhost:$gateway_port/
+    curl -s -F img=@$home/example/samples/digit-7.png http://localhost:$gateway_port/     # {"result":[7]}
+
+  Ask the model service directly about a handwritten 7:
     curl -s -H 'content-type: application/json' -d @$home/example/samples/request.json \\
       http://localhost:$port/v1/models/mnist:predict
 

@@ -96,4 +96,4 @@ def test_the_example_objects_are_valid() -> None:
     root = Path(__file__).resolve().parents[2] / "examples" / "mnist"
     files = ("deploy.yaml", "hpa.yaml")
     kinds = [o.kind for name in files for o in load_objects((root / name).read_text(), name)]
-    assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler"]
+    assert kinds == ["Deployment", "Service", "Deployment", "Service", "HorizontalPodAutoscaler"]

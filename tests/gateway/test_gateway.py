@@ -175,3 +175,27 @@ def test_a_model_service_that_is_down_slow_or_failing(tmp_path: Path, model: Ser
             answer = requests.post(base + "/", files=png, timeout=10)
             assert answer.status_code == 504 and "did not answer within 0.5 s" in answer.json()["error"]
             assert time.monotonic() - started < 3
+
+
+def test_the_example_deploys_the_gateway_beside_the_model(repo: Path, tmp_path: Path) -> None:
+    """examples/mnist/deploy.yaml as the quickstart applies it: the gateway as a Deployment and
+    Service of its own, finding Service mnist by name through the control plane."""
+    from support import Plane
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "mnist" / "deploy.yaml"
+    text = example.read_text().replace("/tmp/tfserving/saved_model", str(repo))
+    (tmp_path / "deploy.yaml").write_text(
+        text.replace("port: 8501", "port: 0").replace("port: 5000", "port: 0")
+    )
+    plane = Plane(tmp_path / "home")
+    try:
+        plane.up()
+        plane.cli("apply", "-f", str(tmp_path / "deploy.yaml"))
+        plane.cli("rollout", "status", "deployment/mnist")
+        plane.cli("rollout", "status", "deployment/gateway")
+        url = plane.service_url("gateway")
+        answer = requests.post(url + "/", files={"img": open(sample(repo, 7), "rb")}, timeout=10)  # noqa: SIM115
+        assert answer.json() == {"result": [7]}
+        assert "gateway from svc/mnist" in plane.cli("describe", "deployment", "gateway").stdout
+    finally:
+        plane.stop()

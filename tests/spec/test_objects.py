@@ -126,3 +126,27 @@ def test_a_file_with_one_bad_object_is_refused_whole() -> None:
         load_objects(two)
     with pytest.raises(ModelportError, match="not valid YAML"):
         load_objects("kind: [unclosed")
+
+
+def test_a_replica_runs_a_model_or_a_gateway_not_both() -> None:
+    from modelport.spec import load_objects as load
+
+    base = """apiVersion: modelport/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {spec}
+"""
+    assert load(base.format(spec="{gateway: {service: mnist}}"))[0].spec.template.spec.gateway is not None
+    for spec, words in [
+        ("{}", "neither"),
+        ("{model: {name: m, basePath: /m}, gateway: {service: s}}", "model and gateway"),
+    ]:
+        with pytest.raises(
+            ModelportError,
+            match=f"spec.template.spec: needs exactly one of `model` and `gateway`, got {words}",
+        ):
+            load(base.format(spec=spec))

@@ -16,7 +16,7 @@ import click
 import yaml
 
 from modelport.controlplane.client import Client
-from modelport.controlplane.meta import CHANGE_CAUSE, kind_of, parse_iso, revision
+from modelport.controlplane.meta import CHANGE_CAUSE, kind_of, parse_iso, revision, workload
 from modelport.errors import Code, ModelportError
 from modelport.spec import load_objects, to_dict
 
@@ -90,10 +90,8 @@ def columns(kind: str, wide: bool) -> tuple[list[str], Callable[[Obj], list[str]
             str(st.get("availableReplicas", 0)),
             age(d["metadata"].get("creationTimestamp")),
         ]
-        model = s["template"]["spec"]["model"]
-        return row + (
-            [model["name"], model["basePath"], _selector(s["selector"]["matchLabels"])] if wide else []
-        )
+        runs, source = workload(s["template"]["spec"])
+        return row + ([runs, source, _selector(s["selector"]["matchLabels"])] if wide else [])
 
     def pod(p: Obj) -> list[str]:
         st = p.get("status", {})
@@ -386,7 +384,7 @@ def describe_deployment(api: Client, d: Obj) -> str:
     replica_sets = sorted(_owned(api.list("ReplicaSet", ns)["items"], d), key=revision)
     pods = [p for rs in replica_sets for p in _owned(api.list("Pod", ns)["items"], rs)]
     rolling = spec["strategy"].get("rollingUpdate", {})
-    model = spec["template"]["spec"]["model"]
+    runs, source = workload(spec["template"]["spec"])
     new = (
         replica_sets[-1] if replica_sets and revision(replica_sets[-1]) == st.get("currentRevision") else None
     )
@@ -412,7 +410,7 @@ def describe_deployment(api: Client, d: Obj) -> str:
         f"MinReadySeconds:        {spec.get('minReadySeconds', 0)}",
         f"RollingUpdateStrategy:  {rolling.get('maxUnavailable')} max unavailable, "
         f"{rolling.get('maxSurge')} max surge",
-        f"Model:                  {model['name']} from {model['basePath']}",
+        f"Model:                  {runs} from {source}",
         f"Paused:                 {'yes' if spec.get('paused') else 'no'}",
         "Conditions:\n"
         + "\n".join("  " + x for x in table(["Type", "Status", "Reason", "Message"], conditions).splitlines())
@@ -451,7 +449,7 @@ def describe_pod(api: Client, p: Obj) -> str:
         + (f" (last exit code {st['lastExitCode']})" if "lastExitCode" in st else ""),
         f"Message:        {st.get('message') or '<none>'}",
         f"Log:            {st.get('logPath', '<none>')}",
-        f"Model:          {p['spec']['model']['name']} from {p['spec']['model']['basePath']}",
+        "Model:          {} from {}".format(*workload(p["spec"])),
         _events_table(_events_of(api, meta["namespace"], [p])),
     ]
     return "\n".join(out)
@@ -633,7 +631,11 @@ def set_model(ref: str, base_path: str, name: str | None, namespace: str) -> Non
             raise ModelportError(Code.INVALID_ARGUMENT, "set model works on deployment/NAME")
 
         def change(d: Obj) -> None:
-            model = d["spec"]["template"]["spec"]["model"]
+            model = d["spec"]["template"]["spec"].get("model")
+            if model is None:
+                raise ModelportError(
+                    Code.INVALID_ARGUMENT, f"deployment/{deployment} runs no model (a gateway?)"
+                )
             model["basePath"] = base_path
             if name:
                 model["name"] = name

@@ -8,7 +8,7 @@ import time
 import click
 
 from modelport.cli.objects import client, namespace_option, reporting, split_ref, table, update_with_retry
-from modelport.controlplane.meta import CHANGE_CAUSE, RESTARTED_AT, iso, revision
+from modelport.controlplane.meta import CHANGE_CAUSE, RESTARTED_AT, iso, revision, workload
 from modelport.errors import Code, ModelportError
 
 
@@ -104,18 +104,24 @@ def history(ref: str, name: str | None, number: int, namespace: str) -> None:
             found = [rs for rs in owned if revision(rs) == number]
             if not found:
                 raise ModelportError(Code.NOT_FOUND, f"unable to find the specified revision {number}")
-            model = found[0]["spec"]["template"]["spec"]["model"]
+            runs, source = workload(found[0]["spec"]["template"]["spec"])
             click.echo(
-                f'deployment "{name}" revision {number}\n  Model: {model["name"]} from {model["basePath"]}\n'
+                f'deployment "{name}" revision {number}\n  Model: {runs} from {source}\n'
                 f"  Args:  {' '.join(found[0]['spec']['template']['spec'].get('args', [])) or '<none>'}"
             )
             return
         click.echo(f'deployment "{name}"')
         rows = []
         for rs in owned:
-            model = rs["spec"]["template"]["spec"]["model"]
             cause = rs["metadata"].get("annotations", {}).get(CHANGE_CAUSE, "<none>")
-            rows.append([str(revision(rs)), rs["metadata"]["name"], model["basePath"], cause])
+            rows.append(
+                [
+                    str(revision(rs)),
+                    rs["metadata"]["name"],
+                    workload(rs["spec"]["template"]["spec"])[1],
+                    cause,
+                ]
+            )
         click.echo(table(["REVISION", "REPLICASET", "MODEL", "CHANGE-CAUSE"], rows))
 
 

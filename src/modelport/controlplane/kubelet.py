@@ -63,11 +63,17 @@ class Kubelet:
 
     def _replica(self, pod: Obj) -> Replica:
         spec = pod["spec"]
-        model = spec["model"]
+        if spec.get("gateway"):
+            front = spec["gateway"]
+            args = ["--service", front["service"], "--namespace", pod["metadata"]["namespace"], "--model",
+                    front["model"], "--timeout", str(front.get("timeoutSeconds", 10.0))]  # fmt: skip
+        else:
+            args = ["--model_name", spec["model"]["name"], "--model_base_path", spec["model"]["basePath"]]
         return Replica(
             self.key(pod),
-            ["--model_name", model["name"], "--model_base_path", model["basePath"], *spec.get("args", [])],
+            [*args, *spec.get("args", [])],
             self.workdir,
+            program="gateway" if spec.get("gateway") else "serve",
             readiness=_probe(spec.get("readinessProbe"), "/readyz"),
             liveness=_probe(spec.get("livenessProbe"), "/healthz"),
             memory_limit=(spec.get("resources") or {}).get("limits", {}).get("memory"),
@@ -89,7 +95,7 @@ class Kubelet:
                 adopted.append(self.key(pod))
                 self._written[self.key(pod)] = status
         keep = {r.pid for r in self.supervisor.replicas.values()}
-        for proc in processes_with(f"--port_file {self.workdir}/"):
+        for proc in processes_with(f" {self.workdir}/"):  # a port file of this home's replicas
             if proc.pid not in keep:
                 proc.kill()
         return adopted

@@ -78,6 +78,7 @@ class ControlPlane:
         self.home = home
         self.dir = state_dir(home)
         self.dir.mkdir(parents=True, exist_ok=True)
+        os.environ["MODELPORT_HOME"] = str(home)  # replicas (gateways) find this control plane by it
         self.options = options
         self.clock = clock or SystemClock()
         self._lock_file = open(self.dir / "lock", "a+")  # noqa: SIM115 - held for the process's life

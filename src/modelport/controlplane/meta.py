@@ -56,6 +56,13 @@ def kind_of(word: str) -> str:
     return kind
 
 
+def workload(pod_spec: dict[str, Any]) -> tuple[str, str]:
+    """What a replica runs, in words: (model name, where from) or ("gateway", "svc/NAME")."""
+    if pod_spec.get("gateway"):
+        return "gateway", f"svc/{pod_spec['gateway']['service']}"
+    return pod_spec["model"]["name"], pod_spec["model"]["basePath"]
+
+
 def iso(seconds: float) -> str:
     return (
         datetime.datetime.fromtimestamp(seconds, datetime.UTC)

@@ -86,6 +86,7 @@ class Replica:
     readiness: ProbeSpec = field(default_factory=lambda: ProbeSpec("/readyz"))
     liveness: ProbeSpec = field(default_factory=lambda: ProbeSpec("/healthz"))
     memory_limit: str | None = None
+    program: str = "serve"  # `modelport serve`, or `modelport gateway`
     backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
     # state
     proc: subprocess.Popen[bytes] | AdoptedProcess | None = None
@@ -211,8 +212,12 @@ class Supervisor:
     def _start(self, replica: Replica) -> None:
         port_file = replica.workdir / f"{replica.name}.ports.json"
         port_file.unlink(missing_ok=True)
-        cmd = [*self._command, "--host", "127.0.0.1", "--rest_api_port", "0", "--port", "0",
-               "--port_file", str(port_file), *replica.args]  # fmt: skip
+        if replica.program == "gateway":
+            cmd = [*self._command[:-1], "gateway", "--host", "127.0.0.1", "--port", "0", "--port-file",
+                   str(port_file), *replica.args]  # fmt: skip
+        else:
+            cmd = [*self._command, "--host", "127.0.0.1", "--rest_api_port", "0", "--port", "0",
+                   "--port_file", str(port_file), *replica.args]  # fmt: skip
         limit = _memory_limit(replica.memory_limit)
 
         def limits() -> None:  # in the child, before exec: the address-space cap is what Linux offers

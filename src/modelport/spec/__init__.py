@@ -74,10 +74,20 @@ class ModelRef(_Spec):
     base_path: str = Field(alias="basePath")  # a folder, or registry://MODEL@LABEL
 
 
-class ReplicaSpec(_Spec):
-    """What each replica runs: `modelport serve` of one model, with the flags given."""
+class GatewayRef(_Spec):
+    """A gateway replica: `modelport gateway` in front of a Service, by name."""
 
-    model: ModelRef
+    service: str
+    model: str = "mnist"
+    timeout_seconds: float = Field(default=10.0, gt=0, alias="timeoutSeconds")
+
+
+class ReplicaSpec(_Spec):
+    """What each replica runs: `modelport serve` of one model, or (`gateway`) the web front end;
+    with the flags given."""
+
+    model: ModelRef | None = None
+    gateway: GatewayRef | None = None
     args: list[str] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     readiness_probe: Probe = Field(default_factory=Probe, alias="readinessProbe")
@@ -306,6 +316,10 @@ def _rules(obj: Object) -> list[str]:
     problems: list[str] = []
     if isinstance(obj, Deployment):
         spec = obj.spec
+        runs = [f for f in ("model", "gateway") if getattr(spec.template.spec, f) is not None]
+        if len(runs) != 1:
+            problems.append("spec.template.spec: needs exactly one of `model` and `gateway`, got "
+                            f"{' and '.join(runs) or 'neither'}")  # fmt: skip
         selector = spec.selector.match_labels
         labels = spec.template.metadata.get("labels") or {}
         if not selector:
