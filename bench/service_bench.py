@@ -60,7 +60,10 @@ def wrk_many(urls: list[str], body: Path, conns: int, seconds: int, threads: int
     procs = [
         subprocess.Popen(
             ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(hb.LUA), url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )  # fmt: skip
         for url in urls
     ]
@@ -75,7 +78,9 @@ def wrk_many(urls: list[str], body: Path, conns: int, seconds: int, threads: int
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--conns", default="8,64")
@@ -119,7 +124,9 @@ def run(args: argparse.Namespace, cli: str, work: Path, mp: Any) -> int:
     direct_urls = [f"http://127.0.0.1:{port}{path}" for port in ports]
     assert len(direct_urls) == 2, pods
     for url in [service_url, *direct_urls]:
-        out = subprocess.run(["curl", "-sf", "-d", f"@{body}", url], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["curl", "-sf", "-d", f"@{body}", url], capture_output=True, text=True, timeout=10
+        )
         assert '"classes":7' in out.stdout.replace(" ", ""), out.stdout
     conns = [int(c) for c in args.conns.split(",")]
     results: dict[str, dict[int, list[dict[str, float]]]] = {"service": {}, "direct": {}}
@@ -179,7 +186,9 @@ def report(
     text = "\n".join(lines)
     print("\n" + text)
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "rollouts": rollouts, "machine": hb.machine()}, indent=2))
+        args.json.write_text(
+            json.dumps({"results": results, "rollouts": rollouts, "machine": hb.machine()}, indent=2)
+        )
 
 
 if __name__ == "__main__":

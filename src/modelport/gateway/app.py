@@ -19,6 +19,7 @@ import asyncio
 import base64
 import io
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -29,8 +30,11 @@ import orjson
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 PASS_THROUGH = {"PNG", "JPEG"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,13 @@ def checked_image(upload: Upload, max_pixels: int) -> bytes:
     name = upload.filename or "img"
     if not upload.data:
         raise GatewayError(400, f"{name}: the upload is empty")
+    if upload.data[:8] == PNG_SIGNATURE and upload.data[12:16] == b"IHDR" and len(upload.data) > 24:
+        width, height = struct.unpack(">II", upload.data[16:24])  # PNG's header, without PIL: the common case
+        if width * height > max_pixels:
+            raise GatewayError(
+                413, f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}"
+            )
+        return upload.data
     try:
         image = Image.open(io.BytesIO(upload.data))  # reads the header only
     except (UnidentifiedImageError, OSError):
@@ -81,6 +92,49 @@ def checked_image(upload: Upload, max_pixels: int) -> bytes:
     except (OSError, ValueError) as exc:
         raise GatewayError(415, f"{name}: the image could not be decoded: {exc}") from None
     return out.getvalue()
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[Upload]:
+    """The `img` file fields of a multipart/form-data body (python-multipart's parser: aiohttp's
+    reader spends a fifth of the gateway's time parsing Content-Disposition)."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise GatewayError(400, "the multipart Content-Type has no boundary")
+    uploads: list[Upload] = []
+    state: dict[str, Any] = {"header": b"", "headers": {}, "data": []}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["header"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        key = state["header"].lower()
+        state["headers"][key] = state["headers"].get(key, b"") + data[start:end]
+
+    def on_header_end() -> None:
+        state["header"] = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        state["data"].append(data[start:end])
+
+    def on_part_end() -> None:
+        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        if disposition.get(b"name") == b"img":
+            filename = disposition.get(b"filename", b"").decode(errors="replace")
+            uploads.append(Upload(filename, b"".join(state["data"])))
+        state["headers"], state["data"] = {}, []
+
+    callbacks: Any = {
+        "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_part_data": on_part_data, "on_part_end": on_part_end,
+    }  # fmt: skip
+    parser = MultipartParser(boundary, callbacks)
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise GatewayError(400, f"the multipart body is malformed: {exc}") from None
+    return uploads
 
 
 class Gateway:
@@ -163,35 +217,24 @@ class Gateway:
         if request.content_type != "multipart/form-data":
             raise GatewayError(
                 415,
-                f"send the image as multipart/form-data in the field 'img' "
+                "send the image as multipart/form-data in the field 'img' "
                 f"(got Content-Type {request.content_type or 'none'})",
             )
-        if request.content_length is not None and request.content_length > self.config.max_bytes:
+        limit = self.config.max_bytes
+        if request.content_length is not None and request.content_length > limit:
             raise GatewayError(
-                413,
-                f"the request is {request.content_length:,} bytes; the limit is {self.config.max_bytes:,}",
+                413, f"the request is {request.content_length:,} bytes; the limit is {limit:,}"
             )
-        uploads, total = [], 0
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, aiohttp.BodyPartReader):
-                continue
-            if part.name != "img":
-                await part.release()
-                continue
-            chunks = []
-            while chunk := await part.read_chunk(65536):
-                total += len(chunk)
-                if total > self.config.max_bytes:
-                    raise GatewayError(
-                        413, f"the upload is larger than the limit of {self.config.max_bytes:,} bytes"
-                    )
-                chunks.append(chunk)
-            uploads.append(Upload(part.filename or "", b"".join(chunks)))
-            if len(uploads) > self.config.max_images:
-                raise GatewayError(413, f"at most {self.config.max_images} images per request")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > limit:
+                raise GatewayError(413, f"the upload is larger than the limit of {limit:,} bytes")
+        uploads = parse_multipart(request.headers.get("Content-Type", ""), bytes(body))
         if not uploads:
             raise GatewayError(400, "missing the file field 'img'")
+        if len(uploads) > self.config.max_images:
+            raise GatewayError(413, f"at most {self.config.max_images} images per request")
         return uploads
 
     async def _answer(self, request: web.Request, endpoint: str) -> web.Response:
