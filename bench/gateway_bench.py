@@ -31,8 +31,14 @@ BOUNDARY = "modelportbenchboundary"
 
 
 def multipart(png: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"img\"; filename=\"digit.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()  # fmt: skip
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="img"; filename="digit.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
 
 
 def wait_port(port_file: Path, proc: subprocess.Popen[bytes], key: str) -> int:
@@ -48,8 +54,13 @@ def wrk(url: str, body: Path, content_type: str | None, conns: int, seconds: int
     env = {**os.environ, "BENCH_BODY": str(body)}
     if content_type:
         env["BENCH_CONTENT_TYPE"] = content_type
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(hb.LUA), url],
-                         capture_output=True, text=True, env=env, timeout=seconds + 60)  # fmt: skip
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(hb.LUA), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=seconds + 60,
+    )
     rps, p50, p99, non2xx, sock, requests = hb.parse_wrk(out.stdout)
     return hb.Run(rps, p50, p99, non2xx, sock, requests, 0.0, 0.0)
 
@@ -75,18 +86,51 @@ def main() -> int:
         (work / "direct.json").write_text(request)
         (work / "gateway.body").write_bytes(multipart(png))
         log = open(work / "servers.log", "wb")  # noqa: SIM115 - lives as long as the servers
-        procs.append(subprocess.Popen([cli, "serve", "--rest_api_port", "0", "--port", "0", "--port_file",
-                                       str(work / "model.json"), "--model_name", "mnist", "--model_base_path",
-                                       str(work / "mnist")], stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    cli,
+                    "serve",
+                    "--rest_api_port",
+                    "0",
+                    "--port",
+                    "0",
+                    "--port_file",
+                    str(work / "model.json"),
+                    "--model_name",
+                    "mnist",
+                    "--model_base_path",
+                    str(work / "mnist"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         model_port = wait_port(work / "model.json", procs[0], "rest_api_port")
-        procs.append(subprocess.Popen([cli, "gateway", "--port", "0", "--port-file", str(work / "gateway.json"),
-                                       "--model-url", f"http://127.0.0.1:{model_port}"],
-                                      stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    cli,
+                    "gateway",
+                    "--port",
+                    "0",
+                    "--port-file",
+                    str(work / "gateway.json"),
+                    "--model-url",
+                    f"http://127.0.0.1:{model_port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         gateway_port = wait_port(work / "gateway.json", procs[1], "port")
         direct = f"http://127.0.0.1:{model_port}/v1/models/mnist:predict"
         through = f"http://127.0.0.1:{gateway_port}/"
-        check = urllib.request.Request(through, data=(work / "gateway.body").read_bytes(),
-                                       headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})  # fmt: skip
+        check = urllib.request.Request(
+            through,
+            data=(work / "gateway.body").read_bytes(),
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        )
         with urllib.request.urlopen(check, timeout=10) as answer:
             assert json.loads(answer.read()) == {"result": [7]}
         cases = {
@@ -101,18 +145,27 @@ def main() -> int:
                 for name in ["direct", "gateway"] if repeat % 2 == 0 else ["gateway", "direct"]:
                     run = wrk(*cases[name][:3], c, args.seconds)
                     results.setdefault(c, {}).setdefault(name, []).append(run)
-                    print(f"{c:>3} conns {name:<8} {run.rps:>8,.0f} req/s  p50 {run.p50_ms:.2f} ms  "
-                          f"p99 {run.p99_ms:.2f} ms  errors {run.errors}", flush=True)  # fmt: skip
+                    print(
+                        f"{c:>3} conns {name:<8} {run.rps:>8,.0f} req/s  p50 {run.p50_ms:.2f} ms  "
+                        f"p99 {run.p99_ms:.2f} ms  errors {run.errors}",
+                        flush=True,
+                    )
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        lines = [f"### {now} — `bash bench/run.sh gateway --repeats {args.repeats} --seconds {args.seconds} "
-                 f"--conns {args.conns}`", "",
-                 "| conns | direct req/s | p50 ms | p99 ms | gateway req/s | p50 ms | p99 ms | req/s ratio | p50 added ms |",
-                 "|------:|-------------:|-------:|-------:|--------------:|-------:|-------:|------------:|-------------:|"]  # fmt: skip
+        lines = [
+            f"### {now} — `bash bench/run.sh gateway --repeats {args.repeats} --seconds {args.seconds} "
+            f"--conns {args.conns}`",
+            "",
+            "| conns | direct req/s | p50 ms | p99 ms | gateway req/s | p50 ms | p99 ms "
+            "| req/s ratio | p50 added ms |",
+            "|------:|-------------:|-------:|-------:|--------------:|-------:|-------:|------------:|-------------:|",
+        ]
         for c, by in results.items():
             d, g = hb.median_run(by["direct"]), hb.median_run(by["gateway"])
-            lines.append(f"| {c} | {d['rps']:,.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {g['rps']:,.0f} | "
-                         f"{g['p50_ms']:.2f} | {g['p99_ms']:.2f} | **{g['rps'] / d['rps']:.2f}** | "
-                         f"**{g['p50_ms'] - d['p50_ms']:+.2f}** |")  # fmt: skip
+            lines.append(
+                f"| {c} | {d['rps']:,.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {g['rps']:,.0f} | "
+                f"{g['p50_ms']:.2f} | {g['p99_ms']:.2f} | **{g['rps'] / d['rps']:.2f}** | "
+                f"**{g['p50_ms'] - d['p50_ms']:+.2f}** |"
+            )
         errors = sum(r.errors for by in results.values() for runs in by.values() for r in runs)
         print("\n" + "\n".join(lines) + f"\n\nErrors over all runs: {errors}.")
         return 0

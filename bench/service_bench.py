@@ -64,7 +64,7 @@ def wrk_many(urls: list[str], body: Path, conns: int, seconds: int, threads: int
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-        )  # fmt: skip
+        )
         for url in urls
     ]
     runs = []
@@ -140,11 +140,18 @@ def run(args: argparse.Namespace, cli: str, work: Path, mp: Any) -> int:
                     figure = {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors}
                 else:
                     a, b = wrk_many(direct_urls, body, c // 2, args.seconds, 1)
-                    figure = {"rps": a.rps + b.rps, "p50_ms": (a.p50_ms + b.p50_ms) / 2,
-                              "p99_ms": (a.p99_ms + b.p99_ms) / 2, "errors": a.errors + b.errors}  # fmt: skip
+                    figure = {
+                        "rps": a.rps + b.rps,
+                        "p50_ms": (a.p50_ms + b.p50_ms) / 2,
+                        "p99_ms": (a.p99_ms + b.p99_ms) / 2,
+                        "errors": a.errors + b.errors,
+                    }
                 results[case].setdefault(c, []).append(figure)
-                print(f"{c:>3} conns  {case:<8} {figure['rps']:>9,.0f} req/s  p50 {figure['p50_ms']:.2f} ms  "
-                      f"p99 {figure['p99_ms']:.2f} ms  errors {figure['errors']}", flush=True)  # fmt: skip
+                print(
+                    f"{c:>3} conns  {case:<8} {figure['rps']:>9,.0f} req/s  p50 {figure['p50_ms']:.2f} ms  "
+                    f"p99 {figure['p99_ms']:.2f} ms  errors {figure['errors']}",
+                    flush=True,
+                )
     rollouts = []
     for i in range(args.rollouts):
         target = work / ("mnist-b" if i % 2 == 0 else "mnist-a")
@@ -158,31 +165,41 @@ def run(args: argparse.Namespace, cli: str, work: Path, mp: Any) -> int:
 
 
 def report(
-    args: argparse.Namespace, conns: list[int], results: dict[str, dict[int, list[dict[str, float]]]],
+    args: argparse.Namespace,
+    conns: list[int],
+    results: dict[str, dict[int, list[dict[str, float]]]],
     rollouts: list[float],
-) -> None:  # fmt: skip
+) -> None:
     def med(case: str, c: int, key: str) -> float:
         return statistics.median(f[key] for f in results[case][c])
 
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"### {now} — `bash bench/run.sh service --repeats {args.repeats} --seconds {args.seconds}`", "",
+        f"### {now} — `bash bench/run.sh service --repeats {args.repeats} --seconds {args.seconds}`",
+        "",
         f"Medians of {args.repeats} x {args.seconds} s per case, cases alternating; 2 replicas of the MNIST "
-        "example; the Service is HAProxy; wrk threads: 2 for the Service, 1 per replica direct.", "",
-        "| conns | Service req/s | p50 ms | p99 ms | direct req/s | p50 ms | p99 ms | req/s ratio | p99 ratio |",
+        "example; the Service is HAProxy; wrk threads: 2 for the Service, 1 per replica direct.",
+        "",
+        "| conns | Service req/s | p50 ms | p99 ms | direct req/s | p50 ms | p99 ms "
+        "| req/s ratio | p99 ratio |",
         "|------:|--------------:|-------:|-------:|-------------:|-------:|-------:|------------:|----------:|",
-    ]  # fmt: skip
+    ]
     for c in conns:
         s = {k: med("service", c, k) for k in ("rps", "p50_ms", "p99_ms")}
         d = {k: med("direct", c, k) for k in ("rps", "p50_ms", "p99_ms")}
         lines.append(
-            f"| {c} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {d['rps']:,.0f} | {d['p50_ms']:.2f} "
+            f"| {c} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {d['rps']:,.0f} "
+            f"| {d['p50_ms']:.2f} "
             f"| {d['p99_ms']:.2f} | **{s['rps'] / d['rps']:.2f}** | **{s['p99_ms'] / d['p99_ms']:.2f}** |"
         )
     errors = sum(f["errors"] for case in results.values() for runs in case.values() for f in runs)
-    lines += ["", f"Errors over all runs: {errors:.0f}.", "",
-              f"Rollout of 2 replicas (`set model` to `rollout status` exit 0), {len(rollouts)} runs: median "
-              f"**{statistics.median(rollouts):.2f} s**, min {min(rollouts):.2f} s, max {max(rollouts):.2f} s."]  # fmt: skip
+    lines += [
+        "",
+        f"Errors over all runs: {errors:.0f}.",
+        "",
+        f"Rollout of 2 replicas (`set model` to `rollout status` exit 0), {len(rollouts)} runs: median "
+        f"**{statistics.median(rollouts):.2f} s**, min {min(rollouts):.2f} s, max {max(rollouts):.2f} s.",
+    ]
     text = "\n".join(lines)
     print("\n" + text)
     if args.json:
