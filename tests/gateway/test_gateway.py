@@ -199,3 +199,24 @@ def test_the_example_deploys_the_gateway_beside_the_model(repo: Path, tmp_path: 
         assert "gateway from svc/mnist" in plane.cli("describe", "deployment", "gateway").stdout
     finally:
         plane.stop()
+
+
+def test_a_model_service_restart_costs_no_request(repo: Path, tmp_path: Path) -> None:
+    """The pooled connections die with the old process; the gateway retries on a new one."""
+    port = free_port()
+    args = ["--model_name", "mnist", "--model_base_path", str(repo), "--rest_api_port", str(port)]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Server(args, tmp_path / "a")
+    first.wait_ready()
+    with gateway(tmp_path, "--model-url", f"http://127.0.0.1:{port}") as base, requests.Session() as client:
+        digit = sample(repo, 7).read_bytes()
+        assert client.post(base + "/", files={"img": ("7.png", digit)}, timeout=10).json() == {"result": [7]}
+        first.stop()
+        second = Server(args, tmp_path / "b")
+        try:
+            second.wait_ready()
+            answers = [client.post(base + "/", files={"img": ("7.png", digit)}, timeout=10) for _ in range(5)]
+            assert [a.status_code for a in answers] == [200] * 5, answers[0].text
+        finally:
+            second.stop()
