@@ -420,3 +420,18 @@ def test_pause_resume_restart_and_a_folder_of_files(
     history = plane.cli("rollout", "history", "deployment/paced").stdout.splitlines()[2:]
     assert [line.split()[0] for line in history] == ["1", "2", "3"]
     assert "modelport set model" in history[1]
+
+
+def test_a_load_balancer_that_dies_is_replaced_on_the_same_port(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    url = deployed(plane, tmp_path, "phoenix-lb", models["v1"])
+    old = plane.json("get", "svc", "phoenix-lb")["status"]["haproxyPid"]
+    os.kill(old, signal.SIGKILL)
+    plane.wait(lambda: plane.json("get", "svc", "phoenix-lb")["status"].get("haproxyPid") not in (None, old),
+               20, "a new HAProxy")  # fmt: skip
+    plane.wait(
+        lambda: len(plane.json("get", "svc", "phoenix-lb")["status"]["endpoints"]) == 2, what="2 endpoints"
+    )
+    assert predict(url) == V1
+    assert "LoadBalancerExited" in plane.cli("describe", "svc", "phoenix-lb").stdout

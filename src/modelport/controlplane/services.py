@@ -112,6 +112,12 @@ class ServiceController:
             key = self.key(service)
             keys.add(key)
             lb, config = self._balancers.get(key, (None, None))
+            if lb is not None and lb.proc.poll() is not None:  # HAProxy died (killed, crashed): a new one
+                message = f"HAProxy (pid {lb.proc.pid}) exited; starting a new one on the same port"
+                self._events.event(service, "Warning", "LoadBalancerExited", message)
+                lb.stop()
+                del self._balancers[key]
+                lb = None
             if lb is not None and config != _config(service):
                 lb.stop()
                 del self._balancers[key]
