@@ -100,3 +100,17 @@ def test_watch_sees_every_change_in_order(tmp_path: Path) -> None:
     assert seen == [("ADDED", "mnist", 2), ("MODIFIED", "mnist", 4), ("DELETED", "mnist", 4)]
     later = store.changes(int(updated["metadata"]["resourceVersion"]))
     assert [c.type for c in later] == ["DELETED"]
+
+
+def test_compaction_keeps_the_objects_and_the_last_changes(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "state.db")
+    obj = store.create(_deployment())
+    for replicas in range(3, 53):
+        obj = store.update({**obj, "spec": {"replicas": replicas}, "metadata": {**obj["metadata"]}})
+    assert len(store.changes(0)) == 51
+    assert store.compact(keep=10) == 41
+    kept = store.changes(0)
+    assert [c.object["spec"]["replicas"] for c in kept] == list(range(43, 53))
+    assert store.get("Deployment", "default", "mnist")["spec"]["replicas"] == 52  # type: ignore[index]
+    store.update({**obj, "spec": {"replicas": 1}})
+    assert store.changes(kept[-1].resource_version)[0].object["spec"]["replicas"] == 1

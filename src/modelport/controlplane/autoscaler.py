@@ -34,6 +34,7 @@ from modelport.spec import quantity
 
 Obj = dict[str, Any]
 TOLERANCE = 0.1
+HISTORY_BYTES = 4 * 2**20  # per HPA, for `modelport plot`
 CPU_INITIALIZATION_SECONDS = 300.0
 INITIAL_READINESS_DELAY_SECONDS = 30.0
 DEFAULT_RULES = {
@@ -690,6 +691,11 @@ class Autoscaler:
             path = self._history / f"{hpa['metadata']['namespace']}.{hpa['metadata']['name']}.jsonl"
             with open(path, "a") as out:
                 out.write(json.dumps(line) + "\n")
+            if path.stat().st_size > HISTORY_BYTES:  # keep the newer half
+                lines = path.read_text().splitlines(keepends=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text("".join(lines[len(lines) // 2 :]))
+                tmp.replace(path)
 
 
 def _quantity(key: str, value: float) -> str:

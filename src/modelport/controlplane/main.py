@@ -139,8 +139,12 @@ class ControlPlane:
         services = self.services.adopt()
         log.info("adopted %d replicas and %d load balancers", len(adopted), len(services))
         _, cursor = self.store.list_kind("Deployment")
+        compacted = self.clock.monotonic()
         while not self._stop.is_set():
             self.reconcile_once()
+            if self.clock.monotonic() - compacted > 60:
+                compacted = self.clock.monotonic()
+                self.store.compact()
             # Wake on the next change to any object, or after sync_seconds to probe.
             for _change in self.store.watch(
                 cursor, timeout=self.options.sync_seconds, poll=self.options.sync_seconds

@@ -218,6 +218,15 @@ class ObjectStore:
             self._log(db, rv, "DELETED", gone)
         return gone
 
+    def compact(self, keep: int = 10_000) -> int:
+        """Forget all but the last `keep` changes (the objects themselves stay): the log would
+        otherwise grow with every status write. A watch from before the kept ones sees the rest."""
+        with self._write() as db:
+            deleted = db.execute(
+                "DELETE FROM changes WHERE rv <= (SELECT MAX(rv) FROM changes) - ?", (keep,)
+            ).rowcount
+        return int(deleted)
+
     # -- watch --
 
     def changes(self, since: int, kinds: tuple[str, ...] | None = None, limit: int = 1000) -> list[Change]:

@@ -29,6 +29,8 @@ from pathlib import Path
 from modelport.clock import Clock
 from modelport.dataplane.process import AdoptedProcess
 
+LOG_ROTATE_BYTES = 10 * 2**20  # Kubernetes' container log default (containerLogMaxSize)
+
 
 @dataclass(frozen=True)
 class BackOffPolicy:
@@ -224,6 +226,9 @@ class Supervisor:
             assert limit is not None
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
+        with contextlib.suppress(OSError):  # a (re)start rotates a big log: one old generation is kept
+            if replica.log_path.stat().st_size > LOG_ROTATE_BYTES:
+                replica.log_path.replace(replica.log_path.with_suffix(".log.1"))
         with open(replica.log_path, "ab") as log:
             replica.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
