@@ -90,6 +90,8 @@ def test_deploy_then_call_through_the_service(plane: Plane, models: dict[str, Pa
     assert table[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     assert next(line for line in table if line.startswith("web ")).split()[1:4] == ["2/2", "2", "2"]
     assert "127.0.0.1" in plane.cli("get", "svc", "web", "-o", "wide").stdout
+    both = plane.cli("get", "deploy,svc").stdout.split("\n\n")
+    assert "UP-TO-DATE" in both[0] and "CLUSTER-IP" in both[1] and all("web" in part for part in both)
     described = plane.cli("describe", "deployment", "web").stdout
     conditions = {
         line.split()[0]: line.split()[1:3] for line in described.splitlines() if line.startswith("  A")

@@ -301,8 +301,17 @@ def get(
     namespace: str,
     all_namespaces: bool,
 ) -> None:
-    """Show objects: deployments, services, pods, replicasets, events."""
+    """Show objects: deployments, services, pods, replicasets, hpa, events (several: deploy,svc)."""
     with reporting():
+        if "," in kind and name is None and not watch and output in (None, "wide"):
+            api = client()
+            ns = None if all_namespaces else namespace
+            for i, each in enumerate(kind_of(k) for k in kind.split(",")):
+                headers, row = columns(each, output == "wide")
+                items = api.list(each, ns)["items"]
+                if items:
+                    click.echo(("\n" if i else "") + table(headers, [row(o) for o in items]))
+            return
         kind, name = split_ref(kind, name)
         api = client()
         ns = None if all_namespaces else namespace
