@@ -140,7 +140,7 @@ def test_an_image_with_too_many_pixels_is_refused_before_it_is_decoded(url: str)
 
 def test_health_and_metrics(url: str) -> None:
     assert requests.get(url + "/healthz", timeout=5).json() == {"status": "ok"}
-    assert requests.get(url + "/readyz", timeout=5).json()["ready"] is True
+    assert requests.get(url + "/readyz", timeout=5).json()["model"]["available"] is True
     page = requests.get(url + "/", timeout=5)
     assert page.status_code == 200 and "<canvas" in page.text and "http" not in page.text.split("<script>")[1]
     metrics = requests.get(url + "/metrics", timeout=5).text
@@ -156,8 +156,9 @@ def test_a_model_service_that_is_down_slow_or_failing(tmp_path: Path, model: Ser
             answer.status_code == 503
             and f"the model service at {dead} is unavailable" in answer.json()["error"]
         )
-        ready = requests.get(base + "/readyz", timeout=10)
-        assert ready.status_code == 503 and ready.json()["ready"] is False
+        ready = requests.get(base + "/readyz", timeout=10)  # the gateway stays in rotation to explain
+        assert ready.status_code == 200 and ready.json()["model"]["available"] is False
+        assert dead in ready.json()["model"]["reason"]
     with gateway(tmp_path, "--model-url", model.url, "--model", "nosuch") as base:
         answer = requests.post(base + "/", files=png, timeout=10)
         assert answer.status_code == 502
@@ -197,6 +198,13 @@ def test_the_example_deploys_the_gateway_beside_the_model(repo: Path, tmp_path: 
         answer = requests.post(url + "/", files={"img": open(sample(repo, 7), "rb")}, timeout=10)  # noqa: SIM115
         assert answer.json() == {"result": [7]}
         assert "gateway from svc/mnist" in plane.cli("describe", "deployment", "gateway").stdout
+        # No model replica at all: the gateway stays up and says so, in JSON.
+        plane.cli("scale", "deployment/mnist", "--replicas", "0")
+        plane.wait(
+            lambda: plane.json("get", "svc", "mnist")["status"]["endpoints"] == [], what="no endpoints"
+        )
+        down = requests.post(url + "/", files={"img": open(sample(repo, 7), "rb")}, timeout=10)  # noqa: SIM115
+        assert down.status_code == 503 and "has no ready replica" in down.json()["error"]
     finally:
         plane.stop()
 

@@ -4,7 +4,7 @@ model service, and answers.
     POST /              multipart field `img` (one or more)  ->  {"result": [7]}  (the article's contract)
     POST /api/predict   multipart field `img` (one or more) -> classes, probabilities, model, version, latency
     GET  /              the page: drop, choose or draw a digit; the class and a chart of probabilities
-    GET  /healthz /readyz /metrics
+    GET  /healthz /readyz (with the model's availability) /metrics
 
 The model service is any TF-Serving-compatible server (a modelport Service, one `modelport serve`,
 TensorFlow Serving itself), called with `{"instances": [{"image_bytes": {"b64": ...}}]}` over a
@@ -206,6 +206,11 @@ class Gateway:
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
+            if status == 503:  # a load balancer with no ready replica behind it
+                raise GatewayError(
+                    503,
+                    f"the model service at {self.config.model_url} is unavailable: it has no ready replica",
+                ) from None
             raise GatewayError(502, f"the model service answered {status} with something not JSON") from None
         if status != 200:
             raise GatewayError(502, f"the model service answered {status}: {data.get('error', data)}")
@@ -285,17 +290,20 @@ class Gateway:
         return _json(200, {"status": "ok"})
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        """Ready when the model service says the model has an AVAILABLE version."""
+        """Ready to take traffic: the gateway answers (and says, in its answers and here, whether
+        the model is reachable). It stays ready while the model service is down, so a load
+        balancer keeps sending people to it and they get the gateway's message and page, not a
+        load balancer's bare 503."""
         assert self._session is not None
         try:
             async with self._session.get(self._status_url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
                 data = await answer.json(content_type=None)
             states = [v.get("state") for v in data.get("model_version_status", [])]
-            ready = answer.status == 200 and "AVAILABLE" in states
+            available = answer.status == 200 and "AVAILABLE" in states
             reason = f"model {self.config.model}: {states or data}"
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            ready, reason = False, f"the model service at {self.config.model_url} is unavailable: {exc}"
-        return _json(200 if ready else 503, {"ready": ready, "reason": reason})
+            available, reason = False, f"the model service at {self.config.model_url} is unavailable: {exc}"
+        return _json(200, {"ready": True, "model": {"available": available, "reason": reason}})
 
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
