@@ -241,3 +241,26 @@ def test_mistakes_are_named(text: str, named: str) -> None:
     with pytest.raises(ModelportError) as caught:
         parse_batching_parameters(text, "batching.config")
     assert named in str(caught.value) and str(caught.value).startswith("batching.config")
+
+
+def test_the_queue_depth_an_autoscaler_reads(made: list[Batcher]) -> None:
+    """Rows waiting while the model is busy (held), none once it has caught up; as a gauge."""
+    from modelport.server.metrics import ServerMetrics
+
+    model = Recorder()
+    model.gate.clear()  # the model holds its first batch
+    batcher = _batcher(made, model, max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1)
+    metrics = ServerMetrics()
+    metrics.batch_queue(lambda: batcher.queued_rows)
+    futures = [
+        batcher.submit(_x(2), ["y"]) for _ in range(5)
+    ]  # 10 rows: one batch in the model, the rest wait
+    time.sleep(0.2)
+    waiting = batcher.queued_rows
+    assert 4 <= waiting <= 10
+    assert f"modelport_batch_queue_rows {float(waiting)}" in metrics.render().decode()
+    model.gate.set()
+    for future in futures:
+        future.result(10)
+    assert batcher.queued_rows == 0
+    assert "modelport_batch_queue_rows 0.0" in metrics.render().decode()
