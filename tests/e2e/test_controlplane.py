@@ -437,3 +437,25 @@ def test_a_load_balancer_that_dies_is_replaced_on_the_same_port(
     )
     assert predict(url) == V1
     assert "LoadBalancerExited" in plane.cli("describe", "svc", "phoenix-lb").stdout
+
+
+def test_logs_follow_a_replica(plane: Plane, models: dict[str, Path], tmp_path: Path) -> None:
+    import select
+    import subprocess
+    import sys
+
+    deployed(plane, tmp_path, "chatty", models["v1"])
+    pod = pods_of(plane, "chatty")[0]["metadata"]["name"]
+    assert "model half version 1 AVAILABLE" in plane.cli("logs", "deployment/chatty").stdout
+    assert len(plane.cli("logs", pod, "--tail", "1").stdout.splitlines()) == 1
+    follow = subprocess.Popen([sys.executable, "-m", "modelport", "logs", "-f", "--tail", "0", f"pod/{pod}"],
+                              env=plane.env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(1)
+        plane.cli("delete", "pod", pod)  # the replica is stopped: its log says so, and -f shows it
+        assert follow.stdout is not None
+        ready, _, _ = select.select([follow.stdout], [], [], 15)
+        assert ready and follow.stdout.readline().strip(), "nothing followed"
+    finally:
+        follow.kill()
+        follow.wait(5)
