@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelport.clock import Clock
-from modelport.controlplane.meta import Recorder, iso, parse_iso, selects, terminating
+from modelport.controlplane.meta import Recorder, condition, iso, parse_iso, selects, terminating
 from modelport.controlplane.metrics import MetricsCollector
 from modelport.controlplane.store import ObjectStore
 from modelport.errors import ModelportError
@@ -331,18 +331,6 @@ class PodMetrics:
         return float(sum(float(r["value"][1]) for r in result))
 
 
-def _condition(type_: str, status: str, reason: str, message: str, now: str, old: list[Obj]) -> Obj:
-    before = next((c for c in old if c["type"] == type_), None)
-    moved = before is None or before["status"] != status
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now if moved or before is None else before["lastTransitionTime"],
-    }
-
-
 def _describe(metric: Obj) -> tuple[str, str]:
     """Kubernetes' name for a metric in events and conditions, and its key in our metrics."""
     kind = metric["type"]
@@ -416,13 +404,13 @@ class Autoscaler:
                 currentReplicas=0,
                 desiredReplicas=0,
                 conditions=[
-                    _condition(
+                    condition(
+                        old,
                         "AbleToScale",
                         "False",
                         "FailedGetScale",
                         f"the HPA controller was unable to get the target's current scale: {message}",
                         stamp,
-                        old,
                     ),
                 ],
             )
@@ -430,36 +418,36 @@ class Autoscaler:
             return
         current = int(target["spec"]["replicas"])
         low, high = int(spec.get("minReplicas", 1)), int(spec["maxReplicas"])
-        able = _condition(
+        able = condition(
+            old,
             "AbleToScale",
             "True",
             "SucceededGetScale",
             "the HPA controller was able to get the target's current scale",
             stamp,
-            old,
         )
         status.update(currentReplicas=current, desiredReplicas=current)
         if current == 0 and low > 0:
             status["conditions"] = [
                 able,
-                _condition(
+                condition(
+                    old,
                     "ScalingActive",
                     "False",
                     "ScalingDisabled",
                     "scaling is disabled since the replica count of the target is zero",
                     stamp,
-                    old,
                 ),
             ]
             self._write(hpa, status, None)
             return
-        limited = _condition(
+        limited = condition(
+            old,
             "ScalingLimited",
             "False",
             "DesiredWithinRange",
             "the desired count is within the acceptable range",
             stamp,
-            old,
         )
         observed: dict[str, float] = {}
         if current > high or current < low:
@@ -467,13 +455,13 @@ class Autoscaler:
             rescale_reason = f"Current number of replicas {'above' if current > high else 'below'} Spec." + (
                 "MaxReplicas" if current > high else "MinReplicas"
             )
-            active = _condition(
+            active = condition(
+                old,
                 "ScalingActive",
                 "True",
                 "ValidMetricFound",
                 "the HPA was able to successfully calculate a replica count",
                 stamp,
-                old,
             )
         else:
             pods = self._pods(target)
@@ -496,13 +484,13 @@ class Autoscaler:
                 assert failed is not None
                 status["conditions"] = [
                     able,
-                    _condition(
+                    condition(
+                        old,
                         "ScalingActive",
                         "False",
                         failed.reason,
                         f"the HPA was unable to compute the replica count: {failed.message}",
                         stamp,
-                        old,
                     ),
                     limited,
                 ]
@@ -511,38 +499,38 @@ class Autoscaler:
             metric_desired, metric_name = max(proposals)
             if failed is not None and metric_desired < current:
                 metric_desired = current  # some metric is unknown: never scale down on part of the picture
-            active = _condition(
+            active = condition(
+                old,
                 "ScalingActive",
                 "True",
                 "ValidMetricFound",
                 f"the HPA was able to successfully calculate a replica count from {metric_name}",
                 stamp,
-                old,
             )
             stabilized = behavior.stabilize(spec, current, metric_desired, self._clock.monotonic())
             if stabilized != metric_desired:
                 up = stabilized < metric_desired
-                able = _condition(
+                able = condition(
+                    old,
                     "AbleToScale",
                     "True",
                     "ScaleUpStabilized" if up else "ScaleDownStabilized",
                     f"recent recommendations were {'lower' if up else 'higher'} than current one, "
                     f"applying the {'lowest' if up else 'highest'} recent recommendation",
                     stamp,
-                    old,
                 )
             else:
-                able = _condition(
+                able = condition(
+                    old,
                     "AbleToScale",
                     "True",
                     "ReadyForNewScale",
                     "recommended size matches current size",
                     stamp,
-                    old,
                 )
             desired, reason, message = behavior.limit(spec, current, stabilized, self._clock.monotonic())
-            limited = _condition(
-                "ScalingLimited", "True" if desired != stabilized else "False", reason, message, stamp, old
+            limited = condition(
+                old, "ScalingLimited", "True" if desired != stabilized else "False", reason, message, stamp
             )
             rescale_reason = (
                 f"{metric_name} above target" if desired > current else "All metrics below target"
@@ -553,13 +541,13 @@ class Autoscaler:
             try:
                 self._store.update(target)  # with the resourceVersion read: a person's change wins
             except ModelportError as exc:
-                able = _condition(
+                able = condition(
+                    old,
                     "AbleToScale",
                     "False",
                     "FailedUpdateScale",
                     f"the HPA controller was unable to update the target scale: {exc.message}",
                     stamp,
-                    old,
                 )
                 self._events.event(
                     hpa, "Warning", "FailedRescale", f"New size: {desired}; error: {exc.message}"
@@ -567,13 +555,13 @@ class Autoscaler:
             else:
                 behavior.record(current, desired, self._clock.monotonic())
                 status["lastScaleTime"] = stamp
-                able = _condition(
+                able = condition(
+                    old,
                     "AbleToScale",
                     "True",
                     "SucceededRescale",
                     f"the HPA controller was able to update the target scale to {desired}",
                     stamp,
-                    old,
                 )
                 self._events.event(
                     hpa, "Normal", "SuccessfulRescale", f"New size: {desired}; reason: {rescale_reason}"
@@ -675,9 +663,8 @@ class Autoscaler:
         return replicas, {"type": kind, kind.lower(): {"metric": {"name": key}, "current": entry}}, usage
 
     def _write(self, hpa: Obj, status: Obj, observed: dict[str, float] | None) -> None:
-        meta = {k: v for k, v in hpa["metadata"].items() if k != "resourceVersion"}
         try:
-            self._store.update({**hpa, "metadata": meta, "status": status}, status_only=True)
+            self._store.update_status({**hpa, "status": status})
         except ModelportError:
             return  # deleted meanwhile
         if self._history is not None and observed is not None:

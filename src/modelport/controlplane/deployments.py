@@ -26,6 +26,7 @@ from modelport.controlplane.meta import (
     HASH_LABEL,
     REVISION,
     Recorder,
+    condition,
     iso,
     owned_by,
     owner_ref,
@@ -46,29 +47,6 @@ def pod_available(pod: Obj, min_ready_seconds: float, now: float) -> bool:
     if terminating(pod) or not status.get("ready") or "readySince" not in status:
         return False
     return now - parse_iso(status["readySince"]) >= min_ready_seconds
-
-
-def _condition(
-    conditions: list[Obj], type_: str, status: str, reason: str, message: str, now: str, touch: bool
-) -> Obj:
-    """The condition as it now stands; transition time moves only when status changes, update time
-    when the controller says so (progress) or anything about it changed."""
-    previous = next((c for c in conditions if c["type"] == type_), None)
-    same = previous is not None and (previous["status"], previous["reason"], previous["message"]) == (
-        status,
-        reason,
-        message,
-    )
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastUpdateTime": previous["lastUpdateTime"] if same and not touch and previous else now,
-        "lastTransitionTime": previous["lastTransitionTime"]
-        if previous is not None and previous["status"] == status
-        else now,
-    }
 
 
 class _Controller:
@@ -245,7 +223,7 @@ class DeploymentController(_Controller):
             max_unavailable = desired
         conditions = old_status.get("conditions", [])
         ok = counts["availableReplicas"] >= desired - max_unavailable
-        available_condition = _condition(
+        available_condition = condition(
             conditions,
             "Available",
             "True" if ok else "False",
@@ -265,7 +243,7 @@ class DeploymentController(_Controller):
         if new is not None:
             status["currentRevision"] = revision(new)
         if status != old_status:
-            self._store.update({**_without_rv(deployment), "status": status}, status_only=True)
+            self._store.update_status({**deployment, "status": status})
         for rs in all_rs:
             rs_status = {
                 "replicas": len(live_pods(rs)),
@@ -273,7 +251,7 @@ class DeploymentController(_Controller):
                 "availableReplicas": available(rs),
             }
             if rs.get("status") != rs_status:
-                self._store.update({**_without_rv(rs), "status": rs_status}, status_only=True)
+                self._store.update_status({**rs, "status": rs_status})
 
     def _progressing(
         self,
@@ -290,7 +268,7 @@ class DeploymentController(_Controller):
         previous = next((c for c in conditions if c["type"] == "Progressing"), None)
         rs_name = new["metadata"]["name"] if new is not None else ""
         if spec.get("paused"):
-            return _condition(
+            return condition(
                 conditions,
                 "Progressing",
                 "Unknown",
@@ -307,7 +285,7 @@ class DeploymentController(_Controller):
             and new["spec"]["replicas"] == desired
         )
         if done:
-            return _condition(
+            return condition(
                 conditions,
                 "Progressing",
                 "True",
@@ -317,7 +295,7 @@ class DeploymentController(_Controller):
                 touch=False,
             )
         if created:
-            return _condition(
+            return condition(
                 conditions,
                 "Progressing",
                 "True",
@@ -334,7 +312,7 @@ class DeploymentController(_Controller):
             or old_status.get("observedGeneration") != deployment["metadata"]["generation"]
         )
         if moved:
-            return _condition(
+            return condition(
                 conditions,
                 "Progressing",
                 "True",
@@ -350,7 +328,7 @@ class DeploymentController(_Controller):
         if waited > float(spec.get("progressDeadlineSeconds", 600)):
             message = f'ReplicaSet "{rs_name}" has timed out progressing.'
             self._events.event(deployment, "Warning", "ProgressDeadlineExceeded", message)
-            return _condition(
+            return condition(
                 conditions, "Progressing", "False", "ProgressDeadlineExceeded", message, now, touch=True
             )
         return previous

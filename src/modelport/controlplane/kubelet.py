@@ -160,10 +160,7 @@ class Kubelet:
         elif replica.message and replica.message != before.get("message"):
             self._events.event(pod, "Warning", "Unhealthy", replica.message)
         try:
-            self._store.update(
-                {"kind": "Pod", "metadata": pod["metadata"] | {"resourceVersion": None}, "status": status},
-                status_only=True,
-            )
+            self._store.update_status({**pod, "status": status})
         except ModelportError:
             return  # deleted meanwhile
         self._written[key] = status

@@ -114,6 +114,26 @@ def revision(rs: dict[str, Any]) -> int:
     return int(rs["metadata"].get("annotations", {}).get(REVISION, "0"))
 
 
+def condition(
+    old: list[dict[str, Any]], type_: str, status: str, reason: str, message: str, now: str,
+    touch: bool | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A status condition as Kubernetes keeps it: lastTransitionTime moves only when `status`
+    changes. Conditions that carry a lastUpdateTime (a Deployment's) pass `touch`: it moves when
+    the controller says so (progress) or when anything about the condition changed."""
+    before = next((c for c in old if c["type"] == type_), None)
+    found = {
+        "type": type_, "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": before["lastTransitionTime"] if before and before["status"] == status else now,
+    }  # fmt: skip
+    if touch is not None:
+        same = before is not None and (before["status"], before["reason"], before["message"]) == (
+            status, reason, message,
+        )  # fmt: skip
+        found["lastUpdateTime"] = before["lastUpdateTime"] if before and same and not touch else now
+    return found
+
+
 def terminating(obj: dict[str, Any]) -> bool:
     return "deletionTimestamp" in obj["metadata"]
 

@@ -163,9 +163,8 @@ class ServiceController:
     def _write_status(self, service: Obj, status: Obj) -> None:
         if service.get("status") == status:
             return
-        meta = {k: v for k, v in service["metadata"].items() if k != "resourceVersion"}
         with contextlib.suppress(ModelportError):  # deleted meanwhile
-            self._store.update({**service, "metadata": meta, "status": status}, status_only=True)
+            self._store.update_status({**service, "status": status})
 
     def stop_all(self) -> None:
         for lb, _ in self._balancers.values():

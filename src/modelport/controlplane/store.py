@@ -197,6 +197,12 @@ class ObjectStore:
             self._log(db, rv, "MODIFIED", stored)
         return stored
 
+    def update_status(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A controller's status write: the status is the controllers', so it never conflicts
+        (whatever resourceVersion `obj` carries is ignored); spec and metadata are kept as stored."""
+        meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+        return self.update({**obj, "metadata": meta}, status_only=True)
+
     def delete(
         self, kind: str, namespace: str, name: str, resource_version: str | None = None
     ) -> dict[str, Any]:
