@@ -339,7 +339,7 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
 
         def _watch(self, kind: str, namespace: str | None, query: dict[str, str]) -> None:
             """Every change after resourceVersion, one JSON line each, until timeoutSeconds idle."""
-            since = int(query.get("resourceVersion") or api.store.list_kind(kind)[1])
+            since = int(query.get("resourceVersion") or api.store.resource_version())
             timeout = float(query["timeoutSeconds"]) if "timeoutSeconds" in query else None
             name = query.get("fieldSelector", "").removeprefix("metadata.name=") or None
             self.send_response(200)

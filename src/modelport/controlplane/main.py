@@ -138,7 +138,7 @@ class ControlPlane:
         adopted = self.kubelet.adopt()
         services = self.services.adopt()
         log.info("adopted %d replicas and %d load balancers", len(adopted), len(services))
-        _, cursor = self.store.list_kind("Deployment")
+        cursor = self.store.resource_version()
         compacted = self.clock.monotonic()
         while not self._stop.is_set():
             self.reconcile_once()
@@ -150,7 +150,7 @@ class ControlPlane:
                 cursor, timeout=self.options.sync_seconds, poll=self.options.sync_seconds
             ):
                 break
-            _, cursor = self.store.list_kind("Deployment")
+            cursor = self.store.resource_version()
 
     def run(self) -> None:
         """Serve until shut down (the API's /api/shutdown, SIGTERM or SIGINT)."""

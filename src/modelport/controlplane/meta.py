@@ -11,6 +11,7 @@ from typing import Any
 from modelport.clock import Clock
 from modelport.controlplane.store import ObjectStore
 from modelport.errors import Code, ModelportError
+from modelport.spec import ALIASES
 
 API_VERSION = "modelport/v1"
 # Kinds people write, and the ones the controllers keep.
@@ -23,20 +24,11 @@ PLURALS = {
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
 }
 KINDS = {plural: kind for kind, plural in PLURALS.items()}
+# The names people write for the kinds they write (spec's), and for the controllers' own.
 SHORT_NAMES = {
-    "deployment": "Deployment",
-    "deploy": "Deployment",
-    "service": "Service",
-    "svc": "Service",
-    "replicaset": "ReplicaSet",
-    "rs": "ReplicaSet",
-    "pod": "Pod",
-    "hpa": "HorizontalPodAutoscaler",
-    "horizontalpodautoscaler": "HorizontalPodAutoscaler",
-    "po": "Pod",
-    "event": "Event",
-    "ev": "Event",
-}
+    **ALIASES, "replicaset": "ReplicaSet", "rs": "ReplicaSet", "pod": "Pod", "po": "Pod",
+    "event": "Event", "ev": "Event",
+}  # fmt: skip
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 HASH_LABEL = "pod-template-hash"

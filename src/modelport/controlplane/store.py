@@ -121,6 +121,10 @@ class ObjectStore:
             db.execute("COMMIT")
         return objects, rv
 
+    def resource_version(self) -> int:
+        """The store's resourceVersion now: a watch from it sees every later change."""
+        return int(self._db().execute("SELECT rv FROM counter WHERE id = 0").fetchone()[0])
+
     # -- writes --
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:

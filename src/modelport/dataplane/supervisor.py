@@ -28,6 +28,7 @@ from pathlib import Path
 
 from modelport.clock import Clock
 from modelport.dataplane.process import AdoptedProcess
+from modelport.spec import quantity
 
 LOG_ROTATE_BYTES = 10 * 2**20  # Kubernetes' container log default (containerLogMaxSize)
 
@@ -69,13 +70,7 @@ def http_probe(port: int, path: str, timeout: float) -> tuple[bool, str]:
 
 def _memory_limit(text: str | None) -> int | None:
     """Kubernetes quantities: 512Mi, 2Gi, 1G, 100M, or bytes."""
-    if not text:
-        return None
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
-    for suffix, factor in units.items():
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * factor)
-    return int(text)
+    return int(quantity(text)) if text else None
 
 
 @dataclass

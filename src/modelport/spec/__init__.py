@@ -350,7 +350,7 @@ def _rules(obj: Object) -> list[str]:
     return problems
 
 
-_QUANTITY = re.compile(r"(\d+(\.\d+)?)(m|k|Ki|Mi|Gi|M|G)?")
+_QUANTITY = re.compile(r"(\d+(\.\d+)?)(m|k|K|Ki|Mi|Gi|M|G)?")
 
 
 def quantity(value: str | int | float) -> float:
