@@ -289,7 +289,12 @@ class Plane:
 
 
 def deployment_yaml(
-    name: str, base_path: Path | str, replicas: int = 2, service_port: int | None = 0, **spec: Any
+    name: str,
+    base_path: Path | str,
+    replicas: int = 2,
+    service_port: int | None = 0,
+    model: str = "half",
+    **spec: Any,
 ) -> str:
     """A Deployment of one model (and a Service of the same name, unless service_port is None)."""
     import yaml
@@ -299,7 +304,7 @@ def deployment_yaml(
         "spec": {
             "replicas": replicas, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"model": {"name": "half", "basePath": str(base_path)}}},
+                         "spec": {"model": {"name": model, "basePath": str(base_path)}}},
             **spec,
         },
     }]  # fmt: skip

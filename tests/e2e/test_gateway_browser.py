@@ -22,30 +22,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from modelport.examples import write_mnist_repository
-from support import Plane
+from support import Plane, deployment_yaml
 
 ARTIFACTS = Path(
     os.environ.get(
         "MODELPORT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
     )
 )
-DEPLOY = """apiVersion: modelport/v1
-kind: Deployment
-metadata: {{name: mnist}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: mnist}}}}
-  template:
-    metadata: {{labels: {{app: mnist}}}}
-    spec: {{model: {{name: mnist, basePath: {base}}}}}
----
-apiVersion: modelport/v1
-kind: Service
-metadata: {{name: mnist}}
-spec:
-  selector: {{app: mnist}}
-  ports: [{{port: 0}}]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +41,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     proc = None
     try:
         plane.up()
-        (root / "deploy.yaml").write_text(DEPLOY.format(base=root / "mnist"))
+        (root / "deploy.yaml").write_text(deployment_yaml("mnist", root / "mnist", replicas=1, model="mnist"))
         plane.cli("apply", "-f", str(root / "deploy.yaml"))
         plane.cli("rollout", "status", "deployment/mnist")
         port_file = root / "gateway.json"

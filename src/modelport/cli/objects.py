@@ -387,6 +387,13 @@ def _pod_lines(pods: list[Obj]) -> list[str]:
     return table([*headers, "MESSAGE"], rows).splitlines() if pods else []
 
 
+def _conditions(rows: list[list[str]]) -> str:
+    if not rows:
+        return "Conditions:  <none>"
+    lines = table(["Type", "Status", "Reason", "Message"], rows).splitlines()
+    return "Conditions:\n" + "\n".join("  " + line for line in lines)
+
+
 def describe_deployment(api: Client, d: Obj) -> str:
     spec, st, meta = d["spec"], d.get("status", {}), d["metadata"]
     ns = meta["namespace"]
@@ -421,10 +428,7 @@ def describe_deployment(api: Client, d: Obj) -> str:
         f"{rolling.get('maxSurge')} max surge",
         f"Model:                  {runs} from {source}",
         f"Paused:                 {'yes' if spec.get('paused') else 'no'}",
-        "Conditions:\n"
-        + "\n".join("  " + x for x in table(["Type", "Status", "Reason", "Message"], conditions).splitlines())
-        if conditions
-        else "Conditions:  <none>",
+        _conditions(conditions),
         f"OldReplicaSets:         {', '.join(rs_line(rs) for rs in olds) or '<none>'}",
         f"NewReplicaSet:          {rs_line(new) if new else '<none>'}",
         _section("Replicas", _pod_lines(pods)),
@@ -462,13 +466,6 @@ def describe_pod(api: Client, p: Obj) -> str:
         _events_table(_events_of(api, meta["namespace"], [p])),
     ]
     return "\n".join(out)
-
-
-def _conditions(rows: list[list[str]]) -> str:
-    if not rows:
-        return "Conditions:  <none>"
-    lines = table(["Type", "Status", "Reason", "Message"], rows).splitlines()
-    return "Conditions:\n" + "\n".join("  " + line for line in lines)
 
 
 def describe_hpa(api: Client, h: Obj) -> str:

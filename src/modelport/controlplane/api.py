@@ -120,11 +120,7 @@ class Api:
             raise ModelportError(
                 Code.INVALID_ARGUMENT, f"kind: must be {kind} at this URL, got {body.get('kind')!r}"
             )
-        meta = (
-            body.setdefault("metadata", {})
-            if isinstance(body.get("metadata"), dict)
-            else body.get("metadata")
-        )
+        meta = body.get("metadata")  # not a mapping: the validation below names it
         if isinstance(meta, dict) and meta.setdefault("namespace", namespace) != namespace:
             raise ModelportError(
                 Code.INVALID_ARGUMENT,
