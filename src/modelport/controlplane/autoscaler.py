@@ -607,13 +607,13 @@ class Autoscaler:
             source = metric["resource"] if kind == "Resource" else metric["pods"]
             target_spec = source["target"]
             samples: dict[str, PodMetric] = {}
+            measured = False  # some replica has metrics (if none has this one, it is not exported)
             for state, pod in pods:
                 found = self._metrics.pod(f"{pod['metadata']['namespace']}.{state.name}")
+                measured = measured or found is not None
                 if found is not None and key in found:
                     samples[state.name] = PodMetric(float(found[key]), found["timestamp"], found["window"])
-            if not samples and any(
-                self._metrics.pod(f"{p['metadata']['namespace']}.{s.name}") for s, p in pods
-            ):
+            if not samples and measured:
                 raise MetricError(
                     "FailedGetPodsMetric" if kind == "Pods" else "FailedGetResourceMetric",
                     f"no replica exports the metric {key!r}",

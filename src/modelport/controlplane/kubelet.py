@@ -123,14 +123,10 @@ class Kubelet:
         key = self.key(pod)
         before: Obj = self._written.get(key) or pod.get("status") or {}
         alive = replica.proc is not None
-        if replica.ready:
-            reason = "Running"
-        elif not alive and replica.restarts:
-            reason = "CrashLoopBackOff"
-        elif alive and replica.port is None:
-            reason = "ContainerCreating"
+        if not alive:
+            reason = "CrashLoopBackOff" if replica.restarts else "ContainerCreating"
         else:
-            reason = "Running" if alive else "ContainerCreating"
+            reason = "ContainerCreating" if replica.port is None and not replica.ready else "Running"
         status: Obj = {
             "phase": "Running" if alive else "Pending",
             "reason": reason,
