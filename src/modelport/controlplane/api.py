@@ -28,7 +28,6 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from modelport.controlplane.meta import (
@@ -78,12 +77,13 @@ class Api:
         recorder: Recorder,
         usage: Callable[[], Obj],
         shutdown: Callable[[bool], None],
+        history: Callable[[str, str], list[Obj]] = lambda namespace, name: [],
     ) -> None:
         self.store = store
         self._events = recorder
         self._usage = usage
         self._shutdown = shutdown
-        self.history_dir: Path | None = None
+        self._history = history
 
     def create(self, kind: str, namespace: str, body: Obj) -> Obj:
         obj = self._validated(kind, namespace, body)
@@ -222,11 +222,7 @@ class Api:
     def history(self, namespace: str, name: str) -> Obj:
         """What an HPA saw and decided at each sync (for `modelport plot`)."""
         self.get("HorizontalPodAutoscaler", namespace, name)
-        path = self.history_dir / f"{namespace}.{name}.jsonl" if self.history_dir else None
-        points = []
-        if path is not None and path.exists():
-            points = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return {"items": points}
+        return {"items": self._history(namespace, name)}
 
     def shutdown(self, keep_replicas: bool) -> None:
         self._shutdown(keep_replicas)

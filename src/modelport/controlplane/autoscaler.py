@@ -662,6 +662,17 @@ class Autoscaler:
             entry = {"averageValue": f"{usage / max(current, 1):g}"}
         return replicas, {"type": kind, kind.lower(): {"metric": {"name": key}, "current": entry}}, usage
 
+    def _history_path(self, namespace: str, name: str) -> Path:
+        assert self._history is not None
+        return self._history / f"{namespace}.{name}.jsonl"
+
+    def history(self, namespace: str, name: str) -> list[Obj]:
+        """What an HPA saw and decided at each sync, oldest first (for `modelport plot`)."""
+        if self._history is None or not self._history_path(namespace, name).exists():
+            return []
+        lines = self._history_path(namespace, name).read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
     def _write(self, hpa: Obj, status: Obj, observed: dict[str, float] | None) -> None:
         try:
             self._store.update_status({**hpa, "status": status})
@@ -675,7 +686,7 @@ class Autoscaler:
                 "desiredReplicas": status["desiredReplicas"],
                 "metrics": observed,
             }
-            path = self._history / f"{hpa['metadata']['namespace']}.{hpa['metadata']['name']}.jsonl"
+            path = self._history_path(hpa["metadata"]["namespace"], hpa["metadata"]["name"])
             with open(path, "a") as out:
                 out.write(json.dumps(line) + "\n")
             if path.stat().st_size > HISTORY_BYTES:  # keep the newer half

@@ -104,11 +104,11 @@ class ControlPlane:
             self.store, self.clock, self.recorder, PodMetrics(self.metrics, options.prometheus_url),
             options.hpa_sync_seconds, self.dir / "hpa",
         )  # fmt: skip
-        self.api = Api(self.store, self.recorder, self._usage, self._request_shutdown)
-        self.api.history_dir = self.dir / "hpa"
+        self.api = Api(
+            self.store, self.recorder, self._usage, self._request_shutdown, self.autoscaler.history
+        )
         self._stop = threading.Event()
         self._keep_replicas = False
-        self._wake = threading.Condition()
         self._server = make_server(self.api, read_token(home), options.port)
         self.port = int(self._server.server_address[1])
 
