@@ -1,7 +1,7 @@
 """Where the registry keeps its records: one small interface, SQLite behind it by default.
 
 A store only keeps rows and hands out version numbers; the rules (compatibility, gates,
-checksums, what is served) live in registry/__init__.py, so another database is one class.
+checksums, what is served) live in registry/registry.py, so another database is one class.
 Version numbers come from a counter per model bumped inside the same write transaction as the
 insert: two publishers at once get consecutive numbers, never the same one, never a gap from a
 failed insert, and a deleted version's number is never handed out again.

@@ -20,8 +20,7 @@ import numpy as np
 
 from modelport.errors import Code, ModelportError
 from modelport.pipeline.data import Dataset, Splits
-
-from . import Progress, TrainConfig, pixels
+from modelport.pipeline.train.config import Progress, TrainConfig, pixels
 
 CHECKPOINT = "checkpoint.pt"
 

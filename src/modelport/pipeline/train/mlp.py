@@ -11,8 +11,7 @@ import numpy as np
 
 from modelport.errors import Code, ModelportError
 from modelport.pipeline.data import Dataset, Splits
-
-from . import Progress, TrainConfig, pixels
+from modelport.pipeline.train.config import Progress, TrainConfig, pixels
 
 
 def mlp_onnx(coefs: list[np.ndarray], intercepts: list[np.ndarray], features: int, classes: int) -> bytes:

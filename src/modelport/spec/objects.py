@@ -1,0 +1,252 @@
+"""The declarative objects, `apiVersion: modelport/v1`: Deployment, Service and
+HorizontalPodAutoscaler as pydantic models, in Kubernetes' shapes and with its defaults (each default
+is stated here once)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+API_VERSION = "modelport/v1"
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ObjectMeta(_Spec):
+    name: str
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    # Set by the control plane; a client may send resourceVersion back to update safely.
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = Field(default=None, alias="resourceVersion")
+    creation_timestamp: str | None = Field(default=None, alias="creationTimestamp")
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS_LABEL.fullmatch(value):
+            raise ValueError(
+                "must be a lowercase DNS label: a-z, 0-9 and '-', at most 63 long, "
+                "starting and ending alphanumeric"
+            )
+        return value
+
+
+class LabelSelector(_Spec):
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+
+
+class Probe(_Spec):
+    path: str = "/readyz"
+    initial_delay_seconds: float = Field(default=0, ge=0, alias="initialDelaySeconds")
+    period_seconds: float = Field(default=1, gt=0, alias="periodSeconds")
+    timeout_seconds: float = Field(default=1, gt=0, alias="timeoutSeconds")
+    success_threshold: int = Field(default=1, ge=1, alias="successThreshold")
+    failure_threshold: int = Field(default=3, ge=1, alias="failureThreshold")
+
+
+class Resources(_Spec):
+    limits: dict[Literal["cpu", "memory"], str] = Field(default_factory=dict)
+    # What a replica is expected to use: the base of an HPA's averageUtilization.
+    requests: dict[Literal["cpu", "memory"], str] = Field(default_factory=dict)
+
+
+class ModelRef(_Spec):
+    name: str
+    base_path: str = Field(alias="basePath")  # a folder, or registry://MODEL@LABEL
+
+
+class GatewayRef(_Spec):
+    """A gateway replica: `modelport gateway` in front of a Service, by name."""
+
+    service: str
+    model: str = "mnist"
+    timeout_seconds: float = Field(default=10.0, gt=0, alias="timeoutSeconds")
+
+
+class ReplicaSpec(_Spec):
+    """What each replica runs: `modelport serve` of one model, or (`gateway`) the web front end;
+    with the flags given."""
+
+    model: ModelRef | None = None
+    gateway: GatewayRef | None = None
+    args: list[str] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
+    readiness_probe: Probe = Field(default_factory=Probe, alias="readinessProbe")
+    liveness_probe: Probe = Field(default_factory=lambda: Probe(path="/healthz"), alias="livenessProbe")
+
+
+class Template(_Spec):
+    metadata: dict[str, Any] = Field(default_factory=dict)  # labels (and annotations)
+    spec: ReplicaSpec
+
+
+class RollingUpdate(_Spec):
+    max_surge: int | str = Field(default="25%", alias="maxSurge")
+    max_unavailable: int | str = Field(default="25%", alias="maxUnavailable")
+
+
+class Strategy(_Spec):
+    type: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    rolling_update: RollingUpdate = Field(default_factory=RollingUpdate, alias="rollingUpdate")
+
+
+class DeploymentSpec(_Spec):
+    replicas: int = Field(default=1, ge=0)
+    selector: LabelSelector
+    template: Template
+    strategy: Strategy = Field(default_factory=Strategy)
+    min_ready_seconds: int = Field(default=0, ge=0, alias="minReadySeconds")
+    revision_history_limit: int = Field(default=10, ge=0, alias="revisionHistoryLimit")
+    progress_deadline_seconds: int = Field(default=600, gt=0, alias="progressDeadlineSeconds")
+    paused: bool = False
+
+
+class Deployment(_Spec):
+    api_version: Literal["modelport/v1"] = Field(alias="apiVersion")
+    kind: Literal["Deployment"]
+    metadata: ObjectMeta
+    spec: DeploymentSpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServicePort(_Spec):
+    name: str | None = None
+    port: int = Field(ge=0, le=65535)  # 0: the control plane picks a free one
+    target_port: int | str | None = Field(default=None, alias="targetPort")
+    protocol: Literal["TCP"] = "TCP"
+
+
+class ServiceSpec(_Spec):
+    selector: dict[str, str]
+    ports: list[ServicePort] = Field(min_length=1)
+    type: Literal["ClusterIP"] = "ClusterIP"
+    cluster_ip: Literal["127.0.0.1"] | None = Field(
+        default=None, alias="clusterIP"
+    )  # set by the control plane
+    session_affinity: Literal["None", "ClientIP"] = Field(default="None", alias="sessionAffinity")
+    # modelport's own: how requests are spread over the ready replicas.
+    load_balancing: Literal["roundRobin", "random", "leastConnection"] = Field(
+        default="roundRobin", alias="loadBalancing"
+    )
+    # modelport's own: requests in flight per replica; more wait in the load balancer's queue.
+    # Raise it for replicas with batching, whose batches form from concurrent requests.
+    max_requests_per_replica: int = Field(default=4, ge=1, le=10000, alias="maxRequestsPerReplica")
+
+
+class Service(_Spec):
+    api_version: Literal["modelport/v1"] = Field(alias="apiVersion")
+    kind: Literal["Service"]
+    metadata: ObjectMeta
+    spec: ServiceSpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- HorizontalPodAutoscaler (autoscaling/v2's shape) --
+
+
+class CrossVersionObjectReference(_Spec):
+    api_version: str = Field(default="modelport/v1", alias="apiVersion")
+    kind: Literal["Deployment"] = "Deployment"
+    name: str
+
+
+class MetricTarget(_Spec):
+    type: Literal["Utilization", "AverageValue", "Value"]
+    average_utilization: int | None = Field(default=None, alias="averageUtilization")
+    average_value: str | int | float | None = Field(default=None, alias="averageValue")
+    value: str | int | float | None = None
+
+
+class ResourceMetricSource(_Spec):
+    name: Literal["cpu", "memory"]
+    target: MetricTarget
+
+
+class MetricIdentifier(_Spec):
+    name: str
+    selector: LabelSelector | None = None
+    # modelport's own: the PromQL that gives this metric's value (Object/External from Prometheus).
+    query: str | None = None
+
+
+class PodsMetricSource(_Spec):
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ObjectMetricSource(_Spec):
+    described_object: CrossVersionObjectReference = Field(alias="describedObject")
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class ExternalMetricSource(_Spec):
+    metric: MetricIdentifier
+    target: MetricTarget
+
+
+class MetricSpec(_Spec):
+    type: Literal["Resource", "Pods", "Object", "External"]
+    resource: ResourceMetricSource | None = None
+    pods: PodsMetricSource | None = None
+    object: ObjectMetricSource | None = None
+    external: ExternalMetricSource | None = None
+
+
+class ScalingPolicy(_Spec):
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800, alias="periodSeconds")
+
+
+class ScalingRules(_Spec):
+    stabilization_window_seconds: int | None = Field(
+        default=None, ge=0, le=3600, alias="stabilizationWindowSeconds"
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] = Field(default="Max", alias="selectPolicy")
+    policies: list[ScalingPolicy] | None = None
+    tolerance: float | None = Field(default=None, ge=0)
+
+
+class Behavior(_Spec):
+    scale_up: ScalingRules | None = Field(default=None, alias="scaleUp")
+    scale_down: ScalingRules | None = Field(default=None, alias="scaleDown")
+
+
+class HPASpec(_Spec):
+    scale_target_ref: CrossVersionObjectReference = Field(alias="scaleTargetRef")
+    min_replicas: int = Field(default=1, alias="minReplicas")
+    max_replicas: int = Field(alias="maxReplicas")
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    behavior: Behavior | None = None
+
+
+class HorizontalPodAutoscaler(_Spec):
+    api_version: Literal["modelport/v1"] = Field(alias="apiVersion")
+    kind: Literal["HorizontalPodAutoscaler"]
+    metadata: ObjectMeta
+    spec: HPASpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+Object = Deployment | Service | HorizontalPodAutoscaler
+KINDS: dict[str, type[Deployment] | type[Service] | type[HorizontalPodAutoscaler]] = {
+    "Deployment": Deployment, "Service": Service, "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+}  # fmt: skip
+ALIASES = {
+    "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
+    "service": "Service", "services": "Service", "svc": "Service",
+    "horizontalpodautoscaler": "HorizontalPodAutoscaler", "hpa": "HorizontalPodAutoscaler",
+}  # fmt: skip
+
+
+def to_dict(obj: Object) -> dict[str, Any]:
+    return obj.model_dump(by_alias=True, exclude_none=True)

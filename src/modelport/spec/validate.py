@@ -1,0 +1,184 @@
+"""Validation of the declarative objects: the schema's errors and the rules between fields, every
+problem at once with its field path; an invalid file is refused as a whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from modelport.errors import Code, ModelportError
+from modelport.spec.objects import (
+    API_VERSION,
+    KINDS,
+    Deployment,
+    HorizontalPodAutoscaler,
+    HPASpec,
+    MetricTarget,
+    Object,
+)
+from modelport.spec.quantity import _PERCENT, quantity, scaled
+
+
+def _int_or_percent(value: int | str, path: str, problems: list[str]) -> None:
+    if isinstance(value, int):
+        if value < 0:
+            problems.append(f"{path}: must be greater than or equal to 0")
+    elif not _PERCENT.fullmatch(value):
+        problems.append(f"{path}: must be an integer or a percentage like '25%', got {value!r}")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_object(doc: Any, where: str = "") -> Object:
+    """One object from its dict; every problem named by field path."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(doc, dict):
+        raise ModelportError(
+            Code.INVALID_ARGUMENT, f"{prefix}an object must be a mapping with apiVersion and kind"
+        )
+    kind = doc.get("kind")
+    if doc.get("apiVersion") != API_VERSION:
+        raise ModelportError(
+            Code.INVALID_ARGUMENT, f"{prefix}apiVersion: must be {API_VERSION}, got {doc.get('apiVersion')!r}"
+        )
+    if kind not in KINDS:
+        raise ModelportError(
+            Code.INVALID_ARGUMENT, f"{prefix}kind: must be one of {sorted(KINDS)}, got {kind!r}"
+        )
+    try:
+        obj = KINDS[kind].model_validate(doc)
+    except ValidationError as exc:
+        problems = [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ModelportError(Code.INVALID_ARGUMENT, prefix + "; ".join(problems)) from None
+    problems = _rules(obj)
+    if problems:
+        raise ModelportError(Code.INVALID_ARGUMENT, prefix + "; ".join(problems))
+    return obj
+
+
+def _rules(obj: Object) -> list[str]:
+    """What a schema cannot say: the rules between fields, as Kubernetes checks them."""
+    problems: list[str] = []
+    if isinstance(obj, Deployment):
+        spec = obj.spec
+        runs = [f for f in ("model", "gateway") if getattr(spec.template.spec, f) is not None]
+        if len(runs) != 1:
+            problems.append("spec.template.spec: needs exactly one of `model` and `gateway`, got "
+                            f"{' and '.join(runs) or 'neither'}")  # fmt: skip
+        selector = spec.selector.match_labels
+        labels = spec.template.metadata.get("labels") or {}
+        if not selector:
+            problems.append("spec.selector.matchLabels: must not be empty")
+        elif any(labels.get(k) != v for k, v in selector.items()):
+            problems.append("spec.template.metadata.labels: `selector` does not match template `labels`")
+        rolling = spec.strategy.rolling_update
+        base = "spec.strategy.rollingUpdate"
+        _int_or_percent(rolling.max_surge, f"{base}.maxSurge", problems)
+        _int_or_percent(rolling.max_unavailable, f"{base}.maxUnavailable", problems)
+        if not problems and spec.strategy.type == "RollingUpdate":
+            total = max(spec.replicas, 1)
+            if (
+                scaled(rolling.max_surge, total, True) == 0
+                and scaled(rolling.max_unavailable, total, False) == 0
+            ):
+                problems.append(f"{base}.maxUnavailable: must not be 0 when maxSurge is 0")
+        if spec.progress_deadline_seconds <= spec.min_ready_seconds:
+            problems.append("spec.progressDeadlineSeconds: must be greater than minReadySeconds")
+    elif isinstance(obj, HorizontalPodAutoscaler):
+        problems += _hpa_rules(obj.spec)
+    else:
+        names = [p.name for p in obj.spec.ports]
+        if len(obj.spec.ports) > 1 and (None in names or len(set(names)) != len(names)):
+            problems.append("spec.ports: with more than one port, each needs a unique name")
+        if not obj.spec.selector:
+            problems.append("spec.selector: must not be empty")
+    return problems
+
+
+def _target_rules(target: MetricTarget, path: str, allowed: tuple[str, ...]) -> list[str]:
+    problems = []
+    if target.type not in allowed:
+        return [f"{path}.type: must be one of {list(allowed)} for this metric, got {target.type!r}"]
+    field = {"Utilization": "averageUtilization", "AverageValue": "averageValue", "Value": "value"}[
+        target.type
+    ]
+    given = {"Utilization": target.average_utilization, "AverageValue": target.average_value,
+             "Value": target.value}[target.type]  # fmt: skip
+    if given is None:
+        problems.append(f"{path}.{field}: must be set when type is {target.type}")
+    elif isinstance(given, int) and target.type == "Utilization":
+        if given <= 0:
+            problems.append(f"{path}.{field}: must be greater than 0")
+    else:
+        try:
+            if quantity(given) <= 0:
+                problems.append(f"{path}.{field}: must be greater than 0")
+        except ValueError as exc:
+            problems.append(f"{path}.{field}: {exc}")
+    return problems
+
+
+_TARGET_TYPES = {
+    "Resource": ("Utilization", "AverageValue"), "Pods": ("AverageValue",),
+    "Object": ("Value", "AverageValue"), "External": ("Value", "AverageValue"),
+}  # fmt: skip
+
+
+def _hpa_rules(spec: HPASpec) -> list[str]:
+    problems = []
+    if spec.min_replicas < 1:
+        problems.append("spec.minReplicas: must be greater than or equal to 1")
+    if spec.max_replicas < 1:
+        problems.append("spec.maxReplicas: must be greater than or equal to 1")
+    elif spec.max_replicas < spec.min_replicas:
+        problems.append(
+            f"spec.maxReplicas: must be greater than or equal to `minReplicas` ({spec.min_replicas})"
+        )
+    if not spec.metrics:
+        problems.append("spec.metrics: must have at least one metric")
+    for i, metric in enumerate(spec.metrics):
+        path = f"spec.metrics[{i}]"
+        field = {"Resource": "resource", "Pods": "pods", "Object": "object", "External": "external"}[
+            metric.type
+        ]
+        source = getattr(metric, field)
+        others = [f for f in ("resource", "pods", "object", "external") if f != field and getattr(metric, f)]
+        if source is None:
+            problems.append(f"{path}.{field}: must be set when type is {metric.type}")
+            continue
+        if others:
+            problems.append(f"{path}.{others[0]}: must be omitted when type is {metric.type}")
+        allowed = _TARGET_TYPES[metric.type]
+        problems += _target_rules(source.target, f"{path}.{field}.target", allowed)
+        if metric.type in ("Object", "External") and not source.metric.query:
+            problems.append(
+                f"{path}.{field}.metric.query: the PromQL giving the value is needed (from Prometheus)"
+            )
+    return problems
+
+
+def load_objects(text: str, source: str = "<input>") -> list[Object]:
+    """Every object of a YAML stream (`---` separated); all are checked before any is returned."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise ModelportError(Code.INVALID_ARGUMENT, f"{source}: not valid YAML: {exc}") from None
+    if not docs:
+        raise ModelportError(Code.INVALID_ARGUMENT, f"{source}: no objects")
+    objects, problems = [], []
+    for i, doc in enumerate(docs):
+        name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
+        try:
+            objects.append(parse_object(doc, f"{source} (object {i + 1}{f', {name}' if name else ''})"))
+        except ModelportError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise ModelportError(Code.INVALID_ARGUMENT, "\n".join(problems))
+    return objects
