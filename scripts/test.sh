@@ -12,4 +12,11 @@ source "$root/scripts/setup.sh" test
 # Service's load balancer; Prometheus is where an HPA can read External metrics.
 bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus
 cd "$root"
+# What the house style promises, checked before the tests: lint, format, strict types, and
+# DESIGN.md's import layers (the contract is in pyproject.toml).
+bin="$(dirname "$PY")"
+"$bin/ruff" check src tests
+"$bin/ruff" format --check src tests
+"$bin/mypy"
+"$bin/lint-imports" --no-cache
 exec "$PY" -m pytest "$@"

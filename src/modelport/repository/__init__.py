@@ -1,0 +1,1 @@
+"""The on-disk model repository: version folders, manifests, version policy, and the manager."""
