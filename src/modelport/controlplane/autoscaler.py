@@ -5,8 +5,9 @@ arithmetic is `replica_calculator.py`, the memory and rate limits `stabilization
 writes the scale, the status with its conditions (AbleToScale, ScalingActive, ScalingLimited)
 and the events, as `kubectl describe hpa` shows them.
 
-Parsing the stored HPA each round costs about 30 µs per HPA (pydantic, measured with timeit on an
-HPA with two metrics, a behavior and a full status), against a 15 s round.
+Parsing the stored HPA costs about 20 µs per HPA per round (pydantic; timeit, best of 7 x 5000 on
+an HPA with two metrics, a behavior and a full status: 18 µs on a busy 2-core machine; the store's
+own JSON decode of that object is about 50 µs), once per HPA every 15 s.
 """
 
 from __future__ import annotations
