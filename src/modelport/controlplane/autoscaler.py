@@ -22,7 +22,14 @@ from modelport.clock import Clock
 from modelport.controlplane.meta import Recorder, condition, iso, parse_iso, selects, terminating
 from modelport.controlplane.metrics import MetricsCollector
 from modelport.controlplane.replica_calculator import MetricError, PodMetric, PodState, milli
-from modelport.controlplane.scale_decision import Condition, Reading, Scale, ScaleDecision, compute_scale
+from modelport.controlplane.scale_decision import (
+    Condition,
+    Reading,
+    Scale,
+    ScaleDecision,
+    compute_scale,
+    describe,
+)
 from modelport.controlplane.stabilization import History, record_scale, scale_down_rules, scale_up_rules
 from modelport.controlplane.store import ObjectStore
 from modelport.errors import ModelportError
@@ -211,8 +218,8 @@ class Autoscaler:
         return [self._reading(metric, found) for metric in metrics]
 
     def _reading(self, metric: MetricSpec, found: dict[str, Obj | None]) -> Reading:
-        if metric.resource is not None or metric.pods is not None:
-            key = metric.resource.name if metric.resource else metric.pods.metric.name  # type: ignore[union-attr]
+        if metric.type in ("Resource", "Pods"):
+            _, key = describe(metric)
             samples = {
                 name: PodMetric(milli(float(got[key])), got["timestamp"], got["window"])
                 for name, got in found.items()

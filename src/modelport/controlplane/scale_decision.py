@@ -106,16 +106,22 @@ def _shown(key: str, value_milli: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Result:
+class MetricProposal:
+    """One metric's replicas, its name for conditions and events, its status entry, its value."""
+
     replicas: int
     name: str
     status: dict[str, Any]
     observed: float
 
 
-def _per_pod(metric: MetricSpec, reading: Reading, scale: Scale, tol: Tolerances, now: float) -> _Result:
+def _per_pod(
+    metric: MetricSpec, reading: Reading, scale: Scale, tol: Tolerances, now: float
+) -> MetricProposal:
     name, key = describe(metric)
-    target = metric.resource.target if metric.resource else metric.pods.target  # type: ignore[union-attr]
+    source = metric.resource or metric.pods
+    assert source is not None  # validated: the type's field is set
+    target = source.target
     samples = reading.samples or {}
     if not samples:
         api = "resource" if metric.resource else "custom"
@@ -136,10 +142,10 @@ def _per_pod(metric: MetricSpec, reading: Reading, scale: Scale, tol: Tolerances
         )
         entry, shown = {"averageValue": _shown(key, got.usage)}, got.usage / 1000
     body = {"name": key, "current": entry} if metric.resource else {"metric": {"name": key}, "current": entry}
-    return _Result(got.replicas, name, {"type": metric.type, metric.type.lower(): body}, shown)
+    return MetricProposal(got.replicas, name, {"type": metric.type, metric.type.lower(): body}, shown)
 
 
-def _single(metric: MetricSpec, reading: Reading, scale: Scale, tol: Tolerances) -> _Result:
+def _single(metric: MetricSpec, reading: Reading, scale: Scale, tol: Tolerances) -> MetricProposal:
     name, key = describe(metric)
     source = metric.object or metric.external
     assert source is not None and reading.value is not None
@@ -154,12 +160,14 @@ def _single(metric: MetricSpec, reading: Reading, scale: Scale, tol: Tolerances)
         )
         entry = {"averageValue": f"{got.usage / 1000:g}"}
     body = {"metric": {"name": key}, "current": entry}
-    return _Result(got.replicas, name, {"type": metric.type, metric.type.lower(): body}, reading.value / 1000)
+    return MetricProposal(
+        got.replicas, name, {"type": metric.type, metric.type.lower(): body}, reading.value / 1000
+    )
 
 
 def replicas_for_metric(
     metric: MetricSpec, reading: Reading, scale: Scale, tol: Tolerances, now: float
-) -> _Result:
+) -> MetricProposal:
     """One metric's proposal; a MetricError carries Kubernetes' reason for the metric's type."""
     try:
         if reading.error is not None:
