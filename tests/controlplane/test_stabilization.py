@@ -202,24 +202,59 @@ def test_calculate_scale_up_limit_with_scaling_rules() -> None:
     assert scale_up_limit(History(), 1, min_rules, NOW) == 2
 
 
-def test_generate_scaling_rules_fill_in_the_defaults() -> None:
-    """TestGenerateScaleUpRules / TestGenerateScaleDownRules (defaults_test.go): a field given
-    replaces the default's; the rest stay Kubernetes' defaults."""
-    assert (
-        scale_up_rules(None)
-        == DEFAULT_SCALE_UP
-        == Rules(0, "Max", (Policy("Pods", 4, 15), Policy("Percent", 100, 15)))
+def _given(pods: tuple[int, int] | None = None, percent: tuple[int, int] | None = None,
+           window: int | None = None, select: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """One direction's rules as a person writes them (fields left out stay out)."""
+    policies = ([{"type": "Pods", "value": pods[0], "periodSeconds": pods[1]}] if pods else []) + (
+        [{"type": "Percent", "value": percent[0], "periodSeconds": percent[1]}] if percent else []
     )
-    assert scale_down_rules(None) == DEFAULT_SCALE_DOWN == Rules(300, "Max", (Policy("Percent", 100, 15),))
-    only_window = Behavior.model_validate({"scaleUp": {"stabilizationWindowSeconds": 25}})
-    assert scale_up_rules(only_window) == Rules(25, "Max", DEFAULT_SCALE_UP.policies)
-    assert scale_down_rules(only_window) == DEFAULT_SCALE_DOWN  # the direction not given: its defaults
-    only_select = Behavior.model_validate({"scaleDown": {"selectPolicy": "Min"}})
-    assert scale_down_rules(only_select) == Rules(300, "Min", DEFAULT_SCALE_DOWN.policies)
-    only_policies = Behavior.model_validate(
-        {"scaleUp": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]}}
-    )
-    assert scale_up_rules(only_policies) == Rules(0, "Max", (Policy("Pods", 1, 60),))
+    given: dict[str, Any] = {"policies": policies} if policies else {}
+    if window is not None:
+        given["stabilizationWindowSeconds"] = window
+    if select is not None:
+        given["selectPolicy"] = select
+    return given
+
+
+# TestGenerateScaleUpRules / TestGenerateScaleDownRules (pkg/apis/autoscaling/v2/defaults_test.go):
+# (test: annotation, direction, rules given, policies, window, selectPolicy). Kubernetes leaves
+# scaleDown's window unset for the controller to fill with its 300 s; here it is filled.
+GENERATE: list[tuple[str, str, dict[str, Any], tuple[Policy, ...], int, str]] = [
+    ("TestGenerateScaleDownRules: Default values", "scaleDown", {}, (Policy("Percent", 100, 15),), 300,
+     "Max"),
+    ("TestGenerateScaleDownRules: All parameters are specified", "scaleDown",
+     _given((1, 2), (3, 4), 25, "Max"), (Policy("Pods", 1, 2), Policy("Percent", 3, 4)), 25, "Max"),
+    ("TestGenerateScaleDownRules: Percent policy is specified", "scaleDown",
+     _given(percent=(1, 2), select="Min"), (Policy("Percent", 1, 2),), 300, "Min"),
+    ("TestGenerateScaleDownRules: Pods policy is specified", "scaleDown", _given(pods=(3, 4)),
+     (Policy("Pods", 3, 4),), 300, "Max"),
+    ("TestGenerateScaleUpRules: Default values", "scaleUp", {},
+     (Policy("Pods", 4, 15), Policy("Percent", 100, 15)), 0, "Max"),
+    ("TestGenerateScaleUpRules: All parameters are specified", "scaleUp", _given((1, 2), (3, 4), 25, "Max"),
+     (Policy("Pods", 1, 2), Policy("Percent", 3, 4)), 25, "Max"),
+    ("TestGenerateScaleUpRules: Pod policy is specified", "scaleUp", _given(pods=(1, 2), select="Min"),
+     (Policy("Pods", 1, 2),), 0, "Min"),
+    ("TestGenerateScaleUpRules: Percent policy is specified", "scaleUp", _given(percent=(7, 10)),
+     (Policy("Percent", 7, 10),), 0, "Max"),
+    ("TestGenerateScaleUpRules: Pod policy and stabilization window are specified", "scaleUp",
+     _given(pods=(4, 2), window=25), (Policy("Pods", 4, 2),), 25, "Max"),
+    ("TestGenerateScaleUpRules: Percent policy and stabilization window are specified", "scaleUp",
+     _given(percent=(7, 60), window=25), (Policy("Percent", 7, 60),), 25, "Max"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", GENERATE, ids=[row[0] for row in GENERATE])
+def test_generate_scaling_rules(row: tuple[Any, ...]) -> None:
+    _, direction, given, policies, window, select = row
+    behavior = Behavior.model_validate({direction: given})
+    generated = scale_up_rules(behavior) if direction == "scaleUp" else scale_down_rules(behavior)
+    assert generated == Rules(window, select, policies)
+    other = scale_down_rules(behavior) if direction == "scaleUp" else scale_up_rules(behavior)
+    assert other in (DEFAULT_SCALE_UP, DEFAULT_SCALE_DOWN)  # the direction not given: its defaults
+
+
+def test_without_behavior_the_rules_are_the_defaults() -> None:
+    assert scale_up_rules(None) == DEFAULT_SCALE_UP and scale_down_rules(None) == DEFAULT_SCALE_DOWN
 
 
 def test_a_tolerance_for_one_direction_leaves_the_other_at_the_default() -> None:
