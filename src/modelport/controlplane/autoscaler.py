@@ -42,6 +42,10 @@ HISTORY_BYTES = 4 * 2**20  # per HPA, for `modelport plot`
 
 
 class Metrics(Protocol):
+    """Where the controller reads metrics. `pod("namespace.name")`: a replica's latest sample,
+    `{metric: value, ..., "timestamp": wall seconds, "window": seconds}`, or None if it has none
+    yet. `query(promql)`: the query's value (summed over series), or a MetricError saying why not."""
+
     def pod(self, key: str) -> dict[str, Any] | None: ...
 
     def query(self, promql: str) -> float: ...
