@@ -1,232 +1,42 @@
-"""The HorizontalPodAutoscaler's rules, table-driven, on a fake clock. Every expected replica
-count is worked out by hand from Kubernetes' rules (the comment on each row shows the sum)."""
+"""The HorizontalPodAutoscaler controller against objects in a store, on a fake clock: it reads,
+decides (`scale_decision`, `replica_calculator`, `stabilization`, each tested on its own) and
+writes the scale, the status, conditions and events. Every expected replica count is worked out
+by hand from Kubernetes' rules (the comment on each row shows the sum)."""
 
 from __future__ import annotations
 
+import timeit
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelport.controlplane.api import Api
-from modelport.controlplane.autoscaler import (
-    Autoscaler,
-    Behavior,
-    MetricError,
-    PodMetric,
-    PodState,
-    ReplicaCalculator,
-)
+from modelport.controlplane.autoscaler import Autoscaler, MetricError
 from modelport.controlplane.meta import Recorder, iso
 from modelport.controlplane.store import ObjectStore
-from modelport.errors import ModelportError
-from modelport.spec import load_objects
+from modelport.errors import Code, ModelportError
+from modelport.spec import HorizontalPodAutoscaler, load_objects
 from modelport.testing.clock import FakeClock
 
 NOW = 10_000.0
-calc = ReplicaCalculator()
 
 
-def ready(name: str, started: float = NOW - 3600) -> PodState:
-    return PodState(name, ready=True, start=started, transition=started + 5)
+class Store(ObjectStore):
+    """The store, refusing Deployment writes while `refuse` says why (a conflicting writer)."""
 
+    refuse: str | None = None
 
-def sample(value: float) -> PodMetric:
-    return PodMetric(value, timestamp=NOW, window=15)
-
-
-# (name, pods, metrics, target, resource, requests, expected replicas)
-PER_POD = [
-    # 3 replicas at 90% of their CPU request, target 50%: 1.8 x 3 = 5.4 -> 6 (REFERENCE's worked check)
-    ("cpu-up", 3, {"a": 0.9, "b": 0.9, "c": 0.9}, 50, "cpu", 1.0, 6),
-    # 54% against 50%: ratio 1.08, inside the 0.1 tolerance -> unchanged
-    ("tolerance", 3, {"a": 0.54, "b": 0.54, "c": 0.54}, 50, "cpu", 1.0, 3),
-    # 30% against 50%: 0.6 x 3 = 1.8 -> 2
-    ("cpu-down", 3, {"a": 0.3, "b": 0.3, "c": 0.3}, 50, "cpu", 1.0, 2),
-    # requests per second, AverageValue 10: (30 + 30) / 2 = 30 -> 3.0 x 2 = 6
-    ("rps-up", 2, {"a": 30.0, "b": 30.0}, 10, None, None, 6),
-    # missing metric, scaling down: the missing replica counts as 100% of target;
-    # 4 at 10% + 1 missing (100%): (40 + 100) / 5 = 28% -> 0.56 x 5 = 2.8 -> 3
-    ("missing-down", 5, {"a": 0.1, "b": 0.1, "c": 0.1, "d": 0.1}, 50, "cpu", 1.0, 3),
-    # missing, scaling down, and the correction flips the direction: 2 at 10% + 2 missing at 100%:
-    # (20 + 200) / 4 = 55% -> ratio 1.1 > 1 while the first ratio was 0.2 < 1 -> unchanged
-    ("missing-flip", 4, {"a": 0.1, "b": 0.1}, 50, "cpu", 1.0, 4),
-    # missing, scaling up: the missing replica counts as 0: (100 + 100 + 0) / 3 = 66.7% -> 1.33 x 3 -> 4
-    ("missing-up", 3, {"a": 1.0, "b": 1.0}, 50, "cpu", 1.0, 4),
-    # requests differ: utilization is sum(usage) / sum(requests): (0.5 + 0.5) / (0.5 + 1.5) = 50% -> unchanged
-    ("requests-sum", 2, {"a": 0.5, "b": 0.5}, 50, "cpu", {"a": 0.5, "b": 1.5}, 2),
-]
-
-
-@pytest.mark.parametrize(
-    ("name", "count", "metrics", "target", "resource", "requests", "expected"),
-    PER_POD,
-    ids=[row[0] for row in PER_POD],
-)
-def test_per_replica_metrics(
-    name: str,
-    count: int,
-    metrics: dict[str, float],
-    target: float,
-    resource: str | None,
-    requests: float | dict[str, float] | None,
-    expected: int,
-) -> None:
-    pods = [ready(chr(ord("a") + i)) for i in range(count)]
-    asked = (
-        None
-        if requests is None
-        else (requests if isinstance(requests, dict) else {p.name: requests for p in pods})
-    )
-    replicas, _ = calc.per_pod(
-        count, pods, {k: sample(v) for k, v in metrics.items()}, target, NOW, resource, asked
-    )
-    assert replicas == expected
-
-
-def test_not_yet_ready_replicas_count_zero_on_a_cpu_scale_up_and_are_left_out_of_a_scale_down() -> None:
-    starting = PodState("c", ready=False, start=NOW - 10, transition=NOW - 10)
-    pods = [ready("a"), ready("b"), starting]
-    requests = {"a": 1.0, "b": 1.0, "c": 1.0}
-    # up: a, b at 100% of request, target 50 -> ratio 2; c counts 0: 200 / 3 = 66.7% -> 1.33 x 3 -> 4
-    up = {"a": sample(1.0), "b": sample(1.0), "c": sample(1.0)}
-    assert calc.per_pod(3, pods, up, 50, NOW, "cpu", requests)[0] == 4
-    # down: a, b at 10% -> ratio 0.2 over the 2 ready ones -> 0.4 -> 1 (c's sample is ignored)
-    down = {"a": sample(0.1), "b": sample(0.1), "c": sample(5.0)}
-    assert calc.per_pod(3, pods, down, 50, NOW, "cpu", requests)[0] == 1
-    # a sample taken partly before the replica got ready, within the CPU initialization period: unready
-    fresh = PodState("c", ready=True, start=NOW - 60, transition=NOW - 5)
-    assert calc.per_pod(3, [ready("a"), ready("b"), fresh], up, 50, NOW, "cpu", requests)[0] == 4
-    # not CPU: a ready replica's metric counts however young it is: 3 x 100 / 50 -> 6
-    assert calc.per_pod(3, [ready("a"), ready("b"), fresh], {k: sample(100) for k in "abc"}, 50, NOW)[0] == 6
-
-
-def test_pending_and_deleting_replicas() -> None:
-    pods = [ready("a"), PodState("b", ready=False, pending=True), PodState("c", ready=True, deleting=True)]
-    metrics = {"a": sample(20.0), "c": sample(1000.0)}
-    # only a counts: 20 / 10 = 2 x 1 = 2; b pending: counted as 0 on a scale-up: (20 + 0) / 2 = 10 -> 1.0
-    assert calc.per_pod(3, pods, metrics, 10, NOW)[0] == 3  # new ratio 1.0 is inside the tolerance
-    with pytest.raises(MetricError, match="did not receive metrics"):
-        calc.per_pod(3, pods, {}, 10, NOW)
-
-
-# (name, current, ready, usage, target, kind, expected)
-OBJECT_EXTERNAL = [
-    ("value-up", 2, 2, 300.0, 100.0, "Value", 6),  # 3.0 x 2 ready -> 6
-    ("value-tolerance", 2, 2, 105.0, 100.0, "Value", 2),  # 1.05: unchanged
-    ("value-from-zero", 0, 0, 250.0, 100.0, "Value", 3),  # ceil(2.5)
-    ("average-up", 2, 2, 50.0, 10.0, "AverageValue", 5),  # 50 / 10 = 5
-    ("average-tolerance", 5, 5, 52.0, 10.0, "AverageValue", 5),  # 52 / (10 x 5) = 1.04: unchanged
-]
-
-
-@pytest.mark.parametrize(
-    ("name", "current", "ready_count", "usage", "target", "kind", "expected"),
-    OBJECT_EXTERNAL,
-    ids=[row[0] for row in OBJECT_EXTERNAL],
-)
-def test_object_and_external_metrics(
-    name: str, current: int, ready_count: int, usage: float, target: float, kind: str, expected: int
-) -> None:
-    if kind == "Value":
-        assert calc.value(current, ready_count, usage, target) == expected
-    else:
-        assert calc.average_value(current, usage, target) == expected
-
-
-def _spec(**behavior: Any) -> dict[str, Any]:
-    return {"minReplicas": 1, "maxReplicas": 100, "behavior": behavior or None}
-
-
-def test_scale_up_rate_defaults_are_the_larger_of_4_pods_and_100_percent_per_15_s() -> None:
-    b = Behavior()
-    # 3 replicas want 10: the limit is max(3 + 4, 3 x 2) = 7 (REFERENCE's worked check)
-    assert b.limit(_spec(), 3, 10, 0.0) == (
-        7,
-        "ScaleUpLimit",
-        "the desired replica count is increasing faster than the maximum scale rate",
-    )
-    assert b.limit(_spec(), 3, 6, 0.0)[0] == 6
-    b.record(3, 7, 0.0)
-    # 5 s later, from 7: the period started at 3 -> max(3 + 4, 6) = 7: no more this period
-    assert b.limit(_spec(), 7, 10, 5.0)[0] == 7
-    # 16 s later, the period has moved on: max(7 + 4, 14) = 14 >= 10
-    assert b.limit(_spec(), 7, 10, 16.0)[0] == 10
-
-
-def test_scale_down_policies_as_in_the_kubernetes_documentation() -> None:
-    spec = _spec(
-        scaleDown={
-            "policies": [
-                {"type": "Pods", "value": 4, "periodSeconds": 60},
-                {"type": "Percent", "value": 10, "periodSeconds": 60},
-            ]
-        }
-    )
-    b = Behavior()
-    # 80 replicas: Pods 76, Percent 72; selectPolicy Max = the bigger change -> 72
-    assert b.limit(spec, 80, 10, 0.0)[0] == 72
-    b.record(80, 72, 0.0)
-    assert b.limit(spec, 72, 10, 30.0)[0] == 72  # within the 60 s period: nothing more
-    # after the period: 10% of 72 = 7.2 -> 72 x 0.9 = 64.8 -> 64 (8 replicas), Pods: 68 -> 64
-    assert b.limit(spec, 72, 10, 61.0) == (
-        64,
-        "ScaleDownLimit",
-        "the desired replica count is decreasing faster than the maximum scale rate",
-    )
-
-
-def test_select_policy_min_and_disabled() -> None:
-    up_min = _spec(
-        scaleUp={
-            "selectPolicy": "Min",
-            "policies": [
-                {"type": "Pods", "value": 4, "periodSeconds": 15},
-                {"type": "Percent", "value": 100, "periodSeconds": 15},
-            ],
-        }
-    )
-    assert Behavior().limit(up_min, 10, 50, 0.0)[0] == 14  # min(10 + 4, 20)
-    down_off = _spec(scaleDown={"selectPolicy": "Disabled"})
-    assert Behavior().limit(down_off, 10, 2, 0.0)[0] == 10
-    up_off = _spec(scaleUp={"selectPolicy": "Disabled"})
-    assert Behavior().limit(up_off, 10, 20, 0.0)[0] == 10
-
-
-def test_clamped_to_min_and_max() -> None:
-    spec = {"minReplicas": 2, "maxReplicas": 10}
-    assert Behavior().limit(spec, 9, 30, 0.0) == (
-        10,
-        "TooManyReplicas",
-        "the desired replica count is more than the maximum replica count",
-    )
-    assert Behavior().limit(spec, 3, 1, 0.0) == (
-        2,
-        "TooFewReplicas",
-        "the desired replica count is less than the minimum replica count",
-    )
-    assert Behavior().limit(spec, 3, 5, 0.0)[1] == "DesiredWithinRange"
-
-
-def test_stabilization_takes_the_highest_recent_recommendation_when_scaling_down() -> None:
-    b = Behavior()
-    spec = _spec()  # scale-down window 300 s, scale-up 0 s
-    assert b.stabilize(spec, 5, 5, 0.0) == 5
-    assert b.stabilize(spec, 5, 8, 10.0) == 8  # up: no window
-    assert b.stabilize(spec, 8, 2, 100.0) == 8  # down: 8 was recommended 90 s ago
-    assert b.stabilize(spec, 8, 3, 200.0) == 8
-    assert b.stabilize(spec, 8, 3, 311.0) == 3  # 8 (at 10 s) is out of the window; 2 and 3 remain: 3
-    short = _spec(scaleDown={"stabilizationWindowSeconds": 0})
-    assert Behavior().stabilize(short, 8, 2, 0.0) == 2
-
-
-# -- the controller, against objects in a store --
+    def update(self, obj: dict[str, Any], status_only: bool = False) -> dict[str, Any]:
+        if self.refuse and obj["kind"] == "Deployment" and not status_only:
+            raise ModelportError(Code.ABORTED, self.refuse)
+        return super().update(obj, status_only)
 
 
 class World:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = FakeClock(start=NOW)
-        self.store = ObjectStore(tmp_path / "state.db")
+        self.store = Store(tmp_path / "state.db")
         self.events = Recorder(self.store, self.clock, "test")
         self.api = Api(self.store, self.events, lambda: {}, lambda keep: None)
         self.values: dict[str, dict[str, Any]] = {}
@@ -279,6 +89,8 @@ spec:
                     },
                 }
             )
+        # the Deployment controller's count of the replicas that exist (the scale's status.replicas)
+        self.store.update_status({**deployment, "status": {"replicas": count}})
 
     def hpa(self, text: str) -> None:
         (obj,) = load_objects(
@@ -305,6 +117,11 @@ spec:
 
     def messages(self) -> list[str]:
         return [e["message"] for e in self.store.list_kind("Event")[0]]
+
+    def status(self) -> dict[str, Any]:
+        hpa = self.store.get("HorizontalPodAutoscaler", "default", "web")
+        assert hpa is not None
+        return dict(hpa["status"])
 
 
 CPU_50 = """spec:
@@ -426,7 +243,8 @@ def test_external_metric_from_prometheus_scales(world: World) -> None:
 """)
     world.prometheus = 130.0  # 130 / 20 = 6.5 -> 7
     world.sync()
-    assert world.replicas() == 6  # the up limit: max(2 + 4, 2 x 2) = 6
+    assert world.replicas() == 4  # no behavior: the up limit is max(2 x 2, 4) = 4
+    assert world.condition("ScalingLimited") == ("True", "ScaleUpLimit")
 
 
 @pytest.mark.parametrize(
@@ -469,14 +287,139 @@ def test_invalid_autoscalers_are_refused_with_the_field_named(spec: str, message
     assert message in caught.value.message
 
 
-def test_tolerance_per_direction() -> None:
-    pods = [ready(n) for n in "abc"]
-    requests = {n: 1.0 for n in "abc"}
-    hot = {n: sample(0.7) for n in "abc"}  # 70% / 50% = 1.4
-    assert ReplicaCalculator().per_pod(3, pods, hot, 50, NOW, "cpu", requests)[0] == 5  # ceil(4.2)
+def test_without_behavior_a_scale_up_goes_to_at_most_twice_current_or_4(world: World) -> None:
+    """Kubernetes' older path (normalizeDesiredReplicas): 3 replicas at 150% of their CPU request,
+    target 50%: 3.0 x 3 = 9, limited to max(2 x 3, 4) = 6 (the behavior defaults would give 7)."""
+    world.deploy(3)
+    world.hpa(CPU_50)
+    world.values = {f"web-{i}": {"cpu": 1.5} for i in range(3)}
+    world.sync()
+    assert world.replicas() == 6
+    assert world.condition("ScalingLimited") == ("True", "ScaleUpLimit")
+    world.set_pods(6)  # the next round: from 6 up to max(12, 4), here the 10 of maxReplicas
+    world.values = {f"web-{i}": {"cpu": 1.5} for i in range(6)}
+    world.sync()
+    assert world.replicas() == 10
+    assert world.condition("ScalingLimited") == ("True", "TooManyReplicas")
+
+
+def test_with_a_partial_behavior_the_missing_direction_has_its_defaults(world: World) -> None:
+    """`behavior.scaleDown` alone: scale-up follows the default policies, max(3 + 4, 2 x 3) = 7."""
+    world.deploy(3)
+    world.hpa(CPU_50 + "  behavior:\n    scaleDown: {stabilizationWindowSeconds: 60}\n")
+    world.values = {f"web-{i}": {"cpu": 1.5} for i in range(3)}
+    world.sync()
+    assert world.replicas() == 7
+
+
+EXTERNAL_TOO = """  - type: External
+    external: {metric: {name: queue, query: sum(queue_depth)}, target: {type: Value, value: "100"}}
+"""
+
+
+def test_a_metric_that_fails_while_the_others_propose_fewer_replicas_stops_scaling(world: World) -> None:
+    """computeReplicasForMetrics: Prometheus down, CPU at 10% proposes 1 of 4: no scaling,
+    ScalingActive False with the failed metric's reason, desiredReplicas as it was."""
+    world.deploy(4)
+    world.hpa(CPU_50 + EXTERNAL_TOO)
+    world.values = {f"web-{i}": {"cpu": 0.5} for i in range(4)}  # on target
+    world.prometheus = 400.0  # 4.0 x 4 ready -> 16, limited to max(8, 4) = 8
+    world.sync()
+    assert world.replicas() == 8
+    world.set_pods(8)
+    world.values = {f"web-{i}": {"cpu": 0.1} for i in range(8)}
+    world.prometheus = MetricError("FailedGetExternalMetric", "Prometheus at http://127.0.0.1:1: refused")
+    world.sync(400)
+    assert world.replicas() == 8
+    assert world.condition("ScalingActive") == ("False", "FailedGetExternalMetric")
+    assert world.status()["desiredReplicas"] == 8
+    assert any(
+        m.startswith("invalid metrics (1 invalid out of 2), first error is:") for m in world.messages()
+    )
+
+
+def test_a_metric_that_fails_while_the_others_propose_more_replicas_scales_up(world: World) -> None:
+    world.deploy(2)
+    world.hpa(CPU_50 + EXTERNAL_TOO)
+    world.values = {f"web-{i}": {"cpu": 1.0} for i in range(2)}  # 100% of 50%: 2.0 x 2 = 4
+    world.prometheus = MetricError("FailedGetExternalMetric", "Prometheus at http://127.0.0.1:1: refused")
+    world.sync()
+    assert world.replicas() == 4
+    assert world.condition("ScalingActive") == ("True", "ValidMetricFound")
+
+
+def test_a_scale_up_tolerance_leaves_scale_down_at_the_default(world: World) -> None:
+    """behavior.scaleUp.tolerance 0.5 only: 30% of 50% (0.6) is outside scale-down's 0.1."""
+    world.deploy(3)
+    world.hpa(
+        CPU_50
+        + "  behavior:\n    scaleUp: {tolerance: 0.5}\n    scaleDown: {stabilizationWindowSeconds: 0}\n"
+    )
+    world.values = {f"web-{i}": {"cpu": 0.6} for i in range(3)}  # 1.2: inside scale-up's 0.5
+    world.sync()
+    assert world.replicas() == 3
+    world.values = {f"web-{i}": {"cpu": 0.3} for i in range(3)}  # 0.6 x 3 = 1.8 -> 2
+    world.sync()
+    assert world.replicas() == 2
+
+
+def test_outside_min_and_max_goes_straight_to_the_bound_without_reading_metrics(world: World) -> None:
+    """TestTooManyReplicas: a new HPA gets AbleToScale only; no metric is read or reported."""
+    world.deploy(12)
+    world.hpa(CPU_50)
+    world.sync()
+    assert world.replicas() == 10
+    status = world.status()
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [("AbleToScale", "SucceededRescale")]
+    assert status["currentMetrics"] == [] and status["desiredReplicas"] == 10
+    assert "New size: 10; reason: Current number of replicas above Spec.MaxReplicas" in world.messages()
+
+
+def test_a_refused_scale_keeps_the_desired_count_and_says_why(world: World) -> None:
+    """TestConditionFailedUpdateScale: AbleToScale False FailedUpdateScale; lastScaleTime unset."""
+    world.deploy(3)
+    world.hpa(CPU_50)
+    world.values = {f"web-{i}": {"cpu": 0.9} for i in range(3)}
+    world.store.refuse = "the object has been modified"
+    world.sync()
+    assert world.replicas() == 3
+    assert world.condition("AbleToScale") == ("False", "FailedUpdateScale")
+    assert world.status()["desiredReplicas"] == 0 and world.status()["lastScaleTime"] is None
     assert (
-        ReplicaCalculator(0.5).per_pod(3, pods, hot, 50, NOW, "cpu", requests)[0] == 3
-    )  # scaleUp tolerance 0.5
-    cold = {n: sample(0.3) for n in "abc"}  # 0.6
-    assert ReplicaCalculator(0.1, 0.5).per_pod(3, pods, cold, 50, NOW, "cpu", requests)[0] == 3
-    assert ReplicaCalculator(0.5, 0.1).per_pod(3, pods, cold, 50, NOW, "cpu", requests)[0] == 2  # ceil(1.8)
+        "New size: 6; reason: cpu resource utilization (percentage of request) above target; "
+        "error: the object has been modified" in world.messages()
+    )
+    world.store.refuse = None
+    world.sync()
+    assert world.replicas() == 6
+    assert world.status()["lastScaleTime"] == iso(NOW + 30)
+
+
+def test_a_missing_target_leaves_the_rest_of_the_status_as_it_was(world: World) -> None:
+    world.deploy(3)
+    world.hpa(CPU_50)
+    world.values = {f"web-{i}": {"cpu": 0.5} for i in range(3)}
+    world.sync()
+    world.store.delete("Deployment", "default", "web")
+    world.sync()
+    status = world.status()
+    assert world.condition("AbleToScale") == ("False", "FailedGetScale")
+    assert world.condition("ScalingActive") == ("True", "ValidMetricFound")
+    assert (status["currentReplicas"], status["desiredReplicas"]) == (3, 3)
+
+
+def test_parsing_the_stored_hpa_gives_the_controller_its_typed_spec(world: World) -> None:
+    """The controller reads the HPA through spec.HorizontalPodAutoscaler; what that costs per
+    round is printed (`pytest -s`), not asserted (timing belongs in benchmarks)."""
+    world.deploy(3)
+    world.hpa(CPU_50 + EXTERNAL_TOO + "  behavior:\n    scaleDown: {stabilizationWindowSeconds: 60}\n")
+    world.values = {f"web-{i}": {"cpu": 0.9} for i in range(3)}
+    world.sync()
+    stored = world.store.get("HorizontalPodAutoscaler", "default", "web")
+    assert stored is not None and len(stored["status"]["conditions"]) == 3
+    parsed = HorizontalPodAutoscaler.model_validate(stored)
+    assert parsed.spec.behavior is not None and parsed.spec.behavior.scale_down is not None
+    assert parsed.spec.behavior.scale_down.stabilization_window_seconds == 60
+    rounds = 2000
+    seconds = timeit.timeit(lambda: HorizontalPodAutoscaler.model_validate(stored), number=rounds)
+    print(f"parsing one stored HPA: {seconds / rounds * 1e6:.1f} µs")
