@@ -18,7 +18,6 @@ import yaml
 from modelport.controlplane.client import Client
 from modelport.controlplane.meta import CHANGE_CAUSE, kind_of, parse_iso, revision, workload
 from modelport.errors import Code, ModelportError
-from modelport.spec import load_objects, to_dict
 
 Obj = dict[str, Any]
 _REASONS = {
@@ -230,6 +229,8 @@ def _files(paths: tuple[Path, ...]) -> list[Path]:
 
 def load_files(paths: tuple[Path, ...]) -> list[Obj]:
     """Every object of every file, all validated before any is sent (an invalid one refuses all)."""
+    from modelport.spec import load_objects, to_dict  # pydantic: only for the commands that read files
+
     objects = []
     for path in _files(paths):
         try:

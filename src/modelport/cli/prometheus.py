@@ -10,7 +10,7 @@ import click
 import yaml
 
 from modelport.cli.objects import client, reporting
-from modelport.controlplane.main import default_home, state_dir
+from modelport.controlplane.home import default_home, state_dir
 
 
 @click.command("prometheus-config")

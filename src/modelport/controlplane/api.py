@@ -39,22 +39,13 @@ from modelport.controlplane.meta import (
 )
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.haproxy import free_port
-from modelport.errors import Code, ModelportError
+from modelport.errors import Code, ModelportError, reason_of
 from modelport.spec import parse_object, to_dict
 
 Obj = dict[str, Any]
 Objs = list[Obj]  # (Api has a method named `list`)
 PREFIX = "/apis/modelport/v1"
 USER_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
-REASONS = {
-    Code.NOT_FOUND: "NotFound",
-    Code.ALREADY_EXISTS: "AlreadyExists",
-    Code.ABORTED: "Conflict",
-    Code.INVALID_ARGUMENT: "Invalid",
-    Code.UNAUTHENTICATED: "Unauthorized",
-    Code.FAILED_PRECONDITION: "BadRequest",
-    Code.UNIMPLEMENTED: "MethodNotAllowed",
-}
 
 
 def status_body(exc: ModelportError) -> Obj:
@@ -63,7 +54,7 @@ def status_body(exc: ModelportError) -> Obj:
         "apiVersion": "v1",
         "status": "Failure",
         "message": exc.message,
-        "reason": REASONS.get(exc.code, "InternalError"),
+        "reason": reason_of(exc.code),
         "code": exc.http_status,
     }
 
