@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from modelport.cli.objects import client, reporting
+from modelport.cli.api import client, reporting
 from modelport.controlplane.home import default_home, state_dir
 
 

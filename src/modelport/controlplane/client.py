@@ -125,7 +125,7 @@ class Client:
     def resolve(self, service: str, namespace: str = "default") -> str:
         """A Service's address for clients: http://127.0.0.1:<spec.ports[0].port>."""
         obj = self.get("Service", service, namespace)
-        return f"http://{obj['spec'].get('clusterIP', '127.0.0.1')}:{obj['spec']['ports'][0]['port']}"
+        return f"http://{obj['spec']['clusterIP']}:{obj['spec']['ports'][0]['port']}"
 
     def healthy(self) -> bool:
         try:
