@@ -50,6 +50,11 @@ class Code(enum.Enum):
 
     http_status: int
 
+    @property
+    def reason(self) -> str:
+        """Kubernetes' `Status.reason` for this code (`REASONS`); InternalError when it has none."""
+        return REASONS.get(self, "InternalError")
+
 
 # Kubernetes' `Status.reason` for each code (metav1.StatusReason), as the control plane's API
 # answers and as the CLI prints it: `Error from server (NotFound): deployments "x" not found`.
@@ -67,12 +72,8 @@ REASONS = {
 _CODES = {reason: code for code, reason in REASONS.items()}
 
 
-def reason_of(code: Code) -> str:
-    return REASONS.get(code, "InternalError")
-
-
 def code_of(reason: str) -> Code:
-    """The inverse of `reason_of`: a Status reason read back; one we do not know is INTERNAL."""
+    """The inverse of `Code.reason`: a Status reason read back; one we do not know is INTERNAL."""
     return _CODES.get(reason, Code.INTERNAL)
 
 

@@ -28,7 +28,8 @@ print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 HEAVY = (
     "numpy", "onnxruntime", "pydantic", "aiohttp", "uvicorn", "PIL", "sklearn",
     "modelport.spec", "modelport.server", "modelport.gateway", "modelport.dataplane",
-    "modelport.controlplane.main", "modelport.controlplane.api", "modelport.controlplane.autoscaler",
+    "modelport.controlplane.main", "modelport.controlplane.api", "modelport.controlplane.apiserver",
+    "modelport.controlplane.autoscaler",
     "modelport.controlplane.deployments", "modelport.controlplane.kubelet",
     "modelport.controlplane.services", "modelport.controlplane.metrics",
 )  # fmt: skip

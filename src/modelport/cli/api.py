@@ -16,14 +16,14 @@ import click
 
 from modelport.controlplane.client import Client
 from modelport.controlplane.meta import kind_of
-from modelport.errors import Code, ModelportError, reason_of
+from modelport.errors import Code, ModelportError
 
 Obj = dict[str, Any]
 namespace_option = click.option("--namespace", "-n", default="default", show_default=True)
 
 
 def die(exc: ModelportError) -> NoReturn:
-    click.echo(f"Error from server ({reason_of(exc.code)}): {exc.message}", err=True)
+    click.echo(f"Error from server ({exc.code.reason}): {exc.message}", err=True)
     sys.exit(1)
 
 

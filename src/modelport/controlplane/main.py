@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock, SystemClock
-from modelport.controlplane.api import Api, make_server
+from modelport.controlplane.api import Api
+from modelport.controlplane.apiserver import make_server
 from modelport.controlplane.autoscaler import Autoscaler, PodMetrics
 from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
 from modelport.controlplane.home import read_token, state_dir
