@@ -37,7 +37,8 @@ def _files(paths: tuple[Path, ...]) -> list[Path]:
 
 
 def load_files(paths: tuple[Path, ...]) -> list[Obj]:
-    """Every object of every file, all validated before any is sent (an invalid one refuses all)."""
+    """Every object of every file, all validated before any is sent (an invalid one refuses all),
+    with the spec's defaults filled in (metadata.namespace is always there: `default` if unsaid)."""
     from modelport.spec import load_objects, to_dict  # pydantic: only for the commands that read files
 
     objects = []
@@ -69,7 +70,7 @@ def apply(files: tuple[Path, ...]) -> None:
             meta = obj["metadata"]
             ref = f"{obj['kind'].lower()}/{meta['name']}"
             try:
-                current = api.get(obj["kind"], meta["name"], meta.get("namespace", "default"))
+                current = api.get(obj["kind"], meta["name"], meta["namespace"])
             except ModelportError as exc:
                 if exc.code is not Code.NOT_FOUND:
                     raise
@@ -204,8 +205,7 @@ def delete(
         targets: list[tuple[str, str, str]] = []
         if files:
             targets = [
-                (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace", namespace))
-                for o in load_files(files)
+                (o["kind"], o["metadata"]["name"], o["metadata"]["namespace"]) for o in load_files(files)
             ]
         elif kind:
             k, first = split_ref(kind, None)
