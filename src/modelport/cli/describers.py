@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from modelport.cli.printers import Obj, age, dump, headers, hpa_targets, indented, row, selector, table
 from modelport.controlplane.meta import owned_by, revision, workload
 
-EVENTS_SHOWN = 25  # the latest ones, as kubectl shows
+EVENTS_SHOWN = 25  # the latest ones only, so a long-lived object's description stays about a screen
 
 
 @dataclass(frozen=True)
