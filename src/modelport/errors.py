@@ -2,7 +2,9 @@
 
 Every layer raises `ModelportError(Code.X, "message that names the thing")`; each transport maps
 the code once (HTTP status for REST, gRPC status for gRPC). The codes and their HTTP mapping are
-TensorFlow Serving's (`http_server.cc`), so a TF Serving client sees the status it expects.
+TensorFlow Serving's (`http_server.cc`), so a TF Serving client sees the status it expects. The
+control plane's API also names each code with a Kubernetes `Status` reason (`REASONS`), and its
+client reads the reason back into the code.
 """
 
 from __future__ import annotations
@@ -31,9 +33,15 @@ class Code(enum.Enum):
     UNIMPLEMENTED = 501
     UNAVAILABLE = 503
     DEADLINE_EXCEEDED = 504
+    # Not a canonical code: the gateway's answer when the model service it fronts answered with
+    # something it cannot use (an error, or a body that is not JSON).
+    BAD_GATEWAY = 502
 
-    # Several codes share an HTTP status; enum aliasing would merge them, so each member's
-    # value is made unique by _missing_-free construction below.
+    # Several codes share an HTTP status (INVALID_ARGUMENT, FAILED_PRECONDITION and OUT_OF_RANGE
+    # are all 400). Members with equal values would be aliases of the first one:
+    # `Code.FAILED_PRECONDITION is Code.INVALID_ARGUMENT`, with name INVALID_ARGUMENT. So each
+    # member's value is its position and status ("0:400", "1:400", ...), always distinct, and the
+    # status is kept apart in `http_status`. (`Code(400)` therefore finds nothing; nothing asks.)
     def __new__(cls, http_status: int) -> Code:
         obj = object.__new__(cls)
         obj._value_ = f"{len(cls.__members__)}:{http_status}"
@@ -41,6 +49,32 @@ class Code(enum.Enum):
         return obj
 
     http_status: int
+
+    @property
+    def reason(self) -> str:
+        """Kubernetes' `Status.reason` for this code (`REASONS`); InternalError when it has none."""
+        return REASONS.get(self, "InternalError")
+
+
+# Kubernetes' `Status.reason` for each code (metav1.StatusReason), as the control plane's API
+# answers and as the CLI prints it: `Error from server (NotFound): deployments "x" not found`.
+# A code not listed is an InternalError.
+REASONS = {
+    Code.NOT_FOUND: "NotFound",
+    Code.ALREADY_EXISTS: "AlreadyExists",
+    Code.ABORTED: "Conflict",
+    Code.INVALID_ARGUMENT: "Invalid",
+    Code.UNAUTHENTICATED: "Unauthorized",
+    Code.FAILED_PRECONDITION: "BadRequest",
+    Code.UNIMPLEMENTED: "MethodNotAllowed",
+    Code.UNAVAILABLE: "Unavailable",
+}
+_CODES = {reason: code for code, reason in REASONS.items()}
+
+
+def code_of(reason: str) -> Code:
+    """The inverse of `Code.reason`: a Status reason read back; one we do not know is INTERNAL."""
+    return _CODES.get(reason, Code.INTERNAL)
 
 
 class ModelportError(Exception):

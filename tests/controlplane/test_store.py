@@ -12,6 +12,7 @@ import pytest
 
 from modelport.controlplane.store import ObjectStore
 from modelport.errors import Code, ModelportError
+from modelport.testing.clock import FakeClock
 
 
 def _deployment(name: str = "mnist", replicas: int = 2) -> dict[str, Any]:
@@ -32,6 +33,20 @@ def test_create_get_list_and_metadata(tmp_path: Path) -> None:
     with pytest.raises(ModelportError, match='deployments "mnist" already exists') as caught:
         store.create(_deployment())
     assert caught.value.code == Code.ALREADY_EXISTS
+
+
+def test_creation_timestamp_follows_the_injected_clock(tmp_path: Path) -> None:
+    # 1_780_000_000 s after the epoch is 2026-05-28T20:26:40Z; 90 s later, 20:28:10.
+    clock = FakeClock(start=1_780_000_000)
+    store = ObjectStore(tmp_path / "state.db", clock)
+    first = store.create(_deployment("first"))
+    clock.advance(90)
+    second = store.create(_deployment("second"))
+    assert first["metadata"]["creationTimestamp"] == "2026-05-28T20:26:40Z"
+    assert second["metadata"]["creationTimestamp"] == "2026-05-28T20:28:10Z"
+    # An update keeps the time the object was made.
+    later = store.update({**first, "spec": {"replicas": 5}})
+    assert later["metadata"]["creationTimestamp"] == "2026-05-28T20:26:40Z"
 
 
 def test_generation_counts_spec_changes_only(tmp_path: Path) -> None:

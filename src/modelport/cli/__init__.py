@@ -9,13 +9,14 @@ from modelport.cli.cluster import down, up
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
 from modelport.cli.gateway import gateway
-from modelport.cli.objects import COMMANDS
+from modelport.cli.objects import COMMANDS as OBJECT_COMMANDS
 from modelport.cli.plot import plot
 from modelport.cli.prometheus import prometheus_config
 from modelport.cli.registry import registry
 from modelport.cli.rollout import rollout
 from modelport.cli.serve import serve
 from modelport.cli.train import train
+from modelport.cli.troubleshoot import COMMANDS as TROUBLESHOOT_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -29,7 +30,16 @@ cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(train)
 cli.add_command(evaluate)
-for command in [up, down, *COMMANDS, rollout, plot, prometheus_config, gateway]:
+for command in [
+    up,
+    down,
+    *OBJECT_COMMANDS,
+    *TROUBLESHOOT_COMMANDS,
+    rollout,
+    plot,
+    prometheus_config,
+    gateway,
+]:
     cli.add_command(command)
 
 

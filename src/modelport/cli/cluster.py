@@ -10,13 +10,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelport.controlplane.client import Client
-from modelport.controlplane.main import ControlPlane, Options, default_home, state_dir
+from modelport.controlplane.home import default_home, state_dir
 from modelport.errors import ModelportError
+
+if TYPE_CHECKING:  # the composition root loads every controller: only `up` needs it
+    from modelport.controlplane.main import Options
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -80,6 +83,8 @@ def fail(message: str, code: int = 1) -> None:
 @click.option("--prometheus-url", default=None, help="Prometheus for Object/External HPA metrics (PromQL).")
 def up(detach: bool, home: Path | None, **settings: Any) -> None:
     """Start the control plane: the API on loopback and the controllers."""
+    from modelport.controlplane.main import ControlPlane, Options
+
     home = home or default_home()
     options = Options(**settings)
     if detach:

@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 
 from modelport.errors import ModelportError
-from modelport.gateway.app import GatewayConfig, serve
 
 log = logging.getLogger("modelport.gateway")
 
@@ -41,6 +40,8 @@ def gateway(
     timeout: float, max_bytes: int, max_pixels: int, port_file: Path | None,
 ) -> None:  # fmt: skip
     """Serve the page and the image API (POST / with a file field `img`) in front of a model."""
+    from modelport.gateway.app import GatewayConfig, serve  # aiohttp, PIL: only when serving
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (service is None) == (model_url is None):
         click.echo("error: give exactly one of --service NAME and --model-url URL", err=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from modelport.charts import line_chart
-from modelport.cli.objects import client, hpa_targets, namespace_option, reporting, split_ref
+from modelport.cli.api import client, namespace_option, reporting, split_ref
+from modelport.cli.printers import hpa_targets
 from modelport.errors import Code, ModelportError
 
 
@@ -47,7 +48,7 @@ def plot(kind: str, name: str | None, out: Path | None, namespace: str) -> None:
             f"<title>hpa/{escape(name)}</title>"
             "<body style='font-family:sans-serif;max-width:760px;margin:auto'>"
             f"<h1>hpa/{escape(name)}</h1><p>targets (current/target): {escape(hpa_targets(hpa))}; "
-            f"min {hpa['spec'].get('minReplicas', 1)}, max {hpa['spec']['maxReplicas']}; "
+            f"min {hpa['spec']['minReplicas']}, max {hpa['spec']['maxReplicas']}; "
             f"{len(points)} decisions over {points[-1]['time'] - start:.0f} s</p>" + "".join(charts)
         )
         click.echo(f"wrote {out}")

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import yaml
 
-from modelport.cli.objects import client, reporting
-from modelport.controlplane.main import default_home, state_dir
+from modelport.cli.api import client, reporting
+from modelport.controlplane.home import default_home, state_dir
 
 
 @click.command("prometheus-config")

@@ -7,7 +7,8 @@ import time
 
 import click
 
-from modelport.cli.objects import client, namespace_option, reporting, split_ref, table, update_with_retry
+from modelport.cli.api import client, namespace_option, reporting, split_ref, update_with_retry
+from modelport.cli.printers import table
 from modelport.controlplane.meta import CHANGE_CAUSE, RESTARTED_AT, iso, revision, workload
 from modelport.errors import Code, ModelportError
 
@@ -107,7 +108,7 @@ def history(ref: str, name: str | None, number: int, namespace: str) -> None:
             runs, source = workload(found[0]["spec"]["template"]["spec"])
             click.echo(
                 f'deployment "{name}" revision {number}\n  Model: {runs} from {source}\n'
-                f"  Args:  {' '.join(found[0]['spec']['template']['spec'].get('args', [])) or '<none>'}"
+                f"  Args:  {' '.join(found[0]['spec']['template']['spec']['args']) or '<none>'}"
             )
             return
         click.echo(f'deployment "{name}"')

@@ -6,18 +6,15 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelport.errors import ModelportError
-from modelport.registry import REGISTRY_SCHEME, resolve_base_path
-from modelport.repository.config import (
-    ModelServerConfig,
-    load_model_config_file,
-    single_model_config,
-)
-from modelport.server.batching import BatchingParameters, load_batching_parameters
+
+if TYPE_CHECKING:  # imported where used: `modelport --help` must not load numpy (server.batching)
+    from modelport.repository.config import ModelServerConfig
+    from modelport.server.batching import BatchingParameters
 
 log = logging.getLogger("modelport.cli")
 
@@ -188,6 +185,8 @@ def serve(**flags: Any) -> None:
 
 
 def _batching(flags: dict[str, Any]) -> BatchingParameters | None:
+    from modelport.server.batching import BatchingParameters, load_batching_parameters
+
     path = flags["batching_parameters_file"]
     if path is not None:
         return load_batching_parameters(path)
@@ -195,6 +194,9 @@ def _batching(flags: dict[str, Any]) -> BatchingParameters | None:
 
 
 def _models(flags: dict[str, Any]) -> ModelServerConfig:
+    from modelport.registry import REGISTRY_SCHEME, resolve_base_path
+    from modelport.repository.config import ModelServerConfig, load_model_config_file, single_model_config
+
     config_file = flags["model_config_file"]
     if config_file is not None:
         if flags["model_name"] or flags["model_base_path"]:

@@ -17,22 +17,19 @@ Every request but /healthz carries `Authorization: Bearer <token>`, the token be
 only its user can read. Errors are Kubernetes `Status` objects with the HTTP code and a reason.
 People write Deployments and Services; ReplicaSets, Pods and Events are the controllers' (a Pod
 may be deleted: its ReplicaSet replaces it).
+
+This module is the API's logic (`Api`, plain objects in and out); apiserver.py serves it over HTTP.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
-import threading
-import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from modelport.controlplane.meta import (
     HASH_LABEL,
-    KINDS,
     Recorder,
     owned_by,
     revision,
@@ -46,15 +43,6 @@ Obj = dict[str, Any]
 Objs = list[Obj]  # (Api has a method named `list`)
 PREFIX = "/apis/modelport/v1"
 USER_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
-REASONS = {
-    Code.NOT_FOUND: "NotFound",
-    Code.ALREADY_EXISTS: "AlreadyExists",
-    Code.ABORTED: "Conflict",
-    Code.INVALID_ARGUMENT: "Invalid",
-    Code.UNAUTHENTICATED: "Unauthorized",
-    Code.FAILED_PRECONDITION: "BadRequest",
-    Code.UNIMPLEMENTED: "MethodNotAllowed",
-}
 
 
 def status_body(exc: ModelportError) -> Obj:
@@ -63,7 +51,7 @@ def status_body(exc: ModelportError) -> Obj:
         "apiVersion": "v1",
         "status": "Failure",
         "message": exc.message,
-        "reason": REASONS.get(exc.code, "InternalError"),
+        "reason": exc.code.reason,
         "code": exc.http_status,
     }
 
@@ -231,136 +219,4 @@ class Api:
 _SERVER_FIELDS = ("uid", "generation", "resourceVersion", "creationTimestamp", "deletionTimestamp")
 
 
-def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _send(self, code: int, body: Obj | list[Obj]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> Obj:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b"{}"
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:
-                raise ModelportError(Code.INVALID_ARGUMENT, f"the request body is not JSON: {exc}") from None
-            if not isinstance(body, dict):
-                raise ModelportError(Code.INVALID_ARGUMENT, "the request body must be a JSON object")
-            return body
-
-        def _handle(self, method: str) -> None:
-            url = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
-            try:
-                if url.path == "/healthz":
-                    self._send(200, {"status": "ok"})
-                    return
-                given = self.headers.get("Authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    raise ModelportError(
-                        Code.UNAUTHENTICATED, "a valid bearer token is needed (see `modelport up`)"
-                    )
-                self._route(method, url.path, query)
-            except ModelportError as exc:
-                self._send(exc.http_status, status_body(exc))
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def _route(self, method: str, path: str, query: dict[str, str]) -> None:
-            if path == "/api/top" and method == "GET":
-                self._send(200, api.top())
-                return
-            if path == "/api/prometheus/targets" and method == "GET":
-                self._send(200, api.prometheus_targets())
-                return
-            if path.startswith("/api/history/") and method == "GET":  # /api/history/{ns}/{hpa}
-                parts = path.split("/")
-                if len(parts) != 5:
-                    raise ModelportError(Code.NOT_FOUND, f"no such path: {path}")
-                self._send(200, api.history(parts[3], parts[4]))
-                return
-            if path == "/api/shutdown" and method == "POST":
-                keep = bool(self._body().get("keepReplicas", False))
-                self._send(200, {"status": "stopping", "keepReplicas": keep})
-                threading.Thread(target=api.shutdown, args=(keep,), daemon=True).start()
-                return
-            if not path.startswith(PREFIX + "/"):
-                raise ModelportError(Code.NOT_FOUND, f"no such path: {path}")
-            parts = path[len(PREFIX) + 1 :].split("/")
-            namespace: str | None = None
-            if parts[0] == "namespaces" and len(parts) >= 3:
-                namespace, parts = parts[1], parts[2:]
-            kind = KINDS.get(parts[0])
-            if kind is None:
-                raise ModelportError(Code.NOT_FOUND, f'the server doesn\'t have a resource type "{parts[0]}"')
-            name = parts[1] if len(parts) > 1 else None
-            if len(parts) == 3 and parts[2] == "rollback" and kind == "Deployment" and method == "POST":
-                assert namespace is not None and name is not None
-                to = self._body().get("toRevision", 0)
-                if not isinstance(to, int) or to < 0:
-                    raise ModelportError(Code.INVALID_ARGUMENT, "toRevision: must be a non-negative integer")
-                self._send(200, api.rollback(namespace, name, to))
-            elif len(parts) > 2:
-                raise ModelportError(Code.NOT_FOUND, f"no such path: {path}")
-            elif name is None and method == "GET":
-                if query.get("watch") in ("true", "1"):
-                    self._watch(kind, namespace, query)
-                else:
-                    self._send(200, api.list(kind, namespace))
-            elif namespace is None:
-                raise ModelportError(Code.NOT_FOUND, f"{method} {path}: a namespace is needed")
-            elif name is None and method == "POST":
-                self._send(201, api.create(kind, namespace, self._body()))
-            elif name is not None and method == "GET":
-                self._send(200, api.get(kind, namespace, name))
-            elif name is not None and method == "PUT":
-                self._send(200, api.replace(kind, namespace, name, self._body()))
-            elif name is not None and method == "DELETE":
-                self._send(200, api.delete(kind, namespace, name))
-            else:
-                raise ModelportError(Code.UNIMPLEMENTED, f"{method} is not allowed on {path}")
-
-        def _watch(self, kind: str, namespace: str | None, query: dict[str, str]) -> None:
-            """Every change after resourceVersion, one JSON line each, until timeoutSeconds idle."""
-            since = int(query.get("resourceVersion") or api.store.resource_version())
-            timeout = float(query["timeoutSeconds"]) if "timeoutSeconds" in query else None
-            name = query.get("fieldSelector", "").removeprefix("metadata.name=") or None
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            for change in api.store.watch(since, (kind,), timeout=timeout):
-                meta = change.object["metadata"]
-                if (namespace and meta["namespace"] != namespace) or (name and meta["name"] != name):
-                    continue
-                self.wfile.write(json.dumps({"type": change.type, "object": change.object}).encode() + b"\n")
-                self.wfile.flush()
-
-        def do_GET(self) -> None:
-            self._handle("GET")
-
-        def do_POST(self) -> None:
-            self._handle("POST")
-
-        def do_PUT(self) -> None:
-            self._handle("PUT")
-
-        def do_DELETE(self) -> None:
-            self._handle("DELETE")
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    return server
-
-
-__all__ = ["Api", "make_server", "status_body"]
+__all__ = ["Api", "status_body"]

@@ -16,19 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from modelport.controlplane.main import default_home, read_token, state_dir
+from modelport.controlplane.home import default_home, read_token, state_dir
 from modelport.controlplane.meta import PLURALS
-from modelport.errors import Code, ModelportError
+from modelport.errors import Code, ModelportError, code_of
 
 Obj = dict[str, Any]
-_CODES = {
-    "NotFound": Code.NOT_FOUND,
-    "AlreadyExists": Code.ALREADY_EXISTS,
-    "Conflict": Code.ABORTED,
-    "Invalid": Code.INVALID_ARGUMENT,
-    "Unauthorized": Code.UNAUTHENTICATED,
-    "BadRequest": Code.FAILED_PRECONDITION,
-}
 NOT_RUNNING = "the control plane is not running (start it with `modelport up --detach`)"
 
 
@@ -66,9 +58,7 @@ class Client:
             conn.close()
         payload = json.loads(data) if data else {}
         if answer.status >= 400:
-            raise ModelportError(
-                _CODES.get(str(payload.get("reason")), Code.INTERNAL), payload.get("message", str(payload))
-            )
+            raise ModelportError(code_of(str(payload.get("reason"))), payload.get("message", str(payload)))
         return payload
 
     def _headers(self) -> dict[str, str]:
@@ -135,7 +125,7 @@ class Client:
     def resolve(self, service: str, namespace: str = "default") -> str:
         """A Service's address for clients: http://127.0.0.1:<spec.ports[0].port>."""
         obj = self.get("Service", service, namespace)
-        return f"http://{obj['spec'].get('clusterIP', '127.0.0.1')}:{obj['spec']['ports'][0]['port']}"
+        return f"http://{obj['spec']['clusterIP']}:{obj['spec']['ports'][0]['port']}"
 
     def healthy(self) -> bool:
         try:

@@ -20,7 +20,6 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import signal
 import threading
 import time
@@ -29,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock, SystemClock
-from modelport.controlplane.api import Api, make_server
+from modelport.controlplane.api import Api
+from modelport.controlplane.apiserver import make_server
 from modelport.controlplane.autoscaler import Autoscaler, PodMetrics
 from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
+from modelport.controlplane.home import read_token, state_dir
 from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
@@ -41,14 +42,6 @@ from modelport.dataplane.supervisor import BackOffPolicy
 from modelport.errors import Code, ModelportError
 
 log = logging.getLogger("modelport.controlplane")
-
-
-def default_home() -> Path:
-    return Path(os.environ.get("MODELPORT_HOME") or Path.home() / ".modelport")
-
-
-def state_dir(home: Path) -> Path:
-    return home / "controlplane"
 
 
 @dataclass(frozen=True)
@@ -61,16 +54,6 @@ class Options:
     metrics_window: float = 30.0  # rates and latency quantiles are over this many seconds
     hpa_sync_seconds: float = 15.0  # how often each HorizontalPodAutoscaler decides (Kubernetes: 15)
     prometheus_url: str | None = None  # for Object/External metrics (PromQL)
-
-
-def read_token(home: Path) -> str:
-    path = state_dir(home) / "token"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
 
 
 class ControlPlane:
@@ -90,7 +73,7 @@ class ControlPlane:
                 f"a control plane is already running for {home} ({self.dir / 'api.json'}); "
                 "`modelport down` first",
             ) from None
-        self.store = ObjectStore(self.dir / "state.db")
+        self.store = ObjectStore(self.dir / "state.db", self.clock)
         self.recorder = Recorder(self.store, self.clock, "modelport-controlplane")
         backoff = BackOffPolicy(initial_seconds=options.backoff_seconds)
         self.deployments = DeploymentController(self.store, self.clock, self.recorder)

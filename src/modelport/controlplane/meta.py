@@ -10,8 +10,8 @@ from typing import Any
 
 from modelport.clock import Clock
 from modelport.controlplane.store import ObjectStore
+from modelport.controlplane.store import iso as iso  # where controllers have always found it
 from modelport.errors import Code, ModelportError
-from modelport.spec import ALIASES
 
 API_VERSION = "modelport/v1"
 # Kinds people write, and the ones the controllers keep.
@@ -24,9 +24,12 @@ PLURALS = {
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
 }
 KINDS = {plural: kind for kind, plural in PLURALS.items()}
-# The names people write for the kinds they write (spec's), and for the controllers' own.
+# The names people write for each kind (kubectl's short names). Written out here rather than
+# taken from spec's ALIASES: importing spec loads pydantic, which every `modelport get` would pay.
 SHORT_NAMES = {
-    **ALIASES, "replicaset": "ReplicaSet", "rs": "ReplicaSet", "pod": "Pod", "po": "Pod",
+    "deployment": "Deployment", "deploy": "Deployment", "service": "Service", "svc": "Service",
+    "horizontalpodautoscaler": "HorizontalPodAutoscaler", "hpa": "HorizontalPodAutoscaler",
+    "replicaset": "ReplicaSet", "rs": "ReplicaSet", "pod": "Pod", "po": "Pod",
     "event": "Event", "ev": "Event",
 }  # fmt: skip
 REVISION = "deployment.kubernetes.io/revision"
@@ -53,14 +56,6 @@ def workload(pod_spec: dict[str, Any]) -> tuple[str, str]:
     if pod_spec.get("gateway"):
         return "gateway", f"svc/{pod_spec['gateway']['service']}"
     return pod_spec["model"]["name"], pod_spec["model"]["basePath"]
-
-
-def iso(seconds: float) -> str:
-    return (
-        datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def parse_iso(text: str) -> float:

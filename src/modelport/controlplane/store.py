@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelport.clock import Clock, SystemClock
 from modelport.errors import Code, ModelportError
 from modelport.sqlite import Database
 
@@ -59,13 +60,21 @@ def conflict(kind: str, name: str, detail: str) -> ModelportError:
     )
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def iso(seconds: float) -> str:
+    """Kubernetes' timestamp format, to the second: 2026-12-03T18:15:45Z."""
+    return (
+        datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
 
 
 class ObjectStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None) -> None:
         self.path = path
+        # creationTimestamp comes from here: the ReplicaSet controller removes the newest replicas
+        # first, so a test on a FakeClock must see the times it stepped to.
+        self._clock = clock or SystemClock()
         self._changed = threading.Condition()
         # NORMAL: in WAL mode a crash loses at most the last commits, never consistency; the
         # controllers rebuild from what is there.
@@ -141,7 +150,7 @@ class ObjectStore:
             rv = self._next_rv(db)
             stored = {**obj, "metadata": {
                 **meta, "uid": str(uuid.uuid4()), "generation": 1, "resourceVersion": str(rv),
-                "creationTimestamp": _now(),
+                "creationTimestamp": iso(self._clock.now()),
             }}  # fmt: skip
             db.execute(
                 "INSERT INTO objects (kind, namespace, name, rv, spec_rv, body) VALUES (?, ?, ?, ?, ?, ?)",

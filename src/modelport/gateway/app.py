@@ -33,6 +33,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from modelport.errors import Code, ModelportError
+
 PASS_THROUGH = {"PNG", "JPEG"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -48,13 +50,6 @@ class GatewayConfig:
     connections: int = 64
 
 
-class GatewayError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 @dataclass(frozen=True)
 class Upload:
     filename: str
@@ -66,23 +61,28 @@ def checked_image(upload: Upload, max_pixels: int) -> bytes:
     (4xx, with the file named) if empty, not an image, or too many pixels."""
     name = upload.filename or "img"
     if not upload.data:
-        raise GatewayError(400, f"{name}: the upload is empty")
+        raise ModelportError(Code.INVALID_ARGUMENT, f"{name}: the upload is empty")
     if upload.data[:8] == PNG_SIGNATURE and upload.data[12:16] == b"IHDR" and len(upload.data) > 24:
         width, height = struct.unpack(">II", upload.data[16:24])  # PNG's header, without PIL: the common case
         if width * height > max_pixels:
-            raise GatewayError(
-                413, f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}"
+            raise ModelportError(
+                Code.PAYLOAD_TOO_LARGE,
+                f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}",
             )
         return upload.data
     try:
         image = Image.open(io.BytesIO(upload.data))  # reads the header only
     except (UnidentifiedImageError, OSError):
-        raise GatewayError(
-            415, f"{name}: not an image this gateway can read (PNG, JPEG, GIF, BMP, WebP, ...)"
+        raise ModelportError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            f"{name}: not an image this gateway can read (PNG, JPEG, GIF, BMP, WebP, ...)",
         ) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise GatewayError(413, f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}")
+        raise ModelportError(
+            Code.PAYLOAD_TOO_LARGE,
+            f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}",
+        )
     if image.format in PASS_THROUGH:
         return upload.data
     try:
@@ -90,7 +90,9 @@ def checked_image(upload: Upload, max_pixels: int) -> bytes:
         out = io.BytesIO()
         image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB").save(out, format="PNG")
     except (OSError, ValueError) as exc:
-        raise GatewayError(415, f"{name}: the image could not be decoded: {exc}") from None
+        raise ModelportError(
+            Code.UNSUPPORTED_MEDIA_TYPE, f"{name}: the image could not be decoded: {exc}"
+        ) from None
     return out.getvalue()
 
 
@@ -100,7 +102,7 @@ def parse_multipart(content_type: str, body: bytes) -> list[Upload]:
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if not boundary:
-        raise GatewayError(400, "the multipart Content-Type has no boundary")
+        raise ModelportError(Code.INVALID_ARGUMENT, "the multipart Content-Type has no boundary")
     uploads: list[Upload] = []
     state: dict[str, Any] = {"header": b"", "headers": {}, "data": []}
 
@@ -133,7 +135,7 @@ def parse_multipart(content_type: str, body: bytes) -> list[Upload]:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
-        raise GatewayError(400, f"the multipart body is malformed: {exc}") from None
+        raise ModelportError(Code.INVALID_ARGUMENT, f"the multipart body is malformed: {exc}") from None
     return uploads
 
 
@@ -194,12 +196,14 @@ class Gateway:
                 break
             except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError) as exc:
                 if attempt == 2:  # the connection failed twice: the service is down
-                    raise GatewayError(
-                        503, f"the model service at {self.config.model_url} is unavailable: {exc}"
+                    raise ModelportError(
+                        Code.UNAVAILABLE,
+                        f"the model service at {self.config.model_url} is unavailable: {exc}",
                     ) from None
             except TimeoutError:
-                raise GatewayError(
-                    504, f"the model service did not answer within {self.config.timeout_seconds:g} s"
+                raise ModelportError(
+                    Code.DEADLINE_EXCEEDED,
+                    f"the model service did not answer within {self.config.timeout_seconds:g} s",
                 ) from None
         took = time.perf_counter() - started
         self._model_latency.observe(took)
@@ -207,39 +211,48 @@ class Gateway:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
             if status == 503:  # a load balancer with no ready replica behind it
-                raise GatewayError(
-                    503,
+                raise ModelportError(
+                    Code.UNAVAILABLE,
                     f"the model service at {self.config.model_url} is unavailable: it has no ready replica",
                 ) from None
-            raise GatewayError(502, f"the model service answered {status} with something not JSON") from None
+            raise ModelportError(
+                Code.BAD_GATEWAY, f"the model service answered {status} with something not JSON"
+            ) from None
         if status != 200:
-            raise GatewayError(502, f"the model service answered {status}: {data.get('error', data)}")
+            raise ModelportError(
+                Code.BAD_GATEWAY, f"the model service answered {status}: {data.get('error', data)}"
+            )
         return list(data["predictions"]), version, took
 
     # -- HTTP --
 
     async def _uploads(self, request: web.Request) -> list[Upload]:
         if request.content_type != "multipart/form-data":
-            raise GatewayError(
-                415,
+            raise ModelportError(
+                Code.UNSUPPORTED_MEDIA_TYPE,
                 "send the image as multipart/form-data in the field 'img' "
                 f"(got Content-Type {request.content_type or 'none'})",
             )
         limit = self.config.max_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise GatewayError(
-                413, f"the request is {request.content_length:,} bytes; the limit is {limit:,}"
+            raise ModelportError(
+                Code.PAYLOAD_TOO_LARGE,
+                f"the request is {request.content_length:,} bytes; the limit is {limit:,}",
             )
         body = bytearray()
         async for chunk in request.content.iter_chunked(65536):
             body += chunk
             if len(body) > limit:
-                raise GatewayError(413, f"the upload is larger than the limit of {limit:,} bytes")
+                raise ModelportError(
+                    Code.PAYLOAD_TOO_LARGE, f"the upload is larger than the limit of {limit:,} bytes"
+                )
         uploads = parse_multipart(request.headers.get("Content-Type", ""), bytes(body))
         if not uploads:
-            raise GatewayError(400, "missing the file field 'img'")
+            raise ModelportError(Code.INVALID_ARGUMENT, "missing the file field 'img'")
         if len(uploads) > self.config.max_images:
-            raise GatewayError(413, f"at most {self.config.max_images} images per request")
+            raise ModelportError(
+                Code.PAYLOAD_TOO_LARGE, f"at most {self.config.max_images} images per request"
+            )
         return uploads
 
     async def _answer(self, request: web.Request, endpoint: str) -> web.Response:
@@ -270,9 +283,9 @@ class Gateway:
                     ],
                 },
             )
-        except GatewayError as exc:
-            status = exc.status
-            return _json(exc.status, {"error": exc.message})
+        except ModelportError as exc:
+            status = exc.http_status
+            return _json(exc.http_status, {"error": exc.message})
         finally:
             self._requests.labels(endpoint, str(status)).inc()
             self._latency.labels(endpoint).observe(time.perf_counter() - started)

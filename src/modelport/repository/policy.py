@@ -6,7 +6,7 @@ Version lifecycle (TF Serving's states, the numbers its status API reports):
                              └──────────────── failed ──────────────────────────────────▶ END
                                                  (error kept in the status; a changed folder → START)
 
-`next_action` returns at most one action, like TF Serving's AspiredVersionPolicy: the manager
+`compute_next_action` returns at most one action, like TF Serving's AspiredVersionPolicy: the manager
 applies it and asks again, so the rules stay small and every intermediate state is valid.
 """
 

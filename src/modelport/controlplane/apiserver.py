@@ -1,0 +1,205 @@
+"""The control plane's API over HTTP, on loopback: a route table over `Api` (see api.py's
+docstring for the routes), bearer-token checked, errors answered as Kubernetes `Status` objects.
+
+    server = make_server(api, token, port=0)    # then server.serve_forever()
+
+One handler class serves every request: it checks the token, finds the route for the method and
+path in `ROUTES`, calls it, and writes its answer as JSON (or, for a watch, one JSON line per
+change until the watch ends).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from modelport.controlplane.api import PREFIX, Api, Obj, Objs, status_body
+from modelport.controlplane.meta import KINDS
+from modelport.errors import Code, ModelportError
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as a route sees it: its path's parts, the query, and the body on demand."""
+
+    kind: str  # the path's plural as a kind ("" on /api/ paths)
+    namespace: str  # "" on a path of every namespace
+    name: str
+    query: dict[str, str]
+    body: Callable[[], Obj]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Obj | Objs | None = None
+    stream: Iterator[Obj] | None = None  # a watch: one JSON line per item, then the connection closes
+    then: Callable[[], None] | None = None  # run once the answer is sent
+
+
+Route = Callable[[Api, Call], Obj | Objs | Reply]
+
+
+def _list(api: Api, call: Call) -> Obj | Reply:
+    if call.query.get("watch") in ("true", "1"):
+        return Reply(200, stream=_changes(api, call.kind, call.namespace or None, call.query))
+    return api.list(call.kind, call.namespace or None)
+
+
+def _changes(api: Api, kind: str, namespace: str | None, query: dict[str, str]) -> Iterator[Obj]:
+    """Every change after resourceVersion (read now, before the headers go out), until timeoutSeconds idle."""
+    since = int(query.get("resourceVersion") or api.store.resource_version())
+    timeout = float(query["timeoutSeconds"]) if "timeoutSeconds" in query else None
+    name = query.get("fieldSelector", "").removeprefix("metadata.name=") or None
+    changes = api.store.watch(since, (kind,), timeout=timeout)
+    return (
+        {"type": change.type, "object": change.object}
+        for change in changes
+        if (not namespace or change.object["metadata"]["namespace"] == namespace)
+        and (not name or change.object["metadata"]["name"] == name)
+    )
+
+
+def _rollback(api: Api, call: Call) -> Obj:
+    to = call.body().get("toRevision", 0)
+    if not isinstance(to, int) or to < 0:
+        raise ModelportError(Code.INVALID_ARGUMENT, "toRevision: must be a non-negative integer")
+    return api.rollback(call.namespace, call.name, to)
+
+
+def _shutdown(api: Api, call: Call) -> Reply:
+    keep = bool(call.body().get("keepReplicas", False))
+    stop = threading.Thread(target=api.shutdown, args=(keep,), daemon=True)
+    return Reply(200, {"status": "stopping", "keepReplicas": keep}, then=stop.start)
+
+
+_NS, _PLURAL, _NAME = "(?P<namespace>[^/]+)", "(?P<plural>[^/]+)", "(?P<name>[^/]+)"
+_COLLECTION = f"{PREFIX}/namespaces/{_NS}/{_PLURAL}"
+_OBJECT = f"{_COLLECTION}/{_NAME}"
+# (method, path pattern) -> route: api.py's table of routes; the first full match answers.
+# A route returns the answer's body (200), or a Reply.
+_TABLE: list[tuple[str, str, Route]] = [
+    ("GET", "/api/top", lambda api, c: api.top()),
+    ("GET", "/api/prometheus/targets", lambda api, c: api.prometheus_targets()),
+    ("GET", f"/api/history/{_NS}/{_NAME}", lambda api, c: api.history(c.namespace, c.name)),
+    ("POST", "/api/shutdown", _shutdown),
+    ("POST", f"{PREFIX}/namespaces/{_NS}/(?P<plural>deployments)/{_NAME}/rollback", _rollback),
+    ("GET", f"{PREFIX}(?:/namespaces/{_NS})?/{_PLURAL}", _list),
+    ("POST", _COLLECTION, lambda api, c: Reply(201, api.create(c.kind, c.namespace, c.body()))),
+    ("GET", _OBJECT, lambda api, c: api.get(c.kind, c.namespace, c.name)),
+    ("PUT", _OBJECT, lambda api, c: api.replace(c.kind, c.namespace, c.name, c.body())),
+    ("DELETE", _OBJECT, lambda api, c: api.delete(c.kind, c.namespace, c.name)),
+]  # fmt: skip
+ROUTES = [(method, re.compile(pattern), found) for method, pattern, found in _TABLE]
+# Any object path, namespaced or not: what a request no route takes was aiming at.
+_ANY_OBJECT = re.compile(f"{PREFIX}(?:/namespaces/{_NS})?/{_PLURAL}(?:/{_NAME})?")
+
+
+def route(method: str, path: str, query: dict[str, str], body: Callable[[], Obj]) -> tuple[Route, Call]:
+    """The route for a request and the call it makes, or the error that says why there is none."""
+    for wanted, pattern, found in ROUTES:
+        match = pattern.fullmatch(path)
+        if match and wanted == method:
+            parts = match.groupdict()
+            kind = _kind(parts["plural"]) if "plural" in parts else ""
+            return found, Call(kind, parts.get("namespace") or "", parts.get("name") or "", query, body)
+    match = _ANY_OBJECT.fullmatch(path)
+    if match is None:
+        raise ModelportError(Code.NOT_FOUND, f"no such path: {path}")
+    _kind(match["plural"])  # an unknown kind is named as such
+    if match["namespace"] is None:
+        raise ModelportError(Code.NOT_FOUND, f"{method} {path}: a namespace is needed")
+    raise ModelportError(Code.UNIMPLEMENTED, f"{method} is not allowed on {path}")
+
+
+def _kind(plural: str) -> str:
+    kind = KINDS.get(plural)
+    if kind is None:
+        raise ModelportError(Code.NOT_FOUND, f'the server doesn\'t have a resource type "{plural}"')
+    return kind
+
+
+class ApiServer(ThreadingHTTPServer):
+    daemon_threads = True
+    api: Api
+    token: str
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """HTTP in and out: the token check, JSON bodies, errors as Status objects; routing is ROUTES'."""
+
+    protocol_version = "HTTP/1.1"
+    server: ApiServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        try:
+            if url.path == "/healthz":
+                self._send(200, {"status": "ok"})
+                return
+            given = self.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode()):
+                raise ModelportError(
+                    Code.UNAUTHENTICATED, "a valid bearer token is needed (see `modelport up`)"
+                )
+            query = dict(urllib.parse.parse_qsl(url.query))
+            found, call = route(self.command, url.path, query, self._body)
+            answer = found(self.server.api, call)
+            reply = answer if isinstance(answer, Reply) else Reply(200, answer)
+            if reply.stream is not None:
+                self._stream(reply.stream)
+            else:
+                self._send(reply.status, reply.body)
+            if reply.then is not None:
+                reply.then()
+        except ModelportError as exc:
+            self._send(exc.http_status, status_body(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _send(self, code: int, body: Obj | Objs | None) -> None:
+        data = json.dumps(body).encode()
+        self._head(code, "Content-Length", str(len(data)))
+        self.wfile.write(data)
+
+    def _stream(self, lines: Iterator[Obj]) -> None:
+        self._head(200, "Connection", "close")
+        self.close_connection = True
+        for line in lines:
+            self.wfile.write(json.dumps(line).encode() + b"\n")
+            self.wfile.flush()
+
+    def _head(self, code: int, header: str, value: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header(header, value)
+        self.end_headers()
+
+    def _body(self) -> Obj:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ModelportError(Code.INVALID_ARGUMENT, f"the request body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ModelportError(Code.INVALID_ARGUMENT, "the request body must be a JSON object")
+        return body
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle  # the method is in self.command
+
+
+def make_server(api: Api, token: str, port: int = 0) -> ApiServer:
+    server = ApiServer(("127.0.0.1", port), _Handler)
+    server.api, server.token = api, token
+    return server
