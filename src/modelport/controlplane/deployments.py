@@ -75,7 +75,7 @@ class DeploymentController:
         for pod in self._pods.views(self._store.list_kind("Pod")[0]):
             for owner in pod.owners:
                 pods_of[owner].append(pod)
-        for deployment in filter(None, deployments):
+        for deployment in (d for d in deployments if d is not None):
             mine = [rs for rs in replica_sets if deployment.uid in rs.owners]
             try:
                 self.sync(deployment, mine, pods_of)
