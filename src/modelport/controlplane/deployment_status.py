@@ -48,6 +48,35 @@ class Census:
         return rollout.Revision(rs.name, rs.replicas, self.available(rs))
 
 
+@dataclass(frozen=True)
+class Counts:
+    """A Deployment's live replicas by state."""
+
+    replicas: int  # every revision's
+    updated: int  # the new revision's
+    ready: int
+    available: int  # ready for at least minReadySeconds
+
+    @classmethod
+    def of(cls, new: ReplicaSet | None, olds: list[ReplicaSet], census: Census) -> Counts:
+        all_rs = ([new] if new is not None else []) + olds
+        return cls(
+            replicas=sum(len(census.live(rs)) for rs in all_rs),
+            updated=len(census.live(new)) if new is not None else 0,
+            ready=sum(census.ready(rs) for rs in all_rs),
+            available=sum(census.available(rs) for rs in all_rs),
+        )
+
+    def fields(self) -> dict[str, int]:
+        """As the status names them."""
+        return {
+            "replicas": self.replicas,
+            "updatedReplicas": self.updated,
+            "readyReplicas": self.ready,
+            "availableReplicas": self.available,
+        }
+
+
 def replica_set_status(rs: ReplicaSet, census: Census) -> Obj:
     return {
         "replicas": len(census.live(rs)),
@@ -61,17 +90,10 @@ def compute_status(
 ) -> Obj:
     """The Deployment's status after this round; `created`: its new ReplicaSet was made in it."""
     desired = deployment.spec.replicas
-    all_rs = ([new] if new is not None else []) + olds
-    counts = {
-        "replicas": sum(len(census.live(rs)) for rs in all_rs),
-        "updatedReplicas": len(census.live(new)) if new is not None else 0,
-        "readyReplicas": sum(census.ready(rs) for rs in all_rs),
-        "availableReplicas": sum(census.available(rs) for rs in all_rs),
-    }
-    counts["unavailableReplicas"] = max(0, desired - counts["availableReplicas"])
+    counts = Counts.of(new, olds, census)
     conditions = deployment.status.get("conditions", [])
     now = iso(census.now)
-    ok = counts["availableReplicas"] >= desired - _max_unavailable(deployment)
+    ok = counts.available >= desired - _max_unavailable(deployment)
     available = condition(
         conditions,
         "Available",
@@ -84,7 +106,8 @@ def compute_status(
     progressing = _progressing(deployment, new, olds, counts, created, census.now)
     status: Obj = {
         "observedGeneration": deployment.generation,
-        **counts,
+        **counts.fields(),
+        "unavailableReplicas": max(0, desired - counts.available),
         "conditions": [available, progressing],
     }
     if new is not None:
@@ -117,7 +140,7 @@ def _progressing(
     deployment: Deployment,
     new: ReplicaSet | None,
     olds: list[ReplicaSet],
-    counts: dict[str, int],
+    counts: Counts,
     created: bool,
     now: float,
 ) -> Obj:
@@ -145,21 +168,20 @@ def _progressing(
     return previous
 
 
-def _complete(desired: int, new: ReplicaSet, olds: list[ReplicaSet], counts: dict[str, int]) -> bool:
+def _complete(desired: int, new: ReplicaSet, olds: list[ReplicaSet], counts: Counts) -> bool:
     return (
-        counts["updatedReplicas"] == desired == counts["replicas"]
-        and counts["availableReplicas"] == desired
+        counts.updated == desired == counts.replicas
+        and counts.available == desired
         and all(o.replicas == 0 for o in olds)
         and new.replicas == desired
     )
 
 
-def _moved(deployment: Deployment, previous: Obj, counts: dict[str, int]) -> bool:
+def _moved(deployment: Deployment, previous: Obj, counts: Counts) -> bool:
     """Progress since the last round: a count or the generation changed, or a rollout begins."""
     old = deployment.status
-    keys = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
     return (
         previous["reason"] in ("DeploymentPaused", "NewReplicaSetAvailable")
-        or any(old.get(k) != counts[k] for k in keys)
+        or any(old.get(field) != value for field, value in counts.fields().items())
         or old.get("observedGeneration") != deployment.generation
     )
