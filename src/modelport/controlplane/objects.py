@@ -135,8 +135,10 @@ class ViewCache(Generic[View]):
     a new resourceVersion, so an object with the same pair is the same object, and its view is
     reused instead of parsed again. Holds what the last round saw and nothing older.
 
-    Why: in a steady round (10 Deployments, 30 ReplicaSets, 60 Pods) parsing everything costs about
-    0.6 ms, a fifth of the two controllers' 2.8 ms; a cache hit costs about 0.3 µs an object."""
+    Why, measured in CPU time on a steady round of 10 Deployments, 30 ReplicaSets and 60 Pods (each
+    controller reads all three kinds): parsing costs 12.5 µs a Deployment (pydantic) and 2.5 µs a
+    ReplicaSet or Pod, 0.65 ms a round, and the round takes 4.1 ms instead of 3.0 ms (the dicts'
+    code took 3.0 ms). Through the caches the same round parses nothing: 0.04 ms of lookups."""
 
     def __init__(self, parse: Callable[[Obj], View]) -> None:
         self._parse = parse
