@@ -249,3 +249,22 @@ def test_a_deleted_deployment_takes_its_replica_sets_and_replicas_with_it(world:
     world.sync()
     world.sync()
     assert world.store.list_kind("ReplicaSet")[0] == [] and world.pods(live_only=False) == []
+
+
+def test_a_stored_deployment_that_no_longer_parses_is_left_alone_and_the_others_roll_out(
+    world: World,
+) -> None:
+    # As a store written by an older modelport might hold it: a field today's schema does not know.
+    stale = {
+        "apiVersion": "modelport/v1", "kind": "Deployment",
+        "metadata": {"name": "old", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "old"}}, "retired": True,
+                 "template": {"metadata": {"labels": {"app": "old"}},
+                              "spec": {"model": {"name": "m", "basePath": "/models/old"}}}},
+    }  # fmt: skip
+    world.store.create(stale)
+    world.apply(replicas=2)
+    world.sync()
+    world.sync()
+    assert world.replica_set_sizes() == {1: 2}
+    assert {p["metadata"]["labels"]["app"] for p in world.pods()} == {"web"}
