@@ -25,7 +25,7 @@ class World:
 
     def __init__(self, tmp_path: Path) -> None:
         self.clock = FakeClock()
-        self.store = ObjectStore(tmp_path / "state.db")
+        self.store = ObjectStore(tmp_path / "state.db", self.clock)
         self.events = Recorder(self.store, self.clock, "test")
         self.deployments = DeploymentController(self.store, self.clock, self.events)
         self.replica_sets = ReplicaSetController(self.store, self.clock, self.events)
