@@ -190,6 +190,18 @@ def test_a_deleted_pods_replica_is_stopped(world: World) -> None:
     assert world.process().signals == ["SIGTERM"] and world.kubelet.processes() == {}
 
 
+def test_a_replica_that_cannot_be_started_backs_off_like_a_crash(world: World) -> None:
+    world.pod()
+    world.launcher.fail_with = OSError(11, "Resource temporarily unavailable")
+    world.kubelet.sync_all()
+    status = world.status()
+    assert (status["reason"], status["restartCount"]) == ("CrashLoopBackOff", 1)
+    assert status["message"] == "failed to start: [Errno 11] Resource temporarily unavailable"
+    world.launcher.fail_with = None
+    world.step(10.0)
+    assert len(world.launcher.running()) == 1 and world.status()["phase"] == "Running"
+
+
 def test_one_bad_pod_leaves_the_others_alone(world: World) -> None:
     world.pod("web-0", model={"name": "m"})  # no basePath: it cannot be started
     world.pod("web-1")

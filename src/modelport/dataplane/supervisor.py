@@ -136,7 +136,7 @@ class Supervisor:
     def add(self, replica: Replica) -> Replica:
         replica.workdir.mkdir(parents=True, exist_ok=True)
         self.replicas[replica.name] = replica
-        self._start(replica)
+        self._launch(replica, self._clock.monotonic())
         return replica
 
     def adopt(self, replica: Replica, pid: int, port: int | None, grpc_port: int | None) -> bool:
@@ -163,7 +163,7 @@ class Supervisor:
             proc = replica.proc
             if proc is None:
                 if now >= replica.next_start_at:
-                    self._start(replica)
+                    self._launch(replica, now)
                 continue
             code = proc.poll()
             if code is not None:
@@ -216,6 +216,13 @@ class Supervisor:
         with open(replica.log_path, "ab") as log:
             log.write(f"\n[supervisor] exited with {code}; restart {replica.restarts} in "
                       f"{replica.next_start_at - now:.1f} s\n".encode())  # fmt: skip
+
+    def _launch(self, replica: Replica, now: float) -> None:
+        """Start it; a start that fails (no such program, out of processes) backs off like a crash."""
+        try:
+            self._start(replica)
+        except OSError as exc:
+            self._crashed(replica, -1, now, f"failed to start: {exc}")
 
     def _start(self, replica: Replica) -> None:
         port_file = replica.workdir / f"{replica.name}.ports.json"

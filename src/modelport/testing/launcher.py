@@ -46,14 +46,18 @@ class FakeProcess:
 
 class FakeLauncher:
     """`start` records the argv and limits, writes the port file named by `--port_file` (or the
-    gateway's `--port-file`) with the next free fake port, and returns a running FakeProcess."""
+    gateway's `--port-file`) with the next free fake port, and returns a running FakeProcess;
+    or raises `fail_with` if set (what a failed fork or exec raises)."""
 
     def __init__(self, first_pid: int = 900000, first_port: int = 41000) -> None:
         self.started: list[FakeProcess] = []
+        self.fail_with: OSError | None = None
         self._pid = first_pid
         self._port = first_port
 
     def start(self, argv: Sequence[str], log_path: Path, limits: Limits) -> FakeProcess:
+        if self.fail_with is not None:
+            raise self.fail_with
         args = list(argv)
         self._pid += 1
         self._port += 2
