@@ -1,34 +1,70 @@
 """A Service's HAProxy in front of real replicas: requests spread over them, a replica killed
-mid-load costs no request (retried on another), and a replica taken out is drained first."""
+mid-load costs no request (retried on another), and a replica taken out is drained first.
+
+What HAProxy can retry, measured with stub replicas behind the Service's own configuration: a
+replica that dies before writing anything (an empty answer) is retried on another; one that dies
+after writing its header block commits a cut answer that HAProxy forwards as it is. A real replica
+writes each answer in one write (server/http_protocol.py), so it is never caught in between."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
+import socket
+import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from modelport.dataplane.haproxy import LoadBalancer
-from support import Server, half_plus_two, mark_complete, running
+from support import Server, half_plus_two, mark_complete
+
+ANSWER = {"predictions": [[3.0]]}
+PREDICT = "/v1/models/half:predict"
+
+
+class Replicas:
+    """Two replicas for the whole module; a test that kills one gets it back before the next."""
+
+    def __init__(self, root: Path) -> None:
+        base = half_plus_two(root / "half" / "1").parent.parent
+        mark_complete(base / "1")
+        self.args = ["--model_name", "half", "--model_base_path", str(base)]
+        self.dirs = [root / "a", root / "b"]
+        for folder in self.dirs:
+            folder.mkdir()
+        self.servers = [Server(self.args, folder) for folder in self.dirs]
+
+    def alive(self) -> list[Server]:
+        for i, server in enumerate(self.servers):
+            if server.proc.poll() is not None:
+                server.stop()
+                self.servers[i] = Server(self.args, self.dirs[i])
+        for server in self.servers:
+            server.wait_ready()
+        return list(self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    replicas = Replicas(tmp_path_factory.mktemp("replicas"))
+    yield replicas
+    replicas.stop()
 
 
 @pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[list[Server]]:
-    base = half_plus_two(tmp_path / "half" / "1").parent.parent
-    mark_complete(base / "1")
-    args = ["--model_name", "half", "--model_base_path", str(base)]
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    with running(args, tmp_path / "a") as a, running(args, tmp_path / "b") as b:
-        a.wait_ready()
-        b.wait_ready()
-        yield [a, b]
+def replicas(pool: Replicas) -> list[Server]:
+    return pool.alive()
 
 
 @pytest.fixture
@@ -38,32 +74,68 @@ def balancer(tmp_path: Path) -> Iterator[LoadBalancer]:
     lb.stop()
 
 
-def _load(url: str, seconds: float, threads: int = 6) -> collections.Counter[object]:
-    counts: collections.Counter[object] = collections.Counter()
-    stop = time.monotonic() + seconds
+def until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
-    def worker() -> None:
+
+class Load:
+    """Six clients posting to `url` back to back until the block ends. Each answer is filed by
+    what the client got: 200 (the right prediction), "wrong" (200, another body), "HTTP <code>",
+    or the exception's name."""
+
+    def __init__(self, url: str, threads: int = 6) -> None:
+        self.url = url
+        self.counts: collections.Counter[object] = collections.Counter()
+        self._answered = threading.Condition()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._work) for _ in range(threads)]
+
+    def _work(self) -> None:
         with requests.Session() as session:
-            while time.monotonic() < stop:
+            while not self._stop.is_set():
                 try:
-                    answer = session.post(url, json={"instances": [2.0]}, timeout=10)
-                    counts[answer.status_code if answer.json() == {"predictions": [[3.0]]} else "wrong"] += 1
+                    answer = session.post(self.url, json={"instances": [2.0]}, timeout=10)
+                    got: object = f"HTTP {answer.status_code}"
+                    if answer.status_code == 200:
+                        got = 200 if answer.json() == ANSWER else "wrong"
                 except requests.RequestException as exc:
-                    counts[type(exc).__name__] += 1
+                    got = type(exc).__name__
+                with self._answered:
+                    self.counts[got] += 1
+                    self._answered.notify_all()
 
-    workers = [threading.Thread(target=worker) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return counts
+    def answered(self) -> int:
+        with self._answered:
+            return self.counts.total()
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        """Until `count` answers in all; fails at the deadline, with what came back so far."""
+        with self._answered:
+            if not self._answered.wait_for(lambda: self.counts.total() >= count, timeout):
+                raise AssertionError(
+                    f"{self.counts.total()} of {count} answers in {timeout} s: {self.counts}"
+                )
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
 
 
 def test_requests_spread_over_the_ready_replicas(replicas: list[Server], balancer: LoadBalancer) -> None:
     balancer.set_endpoints({"a": replicas[0].port, "b": replicas[1].port})
-    url = f"http://127.0.0.1:{balancer.port}/v1/models/half:predict"
+    url = f"http://127.0.0.1:{balancer.port}{PREDICT}"
     for _ in range(20):
-        assert requests.post(url, json={"instances": [2.0]}, timeout=5).status_code == 200
+        assert requests.post(url, json={"instances": [2.0]}, timeout=5).json() == ANSWER
     totals = {name: state.total_sessions for name, state in balancer.servers().items()}
     assert set(totals) == {"a", "b"}
     assert totals["a"] >= 8 and totals["b"] >= 8  # round robin: about half each
@@ -71,41 +143,119 @@ def test_requests_spread_over_the_ready_replicas(replicas: list[Server], balance
 
 def test_a_replica_killed_under_load_costs_no_request(replicas: list[Server], balancer: LoadBalancer) -> None:
     balancer.set_endpoints({"a": replicas[0].port, "b": replicas[1].port})
-    url = f"http://127.0.0.1:{balancer.port}/v1/models/half:predict"
-    killer = threading.Timer(1.5, lambda: os.kill(replicas[0].proc.pid, signal.SIGKILL))
-    killer.start()
-    counts = _load(url, 4.0)
-    killer.join()
-    assert set(counts) == {200}, counts
-    assert counts[200] > 200
+    with Load(f"http://127.0.0.1:{balancer.port}{PREDICT}") as load:
+        load.wait_for(100)  # six requests in flight, about half of them on a
+        os.kill(replicas[0].proc.pid, signal.SIGKILL)
+        killed_at = load.answered()
+        until(lambda: balancer.servers()["a"].status.startswith("DOWN"), "HAProxy to mark a DOWN")
+        load.wait_for(killed_at + 200)  # and on, all on b
+    assert set(load.counts) == {200}, load.counts
 
 
 def test_a_replica_leaving_is_drained_without_failures(
     replicas: list[Server], balancer: LoadBalancer
 ) -> None:
     balancer.set_endpoints({"a": replicas[0].port, "b": replicas[1].port})
-    url = f"http://127.0.0.1:{balancer.port}/v1/models/half:predict"
-    remover = threading.Timer(1.5, lambda: balancer.set_endpoints({"b": replicas[1].port}))
-    remover.start()
-    counts = _load(url, 4.0)
-    remover.join()
-    assert set(counts) == {200}, counts
+    with Load(f"http://127.0.0.1:{balancer.port}{PREDICT}") as load:
+        load.wait_for(100)
+        balancer.set_endpoints({"b": replicas[1].port})  # a's requests finish, then it is out
+        removed_at = load.answered()
+        load.wait_for(removed_at + 100)
+    assert set(load.counts) == {200}, load.counts
     assert set(balancer.servers()) == {"b"}
 
 
-def test_a_restarted_control_plane_takes_over_the_running_load_balancer(
+def test_a_load_balancer_given_the_pid_of_a_running_haproxy_adopts_it_and_its_rotation(
     replicas: list[Server], balancer: LoadBalancer, tmp_path: Path
 ) -> None:
+    """What a restarted control plane does (the whole story: tests/e2e/test_controlplane.py)."""
     balancer.set_endpoints({"a": replicas[0].port, "b": replicas[1].port})
-    url = f"http://127.0.0.1:{balancer.port}/v1/models/half:predict"
+    url = f"http://127.0.0.1:{balancer.port}{PREDICT}"
     again = LoadBalancer(tmp_path / "lb", "half", balancer.port, adopt_pid=balancer.proc.pid)
     assert again.proc.pid == balancer.proc.pid  # the same HAProxy: its clients never noticed
     assert again.endpoints == {"a": replicas[0].port, "b": replicas[1].port}
     again.set_endpoints({"b": replicas[1].port})
     assert set(again.servers()) == {"b"}
-    assert {requests.post(url, json={"instances": [2.0]}, timeout=5).status_code for _ in range(10)} == {200}
+    assert [requests.post(url, json={"instances": [2.0]}, timeout=5).json() for _ in range(10)] == [
+        ANSWER
+    ] * 10
     stranger = LoadBalancer(tmp_path / "lb2", "half", adopt_pid=os.getpid())  # not an HAProxy: a new one
     try:
         assert stranger.proc.pid != os.getpid() and stranger.endpoints == {}
     finally:
         stranger.stop()
+
+
+# -- stub replicas: what HAProxy does with an answer cut at each point --
+
+BODY = b'{"predictions":[[3.0]]}'
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 23\r\n\r\n"
+
+
+class Stub(socketserver.ThreadingTCPServer):
+    """A replica that answers health checks, and predictions with `reply` (the bytes it writes
+    before it closes the connection, as a replica killed at that point would)."""
+
+    daemon_threads = True
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.predictions = 0  # requests to predict it received
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _StubHandler)
+        self.port = int(self.server_address[1])
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _StubHandler(socketserver.BaseRequestHandler):
+    server: Stub
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        if data.startswith(b"GET /readyz"):
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        else:
+            with self.server.lock:
+                self.server.predictions += 1
+            sock.sendall(self.server.reply)
+        sock.close()
+
+
+@contextlib.contextmanager
+def stubs(*replies: bytes) -> Iterator[list[Stub]]:
+    servers = [Stub(reply) for reply in replies]
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_replica_that_dies_before_answering_is_retried_on_another(balancer: LoadBalancer) -> None:
+    with stubs(b"", HEAD + BODY) as (dead, alive):
+        balancer.set_endpoints({"dead": dead.port, "alive": alive.port})
+        url = f"http://127.0.0.1:{balancer.port}{PREDICT}"
+        answers = []
+        deadline = time.monotonic() + 30
+        while dead.predictions == 0:  # round robin: the first or second request goes to it
+            answers.append(requests.post(url, json={}, timeout=5).json())
+            assert time.monotonic() < deadline, "no request reached the dead replica"
+    assert answers == [ANSWER] * len(answers)  # every one answered, that one by the other replica
+    assert alive.predictions == len(answers)
+
+
+def test_a_replica_that_dies_after_its_header_block_costs_a_cut_answer(balancer: LoadBalancer) -> None:
+    """The one case HAProxy cannot retry (the answer is committed to the client once its headers
+    are forwarded): what one write per response rules out."""
+    with stubs(HEAD) as (cut,):
+        balancer.set_endpoints({"cut": cut.port})
+        with pytest.raises(requests.exceptions.ChunkedEncodingError, match="0 bytes read, 23 more expected"):
+            requests.post(f"http://127.0.0.1:{balancer.port}{PREDICT}", json={}, timeout=5)
+        assert cut.predictions == 1  # not retried

@@ -1,5 +1,6 @@
 """Supervised replicas: real `modelport serve` processes become ready, a killed one is restarted
-after Kubernetes' back-off, a replica that never gets ready is never counted ready."""
+after Kubernetes' back-off (on a fake clock: exactly when it is due, not before), a replica that
+never gets ready is never counted ready."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from modelport.clock import SystemClock
 from modelport.dataplane.supervisor import BackOffPolicy, Replica, Supervisor
+from modelport.testing import FakeClock
 from support import half_plus_two, mark_complete
 
 
@@ -23,30 +24,53 @@ def test_backoff_doubles_to_a_cap() -> None:
 
 
 @pytest.fixture
-def supervisor() -> Iterator[Supervisor]:
-    sup = Supervisor(SystemClock())
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def supervisor(clock: FakeClock) -> Iterator[Supervisor]:
+    sup = Supervisor(clock)
     yield sup
     sup.stop_all(grace_seconds=5)
 
 
-def _until(sup: Supervisor, check: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def _until(sup: Supervisor, clock: FakeClock, check: Callable[[], bool], step: float = 0.0) -> None:
+    """Tick until `check()`, polling the real processes; the fake clock moves `step` a round (a
+    probe period, so probes run; 0 where the back-off must not run out)."""
+    deadline = time.monotonic() + 30
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        clock.advance(step)
         sup.tick()
-        if check():
+        time.sleep(0.02)  # poll interval: the replica is a real process
+
+
+def _serving(sup: Supervisor, clock: FakeClock, replica: Replica) -> None:
+    """Until the replica's process answers HTTP (its port read, the clock still: until then a
+    probe round would count liveness failures the real clock would not have had time for)."""
+    _until(sup, clock, lambda: replica.port is not None)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{replica.port}/healthz", timeout=5)
             return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "the replica never answered"
+            time.sleep(0.02)
 
 
-def test_a_killed_replica_comes_back_after_its_backoff(supervisor: Supervisor, tmp_path: Path) -> None:
+def test_a_killed_replica_comes_back_after_its_backoff(
+    supervisor: Supervisor, clock: FakeClock, tmp_path: Path
+) -> None:
     model = half_plus_two(tmp_path / "half" / "1").parent
     mark_complete(model)
     replica = supervisor.add(Replica(
         "half-0", ["--model_name", "half", "--model_base_path", str(model.parent)], tmp_path / "replicas",
-        backoff=BackOffPolicy(initial_seconds=1.0),
+        backoff=BackOffPolicy(initial_seconds=10.0),
     ))  # fmt: skip
-    _until(supervisor, lambda: replica.ready)
+    _serving(supervisor, clock, replica)
+    _until(supervisor, clock, lambda: replica.ready, step=1.0)
     answer = requests.post(
         f"http://127.0.0.1:{replica.port}/v1/models/half:predict", json={"instances": [2.0]}
     )
@@ -54,25 +78,30 @@ def test_a_killed_replica_comes_back_after_its_backoff(supervisor: Supervisor, t
     first_pid = replica.pid
     assert first_pid is not None
     os.killpg(first_pid, signal.SIGKILL)
-    _until(supervisor, lambda: replica.proc is None)
+    _until(supervisor, clock, lambda: replica.proc is None)
     assert not replica.ready and replica.restarts == 1 and replica.last_exit == -signal.SIGKILL
-    killed_at = time.monotonic()
-    _until(supervisor, lambda: replica.ready)
-    assert time.monotonic() - killed_at >= 0.9  # waited out the back-off first
-    assert replica.pid != first_pid
-    assert "[supervisor] exited with -9; restart 1 in 1.0 s" in replica.log_path.read_text()
+    clock.advance(9.99)
+    supervisor.tick()
+    assert replica.proc is None  # still backing off: 10 s after the crash, not before
+    clock.advance(0.01)
+    supervisor.tick()
+    assert replica.proc is not None and replica.pid != first_pid
+    _serving(supervisor, clock, replica)
+    _until(supervisor, clock, lambda: replica.ready, step=1.0)
+    assert "[supervisor] exited with -9; restart 1 in 10.0 s" in replica.log_path.read_text()
 
 
-def test_a_replica_whose_model_is_missing_never_gets_ready(supervisor: Supervisor, tmp_path: Path) -> None:
+def test_a_replica_whose_model_is_missing_never_gets_ready(
+    supervisor: Supervisor, clock: FakeClock, tmp_path: Path
+) -> None:
     replica = supervisor.add(Replica(
         "ghost-0", ["--model_name", "ghost", "--model_base_path", str(tmp_path / "nowhere")], tmp_path / "r",
     ))  # fmt: skip
-    _until(supervisor, lambda: replica.port is not None)
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
+    _serving(supervisor, clock, replica)
+    for _ in range(5):  # five probe periods, each a real probe of the running server
+        clock.advance(replica.readiness.period_seconds)
         supervisor.tick()
-        assert not replica.ready
-        time.sleep(0.05)
-    assert replica.pid is not None  # alive (liveness passes), just not ready
+        assert not replica.ready and replica.message.startswith("Readiness probe failed: HTTP probe failed")
+    assert replica.pid is not None and replica.restarts == 0  # alive (liveness passes), just not ready
     status = requests.get(f"http://127.0.0.1:{replica.port}/readyz").json()
     assert status["ready"] is False and "nowhere" in str(status)

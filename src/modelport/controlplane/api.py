@@ -35,7 +35,7 @@ from modelport.controlplane.meta import (
     revision,
 )
 from modelport.controlplane.store import ObjectStore
-from modelport.dataplane.haproxy import free_port
+from modelport.dataplane.ports import service_port
 from modelport.errors import Code, ModelportError
 from modelport.spec import parse_object, to_dict
 
@@ -118,10 +118,14 @@ class Api:
         return to_dict(parse_object(body))
 
     def _allocate_port(self, service: Obj, current: Obj | None) -> None:
-        """Port 0 means 'pick one': a free port now, kept on every later apply (like a clusterIP)."""
+        """Port 0 means 'pick one': a free port now, outside the ephemeral range the replicas' own
+        ports come from, kept on every later apply (like a clusterIP). A new Service's status
+        lists its endpoints from the start: none yet."""
         port = service["spec"]["ports"][0]
         if port["port"] == 0:
-            port["port"] = current["spec"]["ports"][0]["port"] if current is not None else free_port()
+            port["port"] = current["spec"]["ports"][0]["port"] if current is not None else service_port()
+        if current is None:
+            service["status"] = {**service.get("status", {}), "endpoints": []}
         services, _ = self.store.list_kind("Service")
         for other in services:
             same = other["metadata"]["namespace"] == service["metadata"]["namespace"] and (

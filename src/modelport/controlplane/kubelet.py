@@ -10,30 +10,55 @@ an orphan and is stopped, so none is ever left running or started twice.
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock
 from modelport.controlplane.meta import Recorder, iso, terminating
 from modelport.controlplane.store import ObjectStore
+from modelport.dataplane.launcher import Launcher
 from modelport.dataplane.process import processes_with
-from modelport.dataplane.supervisor import BackOffPolicy, ProbeSpec, Replica, Supervisor, stop_replica
+from modelport.dataplane.supervisor import (
+    BackOffPolicy,
+    ProbeSpec,
+    Replica,
+    Supervisor,
+    http_probe,
+    stop_replica,
+)
 from modelport.errors import ModelportError
+from modelport.spec import ReplicaSpec
 
 Obj = dict[str, Any]
+log = logging.getLogger("modelport.controlplane")
 
 
-def _probe(spec: Obj | None, default_path: str) -> ProbeSpec:
-    spec = spec or {}
-    return ProbeSpec(
-        path=spec.get("path", default_path),
-        period_seconds=float(spec.get("periodSeconds", 1)),
-        timeout_seconds=float(spec.get("timeoutSeconds", 1)),
-        initial_delay_seconds=float(spec.get("initialDelaySeconds", 0)),
-        success_threshold=int(spec.get("successThreshold", 1)),
-        failure_threshold=int(spec.get("failureThreshold", 3)),
-    )
+@dataclass(frozen=True)
+class PodView:
+    """What the kubelet reads of a Pod object, typed; `raw` is what it writes back (with a new
+    status). The spec is parsed (pydantic, with spec.objects' defaults) only to start a replica."""
+
+    namespace: str
+    name: str
+    retiring: bool
+    status: Obj
+    raw: Obj
+
+    @classmethod
+    def of(cls, raw: Obj) -> PodView:
+        meta = raw["metadata"]
+        return cls(meta["namespace"], meta["name"], terminating(raw), raw.get("status") or {}, raw)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+    def spec(self) -> ReplicaSpec:
+        return ReplicaSpec.model_validate(self.raw["spec"])
 
 
 class Kubelet:
@@ -45,6 +70,8 @@ class Kubelet:
         workdir: Path,
         backoff: BackOffPolicy | None = None,
         grace_seconds: float = 10.0,
+        launcher: Launcher | None = None,
+        probe: Callable[[int, str, float], tuple[bool, str]] = http_probe,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -52,31 +79,28 @@ class Kubelet:
         self.workdir = workdir
         self._backoff = backoff or BackOffPolicy()
         self._grace = grace_seconds
-        self.supervisor = Supervisor(clock)
+        self.supervisor = Supervisor(clock, probe=probe, launcher=launcher)
         self._written: dict[str, Obj] = {}
         self._stopping: set[str] = set()
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(pod: Obj) -> str:
-        return f"{pod['metadata']['namespace']}.{pod['metadata']['name']}"
-
-    def _replica(self, pod: Obj) -> Replica:
-        spec = pod["spec"]
-        if spec.get("gateway"):
-            front = spec["gateway"]
-            args = ["--service", front["service"], "--namespace", pod["metadata"]["namespace"], "--model",
-                    front["model"], "--timeout", str(front.get("timeoutSeconds", 10.0))]  # fmt: skip
+    def _replica(self, pod: PodView) -> Replica:
+        spec = pod.spec()
+        if spec.gateway is not None:
+            front = spec.gateway
+            args = ["--service", front.service, "--namespace", pod.namespace, "--model", front.model,
+                    "--timeout", str(front.timeout_seconds)]  # fmt: skip
         else:
-            args = ["--model_name", spec["model"]["name"], "--model_base_path", spec["model"]["basePath"]]
+            assert spec.model is not None  # validation: a replica serves a model or is a gateway
+            args = ["--model_name", spec.model.name, "--model_base_path", spec.model.base_path]
         return Replica(
-            self.key(pod),
-            [*args, *spec.get("args", [])],
+            pod.key,
+            [*args, *spec.args],
             self.workdir,
-            program="gateway" if spec.get("gateway") else "serve",
-            readiness=_probe(spec.get("readinessProbe"), "/readyz"),
-            liveness=_probe(spec.get("livenessProbe"), "/healthz"),
-            memory_limit=(spec.get("resources") or {}).get("limits", {}).get("memory"),
+            program="gateway" if spec.gateway is not None else "serve",
+            readiness=ProbeSpec.of(spec.readiness_probe),
+            liveness=ProbeSpec.of(spec.liveness_probe),
+            memory_limit=spec.resources.limits.get("memory"),
             backoff=self._backoff,
         )
 
@@ -84,16 +108,16 @@ class Kubelet:
         """On start: take over the replicas a previous control plane left running; stop orphans."""
         pods, _ = self._store.list_kind("Pod")
         adopted = []
-        for pod in pods:
-            status = pod.get("status", {})
+        for pod in map(PodView.of, pods):
+            status = pod.status
             replica = self._replica(pod)
             if status.get("pid") and self.supervisor.adopt(
                 replica, status["pid"], status.get("port"), status.get("grpcPort")
             ):
                 replica.restarts = int(status.get("restartCount", 0))
                 replica.ready = bool(status.get("ready"))
-                adopted.append(self.key(pod))
-                self._written[self.key(pod)] = status
+                adopted.append(pod.key)
+                self._written[pod.key] = status
         keep = {r.pid for r in self.supervisor.replicas.values()}
         for proc in processes_with(f" {self.workdir}/"):  # a port file of this home's replicas
             if proc.pid not in keep:
@@ -101,27 +125,36 @@ class Kubelet:
         return adopted
 
     def sync_all(self) -> None:
-        pods, _ = self._store.list_kind("Pod")
-        seen = set()
+        """Start a replica for each new Pod, stop those of retiring or deleted Pods, probe, and
+        report. One Pod that fails is logged and retried next round; the others go on."""
+        pods = [PodView.of(raw) for raw in self._store.list_kind("Pod")[0]]
         for pod in pods:
-            key = self.key(pod)
-            seen.add(key)
-            if terminating(pod):
-                self._terminate(pod)
-            elif key not in self.supervisor.replicas:
-                self.supervisor.add(self._replica(pod))
-        for key in list(self.supervisor.replicas):
-            if key not in seen:  # its Pod was deleted outright
-                replica = self.supervisor.replicas.pop(key)
-                threading.Thread(target=stop_replica, args=(replica, self._grace), daemon=True).start()
+            self._each(pod, self._start_or_stop)
+        for key in set(self.supervisor.replicas) - {pod.key for pod in pods}:  # its Pod was deleted
+            replica = self.supervisor.replicas.pop(key)
+            threading.Thread(target=stop_replica, args=(replica, self._grace), daemon=True).start()
         self.supervisor.tick()
         for pod in pods:
-            if not terminating(pod) and self.key(pod) in self.supervisor.replicas:
-                self._report(pod, self.supervisor.replicas[self.key(pod)])
+            if not pod.retiring and pod.key in self.supervisor.replicas:
+                self._each(pod, self._report)
 
-    def _report(self, pod: Obj, replica: Replica) -> None:
-        key = self.key(pod)
-        before: Obj = self._written.get(key) or pod.get("status") or {}
+    @staticmethod
+    def _each(pod: PodView, work: Callable[[PodView], None]) -> None:
+        try:
+            work(pod)
+        except Exception:  # one Pod's failure must not stop the others
+            log.exception("Pod %s failed; retrying next round", pod.key)
+
+    def _start_or_stop(self, pod: PodView) -> None:
+        if pod.retiring:
+            self._terminate(pod)
+        elif pod.key not in self.supervisor.replicas:
+            self.supervisor.add(self._replica(pod))
+
+    def _report(self, pod: PodView) -> None:
+        key = pod.key
+        replica = self.supervisor.replicas[key]
+        before: Obj = self._written.get(key) or pod.status
         alive = replica.proc is not None
         if not alive:
             reason = "CrashLoopBackOff" if replica.restarts else "ContainerCreating"
@@ -147,6 +180,15 @@ class Kubelet:
             status["lastExitCode"] = replica.last_exit
         if status == before:
             return
+        self._announce(pod.raw, replica, status, before)
+        try:
+            self._store.update_status({**pod.raw, "status": status})
+        except ModelportError:
+            return  # deleted meanwhile
+        self._written[key] = status
+
+    def _announce(self, pod: Obj, replica: Replica, status: Obj, before: Obj) -> None:
+        """The events a person would want: Started, BackOff (a restart), Unhealthy (a new reason)."""
         if status["pid"] and status["pid"] != before.get("pid"):
             self._events.event(pod, "Normal", "Started", f"Started replica: pid {status['pid']}")
         if status["restartCount"] > int(before.get("restartCount", 0)):
@@ -155,28 +197,23 @@ class Kubelet:
             )
         elif replica.message and replica.message != before.get("message"):
             self._events.event(pod, "Warning", "Unhealthy", replica.message)
-        try:
-            self._store.update_status({**pod, "status": status})
-        except ModelportError:
-            return  # deleted meanwhile
-        self._written[key] = status
 
-    def _terminate(self, pod: Obj) -> None:
+    def _terminate(self, pod: PodView) -> None:
         """Stop the process (SIGTERM, grace, SIGKILL) off the loop, then delete the Pod."""
-        key = self.key(pod)
+        key = pod.key
         with self._lock:
             if key in self._stopping:
                 return
             self._stopping.add(key)
         replica = self.supervisor.replicas.pop(key, None)
         if replica is not None:
-            self._events.event(pod, "Normal", "Killing", "Stopping replica")
+            self._events.event(pod.raw, "Normal", "Killing", "Stopping replica")
 
         def stop() -> None:
             try:
                 if replica is not None:
                     stop_replica(replica, self._grace)
-                self._store.delete("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])
+                self._store.delete("Pod", pod.namespace, pod.name)
             except ModelportError:
                 pass
             finally:

@@ -10,7 +10,9 @@
 
 The controllers run in one loop, in the order the work flows (Deployments -> ReplicaSets ->
 kubelet -> Services), woken by any change to the store and at least every `sync_seconds` to
-probe. A controller that fails on one object logs it and goes on; the next round retries.
+probe. The kubelet and the Service controller catch per object: one Pod or Service that fails
+is logged and the others go on; an exception escaping any other controller ends only that
+controller's pass. Either way the next round retries.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class ControlPlane:
         self._server.shutdown()
 
     def reconcile_once(self) -> None:
+        """One round of every controller; one that raises is logged and the next one runs."""
         for controller in (self.autoscaler, self.deployments, self.replica_sets, self.kubelet, self.services):
             try:
                 controller.sync_all()

@@ -5,160 +5,187 @@ A Pod leaves the rotation (drained: no new requests, those under way finish) as 
 being ready or is being retired, before the kubelet stops its process. The load balancer's pid is
 kept in the Service's status, so a restarted control plane takes over the running HAProxy and
 its traffic never stops.
+
+Every pass writes each Service's `status.endpoints` (the Pods in its rotation, `[]` when none or
+when its load balancer is down), so a reader never sees the key come and go. A Service whose load
+balancer cannot start or be programmed gets a `LoadBalancerReady False` condition and an event;
+the others are synced all the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock
 from modelport.controlplane.meta import Recorder, selects, terminating
 from modelport.controlplane.store import ObjectStore
+from modelport.dataplane.balancer import Balancer, BalancerFactory
 from modelport.dataplane.haproxy import LoadBalancer
 from modelport.dataplane.process import processes_with
 from modelport.errors import ModelportError
+from modelport.spec import Service
 
 Obj = dict[str, Any]
 RETRY_SECONDS = 5.0
+log = logging.getLogger("modelport.controlplane")
 
 
-def _config(service: Obj) -> tuple[int, str, str, int]:
-    spec = service["spec"]
-    return (
-        int(spec["ports"][0]["port"]),
-        spec.get("loadBalancing", "roundRobin"),
-        spec.get("sessionAffinity", "None"),
-        int(spec.get("maxRequestsPerReplica", 4)),
-    )
+@dataclass(frozen=True)
+class BalancerConfig:
+    port: int
+    balance: str
+    affinity: str
+    per_replica: int
+
+    @classmethod
+    def of(cls, service: Service) -> BalancerConfig:
+        spec = service.spec
+        return cls(
+            spec.ports[0].port, spec.load_balancing, spec.session_affinity, spec.max_requests_per_replica
+        )
 
 
-def endpoints_for(service: Obj, pods: list[Obj]) -> dict[str, int]:
+def key_of(service: Service) -> str:
+    return f"{service.metadata.namespace}.{service.metadata.name}"
+
+
+def endpoints_for(service: Service, pods: list[Obj]) -> dict[str, int]:
     """The ready, not-retiring Pods the Service selects: name -> port."""
-    ns = service["metadata"]["namespace"]
+    ns = service.metadata.namespace
     return {
         pod["metadata"]["name"]: pod["status"]["port"]
         for pod in pods
         if pod["metadata"]["namespace"] == ns
-        and selects(service["spec"]["selector"], pod["metadata"].get("labels", {}))
+        and selects(service.spec.selector, pod["metadata"].get("labels", {}))
         and not terminating(pod)
         and pod.get("status", {}).get("ready")
         and pod["status"].get("port")
     }
 
 
+def _condition(ready: bool, reason: str, message: str) -> Obj:
+    status = "True" if ready else "False"
+    return {"type": "LoadBalancerReady", "status": status, "reason": reason, "message": message}
+
+
 class ServiceController:
-    def __init__(self, store: ObjectStore, clock: Clock, recorder: Recorder, workdir: Path) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        clock: Clock,
+        recorder: Recorder,
+        workdir: Path,
+        balancers: BalancerFactory = LoadBalancer,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._events = recorder
         self.workdir = workdir
-        self._balancers: dict[str, tuple[LoadBalancer, tuple[int, str, str, int]]] = {}
+        self._new_balancer = balancers
+        self._balancers: dict[str, tuple[Balancer, BalancerConfig]] = {}
         self._failed_at: dict[str, float] = {}
 
-    @staticmethod
-    def key(service: Obj) -> str:
-        return f"{service['metadata']['namespace']}.{service['metadata']['name']}"
+    def _services(self) -> list[tuple[Obj, Service]]:
+        services, _ = self._store.list_kind("Service")
+        return [(raw, Service.model_validate(raw)) for raw in services]
 
     def adopt(self) -> list[str]:
         """On start: take over the load balancers a previous control plane left running."""
-        services, _ = self._store.list_kind("Service")
         adopted = []
-        for service in services:
-            pid = service.get("status", {}).get("haproxyPid")
+        for raw, service in self._services():
+            pid = service.status.get("haproxyPid")
             if pid:
-                self._start(service, adopt_pid=pid)
-                if self.key(service) in self._balancers:
-                    adopted.append(self.key(service))
-        keep = {lb.proc.pid for lb, _ in self._balancers.values()}
+                self._start(raw, service, adopt_pid=pid)
+                if key_of(service) in self._balancers:
+                    adopted.append(key_of(service))
+        keep = {lb.pid for lb, _ in self._balancers.values()}
         for proc in processes_with(f"-f {self.workdir}/"):
             if proc.pid not in keep:
                 proc.kill()
         return adopted
 
-    def _start(self, service: Obj, adopt_pid: int | None = None) -> LoadBalancer | None:
-        key = self.key(service)
-        port, balance, affinity, per_replica = config = _config(service)
+    def _start(self, raw: Obj, service: Service, adopt_pid: int | None = None) -> Balancer | None:
+        key, config = key_of(service), BalancerConfig.of(service)
         try:
-            lb = LoadBalancer(
-                self.workdir, key, port, balance, affinity, adopt_pid=adopt_pid, per_replica=per_replica
-            )
-        except ModelportError as exc:
+            lb = self._new_balancer(
+                self.workdir, key, config.port, config.balance, config.affinity,
+                adopt_pid=adopt_pid, per_replica=config.per_replica,
+            )  # fmt: skip
+        except (ModelportError, OSError, TimeoutError) as exc:
             self._failed_at[key] = self._clock.monotonic()
-            self._events.event(service, "Warning", "FailedToStartLoadBalancer", exc.message)
+            message = exc.message if isinstance(exc, ModelportError) else f"{type(exc).__name__}: {exc}"
+            self._events.event(raw, "Warning", "FailedToStartLoadBalancer", message)
             self._write_status(
-                service,
-                {
-                    "conditions": [
-                        {
-                            "type": "LoadBalancerReady",
-                            "status": "False",
-                            "reason": "FailedToStart",
-                            "message": exc.message,
-                        }
-                    ]
-                },
+                raw, {"endpoints": [], "conditions": [_condition(False, "FailedToStart", message)]}
             )
             return None
         self._balancers[key] = (lb, config)
         return lb
 
     def sync_all(self) -> None:
-        services, _ = self._store.list_kind("Service")
+        """One pass over every Service; one that fails is logged and retried next pass, the
+        others are synced all the same."""
         pods, _ = self._store.list_kind("Pod")
+        services, _ = self._store.list_kind("Service")
         keys = set()
-        for service in services:
-            key = self.key(service)
+        for raw in services:
+            key = f"{raw['metadata']['namespace']}.{raw['metadata']['name']}"
             keys.add(key)
-            lb, config = self._balancers.get(key, (None, None))
-            if lb is not None and lb.proc.poll() is not None:  # HAProxy died (killed, crashed): a new one
-                message = f"HAProxy (pid {lb.proc.pid}) exited; starting a new one on the same port"
-                self._events.event(service, "Warning", "LoadBalancerExited", message)
-                lb.stop()
-                del self._balancers[key]
-                lb = None
-            if lb is not None and config != _config(service):
-                lb.stop()
-                del self._balancers[key]
-                lb = None
-            if lb is None:
-                if self._clock.monotonic() - self._failed_at.get(key, -1e9) < RETRY_SECONDS:
-                    continue
-                lb = self._start(service)
-                if lb is None:
-                    continue
-                self._events.event(
-                    service,
-                    "Normal",
-                    "LoadBalancerStarted",
-                    f"Listening on 127.0.0.1:{lb.port} (HAProxy pid {lb.proc.pid})",
-                )
-            wanted = endpoints_for(service, pods)
-            if wanted != lb.endpoints:
-                try:
-                    lb.set_endpoints(wanted)
-                except ModelportError as exc:  # more replicas than the load balancer has slots
-                    self._events.event(service, "Warning", "FailedToUpdateEndpoints", exc.message)
-            self._write_status(
-                service,
-                {
-                    "loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]},
-                    "haproxyPid": lb.proc.pid,
-                    "endpoints": [{"pod": name, "port": port} for name, port in sorted(wanted.items())],
-                    "conditions": [
-                        {
-                            "type": "LoadBalancerReady",
-                            "status": "True",
-                            "reason": "Listening",
-                            "message": f"127.0.0.1:{lb.port}",
-                        }
-                    ],
-                },
-            )
+            try:
+                self.sync(raw, Service.model_validate(raw), pods)
+            except Exception:  # one Service's failure must not stop the others
+                log.exception("Service %s failed; retrying next pass", key)
         for key in list(self._balancers):
             if key not in keys:
                 self._balancers.pop(key)[0].stop()
+
+    def sync(self, raw: Obj, service: Service, pods: list[Obj]) -> None:
+        lb = self._running(raw, service)
+        if lb is None:  # failed to start (its status says so), waiting to try again
+            if "endpoints" not in raw.get("status", {}):
+                self._write_status(raw, {**raw.get("status", {}), "endpoints": []})
+            return
+        wanted = endpoints_for(service, pods)
+        try:
+            if wanted != lb.endpoints:
+                lb.set_endpoints(wanted)
+        except (ModelportError, OSError, TimeoutError) as exc:
+            # More replicas than it has slots, or its runtime API did not answer.
+            message = exc.message if isinstance(exc, ModelportError) else f"{type(exc).__name__}: {exc}"
+            self._events.event(raw, "Warning", "FailedToUpdateEndpoints", message)
+        self._write_status(raw, {
+            "loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]},
+            "haproxyPid": lb.pid,
+            "endpoints": [{"pod": name, "port": port} for name, port in sorted(lb.endpoints.items())],
+            "conditions": [_condition(True, "Listening", f"127.0.0.1:{lb.port}")],
+        })  # fmt: skip
+
+    def _running(self, raw: Obj, service: Service) -> Balancer | None:
+        """The Service's load balancer: kept, replaced (it died, or its configuration changed),
+        or started; None while a failed start waits RETRY_SECONDS to be tried again."""
+        key = key_of(service)
+        lb, config = self._balancers.get(key, (None, None))
+        if lb is not None and not lb.alive():  # HAProxy died (killed, crashed): a new one
+            message = f"HAProxy (pid {lb.pid}) exited; starting a new one on the same port"
+            self._events.event(raw, "Warning", "LoadBalancerExited", message)
+        if lb is not None and (not lb.alive() or config != BalancerConfig.of(service)):
+            lb.stop()
+            del self._balancers[key]
+            lb = None
+        if lb is not None:
+            return lb
+        if self._clock.monotonic() - self._failed_at.get(key, -1e9) < RETRY_SECONDS:
+            return None
+        lb = self._start(raw, service)
+        if lb is not None:
+            self._failed_at.pop(key, None)
+            message = f"Listening on 127.0.0.1:{lb.port} (HAProxy pid {lb.pid})"
+            self._events.event(raw, "Normal", "LoadBalancerStarted", message)
+        return lb
 
     def _write_status(self, service: Obj, status: Obj) -> None:
         if service.get("status") == status:

@@ -24,18 +24,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelport.dataplane.ports import free_port
 from modelport.dataplane.process import AdoptedProcess
 from modelport.errors import Code, ModelportError
 
 BALANCE = {"roundRobin": "roundrobin", "random": "random", "leastConnection": "leastconn"}
 BACKEND = "replicas"
 SLOT, SLOTS, PARKED_PORT = "slot", 64, 1
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def render_config(
@@ -109,6 +104,7 @@ class LoadBalancer:
         balance: str = "roundRobin",
         affinity: str = "None",
         health_path: str = "/readyz",
+        *,
         adopt_pid: int | None = None,
         per_replica: int = 4,
     ) -> None:
@@ -203,6 +199,13 @@ class LoadBalancer:
     @property
     def endpoints(self) -> dict[str, int]:
         return dict(self._ports)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def servers(self) -> dict[str, ServerState]:
         """The replicas in the rotation, by name: `show stat` for this backend, parsed."""

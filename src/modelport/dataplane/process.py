@@ -10,6 +10,8 @@ start is unknowable; it reads as -1.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import time
 
@@ -17,13 +19,14 @@ import psutil
 
 
 class AdoptedProcess:
-    def __init__(self, proc: psutil.Process) -> None:
+    def __init__(self, proc: psutil.Process, group: bool = False) -> None:
         self._proc = proc
+        self._group = group  # a session leader (a replica): signals go to its whole group
         self.pid = proc.pid
         self.returncode: int | None = None
 
     @classmethod
-    def find(cls, pid: int | None, marker: str) -> AdoptedProcess | None:
+    def find(cls, pid: int | None, marker: str, group: bool = False) -> AdoptedProcess | None:
         """The process `pid` if it is alive and its command line holds `marker` (a pid alone can
         have been reused by another program since)."""
         if not pid:
@@ -34,7 +37,7 @@ class AdoptedProcess:
                 return None
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return None
-        return cls(proc)
+        return cls(proc, group)
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -56,12 +59,17 @@ class AdoptedProcess:
         return -1
 
     def terminate(self) -> None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self._proc.terminate()
+        self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self._proc.kill()
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+            if self._group:
+                os.killpg(self.pid, signum)
+            else:
+                self._proc.send_signal(signum)
 
 
 def processes_with(marker: str) -> list[psutil.Process]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
 import threading
@@ -27,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelport.clock import Clock
+from modelport.dataplane.launcher import Launcher, Limits, Process, SubprocessLauncher
 from modelport.dataplane.process import AdoptedProcess
-from modelport.spec import quantity
+from modelport.spec import Probe, quantity
 
 LOG_ROTATE_BYTES = 10 * 2**20  # Kubernetes' container log default (containerLogMaxSize)
 
@@ -44,14 +43,24 @@ class BackOffPolicy:
         return float(min(self.max_seconds, self.initial_seconds * 2.0**restarts))
 
 
+_PROBE = Probe()  # the defaults, stated once in spec.objects
+
+
 @dataclass(frozen=True)
 class ProbeSpec:
     path: str
-    period_seconds: float = 1.0
-    timeout_seconds: float = 1.0
-    initial_delay_seconds: float = 0.0
-    success_threshold: int = 1
-    failure_threshold: int = 3
+    period_seconds: float = _PROBE.period_seconds
+    timeout_seconds: float = _PROBE.timeout_seconds
+    initial_delay_seconds: float = _PROBE.initial_delay_seconds
+    success_threshold: int = _PROBE.success_threshold
+    failure_threshold: int = _PROBE.failure_threshold
+
+    @classmethod
+    def of(cls, probe: Probe) -> ProbeSpec:
+        return cls(
+            probe.path, probe.period_seconds, probe.timeout_seconds, probe.initial_delay_seconds,
+            probe.success_threshold, probe.failure_threshold,
+        )  # fmt: skip
 
 
 def http_probe(port: int, path: str, timeout: float) -> tuple[bool, str]:
@@ -86,7 +95,7 @@ class Replica:
     program: str = "serve"  # `modelport serve`, or `modelport gateway`
     backoff: BackOffPolicy = field(default_factory=BackOffPolicy)
     # state
-    proc: subprocess.Popen[bytes] | AdoptedProcess | None = None
+    proc: Process | None = None
     port: int | None = None
     grpc_port: int | None = None
     ready: bool = False
@@ -116,8 +125,10 @@ class Supervisor:
         clock: Clock,
         command: Sequence[str] | None = None,
         probe: Callable[[int, str, float], tuple[bool, str]] = http_probe,
+        launcher: Launcher | None = None,
     ) -> None:
         self._clock = clock
+        self._launcher = launcher or SubprocessLauncher()
         self._command = list(command or [sys.executable, "-m", "modelport", "serve"])
         self._probe = probe
         self.replicas: dict[str, Replica] = {}
@@ -125,13 +136,13 @@ class Supervisor:
     def add(self, replica: Replica) -> Replica:
         replica.workdir.mkdir(parents=True, exist_ok=True)
         self.replicas[replica.name] = replica
-        self._start(replica)
+        self._launch(replica, self._clock.monotonic())
         return replica
 
-    def adopt(self, replica: Replica, pid: int, port: int, grpc_port: int | None) -> bool:
+    def adopt(self, replica: Replica, pid: int, port: int | None, grpc_port: int | None) -> bool:
         """Take over a replica process started by an earlier supervisor (one that crashed): it is
         supervised from here on as if started here. False if that process is gone."""
-        proc = AdoptedProcess.find(pid, str(replica.workdir / f"{replica.name}.ports.json"))
+        proc = AdoptedProcess.find(pid, str(replica.workdir / f"{replica.name}.ports.json"), group=True)
         if proc is None:
             return False
         replica.workdir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +163,7 @@ class Supervisor:
             proc = replica.proc
             if proc is None:
                 if now >= replica.next_start_at:
-                    self._start(replica)
+                    self._launch(replica, now)
                 continue
             code = proc.poll()
             if code is not None:
@@ -206,6 +217,13 @@ class Supervisor:
             log.write(f"\n[supervisor] exited with {code}; restart {replica.restarts} in "
                       f"{replica.next_start_at - now:.1f} s\n".encode())  # fmt: skip
 
+    def _launch(self, replica: Replica, now: float) -> None:
+        """Start it; a start that fails (no such program, out of processes) backs off like a crash."""
+        try:
+            self._start(replica)
+        except OSError as exc:
+            self._crashed(replica, -1, now, f"failed to start: {exc}")
+
     def _start(self, replica: Replica) -> None:
         port_file = replica.workdir / f"{replica.name}.ports.json"
         port_file.unlink(missing_ok=True)
@@ -215,20 +233,11 @@ class Supervisor:
         else:
             cmd = [*self._command, "--host", "127.0.0.1", "--rest_api_port", "0", "--port", "0",
                    "--port_file", str(port_file), *replica.args]  # fmt: skip
-        limit = _memory_limit(replica.memory_limit)
-
-        def limits() -> None:  # in the child, before exec: the address-space cap is what Linux offers
-            assert limit is not None
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
         with contextlib.suppress(OSError):  # a (re)start rotates a big log: one old generation is kept
             if replica.log_path.stat().st_size > LOG_ROTATE_BYTES:
                 replica.log_path.replace(replica.log_path.with_suffix(".log.1"))
-        with open(replica.log_path, "ab") as log:
-            replica.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=limits if limit is not None else None,
-            )  # fmt: skip
+        limits = Limits(memory_bytes=_memory_limit(replica.memory_limit))
+        replica.proc = self._launcher.start(cmd, replica.log_path, limits)
         replica.started_at = self._clock.monotonic()
         replica.port = replica.grpc_port = None
         replica.ready = False
@@ -271,14 +280,12 @@ def stop_replica(replica: Replica, grace_seconds: float) -> None:
     if proc is None or proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.terminate()
         proc.wait(grace_seconds)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    except ProcessLookupError:
-        pass
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
     replica.proc = None
     replica.ready = False
 

@@ -2,8 +2,8 @@
 
 Nothing here decides anything; it wires the repository manager, runtimes, metrics and the ASGI
 app together, starts the poll threads, and serves HTTP with uvicorn (uvloop + httptools; the
-choice is measured in bench/RESULTS.md) on a socket it binds itself, so port 0 works and the
-bound port can be reported.
+choice is measured in bench/RESULTS.md; each response in one write, server/http_protocol.py) on
+a socket it binds itself, so port 0 works and the bound port can be reported.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
 from modelport.server.grpc_service import GrpcServer, InferenceServicer
+from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.metrics import ServerMetrics
 
 log = logging.getLogger("modelport.server")
@@ -149,7 +150,7 @@ def serve(config: ServeConfig) -> None:
     _freeze_heap()
     server = uvicorn.Server(
         uvicorn.Config(
-            app, loop="uvloop", http="httptools", lifespan="off", access_log=False,
+            app, loop="uvloop", http=OneWriteHttpToolsProtocol, lifespan="off", access_log=False,
             log_level="warning", timeout_graceful_shutdown=10, backlog=2048,
             # No X-Forwarded-* rewriting (nothing trusted sits in front yet) and no
             # "server: uvicorn" header: both cost time on every request.

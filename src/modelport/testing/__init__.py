@@ -1,1 +1,8 @@
-"""Fakes that ship with the package, for tests of modelport and of code built on it."""
+"""Fakes that ship with the package, for tests of modelport and of code built on it: a clock
+that moves when told, a launcher that starts nothing, and load balancers that balance nothing."""
+
+from modelport.testing.balancer import FakeBalancers, FakeLoadBalancer
+from modelport.testing.clock import FakeClock
+from modelport.testing.launcher import FakeLauncher, FakeProcess
+
+__all__ = ["FakeBalancers", "FakeClock", "FakeLauncher", "FakeLoadBalancer", "FakeProcess"]

@@ -1,0 +1,38 @@
+"""What the Service controller needs of a load balancer (HAProxy's `LoadBalancer` is the real one;
+`modelport.testing.FakeLoadBalancer` a fake): a process on a stable port whose rotation is set
+live, that can die and be replaced on the same port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+
+class Balancer(Protocol):
+    port: int
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def endpoints(self) -> dict[str, int]: ...
+
+    def alive(self) -> bool: ...
+
+    def set_endpoints(self, endpoints: dict[str, int], drain_seconds: float = 10.0) -> None:
+        """Make the rotation exactly `endpoints` (replica name -> port); those leaving drain first.
+        Raises ModelportError (e.g. more replicas than it can hold), OSError or TimeoutError."""
+
+    def stop(self) -> None: ...
+
+
+class BalancerFactory(Protocol):
+    def __call__(
+        self, workdir: Path, name: str, port: int, balance: str, affinity: str, *,
+        adopt_pid: int | None, per_replica: int,
+    ) -> Balancer:  # fmt: skip
+        """Start one for a Service (or, given `adopt_pid`, take over the one running with this
+        configuration). Raises ModelportError, OSError or TimeoutError when it cannot."""
+
+
+__all__ = ["Balancer", "BalancerFactory"]
