@@ -423,3 +423,23 @@ def test_parsing_the_stored_hpa_gives_the_controller_its_typed_spec(world: World
     rounds = 2000
     seconds = timeit.timeit(lambda: HorizontalPodAutoscaler.model_validate(stored), number=rounds)
     print(f"parsing one stored HPA: {seconds / rounds * 1e6:.1f} µs")
+
+
+def test_a_replica_that_was_ready_and_lost_readiness_counts_with_its_cpu(world: World) -> None:
+    """Kubernetes' groupPods: past the CPU initialization period, a not-ready pod is set aside only
+    if its readiness last changed within 30 s of its start (it never became ready); one that was
+    ready for an hour and lost readiness 60 s ago is counted with its usage. The kubelet's
+    `readyTransitionTime` tells the two apart; `readySince` alone (gone once unready) cannot."""
+    world.deploy(3)
+    world.hpa(CPU_50)
+    pod = world.store.get("Pod", "default", "web-2")
+    assert pod is not None
+    status = {k: v for k, v in pod["status"].items() if k != "readySince"}  # as the kubelet writes it
+    world.store.update_status(
+        {**pod, "status": {**status, "ready": False, "readyTransitionTime": iso(NOW - 60)}}
+    )
+    world.values = {f"web-{i}": {"cpu": 0.9} for i in range(3)}
+    world.sync()
+    # counted: 3 x 90% / 50% = 5.4 -> 6 (at the no-behavior limit max(2 x 3, 4) = 6). Set aside as
+    # unready it would be 0 on a scale-up: (90 + 90 + 0) / 3 = 60% -> 1.2 x 3 = 3.6 -> 4.
+    assert world.replicas() == 6

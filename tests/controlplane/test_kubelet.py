@@ -107,14 +107,23 @@ def test_a_pod_becomes_a_replica_that_reports_why_it_is_not_ready_then_ready(wor
     assert (status["phase"], status["reason"], status["ready"]) == ("Running", "Running", False)
     assert status["pid"] == process.pid and status["port"] == 41002 and status["restartCount"] == 0
     assert status["message"] == f"Readiness probe failed: {NOT_READY[1]}"
+    started = iso(world.clock.now())
+    assert status["readyTransitionTime"] == started
+    world.step(1.0)
+    assert world.status()["readyTransitionTime"] == started  # still not ready: no transition
     world.probes.answers["/readyz"] = (True, "HTTP 200")
     world.step(1.0)  # the default period, from spec.objects' Probe
     status = world.status()
     assert status["ready"] is True and "message" not in status
-    assert status["readySince"] == iso(world.clock.now())
+    assert status["readySince"] == status["readyTransitionTime"] == iso(world.clock.now())
+    world.probes.answers["/readyz"] = NOT_READY
+    world.step(1.0)
+    status = world.status()
+    assert status["ready"] is False and "readySince" not in status
+    assert status["readyTransitionTime"] == iso(world.clock.now())  # ready -> not ready is a transition too
     assert world.events_of() == {
         ("Started", f"Started replica: pid {process.pid}"): 1,
-        ("Unhealthy", f"Readiness probe failed: {NOT_READY[1]}"): 1,
+        ("Unhealthy", f"Readiness probe failed: {NOT_READY[1]}"): 2,  # before ready, and after
     }
 
 

@@ -96,7 +96,8 @@ def set_conditions(old: list[Obj], updates: tuple[Condition, ...], stamp: str) -
 def _pod_state(pod: Obj) -> PodState:
     st = pod.get("status", {})
     start = parse_iso(st["startTime"]) if st.get("startTime") else None
-    transition = parse_iso(st["readySince"]) if st.get("readySince") else start
+    changed = st.get("readyTransitionTime") or st.get("readySince")
+    transition = parse_iso(changed) if changed else start
     phase = st.get("phase")
     return PodState(
         pod["metadata"]["name"],

@@ -172,8 +172,14 @@ class Kubelet:
             "logPath": str(replica.log_path),
             "startTime": before.get("startTime") or iso(self._clock.now()),
         }
+        # When `ready` last changed, either way (the Ready condition's lastTransitionTime): the HPA
+        # tells a replica that was ready and is not (counted) from one never ready yet (set aside).
+        flipped = bool(before.get("ready")) != replica.ready
+        status["readyTransitionTime"] = (None if flipped else before.get("readyTransitionTime")) or iso(
+            self._clock.now()
+        )
         if replica.ready:
-            status["readySince"] = before.get("readySince") if before.get("ready") else iso(self._clock.now())
+            status["readySince"] = status["readyTransitionTime"]
         if replica.message:
             status["message"] = replica.message
         if replica.last_exit is not None:
