@@ -105,3 +105,51 @@ def serve_config(monkeypatch: pytest.MonkeyPatch, *flags: str) -> Any:
     assert result.exit_code == 0, result.output
     (config,) = captured
     return config
+
+
+def spinning_onnx(path: Path) -> Path:
+    """y = x + max(x), computed by a Loop of max(x) steps: a request takes as long as it asks.
+
+    x = [[3.0]] answers [[6.0]] at once; x = [[1e12]] spins one core for days (a request that is
+    still in flight whenever the test looks). Zeros (the server's warm-up) run no step."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["acc_in", "one"], ["acc_out"]),
+        ],
+        "step",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, []),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, []),
+        ],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
+            helper.make_node("Cast", ["top"], ["steps"], to=TensorProto.INT64),
+            helper.make_node("Loop", ["steps", "true", "zero"], ["count"], body=body),
+            helper.make_node("Add", ["x", "count"], ["y"]),
+        ],
+        "spinning",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        [
+            numpy_helper.from_array(np.array(True), "true"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
