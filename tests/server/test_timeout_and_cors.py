@@ -113,5 +113,7 @@ def test_the_serve_flags_reach_the_servers_options(monkeypatch: pytest.MonkeyPat
     base = ["--model_name", "m", "--model_base_path", str(tmp_path)]
     default = serve_config(monkeypatch, *base).options
     assert (default.request_timeout_seconds, default.enable_cors) == (30.0, False)
-    config = serve_config(monkeypatch, *base, "--rest_api_timeout_in_ms", "250", "--enable_cors_support")
+    config = serve_config(monkeypatch, *base, "--rest_api_timeout_in_ms", "250", "--enable_cors_support",
+                          "--rest_api_num_threads", "3")  # fmt: skip
     assert (config.options.request_timeout_seconds, config.options.enable_cors) == (0.25, True)
+    assert config.inference_threads == 3  # the pool that runs models, bounded by the timeout
