@@ -162,3 +162,15 @@ def test_a_model_that_does_not_fit_the_data_is_named(trained_mlp: Path, tmp_path
     np.savez(tmp_path / "few.npz", images=few, labels=np.arange(40) % 3)
     with pytest.raises(ModelportError, match="the model has 10 classes, the data 3"):
         evaluate(trained_mlp, data_spec=f"npz:{tmp_path / 'few.npz'}", out=tmp_path / "o")
+
+
+def test_on_other_data_the_file_is_still_checked_on_the_training_datas_test_split(
+    trained_mlp: Path, tmp_path: Path
+) -> None:
+    data = load_dataset("mnist5k")
+    keep = np.concatenate([np.flatnonzero(data.labels == d)[:20] for d in range(10)])
+    np.savez(tmp_path / "other.npz", images=data.images[keep], labels=data.labels[keep])
+    report = evaluate(trained_mlp, data_spec=f"npz:{tmp_path / 'other.npz'}", out=tmp_path / "eval")
+    assert report["data"]["size"] == 20  # 10% of 200: the other data's own test split is measured
+    check = report["export_check"]
+    assert (check["checked"], check["agrees"], check["rows"]) == (True, True, 500)  # mnist5k's test split
