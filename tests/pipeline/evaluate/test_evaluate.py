@@ -174,3 +174,21 @@ def test_on_other_data_the_file_is_still_checked_on_the_training_datas_test_spli
     assert report["data"]["size"] == 20  # 10% of 200: the other data's own test split is measured
     check = report["export_check"]
     assert (check["checked"], check["agrees"], check["rows"]) == (True, True, 500)  # mnist5k's test split
+
+
+def test_the_command_says_whether_the_file_agrees_and_exits_1_when_it_does_not(
+    trained_mlp: Path, mlp_copy: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from modelport.cli import cli
+
+    good = CliRunner().invoke(cli, ["evaluate", str(trained_mlp), "--out", str(tmp_path / "good")])
+    assert good.exit_code == 0, good.output
+    assert "model.onnx: agrees with the framework model on 500 test rows (same class 100%" in good.output
+    weights = _weights(mlp_copy)
+    (mlp_copy / "model.onnx").write_bytes(
+        mlp_onnx([weights["W1"], weights["W2"] * 1.5], [weights["B1"], weights["B2"]], 784, 10)
+    )
+    bad = CliRunner().invoke(cli, ["evaluate", str(mlp_copy), "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "model.onnx disagrees with the framework model" in bad.output
