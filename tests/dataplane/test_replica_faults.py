@@ -121,6 +121,9 @@ def test_the_backoff_is_back_to_10_s_once_a_replica_has_been_up_10_minutes(
     clock.advance(600.0)  # up 10 min: forgiven
     supervisor.tick()
     assert _kill_and_restart(supervisor, clock, replica) == 10.0
+    assert (
+        replica.restarts == 3
+    )  # the back-off forgets; the restart count (Kubernetes' restartCount) does not
 
 
 def test_a_replica_over_its_memory_limit_fails_with_its_reason_and_is_restarted(
