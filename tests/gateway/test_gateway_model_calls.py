@@ -93,6 +93,15 @@ def test_png_and_jpeg_go_through_untouched_and_other_formats_become_png() -> Non
     _run(Stub(), check)
 
 
+def test_connections_to_the_model_service_are_pooled_and_kept_alive() -> None:
+    async def check(client: TestClient, stub: Stub) -> None:
+        for _ in range(5):
+            assert await _post(client, _encoded("PNG"), "a.png") == (200, {"result": [7]})
+        assert stub.connections == 1 and len(stub.images) == 5
+
+    _run(Stub(), check)
+
+
 def test_a_failed_connection_is_retried_once() -> None:
     async def check(client: TestClient, stub: Stub) -> None:
         assert await _post(client, _encoded("PNG"), "a.png") == (200, {"result": [7]})
