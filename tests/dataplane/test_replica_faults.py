@@ -72,7 +72,8 @@ def test_a_replica_failing_its_liveness_probe_is_restarted_after_its_backoff(
 ) -> None:
     replica = supervisor.add(Replica(
         "half-0", model_args, tmp_path / "replicas",
-        liveness=ProbeSpec("/v1/models/nope", period_seconds=1.0, failure_threshold=3),
+        # 10 s to answer: on a busy machine a slow answer must not pass for the 404 under test
+        liveness=ProbeSpec("/v1/models/nope", period_seconds=1.0, timeout_seconds=10.0, failure_threshold=3),
     ))  # fmt: skip
     _until(supervisor, lambda: _serving(replica), "the replica to serve")
     first = replica.pid

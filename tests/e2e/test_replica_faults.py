@@ -79,7 +79,8 @@ def test_a_replica_failing_its_liveness_probe_is_restarted(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
     _apply(plane, tmp_path, "unwell", models["half"], "half",
-           livenessProbe={"path": "/v1/models/nope", "periodSeconds": 1, "failureThreshold": 2})  # fmt: skip
+           livenessProbe={"path": "/v1/models/nope", "periodSeconds": 1, "timeoutSeconds": 10,
+                          "failureThreshold": 2})  # fmt: skip
     plane.wait(lambda: _restarts(plane, "unwell") >= 1, 60, "the replica to be restarted")
     pod = _pod(plane, "unwell")
     described = plane.cli("describe", "pod", pod["metadata"]["name"]).stdout
