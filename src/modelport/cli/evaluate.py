@@ -17,6 +17,7 @@ from modelport.errors import ModelportError
 def evaluate(folder: Path, data: str | None, out: Path | None) -> None:
     """Evaluate the ONNX model in FOLDER on the held-out test split."""
     from modelport.pipeline.evaluate import evaluate as run
+    from modelport.pipeline.reference import describe
 
     try:
         report = run(folder, data, out)
@@ -28,4 +29,5 @@ def evaluate(folder: Path, data: str | None, out: Path | None) -> None:
         f"accuracy {m['accuracy']:.4f}  macro F1 {m['macro_f1']:.4f}  ({report['data']['size']} test images)"
     )
     click.echo(f"diagnosis: {d['verdict']}: {d.get('reason', '')}")
+    click.echo(f"model.onnx: {describe(report['export_check'])}")
     click.echo(f"report: {where / 'report.html'}  figures: {where / 'evaluation.json'}")

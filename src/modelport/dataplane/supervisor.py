@@ -99,7 +99,8 @@ class Replica:
     port: int | None = None
     grpc_port: int | None = None
     ready: bool = False
-    restarts: int = 0
+    restarts: int = 0  # every restart, never reset: the Pod's restartCount, as in Kubernetes
+    crash_streak: int = 0  # restarts since the back-off was last reset: what the delay doubles on
     started_at: float | None = None
     next_start_at: float = 0.0
     last_exit: int | None = None
@@ -202,8 +203,8 @@ class Supervisor:
                 if replica._live_failures >= replica.liveness.failure_threshold:
                     stop_replica(replica, 1.0)  # not alive: restarted with back-off like a crash
                     self._crashed(replica, -1, now, f"Liveness probe failed: {detail}")
-        if replica.restarts and age >= replica.backoff.reset_after_seconds:
-            replica.restarts = 0
+        if replica.crash_streak and age >= replica.backoff.reset_after_seconds:
+            replica.crash_streak = 0  # 10 min up: the next crash waits 10 s again
 
     def _crashed(self, replica: Replica, code: int, now: float, why: str = "") -> None:
         replica.last_exit = code
@@ -211,7 +212,8 @@ class Supervisor:
         replica.proc = None
         replica.ready = False
         replica.port = replica.grpc_port = None
-        replica.next_start_at = now + replica.backoff.delay(replica.restarts)
+        replica.next_start_at = now + replica.backoff.delay(replica.crash_streak)
+        replica.crash_streak += 1
         replica.restarts += 1
         with open(replica.log_path, "ab") as log:
             log.write(f"\n[supervisor] exited with {code}; restart {replica.restarts} in "

@@ -43,9 +43,15 @@ Results = dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class BatchingParameters:
-    max_batch_size: int = 128
+    """TF Serving's batching parameters. A field left out takes TF Serving's value: its
+    `GetQueueOptions` copies only the fields that are set onto `SharedBatchScheduler`'s
+    `QueueOptions` (input_batch_size_limit 1000, batch_timeout_micros 0, max_enqueued_batches 10)
+    and `Options` (num_batch_threads: the machine's parallelism). `--enable_batching` without a
+    file sets none, so it means exactly these: a queue of 10 x 1000 rows, no waiting."""
+
+    max_batch_size: int = 1000
     batch_timeout_micros: int = 0
-    max_enqueued_batches: int = 1_000_000
+    max_enqueued_batches: int = 10
     num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     allowed_batch_sizes: tuple[int, ...] = ()
     pad_variable_length_inputs: bool = False

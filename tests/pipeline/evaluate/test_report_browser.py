@@ -10,14 +10,12 @@ import numpy as np
 from PIL import Image
 
 from modelport.pipeline.evaluate import evaluate
-from modelport.pipeline.train import TrainConfig, train
 
 
-def test_the_report_renders_its_pictures(tmp_path: Path) -> None:
+def test_the_report_renders_its_pictures(trained_mlp: Path, tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     assert chromium, "scripts/test.sh installs Debian's chromium"
-    folder = train(TrainConfig(epochs=4, out=str(tmp_path / "v")))
-    evaluate(folder, out=tmp_path / "eval")
+    evaluate(trained_mlp, out=tmp_path / "eval")
     shot = tmp_path / "report.png"
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

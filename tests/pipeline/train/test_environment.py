@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import subprocess
 from pathlib import Path
 
@@ -29,6 +30,10 @@ def test_record_of_a_run_in_a_git_project(tmp_path: Path) -> None:
     assert env["cpu"]["count"] >= 1 and env["cpu"]["model"]
     assert env["memory_bytes"] > 0
     assert {"numpy", "onnxruntime"} <= set(env["packages"])
+    assert env["os"]["system"] == platform.system() and env["os"]["release"] == platform.release()
+    assert env["python"] == platform.python_version()
+    assert "accelerator" in env  # recorded even when there is none (None), else "CUDA <device> (xN)"
+    assert env["accelerator"] is None or env["accelerator"].startswith("CUDA ")
     (tmp_path / "train.yaml").write_text("epochs: 4\n")
     assert record({}, {}, [], tmp_path)["git"]["dirty"] is True
 

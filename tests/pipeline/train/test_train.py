@@ -18,39 +18,38 @@ from modelport.pipeline.data import load_dataset, splits
 from modelport.pipeline.train import TrainConfig, load_config, pixels, train
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("train") / "v"
-    return train(TrainConfig(epochs=8, out=str(out)))
-
-
-def test_the_folder_is_a_servable_version(trained: Path) -> None:
-    assert {p.name for p in trained.iterdir()} == {"model.onnx", "model.yaml", "training.json"}
-    record = json.loads((trained / "training.json").read_text())
+def test_the_folder_is_a_servable_version(trained_mlp: Path) -> None:
+    assert {p.name for p in trained_mlp.iterdir()} == {
+        "model.onnx",
+        "model.yaml",
+        "training.json",
+        "framework_outputs.npy",
+    }
+    record = json.loads((trained_mlp / "training.json").read_text())
     assert [h["epoch"] for h in record["history"]] == list(range(1, 9))
     assert record["data"]["sizes"] == {"train": 4000, "val": 500, "test": 500}
     assert record["environment"]["seeds"] == {"init": 0, "split": 0}
     assert record["environment"]["packages"]["scikit-learn"]
     data = load_dataset("mnist5k")
     test_images, test_labels = splits(data, seed=0).test
-    session = ort.InferenceSession(str(trained / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(trained_mlp / "model.onnx"), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"pixels": pixels(test_images)})[0]
     assert float((logits.argmax(1) == test_labels).mean()) > 0.9
 
 
-def test_continued_training_starts_from_the_parent(trained: Path, tmp_path: Path) -> None:
+def test_continued_training_starts_from_the_parent(trained_mlp: Path, tmp_path: Path) -> None:
     scratch = train(TrainConfig(epochs=1, out=str(tmp_path / "scratch")))
-    config = {"epochs": 1, "out": str(tmp_path / "child"), "from": str(trained), "parent_version": 3}
+    config = {"epochs": 1, "out": str(tmp_path / "child"), "from": str(trained_mlp), "parent_version": 3}
     child = train(TrainConfig.model_validate(config))
     record = json.loads((child / "training.json").read_text())
-    assert record["parent"] == {"folder": str(trained), "version": 3}
+    assert record["parent"] == {"folder": str(trained_mlp), "version": 3}
     first_child = record["history"][0]["val_accuracy"]
     first_scratch = json.loads((scratch / "training.json").read_text())["history"][0]["val_accuracy"]
     assert first_child > first_scratch  # it began where the parent ended, not from random weights
     with pytest.raises(ModelportError, match=r"has layers .* this config makes"):
         train(
             TrainConfig.model_validate(
-                {"epochs": 1, "hidden": 16, "out": str(tmp_path / "x"), "from": str(trained)}
+                {"epochs": 1, "hidden": 16, "out": str(tmp_path / "x"), "from": str(trained_mlp)}
             )
         )
 

@@ -4,7 +4,9 @@ Accuracy; precision, recall, F1 and support per class; macro and weighted averag
 matrix; and a diagnosis of over- or under-fitting from the training curves, with the numbers
 that led to it. Written as evaluation.json (for machines, and for `registry publish`, which
 checks the folder's checksum against the one evaluated) and report.html (self-contained, the
-confusion matrix and learning curves drawn as inline SVG).
+confusion matrix and learning curves drawn as inline SVG). Before measuring, the file is run on
+the rows training recorded the framework model's answers for (`pipeline/reference.py`): a file
+that is not the trained model is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from modelport.charts import line_chart
-from modelport.errors import invalid
+from modelport.errors import ModelportError, invalid
 from modelport.pipeline.data import load_dataset, splits
+from modelport.pipeline.reference import compare, describe, disagreement, read_reference, rows_sha256
 from modelport.pipeline.train import pixels
 from modelport.registry import manifest, manifest_sha256
 
@@ -102,6 +105,11 @@ def diagnose(history: Sequence[dict[str, float]]) -> dict[str, Any]:
 
 
 def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None) -> dict[str, Any]:
+    """Measure model.onnx on the test split, after checking it against the framework model.
+
+    Raises if the file disagrees with the framework's recorded answers (`reference.compare`): a
+    report for a file that is not the trained model would vouch for the wrong thing.
+    """
     import onnxruntime as ort
 
     record_file = folder / "training.json"
@@ -113,15 +121,11 @@ def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None
     split_seed = record.get("config", {}).get("split_seed", 0)
     images, labels = splits(data, seed=split_seed).test
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    (feed,) = session.get_inputs()
-    x = pixels(images)
-    if len(feed.shape) == 4:
-        x = x.reshape(len(images), 1, *images.shape[1:])
-    if feed.shape[-1] not in (x.shape[-1], None) and isinstance(feed.shape[-1], int):
-        raise invalid(f"{folder}: the model takes {feed.shape}, the data gives {list(x.shape)}")
-    logits = session.run(["logits"], {feed.name: x})[0]
+    logits = _run(session, folder, images)
     if logits.shape[1] != len(data.classes):
         raise invalid(f"{folder}: the model has {logits.shape[1]} classes, the data {len(data.classes)}")
+    same_data = spec == record.get("config", {}).get("data")
+    export_check = check_export(folder, record, session, images if same_data else None)
     metrics = classification_metrics(labels, logits.argmax(axis=1), data.classes)
     report = {
         "model": str(folder),
@@ -135,7 +139,7 @@ def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None
         "details": metrics,
         "diagnosis": diagnose(record.get("history", [])),
         "history": record.get("history", []),
-        "export_check": record.get("export_check"),
+        "export_check": export_check,
         "environment": record.get("environment", {}),
         "parent": (record.get("parent") or {}).get("version"),
     }
@@ -144,6 +148,53 @@ def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None
     (out / "evaluation.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "report.html").write_text(render_html(report, data.classes))
     return report
+
+
+def _run(session: Any, folder: Path, images: np.ndarray) -> np.ndarray:
+    """The model's logits for uint8 images [N, H, W], shaped as its one input wants them."""
+    (feed,) = session.get_inputs()
+    x = pixels(images)
+    if len(feed.shape) == 4:
+        x = x.reshape(len(images), 1, *images.shape[1:])
+    if feed.shape[-1] not in (x.shape[-1], None) and isinstance(feed.shape[-1], int):
+        raise invalid(f"{folder}: the model takes {feed.shape}, the data gives {list(x.shape)}")
+    logits: np.ndarray = session.run(["logits"], {feed.name: x})[0]
+    return logits
+
+
+def check_export(
+    folder: Path, record: dict[str, Any], session: Any, images: np.ndarray | None
+) -> dict[str, Any]:
+    """model.onnx against the framework model's recorded answers on the training data's test split.
+
+    `images` is that split when evaluate already loaded it (None: load it from the record). Returns
+    `{"checked": False, "reason": ...}` when there is nothing to compare with (a folder not written
+    by `train`, or the data gone); raises when the file disagrees.
+    """
+    entry = record.get("framework_outputs")
+    if not entry:
+        return {
+            "checked": False,
+            "reason": "training.json records no framework outputs to compare model.onnx with",
+        }
+    expected = read_reference(folder, entry)
+    if images is None:
+        try:
+            data = load_dataset(record["config"]["data"])
+        except ModelportError as exc:
+            return {"checked": False, "reason": f"the training data cannot be read: {exc.message}"}
+        images = splits(data, seed=record["config"].get("split_seed", 0)).test[0]
+    if rows_sha256(pixels(images)) != entry["rows_sha256"]:
+        return {"checked": False, "reason": "the training data's test split is not the one training recorded"}
+    check = {
+        "checked": True,
+        "split": entry["split"],
+        "rows": len(images),
+        **compare(_run(session, folder, images), expected, entry["output"], entry["tolerance"]),
+    }
+    if not check["agrees"]:
+        raise disagreement(folder, check)
+    return check
 
 
 # -- the report --
@@ -204,6 +255,7 @@ table{{border-collapse:collapse}}td,th{{padding:3px 10px;border-bottom:1px solid
 <p>Held-out <b>{html.escape(report["data"]["name"])}</b> test split, {report["data"]["size"]} images, evaluated
 on the ONNX file that will be served (sha256 {report["sha256"][:16]}…).</p>
 <h2>Accuracy {details["accuracy"]:.4f} · macro F1 {details["macro"]["f1"]:.4f}</h2>
+<p>Served file against the framework model: {html.escape(describe(report["export_check"]))}.</p>
 <p><b>Diagnosis: {html.escape(diagnosis["verdict"])}</b>: {html.escape(diagnosis.get("reason", ""))}</p>
 <div class="figures">
 <figure>{_confusion_svg(details["confusion_matrix"], classes)}<figcaption>Confusion matrix</figcaption></figure>

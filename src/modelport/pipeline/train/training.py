@@ -18,7 +18,8 @@ from pathlib import Path
 
 from modelport.errors import Code, ModelportError, invalid
 from modelport.pipeline.data import Dataset, load_dataset, splits
-from modelport.pipeline.train.config import Progress, TrainConfig, model_yaml
+from modelport.pipeline.reference import write_reference
+from modelport.pipeline.train.config import Progress, TrainConfig, model_yaml, pixels
 from modelport.pipeline.train.environment import record as environment_record
 
 
@@ -46,6 +47,10 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
     if "checkpoint" in extras:  # the framework's weights, for continued training
         (out / "checkpoint.pt").write_bytes(extras["checkpoint"])
     (out / "model.onnx").write_bytes(onnx_model)
+    reference = extras["reference"]
+    framework_outputs = write_reference(
+        out, reference["outputs"], pixels(parts.test[0]), reference["output"], reference["tolerance"]
+    )
     height, width = data.shape
     digits = config.preprocess == "mnist" or (config.preprocess == "auto" and data.name == "mnist5k")
     description = f"{config.model.upper()} trained on {data.name} ({len(parts.train[1])} images)"
@@ -63,6 +68,7 @@ def train(config: TrainConfig, progress: Progress | None = None, command: list[s
         },
         "history": history,
         "export_check": export_check,  # the ONNX file against the framework model, validation split
+        "framework_outputs": framework_outputs,  # the framework model's answers on the test split
         "parent": {"folder": config.from_, "version": config.parent_version} if config.from_ else None,
         "training_seconds": round(time.perf_counter() - started, 2),
     }

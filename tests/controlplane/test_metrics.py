@@ -1,0 +1,123 @@
+"""The metrics collector behind `modelport top pods` and the HPA's Pods metrics, against a real
+`modelport serve` replica on a fake clock: request rate, latency quantiles from its histogram,
+requests in flight, CPU and memory of the process; and the quantile arithmetic on its own."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from claims_support import spinning_onnx
+from modelport.controlplane.metrics import MetricsCollector, quantile
+from modelport.testing.clock import FakeClock
+from support import Server, mark_complete, running
+
+
+def test_quantiles_interpolate_within_a_bucket_as_prometheus_does() -> None:
+    # 20 requests: 10 under 1 ms, 8 more under 10 ms, the last 2 under 100 ms.
+    buckets = {0.001: 10.0, 0.01: 18.0, 0.1: 20.0, float("inf"): 20.0}
+    assert quantile(0.5, buckets) == pytest.approx(0.001)  # rank 10: the top of the first bucket
+    assert quantile(0.8, buckets) == pytest.approx(0.001 + 0.009 * (16 - 10) / 8)  # rank 16 of 10..18
+    assert quantile(0.99, buckets) == pytest.approx(0.01 + 0.09 * (19.8 - 18) / 2)  # = 0.091
+    assert quantile(0.99, {0.1: 0.0, float("inf"): 0.0}) is None  # no request: no latency
+    assert quantile(0.99, {0.1: 1.0, float("inf"): 3.0}) == 0.1  # past the last bound: that bound
+
+
+def _histogram(server: Server) -> dict[float, float]:
+    """The replica's own latency buckets, summed over labels (read here, not by the collector)."""
+    buckets: dict[float, float] = {}
+    pattern = r'^modelport_request_duration_seconds_bucket\{.*le="([^"]+)".*\} (\S+)$'
+    for bound, count in re.findall(pattern, server.get("/metrics").text, re.M):
+        buckets[float(bound)] = buckets.get(float(bound), 0.0) + float(count)
+    return buckets
+
+
+def _bucket_of(rank: float, buckets: dict[float, float]) -> tuple[float, float]:
+    """The (lower, upper) bounds of the bucket holding the request of this rank."""
+    lower = 0.0
+    for bound in sorted(buckets):
+        if buckets[bound] >= rank:
+            return lower, bound
+        lower = bound
+    raise AssertionError(f"rank {rank} beyond {buckets}")
+
+
+def _in_flight(server: Server) -> float:
+    found = re.findall(
+        r'^modelport_requests_in_flight\{model="spin"\} (\S+)$', server.get("/metrics").text, re.M
+    )
+    return float(found[0]) if found else 0.0
+
+
+def _until(check: object, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_pods_metrics_from_a_real_replica(tmp_path: Path) -> None:
+    spinning_onnx(tmp_path / "spin" / "1" / "model.onnx")
+    mark_complete(tmp_path / "spin" / "1")
+    args = [
+        "--model_name",
+        "spin",
+        "--model_base_path",
+        str(tmp_path / "spin"),
+        "--rest_api_timeout_in_ms",
+        "600000",
+    ]
+    with running(args, tmp_path) as server:
+        server.wait_ready()
+        clock = FakeClock()
+        collector = MetricsCollector(clock, interval=5.0, window=30.0)
+        replicas = {"default.spin-0": (server.proc.pid, server.port)}
+        collector.collect(replicas)
+        assert collector.pod("default.spin-0") is None  # one sample: no rate yet
+        process = psutil.Process(server.proc.pid)
+        cpu_before = sum(process.cpu_times()[:2])
+        # First, while the server has no cost estimate for the model, so it runs in the thread
+        # pool (a request the server thinks fast runs on its event loop, where this one would
+        # block every other request).
+        stuck = threading.Thread(target=_post_forever, args=(server.url,), daemon=True)
+        stuck.start()
+        _until(lambda: _in_flight(server) == 1.0, "the endless request to be in flight")
+        for _ in range(20):
+            assert server.post("/v1/models/spin:predict", {"instances": [[1.0]]}).json() == {
+                "predictions": [[2.0]]
+            }
+        _until(
+            lambda: sum(process.cpu_times()[:2]) - cpu_before >= 0.5, "the replica to spin 0.5 CPU-seconds"
+        )
+        clock.advance(5.0)
+        collector.collect(replicas)
+        pod = collector.pod("default.spin-0")
+        assert pod is not None
+        assert pod["requests_per_second"] == 20 / 5.0  # answered ones: the endless one is not yet
+        assert pod["requests_in_flight"] == 1.0
+        assert pod["modelport_requests_in_flight"] == 1.0  # the replica's own gauge, by its name
+        assert pod["cpu"] >= 0.5 / 5.0  # at least the spinning, in cores over the 5 s between samples
+        rss = process.memory_info().rss
+        assert abs(pod["memory"] - rss) <= 0.2 * rss
+        buckets = _histogram(server)
+        for q, key in ((0.5, "request_latency_p50_seconds"), (0.99, "request_latency_p99_seconds")):
+            lower, upper = _bucket_of(q * 20, buckets)
+            assert lower <= pod[key] <= upper, (key, pod[key], buckets)
+        assert pod["request_latency_p50_seconds"] <= pod["request_latency_p99_seconds"]
+        server.proc.kill()  # the endless request ends with its server
+        stuck.join(30)
+        assert not stuck.is_alive()
+
+
+def _post_forever(url: str) -> None:
+    with contextlib.suppress(requests.RequestException):  # the server is killed under it, as intended
+        requests.post(f"{url}/v1/models/spin:predict", json={"instances": [[1e12]]}, timeout=600)

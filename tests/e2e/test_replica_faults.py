@@ -1,0 +1,159 @@
+"""The README's fault table and `top pods` through a real control plane: a replica over its
+`resources.limits.memory` fails, is restarted with back-off and `describe` says why; a replica
+failing its liveness probe is restarted; `top pods` shows a replica's CPU, memory, req/s,
+in-flight requests and p99 with their values."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from claims_support import spinning_onnx
+from support import Plane, half_plus_two, mark_complete
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    half_plus_two(root / "half" / "1")
+    spinning_onnx(root / "spin" / "1" / "model.onnx")
+    for name in ("half", "spin"):
+        mark_complete(root / name / "1")
+    return {"half": root / "half", "spin": root / "spin"}
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    plane = Plane(tmp_path_factory.mktemp("home"))
+    # A window longer than the module: a replica's rates cover everything since its start.
+    plane.up("--metrics-seconds", "0.5", "--metrics-window", "600")
+    yield plane
+    plane.stop()
+
+
+def _apply(plane: Plane, tmp: Path, name: str, base: Path, model: str, **template: Any) -> None:
+    doc = {
+        "apiVersion": "modelport/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"model": {"name": model, "basePath": str(base)}, **template}}},
+    }  # fmt: skip
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    plane.cli("apply", "-f", str(path))
+
+
+def _pod(plane: Plane, app: str) -> dict[str, Any]:
+    pods = [p for p in plane.json("get", "pods")["items"] if p["metadata"]["labels"].get("app") == app]
+    assert len(pods) == 1, pods
+    return pods[0]
+
+
+def _restarts(plane: Plane, app: str) -> int:
+    return int(_pod(plane, app).get("status", {}).get("restartCount", 0))
+
+
+def test_a_replica_over_its_memory_limit_is_restarted_and_described(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    # 64 MiB of address space (RLIMIT_AS): the server's libraries cannot even be mapped.
+    _apply(plane, tmp_path, "tight", models["half"], "half", resources={"limits": {"memory": "64Mi"}})
+    plane.wait(lambda: _restarts(plane, "tight") >= 1, 60, "the replica to fail and be restarted")
+    pod = _pod(plane, "tight")
+    assert pod["status"]["lastExitCode"] == 1 and pod["status"]["ready"] is not True
+    described = plane.cli("describe", "pod", pod["metadata"]["name"]).stdout
+    assert "Restart Count:  " in described and "(last exit code 1)" in described
+    assert "failed to map segment" in described or "MemoryError" in described  # the log's last line
+    assert "BackOff" in described and "Back-off restarting failed replica: exited with 1" in described
+    plane.cli("delete", "deployment", "tight")
+
+
+def test_a_replica_failing_its_liveness_probe_is_restarted(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    _apply(plane, tmp_path, "unwell", models["half"], "half",
+           livenessProbe={"path": "/v1/models/nope", "periodSeconds": 1, "timeoutSeconds": 10,
+                          "failureThreshold": 2})  # fmt: skip
+    plane.wait(lambda: _restarts(plane, "unwell") >= 1, 60, "the replica to be restarted")
+    pod = _pod(plane, "unwell")
+    described = plane.cli("describe", "pod", pod["metadata"]["name"]).stdout
+    assert "Liveness probe failed: HTTP probe failed with statuscode: 404" in described
+    assert "BackOff" in described
+    plane.cli("delete", "deployment", "unwell")
+
+
+def _top(plane: Plane, app: str) -> list[str] | None:
+    """The replica's `top pods` row (NAME CPU MEMORY REQ/S IN-FLIGHT P99), once it has one."""
+    rows = [
+        line.split() for line in plane.cli("top", "pods").stdout.splitlines() if line.startswith(f"{app}-")
+    ]
+    return rows[0] if rows else None
+
+
+def test_top_pods_shows_each_column_with_its_value(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    _apply(plane, tmp_path, "spin", models["spin"], "spin")
+    plane.cli("rollout", "status", "deployment/spin")
+    port = _pod(plane, "spin")["status"]["port"]
+    url = f"http://127.0.0.1:{port}/v1/models/spin:predict"
+    # The endless request first, while the replica runs unknown models in its thread pool.
+    stuck = threading.Thread(target=_post_forever, args=(url,), daemon=True)
+    stuck.start()
+    plane.wait(lambda: _in_flight(port) == 1.0, 30, "the endless request to be in flight")
+    for _ in range(20):
+        assert requests.post(url, json={"instances": [[1.0]]}, timeout=10).json() == {"predictions": [[2.0]]}
+
+    def settled() -> bool:
+        row = _top(plane, "spin")
+        return row is not None and row[4] == "1" and row[5] != "-"
+
+    plane.wait(settled, 60, "top to show the request in flight and a p99")
+    row = _top(plane, "spin")
+    (usage,) = [i for i in plane.client().request("GET", "/api/top")["items"] if i["pod"].startswith("spin-")]
+    assert row is not None
+    _name, cpu, memory, rate, in_flight, p99 = row
+    # What the control plane measured: 20 answers over the time between its first and last sample
+    assert usage["requests_per_second"] * usage["window"] == pytest.approx(20.0)
+    assert usage["requests_in_flight"] == 1.0 and in_flight == "1"
+    assert 0.0 < float(rate) <= 40.0  # 20 answers over at least two samples 0.5 s apart
+    assert cpu.endswith("m") and int(cpu[:-1]) >= 1  # the endless request spins
+    assert memory.endswith("Mi") and 30 <= int(memory[:-2]) <= 4096
+    lower, upper = _p99_bucket(port)  # the replica's own histogram: where the 19.8th answer lies
+    assert lower * 1000 - 0.05 <= float(p99) <= upper * 1000 + 0.05
+    assert lower <= usage["request_latency_p99_seconds"] <= upper
+    plane.cli("delete", "deployment", "spin")
+
+
+def _p99_bucket(port: int) -> tuple[float, float]:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("modelport_request_duration_seconds_bucket{") and 'api="predict"' in line:
+            bound = float(line.split('le="')[1].split('"')[0])
+            buckets[bound] = buckets.get(bound, 0.0) + float(line.split()[-1])
+    assert buckets[float("inf")] == 20.0, buckets
+    lower = 0.0
+    for bound in sorted(buckets):
+        if buckets[bound] >= 0.99 * 20:
+            return lower, bound
+        lower = bound
+    raise AssertionError(buckets)
+
+
+def _in_flight(port: int) -> float:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    lines = [x for x in text.splitlines() if x.startswith('modelport_requests_in_flight{model="spin"}')]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def _post_forever(url: str) -> None:
+    with contextlib.suppress(requests.RequestException):  # the replica is stopped under it
+        requests.post(url, json={"instances": [[1e12]]}, timeout=600)

@@ -1,0 +1,120 @@
+"""What the gateway sends the model service (README, "The gateway"): PNG and JPEG go through
+untouched, other formats are converted to PNG; a failed connection is retried once (then 503).
+The gateway's app in-process, the model service a recording stub on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
+
+from modelport.gateway.app import PNG_SIGNATURE, Gateway, GatewayConfig
+
+
+@dataclass
+class Stub:
+    """A model service on loopback that records each request's images; the first `drop`
+    connections are closed without an answer (a replica that died)."""
+
+    drop: int = 0
+    connections: int = 0
+    images: list[bytes] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.connections <= self.drop:
+            writer.close()
+            return
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))  # fmt: skip
+                body = json.loads(await reader.readexactly(length))
+                self.images += [base64.b64decode(i["image_bytes"]["b64"]) for i in body["instances"]]
+                predictions = [{"classes": 7, "probabilities": [1.0]}] * len(body["instances"])
+                answer = json.dumps({"predictions": predictions})
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-model-version: 1\r\n"
+                             + f"content-length: {len(answer)}\r\n\r\n{answer}".encode())  # fmt: skip
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the gateway closed its pooled connection
+        finally:
+            writer.close()
+
+
+def _run(stub: Stub, test: Callable[[TestClient, Stub], Awaitable[None]]) -> None:
+    async def main() -> None:
+        server = await asyncio.start_server(stub.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        gateway = Gateway(GatewayConfig(model_url=f"http://127.0.0.1:{port}", model="m", timeout_seconds=10))
+        async with TestClient(TestServer(gateway.app())) as client:
+            await test(client, stub)
+        server.close()
+
+    asyncio.run(main())
+
+
+def _encoded(fmt: str, mode: str = "L") -> bytes:
+    image = Image.fromarray((np.arange(28 * 28).reshape(28, 28) % 256).astype(np.uint8)).convert(mode)
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+async def _post(client: TestClient, data: bytes, name: str) -> Any:
+    form = aiohttp.FormData()
+    form.add_field("img", data, filename=name)
+    answer = await client.post("/", data=form)
+    return answer.status, await answer.json()
+
+
+def test_png_and_jpeg_go_through_untouched_and_other_formats_become_png() -> None:
+    async def check(client: TestClient, stub: Stub) -> None:
+        png, jpeg, gif, bmp = _encoded("PNG"), _encoded("JPEG"), _encoded("GIF", "P"), _encoded("BMP", "RGB")
+        for data, name in ((png, "a.png"), (jpeg, "b.jpg"), (gif, "c.gif"), (bmp, "d.bmp")):
+            assert await _post(client, data, name) == (200, {"result": [7]})
+        sent_png, sent_jpeg, sent_gif, sent_bmp = stub.images
+        assert sent_png == png and sent_jpeg == jpeg  # byte for byte
+        for original, sent in ((gif, sent_gif), (bmp, sent_bmp)):
+            assert sent.startswith(PNG_SIGNATURE)
+            same = np.asarray(Image.open(io.BytesIO(original)).convert("RGB"))
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(sent)).convert("RGB")), same)
+
+    _run(Stub(), check)
+
+
+def test_connections_to_the_model_service_are_pooled_and_kept_alive() -> None:
+    async def check(client: TestClient, stub: Stub) -> None:
+        for _ in range(5):
+            assert await _post(client, _encoded("PNG"), "a.png") == (200, {"result": [7]})
+        assert stub.connections == 1 and len(stub.images) == 5
+
+    _run(Stub(), check)
+
+
+def test_a_failed_connection_is_retried_once() -> None:
+    async def check(client: TestClient, stub: Stub) -> None:
+        assert await _post(client, _encoded("PNG"), "a.png") == (200, {"result": [7]})
+        assert stub.connections == 2  # the first closed without an answer, the retry answered
+
+    _run(Stub(drop=1), check)
+
+
+def test_a_service_that_fails_twice_is_503() -> None:
+    async def check(client: TestClient, stub: Stub) -> None:
+        status, body = await _post(client, _encoded("PNG"), "a.png")
+        assert status == 503 and body["error"].startswith("the model service at http://127.0.0.1:")
+        assert "is unavailable" in body["error"]
+        assert stub.connections == 2 and stub.images == []  # one try, one retry, no more
+
+    _run(Stub(drop=10), check)
