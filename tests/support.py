@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,12 +104,9 @@ class Server:
         return requests.post(self.url + path, timeout=10, **kw)
 
     def wait_until(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}\n--- server log ---\n{self.log()}")
+        waited = poll(predicate, timeout, 0.05)
+        if waited is not None:
+            raise AssertionError(f"timed out waiting for {what}{waited}\n--- server log ---\n{self.log()}")
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         self.wait_until(lambda: self.get("/readyz").status_code == 200, timeout, "/readyz 200")
@@ -129,6 +127,24 @@ class Server:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+def poll(predicate: Any, timeout: float, every: float) -> str | None:
+    """Call `predicate` until it is true or `timeout` seconds have passed: None if it came true,
+    else what the last call said. An exception counts as "not yet" (a status field the product
+    has not written yet is a KeyError), and the last one is reported at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            if predicate():
+                return None
+            last = ""
+        except Exception as exc:
+            last = "".join(traceback.format_exception_only(exc)).strip()
+        if time.monotonic() >= deadline:
+            return f" (the last check raised {last})" if last else ""
+        time.sleep(every)
 
 
 @contextmanager
@@ -207,10 +223,10 @@ class Load:
     def failures(self, good: Any = lambda value: isinstance(value, float)) -> list[Any]:
         return [v for v in self.values() if not good(v)]
 
-    def wait_for(self, count: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.outcomes) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        """Until `count` outcomes are in; fails at the deadline (a stalled load is a finding)."""
+        if poll(lambda: len(self.outcomes) >= count, timeout, 0.05) is not None:
+            raise AssertionError(f"{len(self.outcomes)} of {count} requests answered in {timeout:g} s")
 
 
 class Plane:
@@ -238,18 +254,11 @@ class Plane:
     def json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "-o", "json").stdout)
 
-    def up(self, *extra: str) -> None:
-        self.cli(
-            "up",
-            "--detach",
-            "--backoff-seconds",
-            "1",
-            "--grace-seconds",
-            "5",
-            "--sync-seconds",
-            "0.1",
-            *extra,
-        )
+    def up(self, *extra: str, grace: float = 5, metrics: float = 0.5) -> None:
+        """Short back-off and sync; replicas sampled every `metrics` s (`top` needs two samples);
+        `grace` from SIGTERM to SIGKILL when a replica is stopped."""
+        self.cli("up", "--detach", "--backoff-seconds", "1", "--grace-seconds", f"{grace:g}",
+                 "--sync-seconds", "0.1", "--metrics-seconds", f"{metrics:g}", *extra)  # fmt: skip
 
     @property
     def pid(self) -> int:
@@ -271,13 +280,18 @@ class Plane:
         return f"http://127.0.0.1:{service['spec']['ports'][0]['port']}"
 
     def wait(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        log = (self.home / "controlplane" / "controlplane.log").read_text(errors="replace")[-3000:]
-        raise AssertionError(f"timed out waiting for {what}\n--- control plane log ---\n{log}")
+        """Poll `predicate` (use `get`/`items`, in-process: a CLI call costs 1.5 s) until true."""
+        waited = poll(predicate, timeout, 0.1)
+        if waited is not None:
+            log = (self.home / "controlplane" / "controlplane.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"timed out waiting for {what}{waited}\n--- control plane log ---\n{log}")
+
+    def get(self, kind: str, name: str) -> Any:
+        """An object as `get <kind> <name> -o json` prints it, read in-process."""
+        return self.client().get(kind, name)
+
+    def items(self, kind: str) -> list[Any]:
+        return list(self.client().list(kind)["items"])
 
     def stop(self) -> None:
         """`modelport down`, then make sure nothing of this home is left running."""

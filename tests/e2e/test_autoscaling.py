@@ -31,7 +31,7 @@ def test_scales_up_under_load_and_down_after_it(tmp_path: Path) -> None:
     mark_complete(tmp_path / "half" / "1")
     plane = Plane(tmp_path / "home")
     try:
-        plane.up("--metrics-seconds", "0.5", "--metrics-window", "2", "--hpa-sync-seconds", "1")
+        plane.up("--metrics-window", "2", "--hpa-sync-seconds", "1")
         deployment, service = yaml.safe_load_all(deployment_yaml("busy", tmp_path / "half", replicas=1))
         deployment["spec"]["template"]["spec"]["resources"] = {"requests": {"cpu": "100m"}}
         (tmp_path / "busy.yaml").write_text(yaml.safe_dump_all([deployment, service]) + "---\n" + HPA)
@@ -85,7 +85,7 @@ def test_an_external_metric_from_a_real_prometheus(tmp_path: Path) -> None:
     plane = Plane(tmp_path / "home")
     prometheus = None
     try:
-        plane.up("--metrics-seconds", "0.5", "--hpa-sync-seconds", "1",
+        plane.up("--hpa-sync-seconds", "1",
                  "--prometheus-url", f"http://127.0.0.1:{prometheus_port}")  # fmt: skip
         hpa = HPA.replace(
             """  - type: Resource
