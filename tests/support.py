@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -276,7 +277,7 @@ class Plane:
         return {p.pid for p in processes_with(f"--port_file {self.home}/controlplane/pods/")}
 
     def service_url(self, name: str) -> str:
-        service = self.json("get", "service", name)
+        service = self.get("Service", name)
         return f"http://127.0.0.1:{service['spec']['ports'][0]['port']}"
 
     def wait(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
@@ -326,3 +327,63 @@ def deployment_yaml(
         docs.append({"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
                      "spec": {"selector": {"app": name}, "ports": [{"port": service_port}]}})  # fmt: skip
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+class WritesAfterReads:
+    """A TCP relay in front of the control plane's API that holds every PUT until `reads` GETs
+    have been answered. Two `modelport apply` processes through it both read the object before
+    either writes: the race of two people applying at once, every time rather than by luck.
+    (The API client opens one connection per request, so a connection's first bytes name its
+    method.) Point a client at it with `home()`: a home whose api.json names the relay."""
+
+    def __init__(self, api_url: str, token: Path, workdir: Path, reads: int = 2) -> None:
+        from urllib.parse import urlsplit
+
+        self._upstream = (urlsplit(api_url).hostname or "127.0.0.1", urlsplit(api_url).port or 80)
+        self._reads, self._answered = reads, 0
+        self._cond = threading.Condition()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.home = workdir / "relayed-home"
+        (self.home / "controlplane").mkdir(parents=True)
+        port = self._listener.getsockname()[1]
+        (self.home / "controlplane" / "api.json").write_text(json.dumps({"url": f"http://127.0.0.1:{port}"}))
+        shutil.copy(token, self.home / "controlplane" / "token")
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        with conn, socket.create_connection(self._upstream) as upstream:
+            first = b""
+            while len(first) < 4 and (chunk := conn.recv(4 - len(first))):
+                first += chunk
+            if first.startswith(b"PUT"):
+                with self._cond:
+                    self._cond.wait_for(lambda: self._answered >= self._reads, 30)
+            upstream.sendall(first)
+            back = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
+            back.start()
+            _pipe(conn, upstream)
+            back.join(30)
+        if first.startswith(b"GET"):
+            with self._cond:
+                self._answered += 1
+                self._cond.notify_all()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
