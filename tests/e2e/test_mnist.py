@@ -148,18 +148,21 @@ def test_truncated_png(server: Server, repo: Path) -> None:
 
 def test_huge_image_refused_before_decoding(server: Server) -> None:
     # 10000 x 10000 pixels would decode to 100 MB. Only the file's first 200 bytes are sent: the
-    # header, then a cut that decoding would report as truncated (as for the 28 x 28 one below),
-    # so the pixel-count answer shows the header alone was read.
-    def cut(size: int) -> dict[str, object]:
+    # header, then a cut that decoding would report as truncated (as for the 28 x 28 one below,
+    # noise so that its file is longer than the cut), so the answer shows only the header was read.
+    def cut(image: Image.Image) -> dict[str, object]:
         out = io.BytesIO()
-        Image.new("L", (size, size)).save(out, "PNG")
+        image.save(out, "PNG")
+        assert len(out.getvalue()) > 200
         return {"instances": [{"image_bytes": {"b64": base64.b64encode(out.getvalue()[:200]).decode()}}]}
 
-    r = server.post("/v1/models/mnist:predict", cut(10000))
+    r = server.post("/v1/models/mnist:predict", cut(Image.new("L", (10000, 10000))))
     assert r.status_code == 400
     assert "100000000 pixels, more than the limit" in r.json()["error"]
-    r = server.post("/v1/models/mnist:predict", cut(28))
-    assert r.status_code == 400 and "pixels" not in r.json()["error"], r.text
+    noise = np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)
+    r = server.post("/v1/models/mnist:predict", cut(Image.fromarray(noise)))
+    assert r.status_code == 400, r.text
+    assert "cannot decode image: image file is truncated" in r.json()["error"], r.text
 
 
 def test_the_articles_config_file_and_command_line(repo: Path, tmp_path: Path) -> None:
