@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -64,6 +65,24 @@ def publish(base: Path, version: int, build: Any) -> Path:
     final = base / str(version)
     os.rename(tmp, final)
     return final
+
+
+def port_below_the_ephemeral_range() -> int:
+    """A free port for a test that must name its port (a server restarted on the same one, or
+    the same number given to two flags). Taken below the kernel's ephemeral range (32768 and up
+    by default), where port-0 binds (every other server here) and outgoing connections never
+    land, so it stays free between this check and its use unless someone names it too."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 10000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 class Server:

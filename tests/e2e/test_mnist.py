@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from modelport.examples import write_mnist_repository
-from support import Server, running
+from support import Server, port_below_the_ephemeral_range, running
 
 
 @pytest.fixture(scope="module")
@@ -180,12 +180,8 @@ def test_the_articles_config_file_and_command_line(repo: Path, tmp_path: Path) -
         "          versions: 1\n"
     )
     # --port equal to --rest_api_port: the harness passes --rest_api_port 0 last-wins, so give
-    # the same number to both explicitly through a free port.
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # the same number to both explicitly.
+    port = port_below_the_ephemeral_range()
     args = [f"--port={port}", f"--rest_api_port={port}", f"--model_config_file={config}",
             "--model_name=mnist", f"--model_base_path={repo}"]  # fmt: skip
     with running(args, tmp_path) as server:

@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 
 from modelport.examples import write_mnist_repository
-from support import Server
+from support import Server, port_below_the_ephemeral_range
 
 
 @contextmanager
@@ -234,9 +234,10 @@ def test_a_model_service_restarted_under_traffic_fails_only_while_it_is_down(
     port. Those that overlap the gap get a 503 that says so; every other gets the right answer,
     the first ones after the restart included (the pooled connections died with the old process:
     the gateway retries on a new one)."""
-    first = Server(["--model_name", "mnist", "--model_base_path", str(repo)], _mkdir(tmp_path / "a"))
+    port = port_below_the_ephemeral_range()  # not port 0: the new process must take the same one
+    args = ["--model_name", "mnist", "--model_base_path", str(repo), "--rest_api_port", str(port)]
+    first = Server(args, _mkdir(tmp_path / "a"))
     first.wait_ready()
-    args = ["--model_name", "mnist", "--model_base_path", str(repo), "--rest_api_port", str(first.port)]
     with (
         gateway(tmp_path, "--model-url", first.url) as base,
         Uploads(base, sample(repo, 7).read_bytes()) as load,
