@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +67,24 @@ def publish(base: Path, version: int, build: Any) -> Path:
     return final
 
 
+def port_below_the_ephemeral_range() -> int:
+    """A free port for a test that must name its port (a server restarted on the same one, or
+    the same number given to two flags). Taken below the kernel's ephemeral range (32768 and up
+    by default), where port-0 binds (every other server here) and outgoing connections never
+    land, so it stays free between this check and its use unless someone names it too."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 10000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port below {low}")
+
+
 class Server:
     """`modelport serve` as a real process on loopback, port 0, port read back from a file."""
 
@@ -103,12 +124,9 @@ class Server:
         return requests.post(self.url + path, timeout=10, **kw)
 
     def wait_until(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}\n--- server log ---\n{self.log()}")
+        waited = poll(predicate, timeout, 0.05)
+        if waited is not None:
+            raise AssertionError(f"timed out waiting for {what}{waited}\n--- server log ---\n{self.log()}")
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         self.wait_until(lambda: self.get("/readyz").status_code == 200, timeout, "/readyz 200")
@@ -129,6 +147,24 @@ class Server:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+def poll(predicate: Any, timeout: float, every: float) -> str | None:
+    """Call `predicate` until it is true or `timeout` seconds have passed: None if it came true,
+    else what the last call said. An exception counts as "not yet" (a status field the product
+    has not written yet is a KeyError), and the last one is reported at the deadline."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            if predicate():
+                return None
+            last = ""
+        except Exception as exc:
+            last = "".join(traceback.format_exception_only(exc)).strip()
+        if time.monotonic() >= deadline:
+            return f" (the last check raised {last})" if last else ""
+        time.sleep(every)
 
 
 @contextmanager
@@ -207,10 +243,10 @@ class Load:
     def failures(self, good: Any = lambda value: isinstance(value, float)) -> list[Any]:
         return [v for v in self.values() if not good(v)]
 
-    def wait_for(self, count: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.outcomes) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
+    def wait_for(self, count: int, timeout: float = 30.0) -> None:
+        """Until `count` outcomes are in; fails at the deadline (a stalled load is a finding)."""
+        if poll(lambda: len(self.outcomes) >= count, timeout, 0.05) is not None:
+            raise AssertionError(f"{len(self.outcomes)} of {count} requests answered in {timeout:g} s")
 
 
 class Plane:
@@ -238,18 +274,11 @@ class Plane:
     def json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "-o", "json").stdout)
 
-    def up(self, *extra: str) -> None:
-        self.cli(
-            "up",
-            "--detach",
-            "--backoff-seconds",
-            "1",
-            "--grace-seconds",
-            "5",
-            "--sync-seconds",
-            "0.1",
-            *extra,
-        )
+    def up(self, *extra: str, grace: float = 5, metrics: float = 0.5) -> None:
+        """Short back-off and sync; replicas sampled every `metrics` s (`top` needs two samples);
+        `grace` from SIGTERM to SIGKILL when a replica is stopped."""
+        self.cli("up", "--detach", "--backoff-seconds", "1", "--grace-seconds", f"{grace:g}",
+                 "--sync-seconds", "0.1", "--metrics-seconds", f"{metrics:g}", *extra)  # fmt: skip
 
     @property
     def pid(self) -> int:
@@ -267,17 +296,22 @@ class Plane:
         return {p.pid for p in processes_with(f"--port_file {self.home}/controlplane/pods/")}
 
     def service_url(self, name: str) -> str:
-        service = self.json("get", "service", name)
+        service = self.get("Service", name)
         return f"http://127.0.0.1:{service['spec']['ports'][0]['port']}"
 
     def wait(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        log = (self.home / "controlplane" / "controlplane.log").read_text(errors="replace")[-3000:]
-        raise AssertionError(f"timed out waiting for {what}\n--- control plane log ---\n{log}")
+        """Poll `predicate` (use `get`/`items`, in-process: a CLI call costs 1.5 s) until true."""
+        waited = poll(predicate, timeout, 0.1)
+        if waited is not None:
+            log = (self.home / "controlplane" / "controlplane.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"timed out waiting for {what}{waited}\n--- control plane log ---\n{log}")
+
+    def get(self, kind: str, name: str) -> Any:
+        """An object as `get <kind> <name> -o json` prints it, read in-process."""
+        return self.client().get(kind, name)
+
+    def items(self, kind: str) -> list[Any]:
+        return list(self.client().list(kind)["items"])
 
     def stop(self) -> None:
         """`modelport down`, then make sure nothing of this home is left running."""
@@ -312,3 +346,63 @@ def deployment_yaml(
         docs.append({"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
                      "spec": {"selector": {"app": name}, "ports": [{"port": service_port}]}})  # fmt: skip
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+class WritesAfterReads:
+    """A TCP relay in front of the control plane's API that holds every PUT until `reads` GETs
+    have been answered. Two `modelport apply` processes through it both read the object before
+    either writes: the race of two people applying at once, every time rather than by luck.
+    (The API client opens one connection per request, so a connection's first bytes name its
+    method.) Point a client at it with `home()`: a home whose api.json names the relay."""
+
+    def __init__(self, api_url: str, token: Path, workdir: Path, reads: int = 2) -> None:
+        from urllib.parse import urlsplit
+
+        self._upstream = (urlsplit(api_url).hostname or "127.0.0.1", urlsplit(api_url).port or 80)
+        self._reads, self._answered = reads, 0
+        self._cond = threading.Condition()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.home = workdir / "relayed-home"
+        (self.home / "controlplane").mkdir(parents=True)
+        port = self._listener.getsockname()[1]
+        (self.home / "controlplane" / "api.json").write_text(json.dumps({"url": f"http://127.0.0.1:{port}"}))
+        shutil.copy(token, self.home / "controlplane" / "token")
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        with conn, socket.create_connection(self._upstream) as upstream:
+            first = b""
+            while len(first) < 4 and (chunk := conn.recv(4 - len(first))):
+                first += chunk
+            if first.startswith(b"PUT"):
+                with self._cond:
+                    self._cond.wait_for(lambda: self._answered >= self._reads, 30)
+            upstream.sendall(first)
+            back = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
+            back.start()
+            _pipe(conn, upstream)
+            back.join(30)
+        if first.startswith(b"GET"):
+            with self._cond:
+                self._answered += 1
+                self._cond.notify_all()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

@@ -7,7 +7,8 @@
 #
 # Environment: MODELPORT (the CLI; default: modelport on PATH), MODELPORT_HOME (the registry;
 # default ~/.modelport), WORK (scratch folder; default a new temporary one), REPOSITORY (where
-# the registry writes what it serves, first publish only), SERVE=1 to serve at the end.
+# the registry writes what it serves, first publish only), EPOCHS (train this many instead of the
+# config's; the gate still applies), SERVE=1 to serve at the end.
 set -euo pipefail
 mp="${MODELPORT:-modelport}"
 work="${WORK:-$(mktemp -d)}"
@@ -19,7 +20,7 @@ if [ "${1:-}" = "--full" ]; then
 fi
 
 echo "== 1. train ($(basename "$config"))"
-"$mp" train -f "$config" --out "$work/candidate"
+"$mp" train -f "$config" ${EPOCHS:+--epochs "$EPOCHS"} --out "$work/candidate"
 
 echo "== 2. evaluate the ONNX file that will be served"
 "$mp" evaluate "$work/candidate" --out "$work/evaluation"

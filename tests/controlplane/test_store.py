@@ -3,6 +3,7 @@ and a watch sees every change in order, including those written by other process
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -77,9 +78,11 @@ def test_a_stale_write_is_a_conflict_not_a_merge(tmp_path: Path) -> None:
         store.delete("Deployment", "default", "mnist", resource_version=read["metadata"]["resourceVersion"])
 
 
-def _update_from(path: str, read: dict[str, Any], replicas: int) -> str:
+def _update_from(path: str, read: dict[str, Any], replicas: int, start: Any) -> str:
+    store = ObjectStore(Path(path))
+    start.wait(30)  # both processes open the store, then write together
     try:
-        ObjectStore(Path(path)).update({**read, "spec": {"replicas": replicas}})
+        store.update({**read, "spec": {"replicas": replicas}})
         return "ok"
     except ModelportError as exc:
         return exc.code.name
@@ -88,8 +91,11 @@ def _update_from(path: str, read: dict[str, Any], replicas: int) -> str:
 def test_two_writers_at_once_one_wins(tmp_path: Path) -> None:
     store = ObjectStore(tmp_path / "state.db")
     read = store.create(_deployment())
-    with ProcessPoolExecutor(2) as pool:
-        results = sorted(pool.map(_update_from, [str(tmp_path / "state.db")] * 2, [read, read], [3, 4]))
+    with multiprocessing.Manager() as manager, ProcessPoolExecutor(2) as pool:
+        start = manager.Barrier(2)
+        results = sorted(
+            pool.map(_update_from, [str(tmp_path / "state.db")] * 2, [read, read], [3, 4], [start, start])
+        )
     assert results == ["ABORTED", "ok"]
     assert store.get("Deployment", "default", "mnist")["spec"]["replicas"] in (3, 4)
 

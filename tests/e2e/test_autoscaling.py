@@ -4,12 +4,14 @@ after it stops; `describe hpa` and `modelport plot` show what happened."""
 
 from __future__ import annotations
 
-import time
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import yaml
 
-from support import Load, Plane, deployment_yaml, half_plus_two, mark_complete
+from support import Load, Plane, deployment_yaml, half_plus_two, mark_complete, poll
 
 HPA = """apiVersion: modelport/v1
 kind: HorizontalPodAutoscaler
@@ -31,7 +33,7 @@ def test_scales_up_under_load_and_down_after_it(tmp_path: Path) -> None:
     mark_complete(tmp_path / "half" / "1")
     plane = Plane(tmp_path / "home")
     try:
-        plane.up("--metrics-seconds", "0.5", "--metrics-window", "2", "--hpa-sync-seconds", "1")
+        plane.up("--metrics-window", "2", "--hpa-sync-seconds", "1")
         deployment, service = yaml.safe_load_all(deployment_yaml("busy", tmp_path / "half", replicas=1))
         deployment["spec"]["template"]["spec"]["resources"] = {"requests": {"cpu": "100m"}}
         (tmp_path / "busy.yaml").write_text(yaml.safe_dump_all([deployment, service]) + "---\n" + HPA)
@@ -40,18 +42,20 @@ def test_scales_up_under_load_and_down_after_it(tmp_path: Path) -> None:
         url = plane.service_url("busy") + "/v1/models/half:predict"
 
         def replicas() -> int:
-            return int(plane.json("get", "deployment", "busy")["spec"]["replicas"])
+            return int(plane.get("Deployment", "busy")["spec"]["replicas"])
 
         with Load(url, {"instances": [2.0]}, threads=3) as load:
             plane.wait(lambda: replicas() >= 2, 30, "a scale-up under load")
-            plane.wait(lambda: plane.json("get", "deployment", "busy")["status"].get("readyReplicas", 0) >= 2,
+            plane.wait(lambda: plane.get("Deployment", "busy")["status"].get("readyReplicas", 0) >= 2,
                        30, "the new replicas to be ready")  # fmt: skip
-        assert load.failures() == []
+        assert load.failures() == [] and set(load.values()) == {3.0}
         peak = replicas()
         assert 2 <= peak <= 3
-        gone = time.monotonic()
+        # Not before the stabilization window (4 s) has passed: the HPA first says it holds a
+        # lower recommendation back, with the replicas still up, then scales down.
+        plane.wait(lambda: _able_to_scale(plane) == "ScaleDownStabilized" and replicas() > 1, 30,
+                   "the HPA to hold the scale-down for its window")  # fmt: skip
         plane.wait(lambda: replicas() == 1, 40, "the scale-down after the load")
-        assert time.monotonic() - gone >= 3  # not before the stabilization window (4 s) has passed
         described = plane.cli("describe", "hpa", "busy").stdout
         assert (
             f"New size: {peak}; reason: cpu resource utilization (percentage of request) above target"
@@ -72,20 +76,22 @@ def test_scales_up_under_load_and_down_after_it(tmp_path: Path) -> None:
 def test_an_external_metric_from_a_real_prometheus(tmp_path: Path) -> None:
     """Prometheus scrapes the replicas (found through the control plane's API), the HPA scales on
     a PromQL query; with Prometheus gone, the HPA says so and holds the replica count."""
-    import shutil
-    import subprocess
-
     import requests
-
-    from modelport.dataplane.haproxy import free_port
 
     half_plus_two(tmp_path / "half" / "1")
     mark_complete(tmp_path / "half" / "1")
-    prometheus_port = free_port()
     plane = Plane(tmp_path / "home")
-    prometheus = None
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global: {scrape_interval: 1s}\n")  # nothing to scrape until the plane runs
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    with open(tmp_path / "prometheus.log", "wb") as log:  # port 0: Prometheus logs the one it got
+        prometheus: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             "--web.listen-address=127.0.0.1:0"], stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
-        plane.up("--metrics-seconds", "0.5", "--hpa-sync-seconds", "1",
+        prometheus_port = _listening_port(tmp_path / "prometheus.log")
+        plane.up("--hpa-sync-seconds", "1",
                  "--prometheus-url", f"http://127.0.0.1:{prometheus_port}")  # fmt: skip
         hpa = HPA.replace(
             """  - type: Resource
@@ -100,17 +106,12 @@ def test_an_external_metric_from_a_real_prometheus(tmp_path: Path) -> None:
         )
         plane.cli("apply", "-f", str(tmp_path / "busy.yaml"))
         plane.cli("rollout", "status", "deployment/busy")
-        config = tmp_path / "prometheus.yml"
         plane.cli("prometheus-config", "--scrape-interval", "1s", "--out", str(config))
-        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         checked = subprocess.run([shutil.which("promtool") or "promtool", "check", "config", str(config)],
                                  capture_output=True, text=True)  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        with open(tmp_path / "prometheus.log", "wb") as log:
-            prometheus = subprocess.Popen(
-                [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                 f"--web.listen-address=127.0.0.1:{prometheus_port}"], stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        assert prometheus is not None
+        prometheus.send_signal(signal.SIGHUP)  # Prometheus re-reads its configuration file
         api = f"http://127.0.0.1:{prometheus_port}/api/v1/query"
 
         def scraping() -> bool:
@@ -125,7 +126,7 @@ def test_an_external_metric_from_a_real_prometheus(tmp_path: Path) -> None:
         plane.wait(scraping, 30, "Prometheus to scrape the replica it found through the API")
 
         def replicas() -> int:
-            return int(plane.json("get", "deployment", "busy")["spec"]["replicas"])
+            return int(plane.get("Deployment", "busy")["spec"]["replicas"])
 
         url = plane.service_url("busy") + "/v1/models/half:predict"
         with Load(url, {"instances": [2.0]}, threads=2):
@@ -138,16 +139,42 @@ def test_an_external_metric_from_a_real_prometheus(tmp_path: Path) -> None:
         prometheus = None
 
         def reported() -> bool:
-            conditions = plane.json("get", "hpa", "busy")["status"]["conditions"]
+            conditions = plane.get("HorizontalPodAutoscaler", "busy")["status"]["conditions"]
             return any(
                 c["type"] == "ScalingActive" and c["reason"] == "FailedGetExternalMetric" for c in conditions
             )
 
+        def failed_rounds() -> int:  # the HPA's Warning event, counted once a round
+            events = plane.items("Event")
+            return sum(e.get("count", 1) for e in events if e["reason"] == "FailedGetExternalMetric")
+
         plane.wait(reported, 20, "the HPA to report Prometheus missing")
-        time.sleep(2)
+        rounds = failed_rounds()
+        plane.wait(lambda: failed_rounds() >= rounds + 2, 20, "two more HPA rounds without Prometheus")
         assert replicas() == held  # no data, no scaling
         assert "FailedGetExternalMetric" in plane.cli("describe", "hpa", "busy").stdout
     finally:
         if prometheus is not None:
             prometheus.kill()
+            prometheus.wait(10)
         plane.stop()
+
+
+def _able_to_scale(plane: Plane) -> str:
+    conditions = plane.get("HorizontalPodAutoscaler", "busy")["status"].get("conditions", [])
+    return str(next((c["reason"] for c in conditions if c["type"] == "AbleToScale"), ""))
+
+
+def _listening_port(log: Path) -> int:
+    """The port in Prometheus' `msg="Listening on" address=127.0.0.1:<port>` line."""
+    found: list[int] = []
+
+    def listening() -> bool:
+        for line in log.read_text(errors="replace").splitlines():
+            if 'msg="Listening on"' in line:
+                found.append(int(line.rsplit(":", 1)[1]))
+        return bool(found)
+
+    if (waited := poll(listening, 30, 0.05)) is not None:
+        raise AssertionError(f"Prometheus did not listen{waited}:\n{log.read_text(errors='replace')}")
+    return found[0]

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,11 +44,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
         plane.cli("apply", "-f", str(root / "deploy.yaml"))
         plane.cli("rollout", "status", "deployment/mnist")
         port_file = root / "gateway.json"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelport", "gateway", "--service", "mnist", "--port", "0",
-             "--port-file", str(port_file)],
-            env=plane.env, stdout=open(root / "gateway.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        )  # fmt: skip
+        with open(root / "gateway.log", "wb") as log:  # the child keeps its own copy of the handle
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "modelport", "gateway", "--service", "mnist", "--port", "0",
+                 "--port-file", str(port_file)],
+                env=plane.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         plane.wait(port_file.exists, 20, "the gateway to listen")
         yield f"http://127.0.0.1:{json.loads(port_file.read_text())['port']}", root / "mnist" / "samples"
     finally:
@@ -142,7 +142,13 @@ def test_on_a_phone_sized_screen(site: tuple[str, Path], browser: webdriver.Chro
         assert wait_answer(browser) == "3"
         canvas = browser.find_element(By.ID, "canvas")
         assert canvas.size["width"] <= 390 and canvas.is_displayed()
-        time.sleep(0.2)
+        # The screenshot once the chart is drawn at this width (its bars are laid out by script).
+        WebDriverWait(browser, 15).until(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, "#chart .bar")) == 10
+                and d.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+            )
+        )
         shot(browser, "phone")
     finally:
         browser.set_window_size(1100, 900)

@@ -109,10 +109,19 @@ def test_broken_version_is_reported_and_the_old_one_keeps_serving(tmp_path: Path
 def test_half_copied_folder_is_not_loaded_half_way(tmp_path: Path) -> None:
     base = tmp_path / "half"
     publish(base, 1, lambda d: half_plus_two(d, offset=2.0))
+    probe = tmp_path / "probe"  # a second model whose marked versions show each poll happening
+    publish(probe, 1, lambda d: half_plus_two(d))
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        "model_config_list:\n  config:\n"
+        f"    - {{name: half, base_path: {base}}}\n    - {{name: probe, base_path: {probe}}}\n"
+    )
     model = half_plus_two(tmp_path / "src", offset=9.0).read_bytes()
+    # Settle 3 s: longer than the two polls watched below take even on a busy machine, so a
+    # plain copy paused that long would still be waited for.
     with running(
-        ["--model_name", "half", "--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.1",
-         "--version_settle_seconds", "0.5"],
+        ["--model_config_file", str(config), "--file_system_poll_wait_seconds", "0.1",
+         "--version_settle_seconds", "3"],
         tmp_path,
     ) as server:  # fmt: skip
         server.wait_ready()
@@ -122,9 +131,10 @@ def test_half_copied_folder_is_not_loaded_half_way(tmp_path: Path) -> None:
             out.write(model[: len(model) // 2])
             out.flush()
             os.fsync(out.fileno())
-            for _ in range(6):  # 0.3 s: several polls see the partial file
+            for version in (2, 3):  # two polls at least have seen the partial file
+                publish(probe, version, lambda d: half_plus_two(d))
+                server.wait_until(lambda v=version: v in server.versions("probe"), what=f"probe v{version}")
                 assert 2 not in server.versions("half")
-                threading.Event().wait(0.05)
             out.write(model[len(model) // 2 :])
         server.wait_until(lambda: server.versions("half").get(2) == "AVAILABLE", what="v2 after the copy")
         assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {

@@ -30,9 +30,15 @@ def test_train_evaluate_publish_label_serve(tmp_path: Path) -> None:
         "MODELPORT": CLI,
         "MODELPORT_HOME": str(tmp_path / "home"),
         "WORK": str(tmp_path / "work"),
+        # 20 epochs instead of mlp.yaml's 30: two thirds of the training time. The model (seeded)
+        # reaches 0.936 held-out accuracy, still over the script's gate of 0.93 (10 epochs: 0.928,
+        # refused), so the gate is passed on merit, as below.
+        "EPOCHS": "20",
     }
     out = _run(env, "bash", str(ROOT / "examples/mnist/lifecycle.sh"))
     assert "published mnist version 1" in out and "production -> 1" in out
+    evaluation = json.loads((tmp_path / "work" / "evaluation" / "evaluation.json").read_text())
+    assert evaluation["metrics"]["accuracy"] >= 0.93
     report = tmp_path / "work" / "evaluation" / "report.html"
     assert report.exists() and report.read_text().count("<svg") == 3
     samples = write_mnist_repository(tmp_path / "samples").parent / "samples"

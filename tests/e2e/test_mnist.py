@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from modelport.examples import write_mnist_repository
-from support import Server, running
+from support import Server, port_below_the_ephemeral_range, running
 
 
 @pytest.fixture(scope="module")
@@ -143,17 +143,26 @@ def test_truncated_png(server: Server, repo: Path) -> None:
     b64 = base64.b64encode(png[: len(png) // 2]).decode()
     r = server.post("/v1/models/mnist:predict", {"instances": [{"image_bytes": {"b64": b64}}]})
     assert r.status_code == 400
-    assert "image" in r.json()["error"]
+    assert "cannot decode image: image file is truncated" in r.json()["error"], r.text
 
 
 def test_huge_image_refused_before_decoding(server: Server) -> None:
-    # 10000 x 10000 pixels of one colour compress to a few hundred kB but would decode to 100 MB
-    out = io.BytesIO()
-    Image.new("L", (10000, 10000)).save(out, "PNG")
-    b64 = base64.b64encode(out.getvalue()).decode()
-    r = server.post("/v1/models/mnist:predict", {"instances": [{"image_bytes": {"b64": b64}}]})
+    # 10000 x 10000 pixels would decode to 100 MB. Only the file's first 200 bytes are sent: the
+    # header, then a cut that decoding would report as truncated (as for the 28 x 28 one below,
+    # noise so that its file is longer than the cut), so the answer shows only the header was read.
+    def cut(image: Image.Image) -> dict[str, object]:
+        out = io.BytesIO()
+        image.save(out, "PNG")
+        assert len(out.getvalue()) > 200
+        return {"instances": [{"image_bytes": {"b64": base64.b64encode(out.getvalue()[:200]).decode()}}]}
+
+    r = server.post("/v1/models/mnist:predict", cut(Image.new("L", (10000, 10000))))
     assert r.status_code == 400
     assert "100000000 pixels, more than the limit" in r.json()["error"]
+    noise = np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)
+    r = server.post("/v1/models/mnist:predict", cut(Image.fromarray(noise)))
+    assert r.status_code == 400, r.text
+    assert "cannot decode image: image file is truncated" in r.json()["error"], r.text
 
 
 def test_the_articles_config_file_and_command_line(repo: Path, tmp_path: Path) -> None:
@@ -171,12 +180,8 @@ def test_the_articles_config_file_and_command_line(repo: Path, tmp_path: Path) -
         "          versions: 1\n"
     )
     # --port equal to --rest_api_port: the harness passes --rest_api_port 0 last-wins, so give
-    # the same number to both explicitly through a free port.
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # the same number to both explicitly.
+    port = port_below_the_ephemeral_range()
     args = [f"--port={port}", f"--rest_api_port={port}", f"--model_config_file={config}",
             "--model_name=mnist", f"--model_base_path={repo}"]  # fmt: skip
     with running(args, tmp_path) as server:

@@ -106,7 +106,7 @@ def test_versions_and_labels_route(server: Server) -> None:
 
 def test_signature_name(server: Server) -> None:
     body = {"signature_name": "serving_default", "instances": [[2.0]]}
-    assert server.post("/v1/models/half:predict", body).status_code == 200
+    assert server.post("/v1/models/half:predict", body).json() == {"predictions": [[4.0]]}
     r = server.post("/v1/models/half:predict", {"signature_name": "nope", "instances": [[2.0]]})
     assert r.status_code == 400
     assert r.json()["error"].startswith('Serving signature key "nope" not found.')
@@ -205,16 +205,34 @@ def test_health_endpoints(server: Server) -> None:
     assert server.get("/v2/health/ready").status_code == 200
 
 
-def test_metrics(server: Server) -> None:
-    server.post("/v1/models/half/versions/1:predict", {"instances": [[1.0]]})
-    server.post("/v1/models/half:predict", {"instances": "oops"})
+def _samples(server: Server) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = server.get("/metrics").text
-    assert 'modelport_requests_total{api="predict",model="half",status="200",version="1"}' in text
-    assert 'modelport_requests_total{api="predict",model="half",status="400",version="2"}' in text
-    assert (
-        'modelport_request_duration_seconds_bucket{api="predict",le="0.005",model="half",status="200",version="1"}'
-        in text
-    )
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics(server: Server) -> None:
+    ok = frozenset({"api": "predict", "model": "half", "status": "200", "version": "1"}.items())
+    bad = frozenset({"api": "predict", "model": "half", "status": "400", "version": "2"}.items())
+    before = _samples(server)
+    for _ in range(3):
+        server.post("/v1/models/half/versions/1:predict", {"instances": [[1.0]]})
+    for _ in range(2):
+        server.post("/v1/models/half:predict", {"instances": "oops"})
+    after = _samples(server)
+
+    def made(name: str, labels: frozenset[tuple[str, str]]) -> float:
+        return after[(name, labels)] - before.get((name, labels), 0.0)
+
+    assert made("modelport_requests_total", ok) == 3 and made("modelport_requests_total", bad) == 2
+    assert made("modelport_request_duration_seconds_count", ok) == 3
+    assert made("modelport_request_duration_seconds_bucket", ok | {("le", "+Inf")}) == 3
+    text = server.get("/metrics").text
     assert 'modelport_model_state{model="half",version="2"} 30.0' in text
     assert 'modelport_model_load_seconds{model="half",version="1"}' in text
     assert 'modelport_requests_in_flight{model="half"} 0.0' in text
@@ -307,7 +325,7 @@ def test_bad_input(server: Server, path: str, body: bytes, status: int, message:
     r = server.post(path, data=body, headers={"content-type": "application/json"})
     assert r.status_code == status, r.text
     assert message in r.json()["error"]
-    assert server.post("/v1/models/half:predict", {"instances": [1.0]}).status_code == 200
+    assert server.post("/v1/models/half:predict", {"instances": [[1.0]]}).json() == {"predictions": [[3.5]]}
 
 
 def test_unknown_model_status_and_version(server: Server) -> None:

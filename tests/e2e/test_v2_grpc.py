@@ -174,3 +174,4 @@ def test_image_bytes_sent_as_base64_text_over_rest_match_grpc(
     over_rest = server.post("/v2/models/mnist/infer", doc).json()
     probabilities = next(o for o in over_rest["outputs"] if o["name"] == "probabilities")["data"]
     np.testing.assert_allclose(over_grpc.ravel(), probabilities, rtol=1e-6)
+    assert int(np.argmax(over_grpc)) == 4  # digit-4.png, by both routes

@@ -4,9 +4,11 @@ update policies, and a real model server following what the registry says to ser
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,15 +112,18 @@ def test_labels_policies_deprecation_and_guarded_delete(registry: Registry, mnis
         registry.set_policy("mnist", {"pin": 9})
 
 
-def _publish_many(home: str, folder: str, count: int) -> list[int]:
+def _publish_many(home: str, folder: str, count: int, start: Any) -> list[int]:
     registry = Registry.open(Path(home))
+    start.wait(30)  # both processes have the registry open, then publish together
     return [registry.publish("mnist", Path(folder)).version for _ in range(count)]
 
 
 def test_two_publishers_at_once_get_distinct_numbers(tmp_path: Path, mnist_version: Path) -> None:
     Registry.open(tmp_path / "home")
-    with ProcessPoolExecutor(2) as pool:
-        runs = list(pool.map(_publish_many, [str(tmp_path / "home")] * 2, [str(mnist_version)] * 2, [4, 4]))
+    with multiprocessing.Manager() as manager, ProcessPoolExecutor(2) as pool:
+        start = manager.Barrier(2)
+        home, folder = str(tmp_path / "home"), str(mnist_version)
+        runs = list(pool.map(_publish_many, [home] * 2, [folder] * 2, [4, 4], [start, start]))
     numbers = sorted(n for run in runs for n in run)
     assert numbers == list(range(1, 9))
     assert [v.version for v in Registry.open(tmp_path / "home").versions("mnist")] == numbers

@@ -85,9 +85,14 @@ def test_undecodable(data: bytes, message: str) -> None:
 
 
 def test_pixel_limit_checked_before_decoding() -> None:
+    # Only the first 60 bytes of each file: the header, then a cut. Decoding the cut file fails
+    # (the 9 x 11 one shows how), so the pixel-count refusal of the 10 x 11 one came first.
     spec = ImageSpec(width=28, height=28, max_pixels=100)
+    noise = np.random.default_rng(0).integers(0, 255, (10, 11))  # incompressible: the cut is mid-data
     with pytest.raises(ModelportError, match="11x10 = 110 pixels, more than the limit of 100"):
-        codecs.decode_image(_png(np.zeros((10, 11))), spec)
+        codecs.decode_image(_png(noise)[:60], spec)
+    with pytest.raises(ModelportError, match="cannot decode image: image file is truncated"):
+        codecs.decode_image(_png(noise[:9])[:60], spec)
 
 
 def test_softmax_argmax_labels() -> None:

@@ -140,7 +140,8 @@ spec:
     metadata: {{labels: {{app: web}}}}
     spec: {spec}
 """
-    assert load(base.format(spec="{gateway: {service: mnist}}"))[0].spec.template.spec.gateway is not None
+    template = load(base.format(spec="{gateway: {service: mnist}}"))[0].spec.template.spec
+    assert template.gateway is not None and template.gateway.service == "mnist" and template.model is None
     for spec, words in [
         ("{}", "neither"),
         ("{model: {name: m, basePath: /m}, gateway: {service: s}}", "model and gateway"),

@@ -1,0 +1,119 @@
+"""Suite-wide rules: markers by where a test lives, and no test may leave a process behind.
+
+A leak check runs after each module's fixtures are torn down and once more at the end of the
+session. A process counts as leaked when it is still alive and either descends from this pytest
+process (a `serve`, a gateway, chromedriver and its Chromium, Prometheus) or names this run's
+temporary folder on its command line: `modelport up --detach` double-forks, so the control
+plane and the replicas and HAProxy it starts are no descendants of ours, but each of them is
+given a path under the test's home (`--port_file <home>/...`, `-f <home>/.../haproxy.cfg`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+# Modules outside tests/e2e whose tests start real processes (servers, CLIs, browsers).
+PROCESS_MODULES = (
+    "tests/cli/test_registry_cli.py",
+    "tests/dataplane/test_haproxy.py",
+    "tests/dataplane/test_supervisor.py",
+    "tests/gateway/test_gateway.py",
+    "tests/pipeline/evaluate/test_report_browser.py",
+    "tests/pipeline/train/test_environment.py",
+    "tests/pipeline/train/test_train.py",
+    "tests/registry/test_registry.py",
+)
+# Helpers a library keeps for its own pool, not started by a test: multiprocessing's resource
+# tracker and fork server outlive the pools that started them, by design.
+LIBRARY_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+# A stopped process may take a moment to go (Chromium's children after `quit()`, a replica
+# finishing its SIGTERM): only what is still alive after this many seconds is a leak.
+GRACE_SECONDS = 5.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        if where.startswith("tests/e2e/"):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
+        elif where in PROCESS_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+def _suspects(basetemp: Path) -> list[psutil.Process]:
+    me = psutil.Process()
+    marker = f"{basetemp}/"
+    found = {p.pid: p for p in me.children(recursive=True)}
+    for proc in psutil.process_iter(["cmdline"]):
+        if proc.pid != me.pid and marker in " ".join(proc.info.get("cmdline") or []):
+            found[proc.pid] = proc
+    return [p for p in found.values() if _alive(p) and not _library_helper(p)]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _library_helper(proc: psutil.Process) -> bool:
+    try:
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return any(helper in cmdline for helper in LIBRARY_HELPERS)
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid}: {' '.join(proc.cmdline())[:300]}"
+    except psutil.Error:
+        return f"pid {proc.pid}: (gone)"
+
+
+def leaked_processes(basetemp: Path) -> list[str]:
+    """What is still alive after the grace period, killed so that it cannot leak further."""
+    suspects = _suspects(basetemp)
+    if not suspects:
+        return []
+    _, alive = psutil.wait_procs(suspects, timeout=GRACE_SECONDS)
+    alive = [p for p in alive if _alive(p)]
+    found = [_describe(p) for p in alive]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=GRACE_SECONDS)
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Autouse, so torn down after the module's own fixtures (its servers, planes, browsers)."""
+    yield
+    leaked = leaked_processes(tmp_path_factory.getbasetemp())
+    assert not leaked, "processes left running by this module:\n" + "\n".join(leaked)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The same check once everything, session fixtures included, is torn down."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        basetemp = factory.getbasetemp()
+    except (OSError, ValueError):
+        return
+    leaked = leaked_processes(basetemp)
+    if leaked:
+        session.config.get_terminal_writer().line(
+            "processes left running at the end of the session:\n" + "\n".join(leaked), red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
