@@ -503,7 +503,10 @@ def test_logs_follow_a_replica(plane: Plane, models: dict[str, Path], tmp_path: 
     victim = pods_of(plane, "chatty")[0]
     pod = victim["metadata"]["name"]
     assert "model half version 1 AVAILABLE" in plane.cli("logs", "deployment/chatty").stdout
+    whole = plane.cli("logs", pod).stdout.splitlines()
     assert len(plane.cli("logs", pod, "--tail", "1").stdout.splitlines()) == 1
+    assert plane.cli("logs", pod, "--tail", "0").stdout == ""  # kubectl's --tail=0: no line
+    assert plane.cli("logs", pod, "--tail", "100000").stdout.splitlines()[: len(whole)] == whole
     command = [sys.executable, "-m", "modelport", "logs", "-f", "--tail", "1", f"pod/{pod}"]
     with subprocess.Popen(command, env=plane.env, stdout=subprocess.PIPE, text=True) as follow:
         deadline = threading.Timer(60, follow.kill)  # a line that never comes ends the readline

@@ -37,7 +37,7 @@ def logs(name: str, follow: bool, tail: int, namespace: str) -> None:
             raise ModelportError(Code.NOT_FOUND, f'pod "{pod["metadata"]["name"]}" has no log yet')
         with open(path, errors="replace") as log:
             lines = log.readlines()
-            sys.stdout.write("".join(lines[-tail:] if tail >= 0 else lines))
+            sys.stdout.write("".join(lines[max(len(lines) - tail, 0) :] if tail >= 0 else lines))
             sys.stdout.flush()
             while follow:
                 line = log.readline()
