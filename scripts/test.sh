@@ -11,6 +11,13 @@ source "$root/scripts/setup.sh" test
 # and uses the gateway's page; HAProxy is a
 # Service's load balancer; Prometheus is where an HPA can read External metrics.
 bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus
+# The protobuf releases other packages pin beside modelport (the oldest supported, and what
+# tritonclient[grpc] asks for), each in a folder of its own that a replica in
+# tests/e2e/test_protobuf_versions.py puts first on its PYTHONPATH.
+for version in 5.26.1 6.33.6; do
+  target="$root/build/test-cache/protobuf-$version"
+  [ -d "$target/google/protobuf" ] || "$PY" -m pip install --quiet --no-deps --target "$target" "protobuf==$version"
+done
 cd "$root"
 # What the house style promises, checked before the tests: lint, format, strict types, and
 # DESIGN.md's import layers (the contract is in pyproject.toml).

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from PIL import Image
@@ -31,9 +31,11 @@ from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
-from modelport.server.grpc_service import GrpcServer, InferenceServicer
 from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from modelport.server.grpc_service import GrpcServer
 
 log = logging.getLogger("modelport.server")
 
@@ -140,9 +142,8 @@ def serve(config: ServeConfig) -> None:
     app = RestApp(manager, metrics, config.options, pool, batchers)
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
-        servicer = InferenceServicer(manager, metrics, batchers, config.options.request_timeout_seconds)
-        grpc_server = GrpcServer(servicer, config.host, config.grpc_port, config.options.max_request_bytes)
-        grpc_port = grpc_server.port
+        grpc_server = _start_grpc(config, manager, metrics, batchers)
+        grpc_port = None if grpc_server is None else grpc_server.port
     _announce(config, port, grpc_port)
     for thread in threads:
         thread.start()
@@ -170,9 +171,23 @@ def serve(config: ServeConfig) -> None:
         log.info("server stopped")
 
 
+def _start_grpc(
+    config: ServeConfig, manager: ModelManager, metrics: ServerMetrics, batchers: Batchers | None
+) -> GrpcServer | None:
+    """The v2 gRPC API, or None (logged) when grpcio or protobuf cannot load here: a package that
+    pins another version beside modelport must not take REST down with it."""
+    try:
+        from modelport.server.grpc_service import GrpcServer, InferenceServicer
+    except Exception as exc:  # ImportError, or protobuf's VersionError from a generated module
+        log.error("gRPC API not started (%s: %s); REST serves", type(exc).__name__, exc)
+        return None
+    servicer = InferenceServicer(manager, metrics, batchers, config.options.request_timeout_seconds)
+    return GrpcServer(servicer, config.host, config.grpc_port, config.options.max_request_bytes)
+
+
 def _announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    if grpc_port is None:
+    if grpc_port is None and config.grpc_port == config.rest_api_port and config.grpc_port != 0:
         log.info(
             "--port (gRPC) and --rest_api_port are both %d: serving REST on it; gRPC is not started "
             "(give --port another number to serve the v2 gRPC API there)",

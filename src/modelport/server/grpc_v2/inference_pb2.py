@@ -6,17 +6,12 @@
 """Generated protocol buffer code."""
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
-from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-_runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC,
-    7,
-    35,
-    1,
-    '',
-    'modelport/server/grpc_v2/inference.proto'
-)
+# modelport: no ValidateProtobufRuntimeVersion(7, 35, 1) here. The descriptor below is the
+# serialized .proto, which every protobuf runtime since 5.26 builds, so modelport installs beside
+# packages that pin protobuf 5.x or 6.x (tritonclient, TensorFlow); tests/e2e/test_protobuf_versions.py
+# serves gRPC on the oldest (5.26.1) and on 6.x.
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
