@@ -47,7 +47,6 @@ MAX_DIMS = 64
 # At least one byte per element on any wire, so 2**31 elements would be a 2 GiB request: more
 # than gRPC carries and 64 times the default --max_request_bytes (32 MiB).
 MAX_ELEMENTS = 2**31
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -302,19 +301,17 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
         raise invalid(f"input '{name}': 'data' does not fit {datatype}: {exc}") from None
 
 
-def _flatten(name: str, data: Any) -> list[Any]:
-    """Nested lists -> their leaves in order, without recursion: orjson hands over up to 1024
-    levels, and no tensor has more than MAX_DIMS (a deeper `data` was a RecursionError, a 500)."""
+def _flatten(name: str, data: Any, levels: int = 1) -> list[Any]:
+    """Nested lists -> their leaves in order. orjson hands over up to 1024 levels, past Python's
+    recursion limit (990 was a RecursionError, a 500); no tensor has more than MAX_DIMS."""
+    if not isinstance(data, list):
+        return [data]
+    if levels > MAX_DIMS:
+        raise invalid(f"input '{name}': 'data' nests deeper than {MAX_DIMS} levels")
     flat: list[Any] = []
-    stack = [iter([data])]
-    while stack:
-        item = next(stack[-1], _END)
-        if item is _END:
-            stack.pop()
-        elif isinstance(item, list):
-            if len(stack) > MAX_DIMS:
-                raise invalid(f"input '{name}': 'data' nests deeper than {MAX_DIMS} levels")
-            stack.append(iter(item))
+    for item in data:
+        if isinstance(item, list):
+            flat.extend(_flatten(name, item, levels + 1))
         else:
             flat.append(item)
     return flat
