@@ -61,9 +61,9 @@ def _image(data: Any) -> dict[str, Any]:
     return {"name": "image_bytes", "datatype": "BYTES", "shape": [1], "data": data}
 
 
-def _image_text(data: str) -> bytes:
+def _data_text(tensor: dict[str, Any], data: str) -> bytes:
     """A v2 body whose `data` is given as JSON text: too deep for json.dumps to write."""
-    return _v2(_image(None))[0].replace(b'"data": null', b'"data": ' + data.encode())
+    return _v2({**tensor, "data": None})[0].replace(b'"data": null', b'"data": ' + data.encode())
 
 
 DEPTH = "more than the limit of 68 (a tensor of at most 64 dimensions in its request envelope)"
@@ -86,6 +86,16 @@ CASES = [
         V1, f'{{"instances": {_nested(100, "1.0")}}}'.encode(), {},
         "The requested array would exceed the maximum number of dimension of 64", id="v1 instances 100 deep",
     ),
+    pytest.param(
+        V1, f'{{"instances": [[1.0]], "signature_name": {_nested(1000, "")}}}'.encode(), {},
+        "JSON Value: <list nested too deeply to show> 'signature_name' must be a string",
+        id="v1 signature_name 1000 deep",
+    ),
+    pytest.param(
+        V2, _data_text(_x([1, 1]), _nested(100, "1")), {},
+        "'data' is a ragged nested list (setting an array element with a sequence. The requested array "
+        "would exceed the maximum number of dimension of 64.)", id="v2 FP32 data 100 deep",
+    ),
     pytest.param(V2, b"[" * 100_000, {}, "not valid JSON: depth limit exceeded", id="v2 [ x100000"),
     pytest.param(
         V2, b'{"inputs":' + b"[" * 5000, {}, "not valid JSON: depth limit exceeded", id="v2 inputs [ x5000"
@@ -99,7 +109,7 @@ CASES = [
         """input 'image_bytes' row 0: {"b64": ...} is not valid base64""", id="v2 b64 abc",
     ),
     pytest.param(
-        "/v2/models/mnist/infer", _image_text(_nested(990, '"a"')), {},
+        "/v2/models/mnist/infer", _data_text(_image(None), _nested(990, '"a"')), {},
         "input 'image_bytes': 'data' nests deeper than 64 levels", id="v2 BYTES data 990 deep",
     ),
     pytest.param(

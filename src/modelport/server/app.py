@@ -477,10 +477,7 @@ def _prepare(servable: Servable, verb: str, body: bytes, header_length: bytes | 
         encode = functools.partial(v2.encode_infer, servable.model_name, servable.version, request)
         return _Job(signature.prepare(request.inputs, names), encode)
     doc = tfserving.parse_json(body)
-    signature_name = doc.get("signature_name")
-    if signature_name is not None and not isinstance(signature_name, str):
-        raise invalid(f"JSON Value: {signature_name!r} 'signature_name' must be a string")
-    signature = servable.signature(signature_name)
+    signature = servable.signature(tfserving.signature_name(doc))
     if verb == "predict":
         fmt = tfserving.request_format(doc)
         values = (

@@ -48,6 +48,13 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return doc
 
 
+def signature_name(doc: Mapping[str, Any]) -> str | None:
+    name = doc.get("signature_name")
+    if name is not None and not isinstance(name, str):
+        raise invalid(f"JSON Value: {_short(name)} 'signature_name' must be a string")
+    return name
+
+
 def _short(value: Any) -> str:
     try:
         text = orjson.dumps(value, default=str).decode()

@@ -283,8 +283,10 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
         return _bytes_value(items, shape)
     try:
         array = np.asarray(data)
-    except ValueError:
-        raise invalid(f"input '{name}': 'data' is a ragged nested list") from None
+    except ValueError as exc:
+        # numpy says which: "inhomogeneous shape after 1 dimensions", or "would exceed the
+        # maximum number of dimension of 64"
+        raise invalid(f"input '{name}': 'data' is a ragged nested list ({exc})") from None
     if array.size != count:
         raise invalid(f"input '{name}': shape {shape} holds {count} elements, 'data' has {array.size}")
     kind = array.dtype.kind
