@@ -35,7 +35,7 @@ from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.signature import PreparedCall
 from modelport.server import tfserving, v2
 from modelport.server.batching import Batchers
-from modelport.server.metrics import ServerMetrics
+from modelport.server.metrics import ServerMetrics, model_label, version_label
 
 log = logging.getLogger("modelport.server")
 
@@ -218,8 +218,10 @@ class RestApp:
         header_length: bytes | None,
     ) -> None:
         started = time.perf_counter()
-        version, status = "", 500
-        gauge = self._metrics.in_flight(name)
+        version: str | None = None
+        status = 500
+        model = model_label(name, self._manager.view)
+        gauge = self._metrics.in_flight(model)
         gauge.inc()
         try:
             servable = self._manager.model(name).resolve(version_wanted, label)
@@ -238,7 +240,9 @@ class RestApp:
             await self._respond(send, 500, orjson.dumps({"error": f"Internal error: {exc!r}"}))
         finally:
             gauge.dec()
-            self._metrics.observe(name, version, verb, status, time.perf_counter() - started)
+            if version is None:  # not resolved: the version asked for, if the model has it
+                version = self._version_label(name, version_wanted)
+            self._metrics.observe(model, version, verb, status, time.perf_counter() - started)
 
     async def _run(self, servable: Servable, verb: str, body: bytes, header_length: bytes | None) -> Reply:
         if self._batchers is not None:
@@ -284,8 +288,14 @@ class RestApp:
             status = exc.http_status
             raise
         finally:
-            version = str(route.version) if route.version is not None else ""
-            self._metrics.observe(route.name, version, api, status, time.perf_counter() - started)
+            model = model_label(route.name, self._manager.view)
+            version = self._version_label(route.name, route.version)
+            self._metrics.observe(model, version, api, status, time.perf_counter() - started)
+
+    def _version_label(self, name: str, version: int | None) -> str:
+        view = self._manager.view.get(name)
+        known = {s.version for s in view.statuses} if view is not None else set()
+        return version_label(version, known)
 
     def _status_body(self, route: _Route) -> dict[str, Any]:
         view = self._manager.view.get(route.name)
@@ -467,10 +477,7 @@ def _prepare(servable: Servable, verb: str, body: bytes, header_length: bytes | 
         encode = functools.partial(v2.encode_infer, servable.model_name, servable.version, request)
         return _Job(signature.prepare(request.inputs, names), encode)
     doc = tfserving.parse_json(body)
-    signature_name = doc.get("signature_name")
-    if signature_name is not None and not isinstance(signature_name, str):
-        raise invalid(f"JSON Value: {signature_name!r} 'signature_name' must be a string")
-    signature = servable.signature(signature_name)
+    signature = servable.signature(tfserving.signature_name(doc))
     if verb == "predict":
         fmt = tfserving.request_format(doc)
         values = (

@@ -26,7 +26,7 @@ from modelport.server import v2
 from modelport.server.batching import Batchers
 from modelport.server.grpc_v2 import inference_pb2 as pb
 from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
-from modelport.server.metrics import ServerMetrics
+from modelport.server.metrics import UNKNOWN, ServerMetrics, model_label
 
 log = logging.getLogger("modelport.grpc")
 
@@ -144,7 +144,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         version, status = "", 500
-        gauge = self._metrics.in_flight(request.model_name)
+        model = model_label(request.model_name, self._manager.view)
+        gauge = self._metrics.in_flight(model)
         gauge.inc()
         try:
             servable = self._manager.model(request.model_name).resolve(
@@ -164,9 +165,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {exc!r}")
         finally:
             gauge.dec()
-            self._metrics.observe(
-                request.model_name, version, "grpc_infer", status, time.perf_counter() - started
-            )
+            if not version and request.model_version:  # not resolved: unknown, or a bad version
+                view = self._manager.view.get(request.model_name)
+                known = {str(s.version) for s in view.statuses} if view is not None else set()
+                version = request.model_version if request.model_version in known else UNKNOWN
+            self._metrics.observe(model, version, "grpc_infer", status, time.perf_counter() - started)
 
     async def _infer(self, servable: Servable, request: Any) -> Any:
         signature = servable.signature(None)

@@ -13,11 +13,15 @@
 
 `api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
 Labelled children are cached: `labels()` costs more than the increment it guards.
+
+`model` and `version` come from URLs anyone can send, so only names the server knows become
+labels; the rest are counted under `_unknown`. Otherwise every 404 to a new name was a new
+series: 20,000 of them took /metrics from 23 KB to 47.6 MB.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,6 +39,19 @@ _BUCKETS = (
 
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+UNKNOWN = "_unknown"
+
+
+def model_label(name: str, known: Collection[str]) -> str:
+    """The `model` label: the name if the server serves such a model, else `_unknown`."""
+    return name if name in known else UNKNOWN
+
+
+def version_label(version: int | None, known: Collection[int]) -> str:
+    """The `version` label: "" when none was asked for, `_unknown` for one the model lacks."""
+    if version is None:
+        return ""
+    return str(version) if version in known else UNKNOWN
 
 
 class ServerMetrics:

@@ -18,6 +18,7 @@ import orjson
 from modelport.errors import invalid
 from modelport.runtimes.dtypes import tf_name
 from modelport.runtimes.signature import InputValue, Signature
+from modelport.server import json_depth
 
 _METHOD_NAMES = {
     "predict": "tensorflow/serving/predict",
@@ -36,18 +37,29 @@ def parse_json(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         # TF Serving's parser takes NaN / Infinity tokens; orjson does not. The standard
         # library does, so a request that uses them still parses (and is then judged by the
-        # signature's allow_non_finite).
+        # signature's allow_non_finite). It recurses once per level: the depth is checked first.
+        json_depth.check(body)
         try:
             doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise invalid(f"JSON Parse error: {exc}") from None
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {_short(doc)} Is not an object")
     return doc
 
 
+def signature_name(doc: Mapping[str, Any]) -> str | None:
+    name = doc.get("signature_name")
+    if name is not None and not isinstance(name, str):
+        raise invalid(f"JSON Value: {_short(name)} 'signature_name' must be a string")
+    return name
+
+
 def _short(value: Any) -> str:
-    text = orjson.dumps(value, default=str).decode()
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+        text = f"<{type(value).__name__} nested too deeply to show>"
     return text if len(text) <= 200 else text[:197] + "..."
 
 

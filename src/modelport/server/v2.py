@@ -42,6 +42,11 @@ _DTYPES: dict[str, np.dtype] = {
     "BYTES": np.dtype(object),
 }
 _LENGTH = struct.Struct("<I")
+# numpy's maximum number of dimensions; Triton's is 64 too.
+MAX_DIMS = 64
+# At least one byte per element on any wire, so 2**31 elements would be a 2 GiB request: more
+# than gRPC carries and 64 times the default --max_request_bytes (32 MiB).
+MAX_ELEMENTS = 2**31
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,20 @@ def check_input(signature: Signature, name: str, datatype: Any, shape: Any) -> I
         raise invalid(f"input '{name}' has datatype {datatype}, but the model expects {wanted}")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise invalid(f"input '{name}': shape must be a list of non-negative integers, got {_short(shape)}")
+    if len(shape) > MAX_DIMS:
+        raise invalid(f"input '{name}': shape has {len(shape)} dimensions, more than the limit of {MAX_DIMS}")
+    # Python ints, so no overflow; a 0 counts as 1 so that [0, 2**62] is refused too (no array
+    # of that shape can be made even empty).
+    if math.prod(d or 1 for d in shape) > MAX_ELEMENTS:
+        raise invalid(f"input '{name}': shape {_short(shape)} describes more than {MAX_ELEMENTS} elements")
     return binding
+
+
+def _b64(name: str, row: int, text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error: bad padding or a character outside the alphabet
+        raise invalid(f"input '{name}' row {row}: {{\"b64\": ...}} is not valid base64") from None
 
 
 def from_raw(name: str, datatype: str, shape: list[int], chunk: memoryview, image: bool) -> InputValue:
@@ -242,7 +260,7 @@ def _unpack_bytes(name: str, chunk: memoryview) -> list[bytes]:
 
 def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any, image: bool) -> InputValue:
     if datatype == "BYTES":
-        flat = _flatten(data)
+        flat = _flatten(name, data)
         if len(flat) != count:
             raise invalid(f"input '{name}': shape {shape} holds {count} elements, 'data' has {len(flat)}")
         items = []
@@ -259,14 +277,16 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
             elif isinstance(value, str):
                 items.append(value.encode())
             elif isinstance(value, dict) and isinstance(value.get("b64"), str):
-                items.append(base64.b64decode(value["b64"]))
+                items.append(_b64(name, row, value["b64"]))
             else:
                 raise invalid(f"input '{name}': BYTES elements must be strings, got {_short(value)}")
         return _bytes_value(items, shape)
     try:
         array = np.asarray(data)
-    except ValueError:
-        raise invalid(f"input '{name}': 'data' is a ragged nested list") from None
+    except ValueError as exc:
+        # numpy says which: "inhomogeneous shape after 1 dimensions", or "would exceed the
+        # maximum number of dimension of 64"
+        raise invalid(f"input '{name}': 'data' is a ragged nested list ({exc})") from None
     if array.size != count:
         raise invalid(f"input '{name}': shape {shape} holds {count} elements, 'data' has {array.size}")
     kind = array.dtype.kind
@@ -283,12 +303,19 @@ def _from_json(name: str, datatype: str, shape: list[int], count: int, data: Any
         raise invalid(f"input '{name}': 'data' does not fit {datatype}: {exc}") from None
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(name: str, data: Any, levels: int = 1) -> list[Any]:
+    """Nested lists -> their leaves in order. orjson hands over up to 1024 levels, past Python's
+    recursion limit (990 was a RecursionError, a 500); no tensor has more than MAX_DIMS."""
     if not isinstance(data, list):
         return [data]
+    if levels > MAX_DIMS:
+        raise invalid(f"input '{name}': 'data' nests deeper than {MAX_DIMS} levels")
     flat: list[Any] = []
     for item in data:
-        flat.extend(_flatten(item) if isinstance(item, list) else (item,))
+        if isinstance(item, list):
+            flat.extend(_flatten(name, item, levels + 1))
+        else:
+            flat.append(item)
     return flat
 
 
@@ -299,7 +326,10 @@ def _bytes_value(items: list[bytes], shape: list[int]) -> InputValue:
 
 
 def _short(value: Any) -> str:
-    text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    try:
+        text = orjson.dumps(value, default=str).decode() if value is not None else "null"
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+        text = f"<{type(value).__name__} nested too deeply to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
