@@ -2,15 +2,16 @@
 answers what ONNX Runtime itself returns for the same rows.
 
 The zoo: scikit-learn models converted by skl2onnx (with and without its ZipMap, whose output is
-one {class: probability} map per row; int and string class labels; a regressor; a pipeline) and
-graphs written with onnx.helper holding several inputs and outputs of float16, uint8, int64 and
-bool, and a scalar output. Each is asked a few rows over TF Serving v1 (row and columnar), v2
-REST (JSON) and v2 gRPC (tritonclient), and the answer is compared with `InferenceSession.run`
-on the same rows: ints, strings and booleans exactly; floats exactly once read back into the
-output's dtype (JSON carries float32 and float16 in their shortest round-tripping form, and a
-ZipMap's Python floats in full), so "within rounding" is no tolerance at all here. An output a
-protocol cannot express (ZipMap's maps on v2, a scalar in the row format) is a 400 (gRPC
-INVALID_ARGUMENT) whose message names the output, and the other outputs stay reachable.
+one {class: probability} map per row; int and string class labels; a regressor; a pipeline), a
+PyTorch export with several inputs and outputs, and graphs written with onnx.helper: float16,
+uint8, int64 and bool inputs and outputs, and a scalar output. Each is asked a few rows over TF
+Serving v1 (row and columnar), v2 REST (JSON) and v2 gRPC (tritonclient), and the answer is
+compared with `InferenceSession.run` on the same rows: ints, strings and booleans exactly;
+floats exactly once read back into the output's dtype (JSON carries float32 and float16 in their
+shortest round-tripping form, and a ZipMap's Python floats in full), so "within rounding" needs
+no tolerance here. An output a protocol cannot express (ZipMap's maps on v2, a scalar in the row
+format) is a 400 (gRPC INVALID_ARGUMENT) whose message names the output, and the other outputs
+stay reachable.
 """
 
 from __future__ import annotations
@@ -155,6 +156,43 @@ def mixed_rows() -> dict[str, np.ndarray]:
     }
 
 
+def torch_export() -> onnx.ModelProto:
+    """A PyTorch module exported as people do: two inputs (float32, int64 ids), three outputs
+    (float32 scores, int64 argmax, bool), batch dimension dynamic."""
+    import io
+
+    import torch
+
+    class Scorer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear, self.embedding = torch.nn.Linear(4, 3), torch.nn.Embedding(10, 3)
+
+        def forward(self, x: Any, ids: Any) -> tuple[Any, Any, Any]:
+            scores = self.linear(x) + self.embedding(ids)
+            return scores, scores.argmax(dim=1), scores > 0
+
+    torch.manual_seed(0)
+    names = ["x", "ids", "scores", "best", "positive"]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter (what most exported models out there came from) is deprecated.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            Scorer().eval(), (torch.zeros(2, 4), torch.zeros(2, dtype=torch.long)), buffer,
+            input_names=names[:2], output_names=names[2:], dynamic_axes={n: {0: "batch"} for n in names},
+            dynamo=False,
+        )  # fmt: skip
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def torch_rows() -> dict[str, np.ndarray]:
+    return {
+        "x": np.array([[0.5, -1.0, 2.0, 0.0], [3.0, 0.25, -0.75, 1.0], [0.0, 0.0, 0.0, 0.0]], np.float32),
+        "ids": np.array([0, 9, 4], np.int64),
+    }
+
+
 def scalar() -> onnx.ModelProto:
     """A total over the whole batch: shape [], beside a per-row output."""
     return _graph_model(
@@ -181,6 +219,7 @@ ZOO = {
     "pipeline": Exhibit(pipeline, digit_rows, not_v2=("output_probability",)),
     "regressor": Exhibit(regressor, digit_rows),
     "mixed": Exhibit(mixed, mixed_rows),
+    "torch": Exhibit(torch_export, torch_rows),
     "scalar": Exhibit(scalar, scalar_rows, not_rows=("total",)),
 }
 
