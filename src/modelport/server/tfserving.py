@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from modelport.errors import invalid
-from modelport.runtimes.dtypes import known, tf_name
+from modelport.runtimes.dtypes import tf_name
 from modelport.runtimes.signature import InputValue, Signature
 
 _METHOD_NAMES = {
@@ -162,21 +162,30 @@ def request_format(doc: Mapping[str, Any]) -> str:
     return "row" if has_instances else "columnar"
 
 
+# Dtype characters orjson writes as numbers: bool, [u]int8..64, float16/32/64. (A dtype's char
+# costs 0.1 us to read; its name 4.6 us, a tenth of a small request's encoding.)
+_ORJSON_CHARS = frozenset("?bBhHiIlLefd")
+# ONNX Runtime hands back int64 as numpy's `longlong` (char "q"), a type of its own beside
+# `int64` ("l") on Linux: orjson writes whole arrays of it but not its scalars, which a row of
+# the row format is. Asking for the equal dtype relabels the array without a copy.
+_RELABEL = {"q": np.dtype(np.int64), "Q": np.dtype(np.uint64)}
+
+
 def _jsonable(name: str, array: np.ndarray) -> Any:
     """One output as orjson writes it: numbers stay numpy (float32 prints in its shortest form),
     strings and bytes become Python objects (bytes as {"b64": ...}, as TF Serving writes them)."""
-    kind = array.dtype.kind
-    if kind in "OSU" or name.endswith("_bytes"):
+    dtype = array.dtype
+    if dtype.kind in "OSU" or name.endswith("_bytes"):
         return _objects(array.tolist())
-    if kind not in "biuf" or not known(array.dtype.name):  # float128, complex, datetime
-        raise invalid(f"output '{name}' has dtype {array.dtype}, which JSON cannot express")
-    # ONNX Runtime hands back int64 as numpy's `longlong` (dtype char "q"), a type of its own
-    # beside `int64` ("l") on Linux; orjson writes whole arrays of it but not its scalars, which
-    # a row of the row format is. Asking for the canonical dtype costs no copy.
-    canonical = np.dtype(array.dtype.name)
+    if dtype.char in _RELABEL:
+        array = np.asarray(array, dtype=_RELABEL[dtype.char])
+    elif dtype.char not in _ORJSON_CHARS:  # float128, complex, datetime
+        raise invalid(f"output '{name}' has dtype {dtype}, which JSON cannot express")
+    if not dtype.isnative:
+        array = array.astype(dtype.newbyteorder("="))
     if array.ndim == 0:  # orjson writes no 0-d arrays
-        return np.asarray(array, dtype=canonical)[()]
-    return np.ascontiguousarray(array, dtype=canonical)  # and C-contiguous ones only
+        return array[()]
+    return np.ascontiguousarray(array)  # and C-contiguous ones only
 
 
 def _objects(value: Any) -> Any:

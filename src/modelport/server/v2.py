@@ -309,9 +309,10 @@ def _short(value: Any) -> str:
 def _datatype(name: str, array: np.ndarray) -> str:
     if array.dtype == object or array.dtype.kind in "SU":
         return "BYTES"
-    if not known(array.dtype.name):
-        raise invalid(f"output '{name}' has dtype {array.dtype}, which no v2 datatype expresses")
-    return v2_name(array.dtype.name)
+    dtype = array.dtype.name
+    if not known(dtype):
+        raise invalid(f"output '{name}' has dtype {dtype}, which no v2 datatype expresses")
+    return v2_name(dtype)
 
 
 def _element(name: str, value: Any) -> bytes | str:
