@@ -390,3 +390,22 @@ def test_the_issue_model_row_format_gives_int64_labels(
     assert row["label"] == int(zoo[1]["mlp"]["label"][0])
     assert isinstance(row["label"], int)
     assert len(row["probabilities"]) == 10
+
+
+def test_classify_and_regress_on_converted_models(
+    server: Server, zoo: tuple[Path, dict[str, dict[str, Any]]]
+) -> None:
+    """TF Serving's :classify reads the `probabilities` output (class names are indices: an
+    ONNX file carries none); :regress the single output of a regressor."""
+    examples = [{"X": row} for row in digit_rows()["X"].tolist()]
+    classified = server.post("/v1/models/mlp:classify", {"examples": examples})
+    assert classified.status_code == 200, classified.text
+    probabilities = zoo[1]["mlp"]["probabilities"]
+    for got, want in zip(classified.json()["results"], probabilities, strict=True):
+        assert [label for label, _ in got] == [str(i) for i in range(10)]
+        np.testing.assert_array_equal(np.asarray([p for _, p in got], np.float32), want)
+    regressed = server.post("/v1/models/regressor:regress", {"examples": examples})
+    assert regressed.status_code == 200, regressed.text
+    np.testing.assert_array_equal(
+        np.asarray(regressed.json()["results"], np.float32), zoo[1]["regressor"]["variable"][:, 0]
+    )
