@@ -181,8 +181,8 @@ def _jsonable(name: str, array: np.ndarray) -> Any:
         array = np.asarray(array, dtype=_RELABEL[dtype.char])
     elif dtype.char not in _ORJSON_CHARS:  # float128, complex, datetime
         raise invalid(f"output '{name}' has dtype {dtype}, which JSON cannot express")
-    if not dtype.isnative:
-        array = array.astype(dtype.newbyteorder("="))
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim == 0:  # orjson writes no 0-d arrays
         return array[()]
     return np.ascontiguousarray(array)  # and C-contiguous ones only
