@@ -409,3 +409,20 @@ def test_classify_and_regress_on_converted_models(
     np.testing.assert_array_equal(
         np.asarray(regressed.json()["results"], np.float32), zoo[1]["regressor"]["variable"][:, 0]
     )
+
+
+def test_metadata_names_every_output_type_truthfully(server: Server) -> None:
+    """A ZipMap's output is no v2 datatype: the v2 metadata says what it is rather than "BYTES"
+    (which inference would then refuse), and TF Serving's says DT_INVALID, the DataType enum's
+    value for "no type"."""
+    v2 = server.get("/v2/models/tree_named").json()
+    assert {o["name"]: o["datatype"] for o in v2["outputs"]} == {
+        "output_label": "BYTES",
+        "output_probability": "seq(map(string,tensor(float)))",
+    }
+    v1 = server.get("/v1/models/pipeline/metadata").json()["metadata"]["signature_def"]["signature_def"]
+    outputs = v1["serving_default"]["outputs"]
+    assert {n: o["dtype"] for n, o in outputs.items()} == {
+        "output_label": "DT_INT64",
+        "output_probability": "DT_INVALID",
+    }

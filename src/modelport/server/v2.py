@@ -390,7 +390,10 @@ def server_metadata() -> dict[str, Any]:
 
 def model_metadata(name: str, versions: Sequence[int], platform: str, signature: Signature) -> dict[str, Any]:
     def spec(tensor_name: str, dtype: str, shape: Sequence[int]) -> dict[str, Any]:
-        return {"name": tensor_name, "datatype": v2_name(dtype), "shape": [int(d) for d in shape]}
+        # A type v2 has no name for (ONNX's `seq(map(string,tensor(float)))`, a ZipMap's) keeps
+        # its own name: "BYTES" would promise an output that inference refuses with a 400.
+        datatype = v2_name(dtype) if known(dtype) else dtype
+        return {"name": tensor_name, "datatype": datatype, "shape": [int(d) for d in shape]}
 
     return {
         "name": name,
