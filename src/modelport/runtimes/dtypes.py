@@ -28,6 +28,11 @@ _TABLE: dict[str, tuple[str, str, str]] = {
 _FROM_ONNX = {onnx: name for name, (_, _, onnx) in _TABLE.items()}
 
 
+def known(dtype: str) -> bool:
+    """A dtype every protocol can name (the ONNX `seq(...)` and `map(...)` types are not)."""
+    return dtype in _TABLE
+
+
 def tf_name(dtype: str) -> str:
     return _TABLE[dtype][0] if dtype in _TABLE else "DT_INVALID"
 

@@ -98,7 +98,23 @@ class OnnxModel:
             values = self._session.run(names, feeds)
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError) as exc:
             raise ModelportError(Code.INVALID_ARGUMENT, f"model rejected the input: {exc}") from exc
-        return dict(zip(names, values, strict=True))
+        return {name: _as_array(value) for name, value in zip(names, values, strict=True)}
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """Tensors come back as arrays; sequences and maps (skl2onnx's ZipMap: one dict of class ->
+    probability per row) as Python lists and dicts. Those become object arrays, one element
+    per row, so every output has a shape and rows, and each protocol decides how to write it."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, list):
+        rows = np.empty(len(value), dtype=object)
+        for i, item in enumerate(value):  # assigned one by one: numpy would broadcast equal arrays
+            rows[i] = item
+        return rows
+    single = np.empty((), dtype=object)
+    single[()] = value
+    return single
 
 
 class OnnxRuntime:

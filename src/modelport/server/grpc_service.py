@@ -189,10 +189,10 @@ def _response(servable: Servable, request: Any, outputs: dict[str, np.ndarray]) 
         array = outputs[name]
         tensors.append(
             pb.ModelInferResponse.InferOutputTensor(
-                name=name, datatype=v2.datatype_of(array), shape=array.shape
+                name=name, datatype=v2.datatype_of(name, array), shape=array.shape
             )
         )
-        raw.append(v2.raw_of(array))
+        raw.append(v2.raw_of(name, array))
     return pb.ModelInferResponse(
         model_name=servable.model_name,
         model_version=str(servable.version),

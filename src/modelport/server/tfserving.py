@@ -174,45 +174,79 @@ def request_format(doc: Mapping[str, Any]) -> str:
     return "row" if has_instances else "columnar"
 
 
+# Dtype characters orjson writes as numbers: bool, [u]int8..64, float16/32/64. (A dtype's char
+# costs 0.1 us to read; its name 4.6 us, a tenth of a small request's encoding.)
+_ORJSON_CHARS = frozenset("?bBhHiIlLefd")
+# ONNX Runtime hands back int64 as numpy's `longlong` (char "q"), a type of its own beside
+# `int64` ("l") on Linux: orjson writes whole arrays of it but not its scalars, which a row of
+# the row format is. Asking for the equal dtype relabels the array without a copy.
+_RELABEL = {"q": np.dtype(np.int64), "Q": np.dtype(np.uint64)}
+
+
 def _jsonable(name: str, array: np.ndarray) -> Any:
-    if array.dtype == object or array.dtype.kind == "S" or name.endswith("_bytes"):
+    """One output as orjson writes it: numbers stay numpy (float32 prints in its shortest form),
+    strings and bytes become Python objects (bytes as {"b64": ...}, as TF Serving writes them)."""
+    dtype = array.dtype
+    if dtype.kind in "OSU" or name.endswith("_bytes"):
         return _objects(array.tolist())
-    return np.ascontiguousarray(array)  # orjson serialises C-contiguous arrays only
+    if dtype.char in _RELABEL:
+        array = np.asarray(array, dtype=_RELABEL[dtype.char])
+    elif dtype.char not in _ORJSON_CHARS:  # float128, complex, datetime
+        raise invalid(f"output '{name}' has dtype {dtype}, which JSON cannot express")
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.ndim == 0:  # orjson writes no 0-d arrays
+        return array[()]
+    return np.ascontiguousarray(array)  # and C-contiguous ones only
 
 
 def _objects(value: Any) -> Any:
-    if isinstance(value, list):
+    """Elements of an object array: strings, bytes, and what a non-tensor output holds (a
+    ZipMap's one map of class -> probability per row; JSON keys are strings)."""
+    if isinstance(value, list | tuple):
         return [_objects(v) for v in value]
     if isinstance(value, bytes):
         return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): _objects(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return _objects(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
 def encode_predict(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
+    columns = {k: _jsonable(k, v) for k, v in outputs.items()}
     if fmt == "columnar":
-        if len(outputs) == 1:
-            body: Any = {"outputs": _jsonable(*next(iter(outputs.items())))}
-        else:
-            body = {"outputs": {k: _jsonable(k, v) for k, v in outputs.items()}}
-        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-    if len(outputs) == 1:
-        name, array = next(iter(outputs.items()))
-        return orjson.dumps({"predictions": _jsonable(name, array)}, option=orjson.OPT_SERIALIZE_NUMPY)
-    sizes = {a.shape[0] if a.ndim else None for a in outputs.values()}
-    if len(sizes) != 1 or None in sizes:
-        raise invalid(
-            "outputs have different batch sizes, which the row format cannot express; "
-            "send the request in columnar format ('inputs')"
-        )
-    rows = sizes.pop()
-    assert rows is not None  # excluded just above
+        body = next(iter(columns.values())) if len(columns) == 1 else columns
+        return orjson.dumps({"outputs": body}, option=orjson.OPT_SERIALIZE_NUMPY)
+    rows = _row_count(outputs)
+    if len(columns) == 1:
+        return orjson.dumps({"predictions": next(iter(columns.values()))}, option=orjson.OPT_SERIALIZE_NUMPY)
     # Rows of numpy arrays straight to orjson: float32 prints in its shortest form (about 40%
     # fewer bytes than going through Python floats) and nothing is copied into lists first.
-    columns = {k: _jsonable(k, v) for k, v in outputs.items()}
     return orjson.dumps(
         {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(rows)]},
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+
+
+def _row_count(outputs: Mapping[str, np.ndarray]) -> int:
+    """Every output's rows: the row format has one entry per row, holding each output's row."""
+    for name, array in outputs.items():
+        if array.ndim == 0:
+            raise invalid(
+                f"output '{name}' is a scalar (shape []), which the row format cannot express; "
+                "send the request in columnar format ('inputs')"
+            )
+    sizes = {int(a.shape[0]) for a in outputs.values()}
+    if len(sizes) != 1:
+        raise invalid(
+            f"outputs have different batch sizes {sorted(sizes)}, which the row format cannot "
+            "express; send the request in columnar format ('inputs')"
+        )
+    return sizes.pop()
 
 
 def decode_examples(doc: Mapping[str, Any], signature: Signature) -> dict[str, InputValue]:

@@ -21,7 +21,7 @@ import orjson
 
 from modelport import __version__
 from modelport.errors import invalid
-from modelport.runtimes.dtypes import v2_name
+from modelport.runtimes.dtypes import known, v2_name
 from modelport.runtimes.signature import InputBinding, InputValue, Signature
 
 EXTENSIONS = ("binary_tensor_data", "model_repository_index")
@@ -212,12 +212,12 @@ def from_values(name: str, datatype: str, shape: list[int], values: Sequence[Any
     return np.asarray(values, dtype=_DTYPES[datatype].newbyteorder("=")).reshape(shape)
 
 
-def datatype_of(array: np.ndarray) -> str:
-    return _datatype(array)
+def datatype_of(name: str, array: np.ndarray) -> str:
+    return _datatype(name, array)
 
 
-def raw_of(array: np.ndarray) -> bytes:
-    return _binary_data(array)
+def raw_of(name: str, array: np.ndarray) -> bytes:
+    return _binary_data(name, array)
 
 
 def _for_binding(value: InputValue, image: bool) -> InputValue:
@@ -336,25 +336,44 @@ def _short(value: Any) -> str:
 # -- responses --
 
 
-def _datatype(array: np.ndarray) -> str:
+def _datatype(name: str, array: np.ndarray) -> str:
     if array.dtype == object or array.dtype.kind in "SU":
         return "BYTES"
-    return v2_name(array.dtype.name)
+    dtype = array.dtype.name
+    if not known(dtype):
+        raise invalid(f"output '{name}' has dtype {dtype}, which no v2 datatype expresses")
+    return v2_name(dtype)
 
 
-def _json_data(array: np.ndarray) -> Any:
+def _element(name: str, value: Any) -> bytes | str:
+    """One element of a BYTES output: bytes, or text. A dict (skl2onnx's ZipMap: one map of class
+    -> probability per row), a list or an array is no tensor element in v2; the client learns
+    which output and how to get the others rather than a 500."""
+    if isinstance(value, bytes | str):
+        return value
+    if isinstance(value, dict | list | tuple | np.ndarray):
+        raise invalid(
+            f"output '{name}' holds {type(value).__name__} values (a sequence or map, such as "
+            "skl2onnx's ZipMap makes), which the v2 protocol cannot express: request the other "
+            "outputs by name in 'outputs', or convert the model without it (skl2onnx option "
+            "zipmap=False)"
+        )
+    return str(value)  # numbers among scikit-learn's object labels
+
+
+def _json_data(name: str, array: np.ndarray) -> Any:
     if array.dtype == object or array.dtype.kind in "SU":
-        return [
-            v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in array.ravel().tolist()
-        ]
+        elements = (_element(name, v) for v in array.ravel().tolist())
+        return [v.decode(errors="replace") if isinstance(v, bytes) else v for v in elements]
     return np.ascontiguousarray(array).ravel()
 
 
-def _binary_data(array: np.ndarray) -> bytes:
+def _binary_data(name: str, array: np.ndarray) -> bytes:
     if array.dtype == object or array.dtype.kind in "SU":
         parts = []
         for v in array.ravel().tolist():
-            raw = v if isinstance(v, bytes) else str(v).encode()
+            element = _element(name, v)
+            raw = element if isinstance(element, bytes) else element.encode()
             parts.append(_LENGTH.pack(len(raw)))
             parts.append(raw)
         return b"".join(parts)
@@ -373,13 +392,17 @@ def encode_infer(
     blobs = []
     for item in wanted:
         array = outputs[item.name]
-        tensor: dict[str, Any] = {"name": item.name, "datatype": _datatype(array), "shape": list(array.shape)}
+        tensor: dict[str, Any] = {
+            "name": item.name,
+            "datatype": _datatype(item.name, array),
+            "shape": list(array.shape),
+        }
         if item.binary:
-            blob = _binary_data(array)
+            blob = _binary_data(item.name, array)
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            tensor["data"] = _json_data(array)
+            tensor["data"] = _json_data(item.name, array)
         tensors.append(tensor)
     doc: dict[str, Any] = {"model_name": model_name, "model_version": str(version)}
     if request.id is not None:
@@ -397,7 +420,10 @@ def server_metadata() -> dict[str, Any]:
 
 def model_metadata(name: str, versions: Sequence[int], platform: str, signature: Signature) -> dict[str, Any]:
     def spec(tensor_name: str, dtype: str, shape: Sequence[int]) -> dict[str, Any]:
-        return {"name": tensor_name, "datatype": v2_name(dtype), "shape": [int(d) for d in shape]}
+        # A type v2 has no name for (ONNX's `seq(map(string,tensor(float)))`, a ZipMap's) keeps
+        # its own name: "BYTES" would promise an output that inference refuses with a 400.
+        datatype = v2_name(dtype) if known(dtype) else dtype
+        return {"name": tensor_name, "datatype": datatype, "shape": [int(d) for d in shape]}
 
     return {
         "name": name,
