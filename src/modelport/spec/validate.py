@@ -3,6 +3,7 @@ problem at once with its field path; an invalid file is refused as a whole."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -17,6 +18,7 @@ from modelport.spec.objects import (
     HPASpec,
     MetricTarget,
     Object,
+    ReplicaSpec,
 )
 from modelport.spec.quantity import _PERCENT, quantity, scaled
 
@@ -91,6 +93,7 @@ def _rules(obj: Object) -> list[str]:
                 problems.append(f"{base}.maxUnavailable: must not be 0 when maxSurge is 0")
         if spec.progress_deadline_seconds <= spec.min_ready_seconds:
             problems.append("spec.progressDeadlineSeconds: must be greater than minReadySeconds")
+        problems += _probe_rules(spec.template.spec)
     elif isinstance(obj, HorizontalPodAutoscaler):
         problems += _hpa_rules(obj.spec)
     else:
@@ -100,6 +103,21 @@ def _rules(obj: Object) -> list[str]:
         if not obj.spec.selector:
             problems.append("spec.selector: must not be empty")
     return problems
+
+
+# A probe's path is appended to http://127.0.0.1:PORT: "@evil.example/" would make the URL's host
+# evil.example (the part before "@" is read as user info), and a space would split the request line.
+_PROBE_PATH = re.compile(r"/[^@\s]*")
+
+
+def _probe_rules(replica: ReplicaSpec) -> list[str]:
+    probes = {"readinessProbe": replica.readiness_probe, "livenessProbe": replica.liveness_probe}
+    rule = 'must start with "/" and hold no "@" or whitespace'
+    return [
+        f"spec.template.spec.{name}.path: {rule}, got {probe.path!r}"
+        for name, probe in probes.items()
+        if not _PROBE_PATH.fullmatch(probe.path)
+    ]
 
 
 def _target_rules(target: MetricTarget, path: str, allowed: tuple[str, ...]) -> list[str]:
