@@ -27,6 +27,19 @@ def default_runtimes(
     return {r.platform: r for r in runtimes}
 
 
+def _inside(version_dir: Path, model_file: str) -> Path:
+    """The file model.yaml names, which must be in its own version folder: `_COMPLETE`'s checksums
+    cover only that folder, so `../2/model.onnx`, `/tmp/model.onnx` or a symlink out of it would
+    load bytes nobody verified."""
+    path = version_dir / model_file
+    if Path(model_file).is_absolute() or not path.resolve().is_relative_to(version_dir.resolve()):
+        raise ModelportError(
+            Code.INVALID_ARGUMENT,
+            f"{version_dir}/model.yaml: model_file '{model_file}' must be a file inside the version folder",
+        )
+    return path
+
+
 def find_model_file(
     version_dir: Path, platform: str, model_file: str | None, runtimes: Mapping[str, Runtime]
 ) -> tuple[Runtime, Path]:
@@ -41,7 +54,7 @@ def find_model_file(
         )
     candidates = [runtimes[platform]] if platform not in _DETECT else list(runtimes.values())
     if model_file:
-        path = version_dir / model_file
+        path = _inside(version_dir, model_file)
         for runtime in candidates:
             if path.suffix in runtime.file_suffixes:
                 return runtime, path
