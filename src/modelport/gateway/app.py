@@ -10,7 +10,8 @@ The model service is any TF-Serving-compatible server (a modelport Service, one 
 TensorFlow Serving itself), called with `{"instances": [{"image_bytes": {"b64": ...}}]}` over a
 pooled keep-alive connection, with a deadline and one retry when the connection fails. Images are
 checked before they are decoded: bytes first, then the pixel count from the header; PNG and JPEG
-pass through untouched (the model server decodes them), other formats are converted to PNG.
+pass through untouched (the model server decodes them), GIF, BMP and WebP are converted to PNG,
+and any other format is refused with 415.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from modelport.errors import Code, ModelportError
+from modelport.runtimes.codecs import IMAGE_FORMATS, unreadable
 
 PASS_THROUGH = {"PNG", "JPEG"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,7 +59,7 @@ class Upload:
 
 
 def checked_image(upload: Upload, max_pixels: int) -> bytes:
-    """The bytes to send: PNG/JPEG as they are, anything else PIL reads converted to PNG; refused
+    """The bytes to send: PNG/JPEG as they are, GIF/BMP/WebP converted to PNG; refused
     (4xx, with the file named) if empty, not an image, or too many pixels."""
     name = upload.filename or "img"
     if not upload.data:
@@ -71,12 +73,9 @@ def checked_image(upload: Upload, max_pixels: int) -> bytes:
             )
         return upload.data
     try:
-        image = Image.open(io.BytesIO(upload.data))  # reads the header only
+        image = Image.open(io.BytesIO(upload.data), formats=IMAGE_FORMATS)  # reads the header only
     except (UnidentifiedImageError, OSError):
-        raise ModelportError(
-            Code.UNSUPPORTED_MEDIA_TYPE,
-            f"{name}: not an image this gateway can read (PNG, JPEG, GIF, BMP, WebP, ...)",
-        ) from None
+        raise ModelportError(Code.UNSUPPORTED_MEDIA_TYPE, f"{name}: {unreadable(upload.data)}") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ModelportError(

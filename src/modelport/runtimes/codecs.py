@@ -16,6 +16,11 @@ from modelport.runtimes.metadata import ImageSpec
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+# The formats the README documents. Pillow would otherwise try each of its ~45 plugins (TIFF,
+# PSD, FITS, ...), each a parser of untrusted bytes that nobody here tests or needs.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+READ_NAMES = "PNG, JPEG, GIF, BMP, WebP"
+
 # MNIST's recipe: the digit's bounding box is scaled to fit 20x20 inside the 28x28 frame.
 _MNIST_BOX_FRACTION = 20 / 28
 
@@ -29,15 +34,32 @@ def _open(data: bytes, spec: ImageSpec) -> Image.Image:
         if data.startswith(_PNG_MAGIC):
             image: Image.Image = PngImagePlugin.PngImageFile(io.BytesIO(data))
         else:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except (UnidentifiedImageError, SyntaxError) as exc:
-        raise invalid("cannot decode image: not a format the server reads (PNG, JPEG, ...)") from exc
+        raise invalid(f"cannot decode image: {unreadable(data)}") from exc
     width, height = image.size
     if width * height > spec.max_pixels:
         raise invalid(
             f"image is {width}x{height} = {width * height} pixels, more than the limit of {spec.max_pixels}"
         )
     return image
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Pillow's name for the format of `data` ("TIFF", "ICO", ...), from its magic bytes alone:
+    each plugin's `accept` test looks at the first 16 bytes and parses nothing."""
+    Image.init()
+    prefix = data[:16]
+    return next((f for f in Image.ID if (accept := Image.OPEN[f][1]) and accept(prefix)), None)
+
+
+def unreadable(data: bytes) -> str:
+    """Why Pillow, limited to IMAGE_FORMATS, could not open `data`, with the format named."""
+    found = sniff_format(data)
+    if found in IMAGE_FORMATS:
+        return f"a broken {found} file"
+    what = f"{found} is not" if found else "not an image in"
+    return f"{what} a format the server reads ({READ_NAMES})"
 
 
 def _pixels(image: Image.Image, mode: str) -> np.ndarray:
