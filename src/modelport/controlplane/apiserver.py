@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 import threading
 import urllib.parse
@@ -47,8 +48,51 @@ class Reply:
 Route = Callable[[Api, Call], Obj | Objs | Reply]
 
 
+# Go's strconv.ParseBool, which Kubernetes' `?watch=` goes through: anything else is a 400.
+_BOOLS = {
+    **dict.fromkeys(("1", "t", "T", "true", "TRUE", "True"), True),
+    **dict.fromkeys(("0", "f", "F", "false", "FALSE", "False"), False),
+}
+_DIGITS = re.compile("[0-9]+")  # str.isdigit() would take "²" and int() "+1", " 1" and "1_0"
+
+
+def bad_request(message: str) -> ModelportError:
+    """A 400 with reason BadRequest, as Kubernetes answers a header or parameter it cannot parse."""
+    return ModelportError(Code.FAILED_PRECONDITION, message)
+
+
+def checked_query(query: dict[str, str]) -> dict[str, str]:
+    """The query, once every parameter a route reads parses; the first that does not is a 400 naming it."""
+    if query.get("watch", "false") not in _BOOLS:
+        raise bad_request(f"watch: {query['watch']!r} is not a boolean (true or false)")
+    version = query.get("resourceVersion", "")
+    if version and not _DIGITS.fullmatch(version):
+        raise bad_request(f"resourceVersion: {version!r} is not a non-negative integer")
+    if "timeoutSeconds" in query:
+        try:
+            timeout = float(query["timeoutSeconds"])
+        except ValueError:
+            timeout = math.nan
+        if not 0 <= timeout < math.inf:  # also false for nan
+            raise bad_request(f"timeoutSeconds: {query['timeoutSeconds']!r} is not a non-negative number")
+    selector = query.get("fieldSelector", "")
+    if selector and not selector.startswith("metadata.name="):
+        raise bad_request(f"fieldSelector: {selector!r} is not supported; only metadata.name=NAME is")
+    return query
+
+
+def content_length(values: list[str]) -> int:
+    """The body's length from the Content-Length header(s): absent is 0; anything but one
+    non-negative integer is a 400 (`abc` or `-1` would otherwise drop or hang the connection)."""
+    if not values:
+        return 0
+    if len(set(values)) > 1 or not _DIGITS.fullmatch(values[0]):
+        raise bad_request(f"Content-Length: {', '.join(values)!r} is not a non-negative integer")
+    return int(values[0])
+
+
 def _list(api: Api, call: Call) -> Obj | Reply:
-    if call.query.get("watch") in ("true", "1"):
+    if _BOOLS[call.query.get("watch", "false")]:
         return Reply(200, stream=_changes(api, call.kind, call.namespace or None, call.query))
     return api.list(call.kind, call.namespace or None)
 
@@ -137,6 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server: ApiServer
+    _length = 0  # the request's Content-Length, checked before anything else
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -144,6 +189,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         url = urllib.parse.urlsplit(self.path)
         try:
+            try:
+                self._length = content_length(self.headers.get_all("Content-Length") or [])
+            except ModelportError:
+                self.close_connection = True  # where this request's body ends is unknown
+                raise
             if url.path == "/healthz":
                 self._send(200, {"status": "ok"})
                 return
@@ -152,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ModelportError(
                     Code.UNAUTHENTICATED, "a valid bearer token is needed (see `modelport up`)"
                 )
-            query = dict(urllib.parse.parse_qsl(url.query))
+            query = checked_query(dict(urllib.parse.parse_qsl(url.query)))
             found, call = route(self.command, url.path, query, self._body)
             answer = found(self.server.api, call)
             reply = answer if isinstance(answer, Reply) else Reply(200, answer)
@@ -169,25 +219,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: Obj | Objs | None) -> None:
         data = json.dumps(body).encode()
-        self._head(code, "Content-Length", str(len(data)))
+        headers = {"Content-Length": str(len(data))}
+        if self.close_connection:  # the client asked, or the request's framing is broken: say so
+            headers["Connection"] = "close"
+        self._head(code, headers)
         self.wfile.write(data)
 
     def _stream(self, lines: Iterator[Obj]) -> None:
-        self._head(200, "Connection", "close")
+        self._head(200, {"Connection": "close"})
         self.close_connection = True
         for line in lines:
             self.wfile.write(json.dumps(line).encode() + b"\n")
             self.wfile.flush()
 
-    def _head(self, code: int, header: str, value: str) -> None:
+    def _head(self, code: int, headers: dict[str, str]) -> None:
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
-        self.send_header(header, value)
+        for header, value in headers.items():
+            self.send_header(header, value)
         self.end_headers()
 
     def _body(self) -> Obj:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
+        raw = self.rfile.read(self._length) if self._length else b"{}"
         try:
             body = json.loads(raw)
         except ValueError as exc:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
+
+from modelport.errors import Code, ModelportError
 
 
 def default_home() -> Path:
@@ -19,11 +22,31 @@ def state_dir(home: Path) -> Path:
     return home / "controlplane"
 
 
+def make_state_dir(home: Path) -> Path:
+    """`home` and its `controlplane/` made, if missing, readable by their user only (0700): they
+    hold the API token and every replica's logs. A folder that already exists keeps its mode."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state = state_dir(home)
+    state.mkdir(mode=0o700, exist_ok=True)
+    return state
+
+
+def check_token_file(home: Path) -> None:
+    """Refuse a token file that group or others can read: anyone who reads it controls every replica."""
+    path = state_dir(home) / "token"
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ModelportError(
+            Code.FAILED_PRECONDITION,
+            f"the API token file {path} is readable by others (mode {mode:04o}): run chmod 600 {path}",
+        )
+
+
 def read_token(home: Path) -> str:
     """The API's bearer token, made on first use: 32 random bytes in a file only its user can read."""
     path = state_dir(home) / "token"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(home)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(32))

@@ -34,7 +34,7 @@ from modelport.controlplane.api import Api
 from modelport.controlplane.apiserver import make_server
 from modelport.controlplane.autoscaler import Autoscaler, PodMetrics
 from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
-from modelport.controlplane.home import read_token, state_dir
+from modelport.controlplane.home import check_token_file, make_state_dir, read_token
 from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
@@ -61,8 +61,9 @@ class Options:
 class ControlPlane:
     def __init__(self, home: Path, options: Options = Options(), clock: Clock | None = None) -> None:
         self.home = home
-        self.dir = state_dir(home)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = make_state_dir(home)
+        token = read_token(home)
+        check_token_file(home)
         os.environ["MODELPORT_HOME"] = str(home)  # replicas (gateways) find this control plane by it
         self.options = options
         self.clock = clock or SystemClock()
@@ -94,7 +95,7 @@ class ControlPlane:
         )
         self._stop = threading.Event()
         self._keep_replicas = False
-        self._server = make_server(self.api, read_token(home), options.port)
+        self._server = make_server(self.api, token, options.port)
         self.port = int(self._server.server_address[1])
 
     def _usage(self) -> dict[str, Any]:
