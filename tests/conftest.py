@@ -20,6 +20,7 @@ import pytest
 # Modules outside tests/e2e whose tests start real processes (servers, CLIs, browsers).
 PROCESS_MODULES = (
     "tests/cli/test_registry_cli.py",
+    "tests/controlplane/test_home.py",
     "tests/dataplane/test_haproxy.py",
     "tests/dataplane/test_supervisor.py",
     "tests/gateway/test_gateway.py",

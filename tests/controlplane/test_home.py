@@ -54,3 +54,16 @@ def test_up_refuses_a_token_file_others_can_read_and_exits_1(tmp_path: Path) -> 
     assert done.returncode == 1, done.stderr
     assert f"readable by others (mode 0644): run chmod 600 {token}" in done.stderr
     assert not (state_dir(home) / "api.json").exists()
+
+
+def test_up_detach_makes_a_new_home_readable_by_its_user_only(tmp_path: Path) -> None:
+    home = tmp_path / "fresh" / "home"
+    modelport = [sys.executable, "-m", "modelport"]
+    up = subprocess.run([*modelport, "up", "--detach", "--home", str(home)], capture_output=True,
+                        text=True, timeout=60)  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr
+        assert _mode(home) == 0o700 and _mode(state_dir(home)) == 0o700
+        assert _mode(state_dir(home) / "token") == 0o600
+    finally:
+        subprocess.run([*modelport, "down", "--home", str(home)], capture_output=True, timeout=60)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelport.controlplane.client import Client
-from modelport.controlplane.home import default_home, state_dir
+from modelport.controlplane.home import default_home, make_state_dir, state_dir
 from modelport.errors import ModelportError
 
 if TYPE_CHECKING:  # the composition root loads every controller: only `up` needs it
@@ -100,9 +100,9 @@ def up(detach: bool, home: Path | None, **settings: Any) -> None:
 
 
 def _detach(home: Path, options: Options) -> None:
-    info = state_dir(home) / "api.json"
-    state_dir(home).mkdir(parents=True, exist_ok=True)
-    log_path = state_dir(home) / "controlplane.log"
+    state = make_state_dir(home)  # 0700 before the child writes its log there
+    info = state / "api.json"
+    log_path = state / "controlplane.log"
     args = [sys.executable, "-m", "modelport", "up", "--home", str(home)]
     for name, value in dataclasses.asdict(options).items():
         if value is not None:
