@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -56,15 +55,6 @@ def _in_flight(server: Server) -> float:
     return float(found[0]) if found else 0.0
 
 
-def _until(check: object, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_pods_metrics_from_a_real_replica(tmp_path: Path) -> None:
     spinning_onnx(tmp_path / "spin" / "1" / "model.onnx")
     mark_complete(tmp_path / "spin" / "1")
@@ -90,13 +80,15 @@ def test_pods_metrics_from_a_real_replica(tmp_path: Path) -> None:
         # block every other request).
         stuck = threading.Thread(target=_post_forever, args=(server.url,), daemon=True)
         stuck.start()
-        _until(lambda: _in_flight(server) == 1.0, "the endless request to be in flight")
+        server.wait_until(lambda: _in_flight(server) == 1.0, 30, "the endless request to be in flight")
         for _ in range(20):
             assert server.post("/v1/models/spin:predict", {"instances": [[1.0]]}).json() == {
                 "predictions": [[2.0]]
             }
-        _until(
-            lambda: sum(process.cpu_times()[:2]) - cpu_before >= 0.5, "the replica to spin 0.5 CPU-seconds"
+        server.wait_until(
+            lambda: sum(process.cpu_times()[:2]) - cpu_before >= 0.5,
+            30,
+            "the replica to spin 0.5 CPU-seconds",
         )
         clock.advance(5.0)
         collector.collect(replicas)

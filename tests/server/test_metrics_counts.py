@@ -5,11 +5,9 @@ memory. In-process on the real ASGI app and metrics registry, wired as `modelpor
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from claims_support import GatedRuntime, call
@@ -20,19 +18,6 @@ from modelport.server.app import RestApp, ServerOptions
 from modelport.server.metrics import ServerMetrics
 from modelport.testing.clock import FakeClock
 from support import half_plus_two, mark_complete
-
-
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(2) as executor:
-        yield executor
-
-
-@pytest.fixture
-def gated() -> Iterator[GatedRuntime]:
-    runtime = GatedRuntime()
-    yield runtime
-    runtime.gate.set()
 
 
 def _app(tmp_path: Path, pool: ThreadPoolExecutor, gated: GatedRuntime) -> RestApp:

@@ -6,7 +6,6 @@ flag. The flags' way into the server's options is checked on the `serve` command
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,19 +21,6 @@ from modelport.testing.clock import FakeClock
 from support import half_plus_two, mark_complete, running
 
 PREDICT = "/v1/models/m:predict"
-
-
-@pytest.fixture
-def pool() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(2) as executor:
-        yield executor
-
-
-@pytest.fixture
-def gated() -> Iterator[GatedRuntime]:
-    runtime = GatedRuntime()
-    yield runtime
-    runtime.gate.set()  # let a model call still waiting finish, whatever the test did
 
 
 def _app(
