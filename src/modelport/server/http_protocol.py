@@ -173,11 +173,13 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
     _in_head = False  # between a message's first byte and the end of its headers
     _head_bytes = 0  # bytes received while its head was incomplete (counted per chunk)
     _head_too_large = False
+    _chunk_bytes = 0  # the size of the chunk being parsed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(self._hold(transport))
 
     def data_received(self, data: bytes) -> None:
+        self._chunk_bytes = len(data)
         super().data_received(data)
         # A head still incomplete after this chunk: count the whole chunk (a pipelined request's
         # head that began mid-chunk is over-counted, never under). httptools keeps a header it
@@ -193,9 +195,12 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        # The exact size once whole: "NAME: VALUE\r\n" per header, plus the request line's URL.
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > MAX_HEADER_BYTES:
+        # The head came in the bytes counted so far and this chunk: if those are within the limit,
+        # so is the head, and the usual request pays for no count. Otherwise the exact size:
+        # "NAME: VALUE\r\n" per header, plus the request line's URL.
+        if self._head_bytes + self._chunk_bytes > MAX_HEADER_BYTES and (
+            len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > MAX_HEADER_BYTES
+        ):
             self._head_too_large = True
             raise _HeadTooLarge
         super().on_headers_complete()
