@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,18 +17,6 @@ import requests
 from modelport.dataplane.supervisor import ProbeSpec, Replica, Supervisor
 from modelport.testing.clock import FakeClock
 from support import half_plus_two, mark_complete
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def supervisor(clock: FakeClock) -> Iterator[Supervisor]:
-    sup = Supervisor(clock)
-    yield sup
-    sup.stop_all(grace_seconds=5)
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import requests
 
 from modelport.dataplane.supervisor import BackOffPolicy, Replica, Supervisor
@@ -21,18 +20,6 @@ from support import half_plus_two, mark_complete
 def test_backoff_doubles_to_a_cap() -> None:
     policy = BackOffPolicy()
     assert [policy.delay(n) for n in range(7)] == [10, 20, 40, 80, 160, 300, 300]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def supervisor(clock: FakeClock) -> Iterator[Supervisor]:
-    sup = Supervisor(clock)
-    yield sup
-    sup.stop_all(grace_seconds=5)
 
 
 def _until(sup: Supervisor, clock: FakeClock, check: Callable[[], bool], step: float = 0.0) -> None:
