@@ -108,6 +108,9 @@ def test_top_pods_shows_each_column_with_its_value(
     stuck = threading.Thread(target=_post_forever, args=(url,), daemon=True)
     stuck.start()
     plane.wait(lambda: _in_flight(port) == 1.0, 30, "the endless request to be in flight")
+    # The window must begin before the 20 answers: on a busy machine the control plane's first
+    # sample can come after them, and then the window rightly holds no answer and no p99.
+    plane.wait(lambda: _usage(plane, "spin") is not None, 30, "the control plane's first two samples")
     for _ in range(20):
         assert requests.post(url, json={"instances": [[1.0]]}, timeout=10).json() == {"predictions": [[2.0]]}
 
@@ -117,8 +120,8 @@ def test_top_pods_shows_each_column_with_its_value(
 
     plane.wait(settled, 60, "top to show the request in flight and a p99")
     row = _top(plane, "spin")
-    (usage,) = [i for i in plane.client().request("GET", "/api/top")["items"] if i["pod"].startswith("spin-")]
-    assert row is not None
+    usage = _usage(plane, "spin")
+    assert row is not None and usage is not None
     _name, cpu, memory, rate, in_flight, p99 = row
     # What the control plane measured: 20 answers over the time between its first and last sample
     assert usage["requests_per_second"] * usage["window"] == pytest.approx(20.0)
@@ -130,6 +133,12 @@ def test_top_pods_shows_each_column_with_its_value(
     assert lower * 1000 - 0.05 <= float(p99) <= upper * 1000 + 0.05
     assert lower <= usage["request_latency_p99_seconds"] <= upper
     plane.cli("delete", "deployment", "spin")
+
+
+def _usage(plane: Plane, app: str) -> dict[str, Any] | None:
+    """The control plane's measured usage of the app's replica; None until it has two samples."""
+    items = [i for i in plane.client().request("GET", "/api/top")["items"] if i["pod"].startswith(f"{app}-")]
+    return items[0] if items else None
 
 
 def _p99_bucket(port: int) -> tuple[float, float]:
