@@ -3,6 +3,12 @@
     python bench/serving_bench.py                     # everything (about 10 min)
     python bench/serving_bench.py --only batching     # batching off/on, MLP and CNN, 1 and 64 conns
     python bench/serving_bench.py --only protocols    # v1 REST, v2 REST, v2 gRPC on the MLP
+    python bench/serving_bench.py --only batching --baseline main~3   # each case also at a commit
+
+`--baseline REF` checks REF out into the work folder (`git worktree add --detach`) and runs every
+case a second time with that code (PYTHONPATH=<checkout>/src, same Python and packages),
+interleaved with the current code, and adds the ratio of each case to its baseline: a change's
+cost measured side by side in one run.
 
 Each target is one `modelport serve` process on 127.0.0.1 (all share the machine with the load
 generator: on 2 cores, one for the server, one for the load). REST load comes from wrk (one
@@ -46,6 +52,7 @@ class Case:
     model: str  # mnist | cnn
     protocol: str  # v1 | v2 | grpc
     batching: bool
+    source: Path | None = None  # a checkout whose src/ the server runs (--baseline), or this one
 
 
 def ensure_h2load() -> None:
@@ -138,6 +145,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=("batching", "protocols"))
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run every case with the code at this git commit"
+    )
     args = parser.parse_args()
     hb.ensure_wrk()
     ensure_h2load()
@@ -149,7 +159,19 @@ def main() -> int:
         return run(args, cli, work)
     finally:
         hb._kill_all()
+        if args.baseline:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "baseline")],
+                           capture_output=True)  # fmt: skip
         shutil.rmtree(work, ignore_errors=True)
+
+
+def with_baseline(cases: list[tuple[Case, list[int]]], ref: str, work: Path) -> list[tuple[Case, list[int]]]:
+    """Each case twice: with this code and with the code at `ref`, checked out into the work folder."""
+    checkout = work / "baseline"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), ref],
+                   check=True, capture_output=True)  # fmt: skip
+    twins = [(Case(f"{c.name} @{ref}", c.model, c.protocol, c.batching, checkout), n) for c, n in cases]
+    return [pair for both in zip(cases, twins, strict=True) for pair in both]
 
 
 def run(args: argparse.Namespace, cli: str, work: Path) -> int:
@@ -167,6 +189,8 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
     if args.only in (None, "protocols"):
         for protocol in ("v1", "v2", "grpc"):
             cases.append((Case(f"mnist {protocol}", "mnist", protocol, False), [1, 64]))
+    if args.baseline:
+        cases = with_baseline(cases, args.baseline, work)
     results: dict[str, dict[int, list[hb.Run]]] = {c.name: {n: [] for n in conns} for c, conns in cases}
     for repeat in range(args.repeats):
         shift = repeat % len(cases)
@@ -178,9 +202,12 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
             )  # fmt: skip
             path = {"v1": f"/v1/models/{case.model}:predict", "v2": f"/v2/models/{case.model}/infer"}
             url = f"http://127.0.0.1:{port}{path.get(case.protocol, path['v1'])}"
+            if case.source is not None:  # the baseline's code, same interpreter and packages
+                cmd = [sys.executable, "-m", "modelport", *cmd[1:]]
+            env = {"PYTHONPATH": str(case.source / "src")} if case.source else {}
             target = hb.Target(
                 case.name, cmd, url, f"http://127.0.0.1:{port}/v1/models/{case.model}",
-                ready_text="AVAILABLE", check_text=None,
+                ready_text="AVAILABLE", env=env, check_text=None,
             )  # fmt: skip
             with hb.started(target, work, 90) as server:
                 for c in conns:
@@ -210,6 +237,7 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
     ratios = [["comparison", "conns", "req/s ratio", "p50 difference ms", "p99 ratio"]]
     pairs = [(f"{m} batching on", f"{m} batching off") for m in ("mnist", "cnn")]
     pairs += [("mnist v2", "mnist v1"), ("mnist grpc", "mnist v1")]
+    pairs += [(c.name, f"{c.name} @{args.baseline}") for c, _ in cases if args.baseline and c.source is None]
     for a, b in pairs:
         if a in med and b in med:
             for c in med[a]:
