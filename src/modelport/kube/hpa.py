@@ -93,9 +93,10 @@ def _rules(rules: ScalingRules, field: str, where: str, notes: list[Note]) -> di
 def _metric_note(metric: MetricSpec, i: int, where: str) -> Note | None:
     field = f"spec.metrics[{i}]"
     if metric.pods is not None:
-        return Note(
-            where, field, f"Pods metric {metric.pods.metric.name!r} needs a custom metrics API: {_ADAPTER}"
-        )
+        why = f"Pods metric {metric.pods.metric.name!r} needs a custom metrics API: {_ADAPTER}"
+        if metric.pods.metric.query:
+            why += " (its metric.query is not used, as here: a Pods metric is read by name)"
+        return Note(where, field, why)
     if metric.object is not None:
         why = (
             f"Object metric {metric.object.metric.name!r} (PromQL from metric.query) needs a metrics "
