@@ -135,6 +135,20 @@ def test_model_config_points_at_the_models_in_the_image(example: Rendered) -> No
     assert config["metadata"]["annotations"]["modelport.io/base-path"] == "/tmp/tfserving/saved_model"
 
 
+def test_a_new_model_config_rolls_the_pods_and_default_namespace_objects_name_none(example: Rendered) -> None:
+    text = (
+        (EXAMPLE / "deploy.yaml")
+        .read_text()
+        .replace("name: mnist\n        basePath", "name: digits\n        basePath")
+    )
+    other = documents(render_kubernetes(load_objects(text), PodOptions("mnist:1")))
+    key = "modelport.io/model-config-sha256"
+    before = documents(example)["Deployment/mnist"]["spec"]["template"]["metadata"]["annotations"][key]
+    after = other["Deployment/mnist"]["spec"]["template"]["metadata"]["annotations"][key]
+    assert len(before) == len(after) == 64 and before != after  # a changed template: a rollout
+    assert all("namespace" not in doc["metadata"] for doc in documents(example).values())
+
+
 def test_volume_mode_mounts_the_claim_read_only() -> None:
     rendered = render_kubernetes(
         load_objects_from([EXAMPLE]), PodOptions("mnist:1", "volume", "mnist-models")
