@@ -258,3 +258,15 @@ def test_a_gateway_without_its_service_is_refused() -> None:
     ]
     with pytest.raises(ModelportError, match="Service 'mnist' is not among the files rendered"):
         render_kubernetes(objects, PodOptions("mnist:1"))
+
+
+def test_the_rendered_command_lines_are_ones_modelport_accepts(example: Rendered) -> None:
+    from modelport.cli.gateway import gateway
+    from modelport.cli.serve import serve
+
+    docs = documents(example)
+    for key, command in (("Deployment/mnist", serve), ("Deployment/gateway", gateway)):
+        (container,) = docs[key]["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["modelport"]
+        context = command.make_context(container["args"][0], container["args"][1:])  # click's parse only
+        assert context.params["host"] == "0.0.0.0" and context.params["port"] in (8500, 5000)
