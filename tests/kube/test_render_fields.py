@@ -238,7 +238,8 @@ def test_the_full_objects_render_valid_kubernetes_too() -> None:
     rendered = render_kubernetes(load_objects(FULL), PodOptions("full:1", "volume"))
     for name, text in rendered.files.items():
         if name.endswith(".yaml") and name not in ("kustomization.yaml", "prometheus-adapter-values.yaml"):
-            kubernetes_validate.validate(yaml.safe_load(text), "1.28", strict=True)
+            for version in ("1.28", kubernetes_validate.latest_version()):
+                kubernetes_validate.validate(yaml.safe_load(text), version, strict=True)
     rules = yaml.safe_load(rendered.files["prometheus-adapter-values.yaml"])["rules"]
     assert [r["name"]["as"] for r in rules["custom"]] == ["pods-metric-full"]
     assert {r["name"]["as"]: r["metricsQuery"] for r in rules["external"]} == {
