@@ -1,6 +1,10 @@
 """What a rendered Pod and the image agree on: where the models and the model config are, the
-ports, the user, the writable paths, and the shutdown timing. `modelport build` writes an image
-that matches these; `render` writes Pods that rely on them."""
+ports, the user, the writable paths, and the shutdown timing. `render` writes Pods that rely on
+an image (`modelport build`) with:
+- `modelport` on its PATH (the Pods run `modelport serve ...` or `modelport gateway ...`);
+- the models under MODELS_DIR/<model>/<version>/, readable by RUN_AS_USER (unless `--no-model`);
+- `sleep` (the preStop wait; Debian's python:3.11-slim has it);
+- nothing written outside WRITABLE_PATHS (the root file system is mounted read-only)."""
 
 from __future__ import annotations
 
