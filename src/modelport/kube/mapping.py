@@ -129,9 +129,11 @@ def _service_notes(svc: Service, where: str, notes: list[Note]) -> None:
             Note(where, "spec.loadBalancing", f"{spec.load_balancing}: {_BALANCING[spec.load_balancing]}")
         )
     if "max_requests_per_replica" in explicit:
-        notes.append(Note(where, "spec.maxRequestsPerReplica", f"{spec.max_requests_per_replica}: a Service "
-            "has no per-replica limit (requests go straight to the Pods); a mesh can (Istio "
-            "DestinationRule connectionPool.http.http2MaxRequests), or set it per server"))  # fmt: skip
+        why = (
+            f"{spec.max_requests_per_replica}: a Service has no per-replica limit or queue (requests go "
+            "straight to the Pods); Knative Serving's containerConcurrency is one (a queue per Pod)"
+        )
+        notes.append(Note(where, "spec.maxRequestsPerReplica", why))
     if spec.cluster_ip is not None:
         notes.append(Note(where, "spec.clusterIP", f"{spec.cluster_ip} left out: the cluster assigns one"))
     status_note(svc.status, where, notes)
