@@ -272,3 +272,14 @@ def test_the_rendered_command_lines_are_ones_modelport_accepts(example: Rendered
         assert container["command"] == ["modelport"]
         context = command.make_context(container["args"][0], container["args"][1:])  # click's parse only
         assert context.params["host"] == "0.0.0.0" and context.params["port"] in (8500, 5000)
+
+
+def test_a_bad_claim_or_image_is_refused_naming_the_flag(tmp_path: Path) -> None:
+    base = ["render", "-f", str(EXAMPLE), "-o", str(tmp_path / "k8s")]
+    bad_claim = CliRunner().invoke(
+        cli, [*base, "--image", "mnist:1", "--models", "volume", "--models-claim", "My_Claim"]
+    )
+    assert bad_claim.exit_code == 1 and "--models-claim: a claim name is lowercase" in bad_claim.output
+    bad_image = CliRunner().invoke(cli, [*base, "--image", "mnist 1"])
+    assert bad_image.exit_code == 1 and "--image: an image reference, got 'mnist 1'" in bad_image.output
+    assert not (tmp_path / "k8s").exists()

@@ -46,8 +46,10 @@ def render(
     from modelport.kube.pods import PodOptions  # pydantic and the spec: only when rendering
     from modelport.kube.render import load_objects_from, render_kubernetes, write_output
 
-    options = PodOptions(image, "volume" if models == "volume" else "image", models_claim, image_pull_policy)
     try:
+        options = PodOptions(
+            image, "volume" if models == "volume" else "image", models_claim, image_pull_policy
+        )
         rendered = render_kubernetes(load_objects_from(files), options)
         for note in rendered.notes:
             click.echo(f"{'error' if strict else 'warning'}: {note}", err=True)

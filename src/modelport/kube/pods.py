@@ -5,6 +5,7 @@ scrape annotations)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,12 +23,24 @@ _SERVE_FLAGS = ("--rest_api_port", "--port", "--grpc_port", "--host", "--port_fi
 _GATEWAY_FLAGS = ("--host", "--port", "--port-file", "--service", "--model-url", "--namespace")
 
 
+_CLAIM = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")  # a DNS subdomain, as Kubernetes names objects
+
+
 @dataclass(frozen=True)
 class PodOptions:
     image: str
     models: Models = "image"
     claim: str = "models"  # the PersistentVolumeClaim of `--models volume`
     pull_policy: str = "IfNotPresent"
+
+    def __post_init__(self) -> None:
+        if not self.image.strip() or any(c.isspace() for c in self.image):
+            raise ModelportError(Code.INVALID_ARGUMENT, f"--image: an image reference, got {self.image!r}")
+        if len(self.claim) > 253 or not _CLAIM.fullmatch(self.claim):
+            raise ModelportError(
+                Code.INVALID_ARGUMENT,
+                f"--models-claim: a claim name is lowercase a-z, 0-9, '-' and '.', got {self.claim!r}",
+            )
 
 
 def render_pod_template(
