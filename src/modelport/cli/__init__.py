@@ -13,6 +13,7 @@ from modelport.cli.objects import COMMANDS as OBJECT_COMMANDS
 from modelport.cli.plot import plot
 from modelport.cli.prometheus import prometheus_config
 from modelport.cli.registry import registry
+from modelport.cli.render import render
 from modelport.cli.rollout import rollout
 from modelport.cli.serve import serve
 from modelport.cli.train import train
@@ -39,6 +40,7 @@ for command in [
     plot,
     prometheus_config,
     gateway,
+    render,
 ]:
     cli.add_command(command)
 
