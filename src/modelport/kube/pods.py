@@ -88,13 +88,15 @@ def _refuse_fixed(args: list[str], fixed: tuple[str, ...], where: str) -> None:
 
 def _serve_container(replica: ReplicaSpec, options: PodOptions, where: str) -> dict[str, Any]:
     _refuse_fixed(replica.args, _SERVE_FLAGS, where)
+    config = f"{layout.CONFIG_DIR}/{layout.CONFIG_FILE}"
     return {
         "name": "serve",
         "image": options.image,
         "imagePullPolicy": options.pull_policy,
         "command": ["modelport"],
-        "args": ["serve", f"--rest_api_port={layout.REST_PORT}", f"--port={layout.GRPC_PORT}",
-                 f"--model_config_file={layout.CONFIG_DIR}/{layout.CONFIG_FILE}", *replica.args],
+        # Every address, said outright: the kubelet's probes and the Service reach the Pod's IP.
+        "args": ["serve", "--host=0.0.0.0", f"--rest_api_port={layout.REST_PORT}",
+                 f"--port={layout.GRPC_PORT}", f"--model_config_file={config}", *replica.args],
         "ports": [
             {"name": "http", "containerPort": layout.REST_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": layout.GRPC_PORT, "protocol": "TCP"},
