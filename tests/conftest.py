@@ -19,8 +19,11 @@ import pytest
 
 # Modules outside tests/e2e whose tests start real processes (servers, CLIs, browsers).
 PROCESS_MODULES = (
+    "tests/cli/test_home.py",
     "tests/cli/test_registry_cli.py",
+    "tests/cli/test_startup.py",
     "tests/controlplane/test_home.py",
+    "tests/controlplane/test_metrics.py",
     "tests/dataplane/test_haproxy.py",
     "tests/dataplane/test_supervisor.py",
     "tests/gateway/test_gateway.py",
@@ -30,6 +33,10 @@ PROCESS_MODULES = (
     "tests/pipeline/train/test_environment.py",
     "tests/pipeline/train/test_train.py",
     "tests/registry/test_registry.py",
+    "tests/server/test_config_reload.py",
+    "tests/server/test_enable_batching.py",
+    "tests/server/test_grpc_beside_tritonclient.py",
+    "tests/server/test_timeout_and_cors.py",
 )
 # Helpers a library keeps for its own pool, not started by a test: multiprocessing's resource
 # tracker and fork server outlive the pools that started them, by design.
