@@ -11,7 +11,7 @@ source "$root/scripts/setup.sh" test
 # and uses the gateway's page; HAProxy is a
 # Service's load balancer; Prometheus is where an HPA can read External metrics; kubectl builds
 # what `modelport render` writes (`kubectl kustomize`, offline).
-bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus kubernetes-client
+bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus kubernetes-client strace
 # The protobuf releases other packages pin beside modelport (the oldest supported, and what
 # tritonclient[grpc] asks for), each in a folder of its own that a replica in
 # tests/e2e/test_protobuf_versions.py puts first on its PYTHONPATH.

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import re
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +158,72 @@ def test_a_model_server_follows_the_production_label(tmp_path: Path, mnist_versi
         server.wait_until(lambda: server.versions("mnist").get(2) in (None, "END"), what="version 2 unloaded")
         body = json.loads((mnist_version.parent / "samples" / "request.json").read_text())
         assert server.post("/v1/models/mnist:predict", body).json()["predictions"][0]["classes"] == 7
+
+
+class _AnotherPublisherCutsIn:
+    """The registry's store, but the first version added waits until another publisher (a
+    thread with its own connection) has published one whole version: the race two `registry
+    publish` commands at the same moment can run into, made certain."""
+
+    def __init__(self, store: Any, other: Any) -> None:
+        self._store, self._other, self._cut_in = store, other, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def add_version(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._cut_in:
+            self._cut_in = True
+            with ThreadPoolExecutor(1) as other:
+                other.submit(self._other).result()
+        return self._store.add_version(*args, **kwargs)
+
+
+def test_a_version_published_meanwhile_is_the_one_compatibility_is_checked_against(
+    tmp_path: Path, mnist_version: Path
+) -> None:
+    """Publisher B checks mnist against version 1 and is about to add it; meanwhile publisher A
+    publishes a breaking version 2 (allowed). B's version would break version 2's clients: refused,
+    not slipped in as 3 on the strength of a check against a state that is gone."""
+    home = tmp_path / "home"
+    registry = Registry.open(home)
+    registry.publish("mnist", mnist_version)
+    other = half_plus_two(tmp_path / "half").parent
+    a = Registry.open(home)
+    cut_in = _AnotherPublisherCutsIn(registry.store, lambda: a.publish("mnist", other, allow_breaking=True))
+    b = Registry(cut_in, home)
+    with pytest.raises(ModelportError, match=r"would break clients of version 2: .*input 'x' is gone"):
+        b.publish("mnist", mnist_version)
+    assert [(v.version, v.state) for v in registry.versions("mnist")] == [(1, "active"), (2, "active")]
+    assert _served(registry, "mnist") == ["2"]
+
+
+def test_a_published_version_is_on_disk_before_it_is_visible(tmp_path: Path, mnist_version: Path) -> None:
+    """Every file and folder of a new version is fsynced before the rename that makes it visible
+    (to the registry's artifacts and to a watching server), and the rename is fsynced after: a
+    power cut leaves no torn version. Read from the system calls of a real `registry publish`."""
+    trace = tmp_path / "strace.txt"
+    env = {**os.environ, "MODELPORT_HOME": str(tmp_path / "home")}
+    subprocess.run(
+        ["strace", "-f", "-y", "-qq", "-e", "trace=fsync,rename", "-o", str(trace),
+         sys.executable, "-m", "modelport", "registry", "publish", "mnist", str(mnist_version)],
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if " = 0" in line]
+    renames = [i for i, call in enumerate(calls) if call.startswith("rename(") and ".partial-" in call]
+    assert len(renames) == 2, calls  # into artifacts/mnist/1, then into repository/mnist/1
+    start = 0
+    for rename in renames:
+        partial = re.search(r'rename\("([^"]+)", "([^"]+)"\)', calls[rename])
+        assert partial is not None
+        source, target = Path(partial[1]), Path(partial[2])
+        synced = {m[1] for call in calls[start:rename] if (m := re.match(r"fsync\(\d+<([^>]+)>\)", call))}
+        wanted = {str(source / name) for name in ["", "_COMPLETE", *_names(mnist_version)]}
+        assert wanted <= synced, f"not fsynced before {target} appeared: {sorted(wanted - synced)}"
+        after = calls[rename + 1 : rename + 2]
+        assert after and after[0].startswith("fsync(") and f"<{target.parent}>" in after[0], after
+        start = rename + 1
+
+
+def _names(folder: Path) -> list[str]:
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*")]

@@ -108,6 +108,31 @@ def signature_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
     return changes
 
 
+def compatible_with_previous(
+    name: str, signature: Mapping[str, Any], parent: int | None, allow_breaking: bool
+) -> Callable[[list[VersionRecord]], None]:
+    """The check a new version must pass against the versions already there. The store runs it
+    inside its write transaction, so a publisher at the same moment cannot slip a version in
+    between the check and the insert; a version still being copied in (pending) counts, as it
+    will be the one before ours."""
+
+    def check(versions: list[VersionRecord]) -> None:
+        if parent is not None and parent not in {v.version for v in versions}:
+            raise invalid(f"parent version {parent} of '{name}' is not in the registry")
+        previous = [v for v in versions if v.state in ("active", "pending")]
+        if previous and not allow_breaking:
+            changes = signature_changes(previous[-1].signature, signature)
+            if changes:
+                raise ModelportError(
+                    Code.FAILED_PRECONDITION,
+                    f"version would break clients of version {previous[-1].version}: "
+                    + "; ".join(changes)
+                    + " (publish with --allow-breaking if that is meant)",
+                )
+
+    return check
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
@@ -195,24 +220,13 @@ class Registry:
                 name, _now(), str(repository or self.root / "repository" / name), {"follow": "latest"}
             )
         )
-        existing = [v for v in self.store.versions(name) if v.state == "active"]
-        if existing and not allow_breaking:
-            previous = existing[-1]
-            changes = signature_changes(previous.signature, signature)
-            if changes:
-                raise ModelportError(
-                    Code.FAILED_PRECONDITION,
-                    f"version would break clients of version {previous.version}: "
-                    + "; ".join(changes)
-                    + " (publish with --allow-breaking if that is meant)",
-                )
-        if parent is not None and parent not in {v.version for v in self.store.versions(name)}:
-            raise invalid(f"parent version {parent} of '{name}' is not in the registry")
+
         record = self.store.add_version(
             VersionRecord(
                 name, 0, _now(), _publisher(), digest, files, dict(metrics or {}), signature,
                 dict(environment or {}), parent, "pending", description,
-            )
+            ),
+            compatible_with_previous(name, signature, parent, allow_breaking),
         )  # fmt: skip
         try:
             _copy(folder, self.artifact(name, record.version), files)

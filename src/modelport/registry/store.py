@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +32,7 @@ class VersionRecord:
     signature: dict[str, Any]
     environment: dict[str, Any]
     parent: int | None
-    state: str  # active | deprecated
+    state: str  # pending (being copied in) | active | deprecated
     description: str = ""
     labels: tuple[str, ...] = field(default=())
 
@@ -44,12 +45,19 @@ class ModelRecord:
     policy: dict[str, Any]  # {"follow": "latest"} | {"follow": "label", "label": L} | {"pin": N}
 
 
+Check = Callable[[list[VersionRecord]], None]
+
+
 class RegistryStore(Protocol):
     def model(self, name: str) -> ModelRecord | None: ...
     def models(self) -> list[ModelRecord]: ...
     def create_model(self, record: ModelRecord) -> None: ...
     def set_policy(self, name: str, policy: dict[str, Any]) -> None: ...
-    def add_version(self, record: VersionRecord) -> VersionRecord: ...  # assigns the number
+    def add_version(self, record: VersionRecord, check: Check | None = None) -> VersionRecord:
+        """Assigns the number. `check` sees the model's versions as they are inside the write
+        transaction and may raise to refuse: no other publisher can add a version in between."""
+        ...
+
     def versions(self, model: str) -> list[VersionRecord]: ...
     def set_state(self, model: str, version: int, state: str) -> None: ...
     def delete_version(self, model: str, version: int) -> None: ...
@@ -102,11 +110,13 @@ class SqliteStore:
         with self._write() as db:
             db.execute("UPDATE models SET policy = ? WHERE name = ?", (json.dumps(policy), name))
 
-    def add_version(self, record: VersionRecord) -> VersionRecord:
+    def add_version(self, record: VersionRecord, check: Check | None = None) -> VersionRecord:
         with self._write() as db:
             row = db.execute("SELECT next_version FROM models WHERE name = ?", (record.model,)).fetchone()
             if row is None:
                 raise ModelportError(Code.NOT_FOUND, f"model '{record.model}' is not in the registry")
+            if check is not None:
+                check(_versions(db, record.model))  # under the write lock: what we check stays true
             version = int(row[0])
             db.execute("UPDATE models SET next_version = ? WHERE name = ?", (version + 1, record.model))
             db.execute(
@@ -122,12 +132,7 @@ class SqliteStore:
         return VersionRecord(**{**record.__dict__, "version": version})
 
     def versions(self, model: str) -> list[VersionRecord]:
-        db = self._db()
-        labels: dict[int, list[str]] = {}
-        for row in db.execute("SELECT label, version FROM labels WHERE model = ? ORDER BY label", (model,)):
-            labels.setdefault(int(row["version"]), []).append(row["label"])
-        rows = db.execute("SELECT * FROM versions WHERE model = ? ORDER BY version", (model,))
-        return [_version(r, tuple(labels.get(int(r["version"]), ()))) for r in rows]
+        return _versions(self._db(), model)
 
     def set_state(self, model: str, version: int, state: str) -> None:
         with self._write() as db:
@@ -150,6 +155,14 @@ class SqliteStore:
                     "ON CONFLICT (model, label) DO UPDATE SET version = excluded.version",
                     (model, label, version),
                 )
+
+
+def _versions(db: sqlite3.Connection, model: str) -> list[VersionRecord]:
+    labels: dict[int, list[str]] = {}
+    for row in db.execute("SELECT label, version FROM labels WHERE model = ? ORDER BY label", (model,)):
+        labels.setdefault(int(row["version"]), []).append(row["label"])
+    rows = db.execute("SELECT * FROM versions WHERE model = ? ORDER BY version", (model,))
+    return [_version(r, tuple(labels.get(int(r["version"]), ()))) for r in rows]
 
 
 def _model(row: sqlite3.Row) -> ModelRecord:

@@ -9,7 +9,9 @@ A folder is loaded only when it is complete. Two ways to say so:
    `{"files": {"model.onnx": {"size": 1234, "sha256": "..."}}}`, every listed file must be
    present at that size before the version counts as complete (so a plain `cp -r` that happens
    to copy the mark first still waits), and the sha256 is checked when the version loads.
-   `modelport`'s own publishers write the folder under a dot-name, add `_COMPLETE`, then rename.
+   `modelport`'s own publishers write the folder under a dot-name, add `_COMPLETE`, fsync every
+   file and folder, then rename (and fsync the parent), so a power cut leaves either no version
+   or a whole one.
 2. Plain copies (no mark): the folder's fingerprint (every file's path, size and mtime) must be
    unchanged between two polls at least `settle_seconds` apart, and its newest file at least
    `settle_seconds` old. A copy in progress keeps changing sizes or mtimes, so it waits.
@@ -122,11 +124,30 @@ def write_version(
         if expected is not None and files != dict(expected):
             raise ModelportError(Code.DATA_LOSS, f"{target}: files changed while being copied")
         (partial / COMPLETE_MARK).write_text(json.dumps({"files": files}, indent=1) + "\n")
+        sync_tree(partial)  # on disk before it is visible: a crash cannot leave a torn version
         os.rename(partial, target)
+        _fsync(target.parent)  # and the rename itself survives a crash
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return files
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file under `folder`, then every folder, deepest first (a folder's entries are
+    durable only once the folder itself is synced)."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            _fsync(Path(root, name))
+        _fsync(Path(root))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _mark_problem(path: Path, fp: Fingerprint) -> str | None:
