@@ -5,6 +5,7 @@ Routes (TF Serving's, matched case-insensitively like its RE2 patterns):
     GET  /v1/models/{m}[/versions/{v}|/labels/{l}]            status
     GET  /v1/models/{m}[/versions/{v}|/labels/{l}]/metadata   signatures
     GET  /healthz /readyz /v2/health/live /v2/health/ready /metrics
+    GET  /openapi.json    all of the above as an OpenAPI 3 document (openapi.py)
 
 Where a request runs: a model that answers in under `inline_below_seconds` (a small ONNX model
 takes ~50 µs) runs on the event loop itself, because a hop to a worker thread would cost more
@@ -33,7 +34,7 @@ from modelport import __version__
 from modelport.errors import Code, ModelportError, deadline_exceeded, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.signature import PreparedCall
-from modelport.server import tfserving, v2
+from modelport.server import openapi, tfserving, v2
 from modelport.server.batching import Batchers
 from modelport.server.metrics import ServerMetrics, model_label, version_label
 
@@ -137,6 +138,7 @@ class RestApp:
         self._batchers = batchers
         self._costs: WeakKeyDictionary[Servable, _Cost] = WeakKeyDictionary()
         self._extra_headers = _CORS if options.enable_cors else []
+        self._openapi = orjson.dumps(openapi.document(options.enable_cors))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -353,6 +355,8 @@ class RestApp:
         elif path == "/v2/health/ready":
             # The v2 protocol: 200 means ready, a 4xx means not (Triton answers 400).
             await self._respond(send, 200 if self._manager.is_ready() else 400, b"")
+        elif path == "/openapi.json":
+            await self._respond(send, 200, self._openapi)
         elif path == "/metrics":
             await self._respond(
                 send, 200, self._metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
