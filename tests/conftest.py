@@ -27,6 +27,7 @@ PROCESS_MODULES = (
     "tests/dataplane/test_haproxy.py",
     "tests/dataplane/test_supervisor.py",
     "tests/gateway/test_gateway.py",
+    "tests/kube/test_dockerfile_lint.py",
     "tests/kube/test_render_kustomize.py",
     "tests/kube/test_render_serves.py",
     "tests/pipeline/evaluate/test_report_browser.py",
