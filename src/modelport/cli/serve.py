@@ -103,6 +103,27 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     help="Larger bodies are refused with 413.",
 )
 @click.option(
+    "--max_batch_size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows a request may have (a model's model.yaml max_batch_size wins); more is a 400.",
+)
+@click.option(
+    "--max_bytes_elements",
+    default=65_536,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="BYTES (string) elements a request may hold; more is a 400, refused before parsing them.",
+)
+@click.option(
+    "--max_request_pixels",
+    default=40_000_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Pixels of all of a request's images together, read from their headers; more is a 400.",
+)
+@click.option(
     "--intra_op_parallelism",
     "--tensorflow_intra_op_parallelism",
     "intra_op",
@@ -148,6 +169,7 @@ def serve(**flags: Any) -> None:
     modelport serve --rest_api_port=8501 --model_name=mnist --model_base_path=/models/mnist
     modelport serve --port=8501 --rest_api_port=8501 --model_config_file=/models/config.yaml
     """
+    from modelport.runtimes.limits import RequestLimits
     from modelport.server.app import ServerOptions
     from modelport.server.main import ServeConfig
     from modelport.server.main import serve as run
@@ -179,6 +201,9 @@ def serve(**flags: Any) -> None:
             max_request_bytes=flags["max_request_bytes"],
             request_timeout_seconds=flags["rest_api_timeout_in_ms"] / 1000,
             enable_cors=flags["enable_cors_support"],
+            limits=RequestLimits(
+                flags["max_batch_size"], flags["max_bytes_elements"], flags["max_request_pixels"]
+            ),
         ),
     )
     run(config)

@@ -49,6 +49,7 @@ class Servable:
     platform: str
     model: Model
     signatures: Mapping[str, Signature]
+    max_batch_size: int | None = None  # model.yaml's; None: the server's --max_batch_size
 
     def signature(self, name: str | None) -> Signature:
         key = name or DEFAULT_SIGNATURE
@@ -299,7 +300,9 @@ class ModelManager:
         model = runtime.load(model_file, options)
         signatures = build_signatures(model, metadata)
         _warm_up(model)
-        return Servable(name, record.version, record.path, runtime.platform, model, signatures)
+        return Servable(
+            name, record.version, record.path, runtime.platform, model, signatures, metadata.max_batch_size
+        )
 
     # -- publishing the view --
 

@@ -25,8 +25,10 @@ READ_NAMES = "PNG, JPEG, GIF, BMP, WebP"
 _MNIST_BOX_FRACTION = 20 / 28
 
 
-def _open(data: bytes, spec: ImageSpec) -> Image.Image:
-    """Read the header only; the pixel count is checked before anything is decoded."""
+def open_image(data: bytes, spec: ImageSpec) -> Image.Image:
+    """Read the header only (Pillow opens lazily); the pixel count is checked before anything
+    is decoded, here against the image spec's `max_pixels` and by the caller against the
+    request's limit (runtimes/limits.py)."""
     if not data:
         raise invalid("empty image: no bytes to decode")
     try:
@@ -123,7 +125,12 @@ def _scale_table(low: float, high: float, invert: bool) -> np.ndarray:
 
 def decode_image(data: bytes, spec: ImageSpec) -> np.ndarray:
     """Encoded image bytes -> float32 array [H, W] (mode L) or [H, W, 3] / [3, H, W] (RGB)."""
-    pixels = _pixels(_open(data, spec), spec.mode)
+    return decode_opened(open_image(data, spec), spec)
+
+
+def decode_opened(image: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """`decode_image` for an image whose header `open_image` has read."""
+    pixels = _pixels(image, spec.mode)
     invert = spec.invert == "always" or (spec.invert == "auto" and _light_background(pixels))
     if pixels.shape[:2] != (spec.height, spec.width):
         if invert:

@@ -6,6 +6,7 @@ under the signature `serving_default`. Example (the MNIST example ships this):
     platform: onnx                 # onnx | sklearn; default: from the model file's suffix
     model_file: model.onnx         # default: the one model file in the folder
     runtime: {intra_op_threads: 1} # passed to the runtime (ONNX Runtime session options)
+    max_batch_size: 64             # rows per request; default: the server's --max_batch_size
     signatures:
       serving_default:
         inputs:
@@ -83,6 +84,9 @@ class VersionMetadata(_Strict):
     runtime: dict[str, Any] = Field(default_factory=dict)
     signatures: dict[str, SignatureSpec] = Field(default_factory=dict)
     description: str | None = None
+    # Rows a request may have (Triton's config.pbtxt and TF Serving's batcher use this name);
+    # None: the server's --max_batch_size. Checked before any work (runtimes/limits.py).
+    max_batch_size: int | None = Field(default=None, gt=0)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

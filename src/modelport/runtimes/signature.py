@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from modelport.errors import Code, ModelportError, invalid
 from modelport.runtimes import codecs
 from modelport.runtimes.base import Model, TensorSpec
 from modelport.runtimes.dtypes import is_float, numpy_dtype
+from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.metadata import (
     DEFAULT_SIGNATURE,
     ImageSpec,
@@ -47,27 +49,44 @@ class InputBinding:
 
     def feed(self, value: InputValue) -> np.ndarray:
         if self.image is not None:
-            return self._decode_images(value)
+            return self.decode_images(self.open_images(value))
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
         return self._check(array)
 
-    def _decode_images(self, value: InputValue) -> np.ndarray:
+    @property
+    def batched(self) -> bool:
+        """Is the first dimension the rows of a batch? Images: one per row. A fixed first
+        dimension ([1, 784], [3, 4]) is the model's own shape, not a number of rows."""
+        return self.image is not None or (bool(self.tensor.shape) and self.tensor.shape[0] < 0)
+
+    def open_images(self, value: InputValue) -> list[Image.Image]:
+        """Each row's image with only its header read: sizes are known, nothing is decoded."""
         assert self.image is not None
         if isinstance(value, np.ndarray) and value.dtype != object:
             raise invalid(
                 f'input \'{self.name}\' takes encoded image bytes (send {{"b64": "..."}}), '
                 f"got numbers of dtype {value.dtype}"
             )
-        rows = []
+        images = []
         for i, data in enumerate(value):
             if type(data) is not bytes and not isinstance(data, bytes | bytearray):
                 raise invalid(f"input '{self.name}' row {i}: expected image bytes, got {type(data).__name__}")
             try:
-                rows.append(codecs.decode_image(bytes(data), self.image))
+                images.append(codecs.open_image(bytes(data), self.image))
             except ModelportError as exc:
                 raise invalid(f"input '{self.name}' row {i}: {exc.message}") from exc
-        if not rows:
+        if not images:
             raise invalid(f"input '{self.name}' has no rows")
+        return images
+
+    def decode_images(self, images: list[Image.Image]) -> np.ndarray:
+        assert self.image is not None
+        rows = []
+        for i, image in enumerate(images):
+            try:
+                rows.append(codecs.decode_opened(image, self.image))
+            except ModelportError as exc:
+                raise invalid(f"input '{self.name}' row {i}: {exc.message}") from exc
         per_row = self.tensor.shape[1:]
         stacked = rows[0][np.newaxis] if len(rows) == 1 else np.stack(rows)
         if -1 not in per_row and math.prod(per_row) == rows[0].size:
@@ -176,9 +195,16 @@ class Signature:
         call = self.prepare(values, outputs)
         return call.finish(model.run(call.feeds, call.sources))
 
-    def prepare(self, values: Mapping[str, InputValue], outputs: Sequence[str] | None = None) -> PreparedCall:
-        """Validate and decode a request's inputs: everything before the model call."""
-        feeds = self.feeds(values)
+    def prepare(
+        self,
+        values: Mapping[str, InputValue],
+        outputs: Sequence[str] | None = None,
+        limits: RequestLimits | None = None,
+    ) -> PreparedCall:
+        """Validate and decode a request's inputs: everything before the model call. With
+        `limits`, the request's images are measured from their headers, all of them, and
+        refused over `max_request_pixels` before the first one is decoded."""
+        feeds = self.feeds(values, limits)
         if outputs:
             wanted = [self._output(name) for name in outputs]
             sources = sorted({b.source.name for b in wanted})
@@ -191,8 +217,12 @@ class Signature:
         bindings = list(self.outputs.values())
         return bindings, sorted({b.source.name for b in bindings})
 
-    def feeds(self, values: Mapping[str, InputValue]) -> dict[str, np.ndarray]:
+    def feeds(
+        self, values: Mapping[str, InputValue], limits: RequestLimits | None = None
+    ) -> dict[str, np.ndarray]:
         if values.keys() == self.inputs.keys():  # the usual case: skip the error bookkeeping
+            if limits is not None and self._image_inputs:
+                return self._same_rows(self._feeds_within(values, limits))
             feeds = {b.tensor.name: b.feed(values[name]) for name, b in self.inputs.items()}
             if len(feeds) == 1:
                 return feeds
@@ -206,6 +236,24 @@ class Signature:
         if missing:
             raise invalid(f"missing input {missing} for signature '{self.name}'")
         return self._same_rows({b.tensor.name: b.feed(values[name]) for name, b in self.inputs.items()})
+
+    @functools.cached_property
+    def _image_inputs(self) -> list[str]:
+        return [name for name, b in self.inputs.items() if b.image is not None]
+
+    def _feeds_within(self, values: Mapping[str, InputValue], limits: RequestLimits) -> dict[str, np.ndarray]:
+        """Open every image's header, add up the pixels, and decode only within the limit."""
+        opened: dict[str, list[Image.Image]] = {}
+        count = pixels = 0
+        for name in self._image_inputs:
+            images = opened[name] = self.inputs[name].open_images(values[name])
+            count += len(images)
+            pixels += sum(image.width * image.height for image in images)
+            limits.check_pixels(name, count, pixels)
+        return {
+            b.tensor.name: b.decode_images(opened[name]) if name in opened else b.feed(values[name])
+            for name, b in self.inputs.items()
+        }
 
     def _same_rows(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = {a.shape[0] for a in feeds.values() if a.ndim > 0}

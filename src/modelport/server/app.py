@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
@@ -33,6 +33,7 @@ import orjson
 from modelport import __version__
 from modelport.errors import Code, ModelportError, deadline_exceeded, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
+from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import PreparedCall
 from modelport.server import openapi, tfserving, v2
 from modelport.server.batching import Batchers
@@ -70,6 +71,7 @@ class ServerOptions:
     request_timeout_seconds: float = 30.0
     inline_below_seconds: float = 0.002
     enable_cors: bool = False
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 class _Route(NamedTuple):
@@ -247,19 +249,20 @@ class RestApp:
             self._metrics.observe(model, version, verb, status, time.perf_counter() - started)
 
     async def _run(self, servable: Servable, verb: str, body: bytes, header_length: bytes | None) -> Reply:
+        limits = self._options.limits.for_model(servable.max_batch_size)
         if self._batchers is not None:
-            return await self._run_batched(servable, verb, body, header_length)
+            return await self._run_batched(servable, verb, body, header_length, limits)
         cost = self._costs.get(servable)
         if cost is None:
             cost = self._costs[servable] = _Cost()
         if cost.seconds < self._options.inline_below_seconds:
             started = time.perf_counter()
             try:
-                return _execute(servable, verb, body, header_length)
+                return _execute(servable, verb, body, header_length, limits)
             finally:
                 cost.add(time.perf_counter() - started)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, _timed_execute, servable, verb, body, header_length)
+        future = loop.run_in_executor(self._pool, _timed_execute, servable, verb, body, header_length, limits)
         try:
             reply, seconds = await asyncio.wait_for(future, self._options.request_timeout_seconds)
         except TimeoutError:
@@ -269,11 +272,11 @@ class RestApp:
         return reply
 
     async def _run_batched(
-        self, servable: Servable, verb: str, body: bytes, header_length: bytes | None
+        self, servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
     ) -> Reply:
         """Decode here, run the model in a shared batch, encode here."""
         assert self._batchers is not None
-        job = _prepare(servable, verb, body, header_length)
+        job = _prepare(servable, verb, body, header_length, limits)
         timeout = self._options.request_timeout_seconds
         return job.answer(await self._batchers.run(servable, job.call.feeds, job.call.sources, timeout))
 
@@ -467,46 +470,55 @@ class _Job(NamedTuple):
         return self.encode(self.call.finish(results))
 
 
-def _execute(servable: Servable, verb: str, body: bytes, header_length: bytes | None = None) -> Reply:
+def _execute(
+    servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
+) -> Reply:
     """Parse, run and encode one request: the whole of its CPU work, for the loop or a thread."""
-    job = _prepare(servable, verb, body, header_length)
+    job = _prepare(servable, verb, body, header_length, limits)
     return job.answer(servable.model.run(job.call.feeds, job.call.sources))
 
 
-def _prepare(servable: Servable, verb: str, body: bytes, header_length: bytes | None) -> _Job:
+def _prepare(
+    servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
+) -> _Job:
     if verb == "infer":
         signature = servable.signature(None)
-        request = v2.parse_infer(body, header_length, signature)
+        request = v2.parse_infer(body, header_length, signature, limits)
         names = [o.name for o in request.outputs] if request.outputs else None
         encode = functools.partial(v2.encode_infer, servable.model_name, servable.version, request)
-        return _Job(signature.prepare(request.inputs, names), encode)
+        return _Job(signature.prepare(request.inputs, names, limits), encode)
+    limits.check_json_strings(body)
     doc = tfserving.parse_json(body)
     signature = servable.signature(tfserving.signature_name(doc))
     if verb == "predict":
         fmt = tfserving.request_format(doc)
         values = (
-            tfserving.decode_instances(doc, signature)
+            tfserving.decode_instances(doc, signature, limits)
             if fmt == "row"
-            else tfserving.decode_inputs(doc, signature)
+            else tfserving.decode_inputs(doc, signature, limits)
         )
-        return _Job(signature.prepare(values), lambda out: (tfserving.encode_predict(out, fmt), None))
-    values = tfserving.decode_examples(doc, signature)
+        return _Job(
+            signature.prepare(values, None, limits), lambda out: (tfserving.encode_predict(out, fmt), None)
+        )
+    values = tfserving.decode_examples(doc, signature, limits)
     if verb == "classify":
         name = tfserving.pick_output(signature, tfserving.SCORE_OUTPUTS, verb)
         labels = signature.labels
         return _Job(
-            signature.prepare(values, [name]),
+            signature.prepare(values, [name], limits),
             lambda out: (tfserving.encode_classify(out[name], labels), None),
         )
     name = tfserving.pick_output(signature, tfserving.REGRESS_OUTPUTS, verb)
-    return _Job(signature.prepare(values, [name]), lambda out: (tfserving.encode_regress(out[name]), None))
+    return _Job(
+        signature.prepare(values, [name], limits), lambda out: (tfserving.encode_regress(out[name]), None)
+    )
 
 
 def _timed_execute(
-    servable: Servable, verb: str, body: bytes, header_length: bytes | None
+    servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
 ) -> tuple[Reply, float]:
     started = time.perf_counter()
-    return _execute(servable, verb, body, header_length), time.perf_counter() - started
+    return _execute(servable, verb, body, header_length, limits), time.perf_counter() - started
 
 
 def _binary_headers(json_length: int) -> list[tuple[bytes, bytes]]:

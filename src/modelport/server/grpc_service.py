@@ -21,6 +21,7 @@ import numpy as np
 
 from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, Servable
+from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputValue, Signature
 from modelport.server import v2
 from modelport.server.batching import Batchers
@@ -48,7 +49,7 @@ _STATUS = {
 }
 
 
-def _decode_inputs(request: Any, signature: Signature) -> dict[str, InputValue]:
+def _decode_inputs(request: Any, signature: Signature, limits: RequestLimits) -> dict[str, InputValue]:
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise invalid(
@@ -58,7 +59,7 @@ def _decode_inputs(request: Any, signature: Signature) -> dict[str, InputValue]:
     inputs: dict[str, InputValue] = {}
     for i, tensor in enumerate(request.inputs):
         name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
-        binding = v2.check_input(signature, name, datatype, shape)
+        binding = v2.check_input(signature, name, datatype, shape, limits)
         image = binding.image is not None
         has_contents = tensor.HasField("contents") and any(
             len(getattr(tensor.contents, f)) for f in _ALL_CONTENTS
@@ -96,11 +97,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         metrics: ServerMetrics,
         batchers: Batchers | None,
         timeout_seconds: float,
+        limits: RequestLimits,
     ) -> None:
         self._manager = manager
         self._metrics = metrics
         self._batchers = batchers
         self._timeout = timeout_seconds
+        self._limits = limits
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -173,7 +176,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, servable: Servable, request: Any) -> Any:
         signature = servable.signature(None)
-        call = signature.prepare(_decode_inputs(request, signature), _requested(request))
+        limits = self._limits.for_model(servable.max_batch_size)
+        call = signature.prepare(_decode_inputs(request, signature, limits), _requested(request), limits)
         if self._batchers is not None:
             results = await self._batchers.run(servable, call.feeds, call.sources, self._timeout)
         else:

@@ -181,7 +181,8 @@ def _start_grpc(
     except Exception as exc:  # ImportError, or protobuf's VersionError from a generated module
         log.error("gRPC API not started (%s: %s); REST serves", type(exc).__name__, exc)
         return None
-    servicer = InferenceServicer(manager, metrics, batchers, config.options.request_timeout_seconds)
+    options = config.options
+    servicer = InferenceServicer(manager, metrics, batchers, options.request_timeout_seconds, options.limits)
     return GrpcServer(servicer, config.host, config.grpc_port, config.options.max_request_bytes)
 
 

@@ -17,6 +17,7 @@ import orjson
 
 from modelport.errors import invalid
 from modelport.runtimes.dtypes import tf_name
+from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputValue, Signature
 from modelport.server import json_depth
 
@@ -91,9 +92,12 @@ def _string_rows(name: str, rows: Sequence[Any]) -> list[bytes]:
     return out
 
 
-def _column(signature: Signature, name: str, rows: Sequence[Any]) -> InputValue:
+def _column(signature: Signature, name: str, rows: Sequence[Any], limits: RequestLimits) -> InputValue:
     binding = signature.inputs[name]
+    if binding.batched:
+        limits.check_rows(name, len(rows))
     if binding.dtype == "string":
+        limits.check_bytes_elements(name, len(rows))
         if binding.image is None:
             return np.asarray(_string_rows(name, rows), dtype=object)
         return _string_rows(name, rows)
@@ -107,7 +111,9 @@ def _single_input(signature: Signature) -> str | None:
     return next(iter(signature.inputs)) if len(signature.inputs) == 1 else None
 
 
-def decode_instances(doc: Mapping[str, Any], signature: Signature) -> dict[str, InputValue]:
+def decode_instances(
+    doc: Mapping[str, Any], signature: Signature, limits: RequestLimits
+) -> dict[str, InputValue]:
     """Row format: `instances` is a list, one entry per example."""
     instances = doc["instances"]
     if not isinstance(instances, list):
@@ -117,8 +123,11 @@ def decode_instances(doc: Mapping[str, Any], signature: Signature) -> dict[str, 
     only = _single_input(signature)
     named = isinstance(instances[0], dict) and not _is_b64(instances[0])
     if only is not None and not named:
-        return {only: _column(signature, only, instances)}
+        return {only: _column(signature, only, instances, limits)}
     keys = sorted(signature.inputs)
+    for k in keys:  # before any row is looked at
+        if signature.inputs[k].batched:
+            limits.check_rows(k, len(instances))
     columns: dict[str, list[Any]] = {k: [] for k in keys}
     for i, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item) or sorted(item) != keys:
@@ -128,21 +137,25 @@ def decode_instances(doc: Mapping[str, Any], signature: Signature) -> dict[str, 
             )
         for k in keys:
             columns[k].append(item[k])
-    return {k: _column(signature, k, rows) for k, rows in columns.items()}
+    return {k: _column(signature, k, rows, limits) for k, rows in columns.items()}
 
 
-def _columnar_value(signature: Signature, name: str, value: Any) -> InputValue:
+def _columnar_value(signature: Signature, name: str, value: Any, limits: RequestLimits) -> InputValue:
     binding = signature.inputs[name]
     if binding.dtype == "string":
         rows = value if isinstance(value, list) else [value]
-        return _column(signature, name, rows)
+        return _column(signature, name, rows, limits)
+    if binding.batched and isinstance(value, list):
+        limits.check_rows(name, len(value))
     try:
         return np.asarray(value)
     except ValueError as exc:
         raise invalid(f"input '{name}': not a rectangular tensor ({exc})") from None
 
 
-def decode_inputs(doc: Mapping[str, Any], signature: Signature) -> dict[str, InputValue]:
+def decode_inputs(
+    doc: Mapping[str, Any], signature: Signature, limits: RequestLimits
+) -> dict[str, InputValue]:
     """Columnar format: `inputs` is one tensor, or an object of named tensors."""
     value = doc["inputs"]
     only = _single_input(signature)
@@ -152,13 +165,13 @@ def decode_inputs(doc: Mapping[str, Any], signature: Signature) -> dict[str, Inp
             raise invalid(
                 f"unknown input {unknown}; inputs of '{signature.name}' are {sorted(signature.inputs)}"
             )
-        return {k: _columnar_value(signature, k, v) for k, v in value.items()}
+        return {k: _columnar_value(signature, k, v, limits) for k, v in value.items()}
     if only is None:
         raise invalid(
             f"JSON Value: {_short(value)} signature '{signature.name}' has several inputs "
             f"{sorted(signature.inputs)}: 'inputs' must be an object keyed by input name"
         )
-    return {only: _columnar_value(signature, only, value)}
+    return {only: _columnar_value(signature, only, value, limits)}
 
 
 def request_format(doc: Mapping[str, Any]) -> str:
@@ -249,7 +262,9 @@ def _row_count(outputs: Mapping[str, np.ndarray]) -> int:
     return sizes.pop()
 
 
-def decode_examples(doc: Mapping[str, Any], signature: Signature) -> dict[str, InputValue]:
+def decode_examples(
+    doc: Mapping[str, Any], signature: Signature, limits: RequestLimits
+) -> dict[str, InputValue]:
     """Classify/regress: `examples` (plus optional `context` features shared by all)."""
     examples = doc.get("examples")
     if not isinstance(examples, list) or not examples:
@@ -257,12 +272,15 @@ def decode_examples(doc: Mapping[str, Any], signature: Signature) -> dict[str, I
     context = doc.get("context") or {}
     if not isinstance(context, dict):
         raise invalid(f"JSON Value: {_short(context)} Expecting 'context' to be an object")
+    for name, binding in signature.inputs.items():
+        if binding.batched:
+            limits.check_rows(name, len(examples))
     merged = []
     for example in examples:
         if not isinstance(example, dict):
             raise invalid(f"JSON Value: {_short(example)} Expecting each example to be an object")
         merged.append({**context, **example})
-    return decode_instances({"instances": merged}, signature)
+    return decode_instances({"instances": merged}, signature, limits)
 
 
 def pick_output(signature: Signature, preferred: Sequence[str], api: str) -> str:

@@ -22,6 +22,7 @@ import orjson
 from modelport import __version__
 from modelport.errors import invalid
 from modelport.runtimes.dtypes import known, v2_name
+from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputBinding, InputValue, Signature
 
 EXTENSIONS = ("binary_tensor_data", "model_repository_index")
@@ -76,8 +77,11 @@ def split_body(body: bytes, header_length: bytes | None) -> tuple[bytes, memoryv
     return body[:size], memoryview(body)[size:]
 
 
-def parse_infer(body: bytes, header_length: bytes | None, signature: Signature) -> InferRequest:
+def parse_infer(
+    body: bytes, header_length: bytes | None, signature: Signature, limits: RequestLimits
+) -> InferRequest:
     text, binary = split_body(body, header_length)
+    limits.check_json_strings(text)
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -94,7 +98,7 @@ def parse_infer(body: bytes, header_length: bytes | None, signature: Signature) 
     inputs: dict[str, InputValue] = {}
     offset = 0
     for i, raw in enumerate(raw_inputs):
-        name, value, offset = _input(raw, f"inputs[{i}]", binary, offset, signature)
+        name, value, offset = _input(raw, f"inputs[{i}]", binary, offset, signature, limits)
         if name in inputs:
             raise invalid(f"input '{name}' is given twice")
         inputs[name] = value
@@ -128,7 +132,7 @@ def _requested(raw: Any, path: str, signature: Signature) -> RequestedOutput:
 
 
 def _input(
-    raw: Any, path: str, binary: memoryview, offset: int, signature: Signature
+    raw: Any, path: str, binary: memoryview, offset: int, signature: Signature, limits: RequestLimits
 ) -> tuple[str, InputValue, int]:
     if not isinstance(raw, dict):
         raise invalid(f"{path} must be an object with name, shape, datatype and data")
@@ -137,7 +141,7 @@ def _input(
         raise invalid(f"{path}.name must be a string")
     datatype: str = raw.get("datatype")  # type: ignore[assignment]  # checked just below
     shape: list[int] = raw.get("shape")  # type: ignore[assignment]
-    binding = check_input(signature, name, datatype, shape)
+    binding = check_input(signature, name, datatype, shape, limits)
     count = math.prod(shape)
     size = _parameters(raw, f"{path}.parameters").get("binary_data_size")
     if size is not None:
@@ -166,8 +170,11 @@ def parse_version(text: str | None) -> int | None:
     return int(text)
 
 
-def check_input(signature: Signature, name: str, datatype: Any, shape: Any) -> InputBinding:
-    """The input's binding, once its name, datatype and shape are known to be acceptable."""
+def check_input(
+    signature: Signature, name: str, datatype: Any, shape: Any, limits: RequestLimits
+) -> InputBinding:
+    """The input's binding, once its name, datatype and shape are known to be acceptable and
+    within the request limits (rows, BYTES elements): before any element is read."""
     binding = signature.inputs.get(name)
     if binding is None:
         known = sorted(signature.inputs)
@@ -185,6 +192,10 @@ def check_input(signature: Signature, name: str, datatype: Any, shape: Any) -> I
     # of that shape can be made even empty).
     if math.prod(d or 1 for d in shape) > MAX_ELEMENTS:
         raise invalid(f"input '{name}': shape {_short(shape)} describes more than {MAX_ELEMENTS} elements")
+    if binding.batched and shape:
+        limits.check_rows(name, shape[0])
+    if datatype == "BYTES":
+        limits.check_bytes_elements(name, math.prod(shape))
     return binding
 
 
@@ -227,7 +238,7 @@ def _for_binding(value: InputValue, image: bool) -> InputValue:
 
 def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: memoryview) -> InputValue:
     if datatype == "BYTES":
-        items = _unpack_bytes(name, chunk)
+        items = _unpack_bytes(name, chunk, count)
         if len(items) != count:
             raise invalid(
                 f"input '{name}': shape {shape} holds {count} elements, the binary data has {len(items)}"
@@ -243,10 +254,17 @@ def _from_binary(name: str, datatype: str, shape: list[int], count: int, chunk: 
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def _unpack_bytes(name: str, chunk: memoryview) -> list[bytes]:
+def _unpack_bytes(name: str, chunk: memoryview, count: int) -> list[bytes]:
+    """The elements of a BYTES tensor's raw data; no more than the `count` its shape declares
+    are built (the shape was checked against --max_bytes_elements)."""
     items: list[bytes] = []
     at, end = 0, len(chunk)
     while at < end:
+        if len(items) == count:
+            raise invalid(
+                f"input '{name}': its shape holds {count} elements, the binary data holds more "
+                f"({end - at} bytes follow the last one)"
+            )
         if at + 4 > end:
             raise invalid(f"input '{name}': BYTES data ends inside an element's 4-byte length")
         (length,) = _LENGTH.unpack_from(chunk, at)
