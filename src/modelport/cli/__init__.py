@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from modelport import __version__
+from modelport.cli.build import build
 from modelport.cli.cluster import down, up
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
@@ -41,6 +42,7 @@ for command in [
     prometheus_config,
     gateway,
     render,
+    build,
 ]:
     cli.add_command(command)
 
