@@ -143,3 +143,22 @@ def test_the_document_describes_the_binary_extension_and_the_error_body(
     # What a client is told a bad request gets is what it gets.
     answer = call(_app(manager, pool, False), "POST", "/v1/models/half:predict", b'{"instances": 1}')
     assert answer.status == 400 and set(json.loads(answer.body)) == {"error"}
+
+
+def test_a_model_not_ready_is_a_400_that_says_why_and_an_empty_answer_claims_no_json(
+    manager: ModelManager, pool: ThreadPoolExecutor
+) -> None:
+    """Schemathesis found `GET /v2/models/0/ready` answered 400 with an empty body labelled
+    application/json (no JSON document): now the 400 says why, and empty answers have no type."""
+    app = _app(manager, pool, False)
+    for path, why in [
+        ("/v2/models/0/ready", "model '0' is not served here"),
+        ("/v2/models/half/versions/7/ready", "version 7 of model 'half' is not available"),
+    ]:
+        answer = call(app, "GET", path)
+        assert (answer.status, answer.headers["content-type"]) == (400, "application/json")
+        assert json.loads(answer.body) == {"error": why}
+    for path in ("/v2/health/live", "/v2/models/half/ready"):
+        answer = call(app, "GET", path)
+        assert (answer.status, answer.body) == (200, b"")
+        assert "content-type" not in answer.headers

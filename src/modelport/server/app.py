@@ -201,10 +201,15 @@ class RestApp:
             header_length = next((v for k, v in scope["headers"] if k == _V2_HEADER_LENGTH), None)
             await self._infer(send, name, version, None, "infer", body, header_length)
         elif tail == "/ready":
-            # 200 means ready; a 4xx means not, with no body (Triton answers 400).
+            # 200 means ready; a 4xx means not (Triton answers 400), here with the reason.
             view = self._manager.view.get(name)
             ready = view is not None and (version in view.versions if version else bool(view.versions))
-            await self._respond(send, 200 if ready else 400, b"")
+            if ready:
+                await self._respond(send, 200, b"")
+            else:
+                which = f"version {version} of model '{name}'" if version else f"model '{name}'"
+                reason = "is not available" if view is not None else "is not served here"
+                await self._respond(send, 400, orjson.dumps({"error": f"{which} {reason}"}))
         else:
             view = self._manager.model(name)
             servable = view.resolve(version)
@@ -411,8 +416,10 @@ class RestApp:
     async def _respond(
         self, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
     ) -> None:
+        if headers is None:  # an empty body is no JSON document: no content type then
+            headers = _JSON if body else []
         all_headers = [
-            *(headers if headers is not None else _JSON),
+            *headers,
             (b"content-length", str(len(body)).encode()),
             *self._extra_headers,
         ]

@@ -467,10 +467,7 @@ def _v2_paths() -> dict[str, Any]:
                     "tags": ["Open Inference Protocol v2"],
                     "responses": {
                         "200": _empty("Ready (no body)."),
-                        "400": {
-                            "description": "Not ready (no body), or a malformed version (an error).",
-                            "content": {"application/json": {"schema": _ref("Error")}},
-                        },
+                        "400": _json(_ref("Error"), "Not ready, or a malformed version: why."),
                     },
                 }
             ),
