@@ -4,6 +4,7 @@ with the model server's protocol (httptools), spoken to over a raw socket."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -82,3 +83,32 @@ def test_headers_that_never_end_are_cut_off_at_the_limit(address: tuple[str, int
             conn.sendall(head[start : start + 4096])
         answer = _read_all(conn)
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+def _answers(conn: socket.socket, count: int) -> list[bytes]:
+    """The status lines of `count` responses (each of this app's bodies is "ok")."""
+    data = b""
+    while data.count(b"\r\n\r\nok") < count:
+        chunk = conn.recv(1 << 20)
+        assert chunk, f"closed after {data.count(b'HTTP/1.1 ')} answers: {data[-200:]!r}"
+        data += chunk
+    return re.findall(rb"HTTP/1\.1 \d+ [A-Za-z ]+", data)
+
+
+def test_pipelined_requests_are_not_counted_into_each_others_heads(address: tuple[str, int]) -> None:
+    # 200 heads of 1 KiB in one write arrive in reads of up to 256 KiB, each ending in the middle
+    # of a head: the head's count took in the whole read (the requests before it), so a read
+    # longer than 64 KiB that ended mid-head was a 431.
+    get = b"GET / HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 1000 + b"\r\n\r\n"
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(get * 200)
+        assert _answers(conn, 200) == [b"HTTP/1.1 200 OK"] * 200
+
+
+def test_pipelined_requests_with_bodies_are_not_counted_into_the_next_head(address: tuple[str, int]) -> None:
+    # Bodies with no blank line in them, between heads: the body before a head is not the head's.
+    body = b"x" * 3000
+    post = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3000\r\nx-pad: " + b"b" * 2000 + b"\r\n\r\n" + body
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(post * 100)
+        assert _answers(conn, 100) == [b"HTTP/1.1 200 OK"] * 100

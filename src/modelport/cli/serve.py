@@ -124,6 +124,37 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     help="Pixels of all of a request's images together, read from their headers; more is a 400.",
 )
 @click.option(
+    "--header_timeout_seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="A request's headers must be in this long after its first byte (or the connection's "
+    "start); else 408 and the connection is closed.",
+)
+@click.option(
+    "--body_timeout_seconds",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="A request's body must be in this long after its headers, plus 1 s per 64 KiB received; "
+    "else 408 and the connection is closed.",
+)
+@click.option(
+    "--keep_alive_timeout_seconds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="An idle keep-alive connection is closed after this long.",
+)
+@click.option(
+    "--max_connections",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Open connections at most; more get 503 with Retry-After (health checks are answered) "
+    "and are closed. Also the most gRPC calls at once (more: RESOURCE_EXHAUSTED). "
+    "[default: 1024, or fewer if the open-file limit is low]",
+)
+@click.option(
     "--intra_op_parallelism",
     "--tensorflow_intra_op_parallelism",
     "intra_op",
@@ -171,7 +202,8 @@ def serve(**flags: Any) -> None:
     """
     from modelport.runtimes.limits import RequestLimits
     from modelport.server.app import ServerOptions
-    from modelport.server.main import ServeConfig
+    from modelport.server.http_protocol import ConnectionLimits
+    from modelport.server.main import ServeConfig, default_max_connections
     from modelport.server.main import serve as run
 
     logging.basicConfig(
@@ -205,6 +237,12 @@ def serve(**flags: Any) -> None:
                 flags["max_batch_size"], flags["max_bytes_elements"], flags["max_request_pixels"]
             ),
         ),
+        connections=ConnectionLimits(
+            header_timeout=flags["header_timeout_seconds"],
+            body_timeout=flags["body_timeout_seconds"],
+            max_connections=flags["max_connections"] or default_max_connections(),
+        ),
+        keep_alive_timeout_seconds=flags["keep_alive_timeout_seconds"],
     )
     run(config)
 

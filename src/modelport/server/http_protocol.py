@@ -28,7 +28,8 @@ parts. A replica's answers are a few hundred bytes to a few KiB.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -70,6 +71,13 @@ class HeldTransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)
@@ -160,41 +168,153 @@ _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 41\r\nconnection: close\r\n\r\nthe request's headers exceed 65536 bytes\n"
 )
+_HEAD_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 48\r\nconnection: close\r\n\r\nthe request's headers did not arrive in time\n\n\n\n"
+)
+_BODY_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 48\r\nconnection: close\r\n\r\nthe request's body did not arrive fast enough\n\n\n"
+)
+_HEALTH_PATHS = frozenset((b"/healthz", b"/readyz", b"/v2/health/live", b"/v2/health/ready"))
+# After a refusal (431, 408) the server stops reading requests but takes in (and drops) what the
+# client is still sending, for this long or this much: closing with unread bytes makes the kernel
+# send a reset, which can destroy the answer before the client has read it.
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long a connection may take over its request, and how many may be open at once.
+
+    header_timeout: seconds from a connection's start (or its first byte after a response) to a
+        complete header block; then 408 (nothing received at all: closed without one).
+    body_timeout: seconds from a complete header block to a complete body, plus one more second
+        for every `body_min_rate` bytes that arrive, so a large body that keeps flowing is not cut.
+    max_connections: open connections beyond this many get 503 with `retry-after` and are closed
+        (health and readiness requests are answered, then closed).
+    """
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    body_min_rate: int = 64 * 1024
+    max_connections: int = 1024
 
 
 class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing; httptools re-raises it as a parser error."""
 
 
+async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    body = b"too many open connections to this server; retry in a moment\n"
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
-    """`http=OneWriteHttpToolsProtocol` in `uvicorn.Config`: httptools, one write per response,
-    and a header block longer than MAX_HEADER_BYTES answered 431."""
+    """`http=OneWriteHttpToolsProtocol.with_limits(...)` in `uvicorn.Config`: httptools, one write
+    per response, a header block longer than MAX_HEADER_BYTES answered 431, and the time and
+    connection limits of `ConnectionLimits`."""
+
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
 
     _in_head = False  # between a message's first byte and the end of its headers
-    _head_bytes = 0  # bytes received while its head was incomplete (counted per chunk)
+    _head_bytes = 0  # bytes of the current head received in chunks before this one
+    _began_here = False  # the current message began in the chunk being parsed
+    _last_body: bytes | None = None  # the last body piece parsed from this chunk
+    _body_before: bytes | None = None  # the body piece that came just before this message, if any
+    _refused = False  # a refusal was written: parse nothing more
     _head_too_large = False
+    _parsing = False  # inside data_received
     _chunk_bytes = 0  # the size of the chunk being parsed
+    _over = False  # opened beyond max_connections
+    _head_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+    _body_deadline = 0.0
+    _linger: asyncio.TimerHandle | None = None
+    _lingered = 0
+
+    @classmethod
+    def with_limits(cls, limits: ConnectionLimits) -> type[OneWriteHttpToolsProtocol]:
+        """This protocol with these limits (uvicorn builds it from the class)."""
+        return type(cls.__name__, (cls,), {"limits": limits})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(self._hold(transport))
+        self._over = len(self.connections) > self.limits.max_connections
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._head_timer, self._body_timer, self._linger):
+            if timer is not None:
+                timer.cancel()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:  # refused: drop what the client is still sending
+            self._lingered += len(data)
+            if self._lingered > _LINGER_BYTES:
+                self.transport.close()
+            return
         self._chunk_bytes = len(data)
-        super().data_received(data)
-        # A head still incomplete after this chunk: count the whole chunk (a pipelined request's
-        # head that began mid-chunk is over-counted, never under). httptools keeps a header it
-        # has not finished in memory, so the limit must hold before the header ends.
-        if self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
+        self._began_here, self._last_body, self._body_before = False, None, None
+        self._parsing = True
+        try:
+            super().data_received(data)
+        finally:
+            self._parsing = False
+        if self._refused or self.transport.is_closing():
+            return
+        # Timers are armed only for what this chunk left unfinished: a request that arrives whole
+        # (the usual case) costs none.
+        if self._in_head:
+            # httptools keeps a header it has not finished in memory, so the limit must hold
+            # before the header ends: count what this chunk added to the head.
+            self._head_bytes += self._head_part(data) if self._began_here else len(data)
             if self._head_bytes > MAX_HEADER_BYTES:
                 self._refuse_head()
+                return
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        elif self._idle():
+            # Bytes that began no request (blank lines) after a response: the keep-alive timer
+            # was stopped by them, so the head's limit applies from here.
+            if self._head_timer is None and self.timeout_keep_alive_task is None:
+                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        elif self.cycle.more_body and not self.pipeline and self._body_timer is None:
+            self._arm_body()  # a body still coming (a queued request's is due once it starts)
+
+    def _head_part(self, data: bytes) -> int:
+        """How many of this chunk's bytes belong to a head that began in it, still incomplete.
+
+        The chunk ends with that head, which holds no blank line yet; before it come whole
+        messages (several, when requests are pipelined). Everything after the chunk's last blank
+        line is this head, except the tail of a body that came just before it (a body that ends
+        in a blank line itself, as chunked ones do, leaves none)."""
+        end = data.rfind(b"\r\n\r\n")
+        after = len(data) - (end + 4 if end >= 0 else 0)
+        body = self._body_before
+        if body is not None:
+            blank = body.rfind(b"\r\n\r\n")
+            after -= len(body) - (blank + 4) if blank >= 0 else len(body)
+        return max(after, 0)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._began_here = True, 0, True
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         # The head came in the bytes counted so far and this chunk: if those are within the limit,
         # so is the head, and the usual request pays for no count. Otherwise the exact size:
         # "NAME: VALUE\r\n" per header, plus the request line's URL.
@@ -205,6 +325,22 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
             raise _HeadTooLarge
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._last_body = body
+        self._body_deadline += len(body) / self.limits.body_min_rate
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        # A chunked body ends in a blank line, like a head: nothing of it is left to discount.
+        body = self._last_body
+        if body is not None and any(name == b"transfer-encoding" for name, _ in self.headers):
+            body = None
+        self._body_before, self._last_body = body, None
+        super().on_message_complete()
+
     def send_400_response(self, msg: str) -> None:
         if self._head_too_large:  # the parser error is ours: say which
             self._refuse_head()
@@ -213,12 +349,73 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
 
     def _refuse_head(self) -> None:
         self.logger.warning("a request's headers exceed %d bytes: 431, connection closed", MAX_HEADER_BYTES)
-        self.transport.write(_TOO_LARGE)
-        self.transport.close()
+        self._refuse(_TOO_LARGE)
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer, read no more requests, and close once the client stops sending (or soon).
+
+        Behind a response still being made (pipelining), nothing can be written without cutting
+        it: the connection closes after it instead."""
+        self._refused = True
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+        if not self._idle() and self.cycle.response_started:
+            self.cycle.keep_alive = False
+            self.transport.pause_reading()
+            return
+        self.transport.write(answer)
+        self._linger = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the answer, then FIN; what still comes in is dropped
+        else:
+            self.transport.close()
+
+    def _idle(self) -> bool:
+        """No request is being answered on this connection."""
+        return self.cycle is None or bool(self.cycle.response_complete)
+
+    def _arm_body(self) -> None:
+        self._body_deadline = self.loop.time() + self.limits.body_timeout
+        self._body_timer = self.loop.call_at(self._body_deadline, self._body_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._refused:
+            return
+        if not self._idle():  # a pipelined head is late behind a response: close after it
+            self.cycle.keep_alive = False
+        elif self._in_head:
+            self.logger.warning("a request's headers took over %gs: 408", self.limits.header_timeout)
+            self._refuse(_HEAD_TIMEOUT)
+        else:  # nothing of a request came: an idle connection
+            self.transport.close()
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or self._refused:
+            return
+        if self.loop.time() < self._body_deadline:  # the body kept coming: more time
+            self._body_timer = self.loop.call_at(self._body_deadline, self._body_timed_out)
+        elif self.cycle is not None and self.cycle.response_started:
+            # Answered already (413): the rest of its body is not wanted.
+            self.cycle.keep_alive = False
+            self.transport.close()
+        else:
+            self.logger.warning("a request's body did not arrive in time: 408")
+            self._refuse(_BODY_TIMEOUT)
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._adopt(cycle)  # every cycle starts here, pipelined ones later
+        if self._over:
+            if cycle.scope["raw_path"] in _HEALTH_PATHS:
+                cycle.keep_alive = False
+            else:
+                app = _over_capacity
         super()._start_asgi_task(cycle, app)
+        if not self._parsing and cycle.more_body and self._body_timer is None:
+            self._arm_body()  # a pipelined request started late: the rest of its body is due from now
 
     def on_response_complete(self) -> None:
         self._flush()
@@ -242,4 +439,4 @@ class OneWriteH11Protocol(_OneWrite, H11Protocol):
         super().on_response_complete()
 
 
-__all__ = ["HeldTransport", "OneWriteH11Protocol", "OneWriteHttpToolsProtocol"]
+__all__ = ["ConnectionLimits", "HeldTransport", "OneWriteH11Protocol", "OneWriteHttpToolsProtocol"]

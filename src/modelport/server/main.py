@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import os
+import resource
 import socket
 import threading
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
-from modelport.server.http_protocol import OneWriteHttpToolsProtocol
+from modelport.server.http_protocol import ConnectionLimits, OneWriteHttpToolsProtocol
 from modelport.server.metrics import ServerMetrics
 
 if TYPE_CHECKING:
@@ -57,6 +58,21 @@ class ServeConfig:
     port_file: str | None = None
     batching: BatchingParameters | None = None  # None: every request runs on its own
     options: ServerOptions = field(default_factory=ServerOptions)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    keep_alive_timeout_seconds: int = 5
+
+
+# File descriptors kept for what is not a client connection: models, logs, gRPC, the pool.
+_RESERVED_FDS = 128
+
+
+def default_max_connections() -> int:
+    """1024 open connections, or fewer when the process's file limit would not hold them and as
+    many again refused with a 503 (each one open is a file descriptor until it is answered)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, (soft - _RESERVED_FDS) // 2))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -151,8 +167,9 @@ def serve(config: ServeConfig) -> None:
     _freeze_heap()
     server = uvicorn.Server(
         uvicorn.Config(
-            app, loop="uvloop", http=OneWriteHttpToolsProtocol, lifespan="off", access_log=False,
-            log_level="warning", timeout_graceful_shutdown=10, backlog=2048,
+            app, loop="uvloop", http=OneWriteHttpToolsProtocol.with_limits(config.connections),
+            lifespan="off", access_log=False, log_level="warning", timeout_graceful_shutdown=10,
+            backlog=2048, timeout_keep_alive=config.keep_alive_timeout_seconds,
             # No X-Forwarded-* rewriting (nothing trusted sits in front yet) and no
             # "server: uvicorn" header: both cost time on every request.
             proxy_headers=False, server_header=False,
@@ -183,7 +200,8 @@ def _start_grpc(
         return None
     options = config.options
     servicer = InferenceServicer(manager, metrics, batchers, options.request_timeout_seconds, options.limits)
-    return GrpcServer(servicer, config.host, config.grpc_port, config.options.max_request_bytes)
+    max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
+    return GrpcServer(servicer, config.host, config.grpc_port, max_bytes, max_calls)
 
 
 def _announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
