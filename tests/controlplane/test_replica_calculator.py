@@ -301,6 +301,69 @@ def test_tolerance_per_direction() -> None:
     assert replicas(700, Tolerances(down=0.5)) == 5
 
 
+# TestReplicaCalcConfigurableTolerance: a tolerance per direction, as `behavior.scaleUp/scaleDown
+# .tolerance` give it (Kubernetes writes Tolerances{scaleDown, scaleUp}; the one it leaves at its
+# defaultTestingTolerance is our default 0.1). 3 replicas requesting 0.9, 1.0 and 1.1 cores, a 100%
+# target: (case, tolerances, levels (milli), replicas, utilization, raw). Ours, not Kubernetes':
+# where a row gives one direction only, the other is checked still at 0.1 (the last column: levels
+# on that side and the replicas 0.1 gives them, which the row's tolerance would have held).
+HOT, WARM, COLD = [1890, 1910, 1900], [1210, 1190, 1200], [660, 640, 650]  # 190%, 120%, 65%
+PER_DIRECTION: list[tuple[str, Tolerances, list[int], int, int, int, tuple[list[int], int] | None]] = [
+    ("Outside of a 0% tolerance", Tolerances(down=0.0, up=0.0), [909, 1010, 1111], 4, 101, 1010, None),
+    ("Within a 200% scale-up tolerance", Tolerances(up=2.0), HOT, 3, 190, 1900, (COLD, 2)),
+    # 109% is outside 8% up; the scale-down tolerance of 200% would hold anything below the target
+    ("Outside 8% scale-up tolerance (and superfluous scale-down tolerance)", Tolerances(down=2.0, up=0.08),
+     [1100, 1080, 1090], 4, 109, 1090, None),
+    ("Within a 36% scale-down tolerance", Tolerances(down=0.36), COLD, 3, 65, 650, (WARM, 4)),
+    ("Outside a 34% scale-down tolerance", Tolerances(down=0.34), COLD, 2, 65, 650, (WARM, 4)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "row", PER_DIRECTION, ids=[f"TestReplicaCalcConfigurableTolerance: {row[0]}" for row in PER_DIRECTION]
+)
+def test_a_tolerance_given_for_one_direction(row: tuple[Any, ...]) -> None:
+    _, tolerances, levels, replicas, utilization, raw, other_side = row
+    requests = {"p0": 900, "p1": 1000, "p2": 1100}
+
+    def propose(levels: list[int]) -> Any:
+        return utilization_replicas(3, 100, pods_of(3), samples(levels), requests, "cpu", tolerances, NOW)
+
+    got = propose(levels)
+    assert (got.replicas, got.utilization, got.usage) == (replicas, utilization, raw)
+    if other_side is not None:
+        other_levels, other_replicas = other_side
+        assert propose(other_levels).replicas == other_replicas
+
+
+# TestReplicaCalcConfigurableTolerance{CM,CMObject,PerPodCMObject,CMExternal,PerPodCMExternal}: a
+# scale-up tolerance of 1% (scale-down left at 0.1), each metric just outside it, where the
+# default 10% would keep the replicas (TestReplicaCalcToleranceCM and its kin above):
+# (test, kind, current, usage, target, replicas, usage shown)
+UP_BY_ONE_PERCENT: list[tuple[str, str, int, int, int, int, int]] = [
+    ("TestReplicaCalcConfigurableToleranceCM", "Pods", 3, 0, 20000, 4, 20666),  # 20000, 21000, 21000
+    ("TestReplicaCalcConfigurableToleranceCMObject", "Value", 3, 20666, 20000, 4, 20666),
+    ("TestReplicaCalcConfigurableTolerancePerPodCMObject", "AverageValue", 4, 20208, 5000, 5, 5052),
+    ("TestReplicaCalcConfigurableToleranceCMExternal", "Value", 3, 8900, 8800, 4, 8900),
+    ("TestReplicaCalcConfigurableTolerancePerPodCMExternal", "AverageValue", 3, 8600, 2800, 4, 2867),
+]
+
+
+@pytest.mark.parametrize("row", UP_BY_ONE_PERCENT, ids=[row[0] for row in UP_BY_ONE_PERCENT])
+def test_a_scale_up_tolerance_of_1_percent_on_each_kind_of_metric(row: tuple[Any, ...]) -> None:
+    _, kind, current, usage, target, replicas, shown = row
+    up, default = Tolerances(up=0.01), Tolerances()
+    for tolerances, expected in ((up, replicas), (default, current)):
+        if kind == "Pods":
+            levels = samples([20000, 21000, 21000])
+            got = average_replicas(current, target, pods_of(current), levels, None, tolerances, NOW)
+        elif kind == "Value":
+            got = value_replicas(current, usage, target, pods_of(current), tolerances)
+        else:
+            got = average_value_replicas(current, usage, target, tolerances)
+        assert (got.replicas, got.usage) == (expected, shown)
+
+
 def test_not_yet_ready_replicas_count_zero_on_a_cpu_scale_up_and_are_left_out_of_a_scale_down() -> None:
     starting = PodState("p2", ready=False, start=NOW - 10, transition=NOW - 10)
     pods = [*pods_of(2), starting]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +166,37 @@ def test_an_interim_100_continue_is_not_held(protocol: type[Any]) -> None:
     head = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 16\r\nexpect: 100-continue\r\n\r\n"
     received, writes = exchange(protocol, answer, head, until=lambda got: got.endswith(b"\r\n\r\n"))
     assert received == b"HTTP/1.1 100 Continue\r\n\r\n" and writes == [received]
+
+
+def test_modelport_serve_answers_through_a_protocol_that_writes_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The protocol `modelport serve` hands uvicorn (whatever it is) writes each answer once. Its
+    start-up runs for real up to uvicorn's `run`, which is replaced by a look at the protocol
+    uvicorn would serve with; that protocol then answers as above. uvicorn's own httptools
+    protocol writes a header block and its body apart (4 writes here), which is what let HAProxy
+    forward a cut answer when a replica was killed between them (tests/dataplane/test_haproxy.py)."""
+    import uvicorn
+
+    from claims_support import serve_config
+    from modelport.server import main
+    from support import half_plus_two, mark_complete, port_below_the_ephemeral_range
+
+    serve = main.serve  # the real one (serve_config replaces it to capture the config)
+    mark_complete(half_plus_two(tmp_path / "half" / "1").parent)
+    port = port_below_the_ephemeral_range()  # --port = --rest_api_port: REST only, no gRPC server
+    config = serve_config(monkeypatch, "--model_name", "half", "--model_base_path", str(tmp_path / "half"),
+                          "--host", "127.0.0.1", f"--port={port}", f"--rest_api_port={port}")  # fmt: skip
+    served_with: list[type[Any]] = []
+
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:
+        server.config.load()
+        served_with.append(server.config.http_protocol_class)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(main, "_freeze_heap", lambda: None)  # this is the test's process
+    serve(config)
+    (protocol,) = served_with
+    received, writes = exchange(protocol, answer, post() + post(), until=lambda got: got.count(BODY) == 2)
+    assert len(writes) == 2, writes  # two requests on one connection: one write each
+    assert all(write.endswith(b"\r\n\r\n" + BODY) for write in writes) and received == b"".join(writes)
