@@ -1,0 +1,68 @@
+"""The gRPC server's own limits (README, "Connection limits"): beyond `--max_connections` calls
+at once, a call is told RESOURCE_EXHAUSTED at once instead of queueing without bound, and the
+calls within the limit finish. A real grpc.aio server on loopback, built as `modelport serve`
+builds it, with a servicer whose calls wait on a gate the test opens."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from modelport.server.grpc_service import GrpcServer
+from modelport.server.grpc_v2 import inference_pb2 as pb
+from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
+from support import poll
+
+CAP = 4
+
+
+class Gated(pb_grpc.GRPCInferenceServiceServicer):
+    """ModelInfer waits for the gate; `waiting` counts the calls that have reached it."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.waiting = 0
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        self.waiting += 1
+        await asyncio.to_thread(self.gate.wait, 30)
+        return pb.ModelInferResponse(model_name=request.model_name)
+
+
+@pytest.fixture
+def gated() -> Iterator[tuple[Gated, int]]:
+    servicer = Gated()
+    server = GrpcServer(servicer, "127.0.0.1", 0, 1 << 20, max_concurrent_rpcs=CAP)  # type: ignore[arg-type]
+    try:
+        yield servicer, server.port
+    finally:
+        servicer.gate.set()
+        server.stop(grace=1)
+
+
+def test_calls_beyond_the_cap_are_resource_exhausted(gated: tuple[Gated, int]) -> None:
+    servicer, port = gated
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        held = [
+            stub.ModelInfer.future(service_pb2.ModelInferRequest(model_name=f"m{i}"), timeout=30)
+            for i in range(CAP)
+        ]
+        assert poll(lambda: servicer.waiting == CAP, 10, 0.01) is None
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(service_pb2.ModelInferRequest(model_name="one-more"), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert servicer.waiting == CAP  # refused before it reached the servicer
+        servicer.gate.set()
+        assert [call.result().model_name for call in held] == [f"m{i}" for i in range(CAP)]
+        # With the calls done, the next one is served.
+        assert (
+            stub.ModelInfer(service_pb2.ModelInferRequest(model_name="after"), timeout=10).model_name
+            == "after"
+        )
