@@ -1,6 +1,6 @@
 """`modelport gateway`'s documented defaults (README, "The gateway"): port 5000, model `mnist`,
-10 MiB per request, 25 M pixels per image, 10 s for the model; exactly one of `--service` and
-`--model-url`."""
+10 MiB per request, 25 M pixels per image and 100 M per request, 10 s for the model; exactly one
+of `--service` and `--model-url`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_the_gateways_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (host, port) == ("127.0.0.1", 5000)
     assert config == GatewayConfig(
         model_url="http://127.0.0.1:8501", model="mnist", timeout_seconds=10.0, max_bytes=10 * 2**20,
-        max_pixels=25_000_000,
+        max_pixels=25_000_000, max_request_pixels=100_000_000,
     )  # fmt: skip
 
 

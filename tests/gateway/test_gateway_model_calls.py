@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
@@ -26,6 +27,7 @@ class Stub:
     connections are closed without an answer (a replica that died)."""
 
     drop: int = 0
+    status: int = 200  # anything else: answered with {"error": "<status> from the stub"}
     connections: int = 0
     images: list[bytes] = field(default_factory=list)
 
@@ -42,9 +44,13 @@ class Stub:
                 body = json.loads(await reader.readexactly(length))
                 self.images += [base64.b64decode(i["image_bytes"]["b64"]) for i in body["instances"]]
                 predictions = [{"classes": 7, "probabilities": [1.0]}] * len(body["instances"])
-                answer = json.dumps({"predictions": predictions})
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-model-version: 1\r\n"
-                             + f"content-length: {len(answer)}\r\n\r\n{answer}".encode())  # fmt: skip
+                answer = json.dumps(
+                    {"predictions": predictions}
+                    if self.status == 200
+                    else {"error": f"{self.status} from the stub"}
+                )
+                head = f"HTTP/1.1 {self.status} X\r\ncontent-type: application/json\r\nx-model-version: 1\r\n"
+                writer.write(f"{head}content-length: {len(answer)}\r\n\r\n{answer}".encode())
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the gateway closed its pooled connection
@@ -52,11 +58,13 @@ class Stub:
             writer.close()
 
 
-def _run(stub: Stub, test: Callable[[TestClient, Stub], Awaitable[None]]) -> None:
+def _run(stub: Stub, test: Callable[[TestClient, Stub], Awaitable[None]], **config: Any) -> None:
     async def main() -> None:
         server = await asyncio.start_server(stub.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        gateway = Gateway(GatewayConfig(model_url=f"http://127.0.0.1:{port}", model="m", timeout_seconds=10))
+        gateway = Gateway(
+            GatewayConfig(model_url=f"http://127.0.0.1:{port}", model="m", timeout_seconds=10, **config)
+        )
         async with TestClient(TestServer(gateway.app())) as client:
             await test(client, stub)
         server.close()
@@ -118,3 +126,51 @@ def test_a_service_that_fails_twice_is_503() -> None:
         assert stub.connections == 2 and stub.images == []  # one try, one retry, no more
 
     _run(Stub(drop=10), check)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "status", "error"),
+    [
+        (400, 400, "the model refused the request: 400 from the stub"),
+        (413, 413, "the model refused the request: 413 from the stub"),
+        (429, 429, "the model refused the request: 429 from the stub"),
+        (422, 400, "the model refused the request (422): 422 from the stub"),
+        (404, 502, "the model service answered 404: 404 from the stub"),
+        (500, 502, "the model service answered 500: 500 from the stub"),
+        (503, 503, "the model service answered 503: 503 from the stub"),
+        (504, 504, "the model service answered 504: 504 from the stub"),
+    ],
+)
+def test_the_model_services_errors_are_passed_on_or_are_the_gateways_502(
+    upstream: int, status: int, error: str
+) -> None:
+    """What the client sent is at fault (400, 413, 429): the same status and the model's message.
+    Not the client's doing (a 404 for the model the gateway was configured with, a 500): 502."""
+
+    async def check(client: TestClient, stub: Stub) -> None:
+        assert await _post(client, _encoded("PNG"), "a.png") == (status, {"error": error})
+
+    _run(Stub(status=upstream), check)
+
+
+def test_conversions_wait_in_a_bounded_queue() -> None:
+    """One converter, no waiting room: while a big WebP is being converted, a second request that
+    needs converting gets 503 at once; one that needs none (a PNG) is answered as usual."""
+    image = Image.new("L", (5000, 5000), 128)
+    out = io.BytesIO()
+    image.save(out, "WEBP")
+    big = out.getvalue()
+
+    async def check(client: TestClient, stub: Stub) -> None:
+        first = asyncio.create_task(_post(client, big, "big.webp"))
+        deadline = asyncio.get_running_loop().time() + 20
+        while "modelport_gateway_converting_requests 1.0" not in await (await client.get("/metrics")).text():
+            assert asyncio.get_running_loop().time() < deadline and not first.done()
+            await asyncio.sleep(0.01)
+        assert await _post(client, _encoded("GIF", "P"), "c.gif") == (
+            503, {"error": "the gateway is converting the images of 1 requests already; retry shortly"},
+        )  # fmt: skip
+        assert await _post(client, _encoded("PNG"), "a.png") == (200, {"result": [7]})
+        assert await first == (200, {"result": [7]})
+
+    _run(Stub(), check, converters=1, max_waiting_conversions=0)

@@ -30,6 +30,13 @@ log = logging.getLogger("modelport.gateway")
 @click.option("--max-bytes", type=int, default=10 * 2**20, show_default=True, help="Largest request body.")
 @click.option("--max-pixels", type=int, default=25_000_000, show_default=True, help="Largest image (w x h).")
 @click.option(
+    "--max-request-pixels",
+    type=int,
+    default=100_000_000,
+    show_default=True,
+    help="Most pixels of all a request's images together.",
+)
+@click.option(
     "--port-file",
     type=click.Path(path_type=Path),
     default=None,
@@ -37,7 +44,7 @@ log = logging.getLogger("modelport.gateway")
 )
 def gateway(
     port: int, host: str, service: str | None, namespace: str, model_url: str | None, model: str,
-    timeout: float, max_bytes: int, max_pixels: int, port_file: Path | None,
+    timeout: float, max_bytes: int, max_pixels: int, max_request_pixels: int, port_file: Path | None,
 ) -> None:  # fmt: skip
     """Serve the page and the image API (POST / with a file field `img`) in front of a model."""
     from modelport.gateway.app import GatewayConfig, serve  # aiohttp, PIL: only when serving
@@ -55,7 +62,7 @@ def gateway(
             click.echo(f"error: Service {service!r}: {exc.message}", err=True)
             sys.exit(1)
     assert model_url is not None
-    config = GatewayConfig(model_url, model, timeout, max_bytes, max_pixels)
+    config = GatewayConfig(model_url, model, timeout, max_bytes, max_pixels, max_request_pixels)
 
     def bound(actual: int) -> None:
         log.info("gateway on http://%s:%d in front of %s (model %s)", host, actual, model_url, model)

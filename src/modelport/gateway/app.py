@@ -10,8 +10,14 @@ The model service is any TF-Serving-compatible server (a modelport Service, one 
 TensorFlow Serving itself), called with `{"instances": [{"image_bytes": {"b64": ...}}]}` over a
 pooled keep-alive connection, with a deadline and one retry when the connection fails. Images are
 checked before they are decoded: bytes first, then the pixel count from the header; PNG and JPEG
-pass through untouched (the model server decodes them), GIF, BMP and WebP are converted to PNG,
-and any other format is refused with 415.
+pass through untouched (the model server decodes them), GIF, BMP and WebP are converted to PNG
+(in a small pool of threads, never on the event loop, so health checks and other requests are
+answered meanwhile), and any other format is refused with 415. The pixels of all a request's
+images together are limited too, from the headers, before any conversion.
+
+The model service's answers: a client error in what was sent (400, 413, 415, 422, 429) goes back
+as the same status with the model service's message; 503 and 504 stay themselves; any other
+error (a 5xx, or a 404 for a model the gateway was configured to call) is the gateway's 502.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import io
 import socket
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -30,7 +37,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -48,8 +55,11 @@ class GatewayConfig:
     timeout_seconds: float = 10.0
     max_bytes: int = 10 * 2**20  # per request
     max_pixels: int = 25_000_000  # per image, read from its header before decoding
+    max_request_pixels: int = 100_000_000  # all of a request's images together
     max_images: int = 64
     connections: int = 64
+    converters: int = 2  # threads converting images (GIF, BMP, WebP -> PNG)
+    max_waiting_conversions: int = 64  # requests waiting for a converter; beyond: 503 at once
 
 
 @dataclass(frozen=True)
@@ -58,41 +68,74 @@ class Upload:
     data: bytes
 
 
-def checked_image(upload: Upload, max_pixels: int) -> bytes:
-    """The bytes to send: PNG/JPEG as they are, GIF/BMP/WebP converted to PNG; refused
-    (4xx, with the file named) if empty, not an image, or too many pixels."""
+@dataclass(frozen=True)
+class Checked:
+    """An upload whose header was read: its size, and the image object to convert (None: PNG or
+    JPEG, sent as they are)."""
+
+    upload: Upload
+    pixels: int
+    image: Image.Image | None
+
+
+def check_image(upload: Upload, max_pixels: int) -> Checked:
+    """Read the header only (cheap: fine on the event loop): refused (4xx, with the file named)
+    if empty, not an image, or too many pixels."""
     name = upload.filename or "img"
     if not upload.data:
         raise ModelportError(Code.INVALID_ARGUMENT, f"{name}: the upload is empty")
     if upload.data[:8] == PNG_SIGNATURE and upload.data[12:16] == b"IHDR" and len(upload.data) > 24:
         width, height = struct.unpack(">II", upload.data[16:24])  # PNG's header, without PIL: the common case
-        if width * height > max_pixels:
-            raise ModelportError(
-                Code.PAYLOAD_TOO_LARGE,
-                f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}",
-            )
-        return upload.data
+        _check_pixels(name, width, height, max_pixels)
+        return Checked(upload, width * height, None)
     try:
         image = Image.open(io.BytesIO(upload.data), formats=IMAGE_FORMATS)  # reads the header only
     except (UnidentifiedImageError, OSError):
         raise ModelportError(Code.UNSUPPORTED_MEDIA_TYPE, f"{name}: {unreadable(upload.data)}") from None
     width, height = image.size
+    _check_pixels(name, width, height, max_pixels)
+    return Checked(upload, width * height, None if image.format in PASS_THROUGH else image)
+
+
+def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ModelportError(
             Code.PAYLOAD_TOO_LARGE,
             f"{name}: {width} x {height} pixels is more than the limit of {max_pixels:,}",
         )
-    if image.format in PASS_THROUGH:
-        return upload.data
+
+
+def check_request_pixels(checked: list[Checked], max_request_pixels: int) -> None:
+    total = sum(c.pixels for c in checked)
+    if total > max_request_pixels:
+        raise ModelportError(
+            Code.PAYLOAD_TOO_LARGE,
+            f"the {len(checked)} images hold {total:,} pixels in all; the limit per request is "
+            f"{max_request_pixels:,}",
+        )
+
+
+def converted(checked: Checked) -> bytes:
+    """The bytes to send: PNG/JPEG as they are, GIF/BMP/WebP decoded and encoded as PNG (the slow
+    part: seconds for a big image, so it runs in the converters' threads)."""
+    image = checked.image
+    if image is None:
+        return checked.upload.data
     try:
         image.seek(0)
         out = io.BytesIO()
         image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB").save(out, format="PNG")
     except (OSError, ValueError) as exc:
         raise ModelportError(
-            Code.UNSUPPORTED_MEDIA_TYPE, f"{name}: the image could not be decoded: {exc}"
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            f"{checked.upload.filename or 'img'}: the image could not be decoded: {exc}",
         ) from None
     return out.getvalue()
+
+
+def checked_image(upload: Upload, max_pixels: int) -> bytes:
+    """One upload, checked and converted, in the caller's thread."""
+    return converted(check_image(upload, max_pixels))
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[Upload]:
@@ -157,7 +200,14 @@ class Gateway:
         self._model_latency = Histogram(
             "modelport_gateway_model_duration_seconds", "Time the model service took.", registry=self.registry
         )
+        self._converting = Gauge(
+            "modelport_gateway_converting_requests",
+            "Requests whose images are being converted or wait for a converter.",
+            registry=self.registry,
+        )
         self._session: aiohttp.ClientSession | None = None
+        self._converters: ThreadPoolExecutor | None = None
+        self._waiting = 0  # requests whose images are being converted or wait for a converter
         self._page = resources.files("modelport.gateway").joinpath("page.html").read_bytes()
         self._predict_url = f"{config.model_url.rstrip('/')}/v1/models/{config.model}:predict"
         self._status_url = f"{config.model_url.rstrip('/')}/v1/models/{config.model}"
@@ -170,10 +220,36 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )
+        self._converters = ThreadPoolExecutor(self.config.converters, thread_name_prefix="convert")
 
     async def stop(self, _app: web.Application) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._converters is not None:
+            self._converters.shutdown(wait=False, cancel_futures=True)
+
+    async def images(self, uploads: list[Upload]) -> list[bytes]:
+        """Each upload checked from its header (on the loop: cheap), the pixels of all of them
+        against the request's limit, then converted where needed off the loop. At most
+        `converters` requests convert at once; `max_waiting_conversions` more may wait, and
+        beyond that a request is refused with 503 at once rather than queued without bound."""
+        checked = [check_image(u, self.config.max_pixels) for u in uploads]
+        check_request_pixels(checked, self.config.max_request_pixels)
+        if all(c.image is None for c in checked):
+            return [c.upload.data for c in checked]  # PNG and JPEG: nothing to convert
+        if self._waiting >= self.config.converters + self.config.max_waiting_conversions:
+            raise ModelportError(
+                Code.UNAVAILABLE,
+                f"the gateway is converting the images of {self._waiting} requests already; retry shortly",
+            )
+        self._waiting += 1
+        self._converting.set(self._waiting)
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._converters, lambda: [converted(c) for c in checked])
+        finally:
+            self._waiting -= 1
+            self._converting.set(self._waiting)
 
     async def predict(self, images: list[bytes]) -> tuple[list[dict[str, Any]], str, float]:
         """(predictions, version that answered, seconds the model service took)."""
@@ -218,9 +294,7 @@ class Gateway:
                 Code.BAD_GATEWAY, f"the model service answered {status} with something not JSON"
             ) from None
         if status != 200:
-            raise ModelportError(
-                Code.BAD_GATEWAY, f"the model service answered {status}: {data.get('error', data)}"
-            )
+            raise upstream_error(status, data.get("error", data) if isinstance(data, dict) else data)
         return list(data["predictions"]), version, took
 
     # -- HTTP --
@@ -259,7 +333,7 @@ class Gateway:
         status = 500
         try:
             uploads = await self._uploads(request)
-            images = [checked_image(u, self.config.max_pixels) for u in uploads]
+            images = await self.images(uploads)
             predictions, version, took = await self.predict(images)
             status = 200
             if endpoint == "/":
@@ -331,6 +405,29 @@ class Gateway:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         return app
+
+
+# The model service's statuses that mean "what was sent is at fault" (an image over its pixel
+# limit, too many rows, a body too large, a rate limit): the client can act on them, so they go
+# back as they are. A 404 or 401/403 is not the client's doing (the gateway calls the model it was
+# configured with), so it is a 502 like any other error it cannot use.
+_PASSED_ON = {
+    400: Code.INVALID_ARGUMENT, 413: Code.PAYLOAD_TOO_LARGE, 415: Code.UNSUPPORTED_MEDIA_TYPE,
+    422: Code.INVALID_ARGUMENT, 429: Code.RESOURCE_EXHAUSTED,
+    503: Code.UNAVAILABLE, 504: Code.DEADLINE_EXCEEDED,
+}  # fmt: skip
+
+
+def upstream_error(status: int, message: object) -> ModelportError:
+    """The gateway's error for a model service's non-200 answer (see `_PASSED_ON`)."""
+    code = _PASSED_ON.get(status)
+    if code is None:
+        return ModelportError(Code.BAD_GATEWAY, f"the model service answered {status}: {message}")
+    if status >= 500:
+        return ModelportError(code, f"the model service answered {status}: {message}")
+    if code.http_status != status:  # 422 (FastAPI-based servers): the 400 it is to TF Serving
+        return ModelportError(code, f"the model refused the request ({status}): {message}")
+    return ModelportError(code, f"the model refused the request: {message}")
 
 
 def _json(status: int, body: Any) -> web.Response:
