@@ -9,6 +9,9 @@ for pkg in "$@"; do
     chromium-driver) command -v chromedriver >/dev/null || missing="$missing chromium-driver" ;;
     # Debian's kubectl (1.20, with kustomize built in); any kubectl already installed will do.
     kubernetes-client) command -v kubectl >/dev/null || missing="$missing kubernetes-client" ;;
+    # Debian's Docker engine (dockerd, containerd, runc) and debootstrap live in /usr/sbin.
+    docker.io) command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing="$missing docker.io" ;;
+    debootstrap) command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap" ;;
     *) command -v "$pkg" >/dev/null || missing="$missing $pkg" ;;
   esac
 done
@@ -16,7 +19,7 @@ if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
   # Debian starts the services it installs; modelport runs its own instances.
-  for service in haproxy prometheus prometheus-node-exporter; do
+  for service in haproxy prometheus prometheus-node-exporter docker containerd; do
     { command -v systemctl >/dev/null && $sudo systemctl stop "$service" 2>/dev/null; } || true
   done
 fi

@@ -28,6 +28,7 @@ PROCESS_MODULES = (
     "tests/dataplane/test_replica_faults.py",
     "tests/dataplane/test_supervisor.py",
     "tests/gateway/test_gateway.py",
+    "tests/kube/test_build_image.py",
     "tests/kube/test_dockerfile_lint.py",
     "tests/kube/test_render_kustomize.py",
     "tests/kube/test_render_serves.py",

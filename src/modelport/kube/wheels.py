@@ -47,6 +47,14 @@ def _wheel_name(name: str, version: str, wheel_file: str) -> str:
     return f"{canonicalize_name(name).replace('-', '_')}-{version}-{tag}.whl"
 
 
+def _entry(arcname: str, executable: bool = False) -> zipfile.ZipInfo:
+    """Fixed date and mode: the same files make the same wheel, byte for byte, so the image
+    build's layer cache holds across builds."""
+    info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = (0o755 if executable else 0o644) << 16
+    return info
+
+
 def _write_wheel(
     dest: Path, filename: str, files: Iterable[tuple[str, Path | bytes]], dist_info: str
 ) -> Path:
@@ -57,11 +65,12 @@ def _write_wheel(
     with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
         for arcname, source in files:
             data = source if isinstance(source, bytes) else source.read_bytes()
-            archive.writestr(arcname, data)
+            executable = not isinstance(source, bytes) and source.stat().st_mode & 0o111 != 0
+            archive.writestr(_entry(arcname, executable), data)
             records.append((arcname, _record_hash(data), str(len(data))))
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([*records, (f"{dist_info}/RECORD", "", "")])
-        archive.writestr(f"{dist_info}/RECORD", out.getvalue())
+        archive.writestr(_entry(f"{dist_info}/RECORD"), out.getvalue())
     return target
 
 
