@@ -304,7 +304,37 @@ class Plane:
         waited = poll(predicate, timeout, 0.1)
         if waited is not None:
             log = (self.home / "controlplane" / "controlplane.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"timed out waiting for {what}{waited}\n--- control plane log ---\n{log}")
+            raise AssertionError(
+                f"timed out waiting for {what}{waited}\n{self.snapshot()}\n--- control plane log ---\n{log}"
+            )
+
+    def snapshot(self) -> str:
+        """What a person would look at when a wait times out: Pods, Services, the latest events."""
+        try:
+            lines = ["--- pods ---"]
+            for pod in self.items("Pod"):
+                status = pod.get("status", {})
+                lines.append(
+                    f"{pod['metadata']['name']} ready={status.get('ready')} "
+                    f"restarts={status.get('restartCount')} {status.get('message', '')}"
+                )
+            lines.append("--- services ---")
+            for svc in self.items("Service"):
+                status = svc.get("status", {})
+                lines.append(
+                    f"{svc['metadata']['name']} endpoints={status.get('endpoints')} "
+                    f"conditions={status.get('conditions')}"
+                )
+            lines.append("--- latest events ---")
+            events = sorted(self.items("Event"), key=lambda e: str(e.get("lastTimestamp", "")))
+            for event in events[-15:]:
+                lines.append(
+                    f"{event.get('lastTimestamp')} {event.get('type')} {event.get('reason')} "
+                    f"{event.get('involvedObject', {}).get('name')}: {event.get('message')}"
+                )
+            return "\n".join(lines)
+        except Exception as exc:  # the control plane itself may be what failed
+            return f"(no snapshot: {exc!r})"
 
     def get(self, kind: str, name: str) -> Any:
         """An object as `get <kind> <name> -o json` prints it, read in-process."""
