@@ -28,6 +28,7 @@ parts. A replica's answers are a few hundred bytes to a few KiB.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -230,6 +231,7 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
     _began_here = False  # the current message began in the chunk being parsed
     _last_body: bytes | None = None  # the last body piece parsed from this chunk
     _body_before: bytes | None = None  # the body piece that came just before this message, if any
+    _headers_before: Sequence[tuple[bytes, bytes]] = ()  # that message's headers
     _refused = False  # a refusal was written: parse nothing more
     _head_too_large = False
     _parsing = False  # inside data_received
@@ -301,7 +303,8 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
         end = data.rfind(b"\r\n\r\n")
         after = len(data) - (end + 4 if end >= 0 else 0)
         body = self._body_before
-        if body is not None:
+        # A chunked body ends in a blank line, like a head: nothing of it is left to discount.
+        if body is not None and all(name != b"transfer-encoding" for name, _ in self._headers_before):
             blank = body.rfind(b"\r\n\r\n")
             after -= len(body) - (blank + 4) if blank >= 0 else len(body)
         return max(after, 0)
@@ -334,11 +337,8 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
-        # A chunked body ends in a blank line, like a head: nothing of it is left to discount.
-        body = self._last_body
-        if body is not None and any(name == b"transfer-encoding" for name, _ in self.headers):
-            body = None
-        self._body_before, self._last_body = body, None
+        self._body_before, self._last_body = self._last_body, None
+        self._headers_before = self.headers
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
