@@ -4,6 +4,7 @@ with the model server's protocol (httptools), spoken to over a raw socket."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
@@ -16,9 +17,13 @@ import uvicorn
 
 from modelport.server.http_protocol import MAX_HEADER_BYTES, OneWriteHttpToolsProtocol
 
+GATE = threading.Event()  # what a request to /slow waits for
+
 
 async def app(scope: Any, receive: Any, send: Any) -> None:
     await receive()
+    if scope["path"] == "/slow":
+        await asyncio.to_thread(GATE.wait, 10)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -112,3 +117,20 @@ def test_pipelined_requests_with_bodies_are_not_counted_into_the_next_head(addre
     with socket.create_connection(address, timeout=10) as conn:
         conn.sendall(post * 100)
         assert _answers(conn, 100) == [b"HTTP/1.1 200 OK"] * 100
+
+
+def test_a_pipelined_head_too_large_behind_a_slow_answer_does_not_cut_it(address: tuple[str, int]) -> None:
+    # A 431 written while the answer before it is still being made would be read as that answer
+    # (and the answer then written after the connection's end): the answer comes whole, then
+    # the connection closes.
+    GATE.clear()
+    huge = b"GET / HTTP/1.1\r\nx-pad: " + b"a" * (MAX_HEADER_BYTES + 10) + b"\r\n\r\n"
+    try:
+        with socket.create_connection(address, timeout=10) as conn:
+            conn.sendall(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n" + huge)
+            GATE.set()
+            answer = _read_all(conn)
+    finally:
+        GATE.set()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok"), answer
+    assert b"431" not in answer

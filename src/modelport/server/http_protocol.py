@@ -260,7 +260,7 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._linger is not None:  # refused: drop what the client is still sending
+        if self._refused:  # drop what the client is still sending
             self._lingered += len(data)
             if self._lingered > _LINGER_BYTES:
                 self.transport.close()
@@ -351,19 +351,19 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
         self.logger.warning("a request's headers exceed %d bytes: 431, connection closed", MAX_HEADER_BYTES)
         self._refuse(_TOO_LARGE)
 
-    def _refuse(self, answer: bytes) -> None:
+    def _refuse(self, answer: bytes, to_current: bool = False) -> None:
         """Answer, read no more requests, and close once the client stops sending (or soon).
 
-        Behind a response still being made (pipelining), nothing can be written without cutting
-        it: the connection closes after it instead."""
+        `to_current`: the answer is the current request's (its body is late). Otherwise it is a
+        later request's: behind a response still being made (pipelining), it would be read as
+        that response, so none is written and the connection closes after that response."""
         self._refused = True
         for timer in (self._head_timer, self._body_timer):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = None
-        if not self._idle() and self.cycle.response_started:
+        if not to_current and not self._idle():
             self.cycle.keep_alive = False
-            self.transport.pause_reading()
             return
         self.transport.write(answer)
         self._linger = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
@@ -404,7 +404,7 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
             self.transport.close()
         else:
             self.logger.warning("a request's body did not arrive in time: 408")
-            self._refuse(_BODY_TIMEOUT)
+            self._refuse(_BODY_TIMEOUT, to_current=True)
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._adopt(cycle)  # every cycle starts here, pipelined ones later
