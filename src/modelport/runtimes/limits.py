@@ -13,7 +13,7 @@ Why these three: a request's cost is not its size on the wire. 100 PNGs of 2000x
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelport.errors import invalid
 
@@ -29,18 +29,30 @@ DEFAULT_MAX_REQUEST_PIXELS = 40_000_000
 JSON_NAME_ALLOWANCE = 4_096
 
 
+class TooHeavyForTheLoop(Exception):
+    """Raised, before any decoding, by a request prepared on the event loop whose images hold
+    more than `RequestLimits.loop_pixels`: the caller prepares it again in its thread pool."""
+
+
 @dataclass(frozen=True)
 class RequestLimits:
-    """What one request may ask for; a model's model.yaml `max_batch_size` replaces the server's."""
+    """What one request may ask for; a model's model.yaml `max_batch_size` replaces the server's.
+
+    `loop_pixels` is not a limit on the request: set while a request is being prepared on the
+    event loop, it bounds the pixels decoded there (TooHeavyForTheLoop beyond it)."""
 
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_bytes_elements: int = DEFAULT_MAX_BYTES_ELEMENTS
     max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    loop_pixels: int | None = None
 
     def for_model(self, max_batch_size: int | None) -> RequestLimits:
         if max_batch_size is None or max_batch_size == self.max_batch_size:
             return self
-        return RequestLimits(max_batch_size, self.max_bytes_elements, self.max_request_pixels)
+        return replace(self, max_batch_size=max_batch_size)
+
+    def on_the_loop(self, pixels: int) -> RequestLimits:
+        return replace(self, loop_pixels=pixels)
 
     def check_rows(self, name: str, rows: int) -> None:
         """`rows`: the first dimension of an input whose batch dimension is free (or its images)."""
@@ -86,3 +98,5 @@ class RequestLimits:
                 f"input '{name}': {images} images hold {pixels} pixels, more than the limit of "
                 f"{self.max_request_pixels} pixels per request (--max_request_pixels)"
             )
+        if self.loop_pixels is not None and pixels > self.loop_pixels:
+            raise TooHeavyForTheLoop

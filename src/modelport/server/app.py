@@ -7,36 +7,31 @@ Routes (TF Serving's, matched case-insensitively like its RE2 patterns):
     GET  /healthz /readyz /v2/health/live /v2/health/ready /metrics
     GET  /openapi.json    all of the above as an OpenAPI 3 document (openapi.py)
 
-Where a request runs: a model that answers in under `inline_below_seconds` (a small ONNX model
-takes ~50 µs) runs on the event loop itself, because a hop to a worker thread would cost more
-than the work; slower ones run in the inference thread pool, bounded by the request timeout, so
-health checks and fast models keep answering while they compute.
+Where a request's work runs (the event loop for small requests to fast models, the inference
+thread pool otherwise) and its deadline are decided in server/inference.py, shared with gRPC.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from weakref import WeakKeyDictionary
 
-import numpy as np
 import orjson
 
 from modelport import __version__
-from modelport.errors import Code, ModelportError, deadline_exceeded, invalid
+from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.limits import RequestLimits
-from modelport.runtimes.signature import PreparedCall
 from modelport.server import openapi, tfserving, v2
 from modelport.server.batching import Batchers
+from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
 
 log = logging.getLogger("modelport.server")
@@ -69,7 +64,6 @@ _CORS = [
 class ServerOptions:
     max_request_bytes: int = 32 * 1024 * 1024
     request_timeout_seconds: float = 30.0
-    inline_below_seconds: float = 0.002
     enable_cors: bool = False
     limits: RequestLimits = field(default_factory=RequestLimits)
 
@@ -97,33 +91,6 @@ def _parse_route(path: str) -> _Route | None:
     )
 
 
-class _Cost:
-    """A servable's intrinsic request time: the minimum over a sliding window of requests.
-
-    Noise only ever adds time (a GC pause, the GIL held by another thread, a pool hop), so the
-    minimum is what the work itself costs. An average would let one 20 ms pause push a 60 µs
-    model into the thread pool, where GIL hand-offs keep every request slow and the average high.
-    The window is two blocks of 64: the estimate follows a model that really got slower within
-    128 requests.
-    """
-
-    __slots__ = ("_count", "_current", "_previous")
-
-    def __init__(self) -> None:
-        self._previous = self._current = float("inf")  # unknown: the first request uses the pool
-        self._count = 0
-
-    @property
-    def seconds(self) -> float:
-        return min(self._previous, self._current)
-
-    def add(self, seconds: float) -> None:
-        self._current = min(self._current, seconds)
-        self._count += 1
-        if self._count == 64:
-            self._previous, self._current, self._count = self._current, float("inf"), 0
-
-
 class RestApp:
     def __init__(
         self,
@@ -132,13 +99,13 @@ class RestApp:
         options: ServerOptions,
         pool: ThreadPoolExecutor,
         batchers: Batchers | None = None,
+        inference: InferencePath | None = None,
     ) -> None:
+        """`inference`: the path shared with gRPC; by default one of this app's own."""
         self._manager = manager
         self._metrics = metrics
         self._options = options
-        self._pool = pool
-        self._batchers = batchers
-        self._costs: WeakKeyDictionary[Servable, _Cost] = WeakKeyDictionary()
+        self._inference = inference or InferencePath(pool, batchers, options.limits, metrics.expired)
         self._extra_headers = _CORS if options.enable_cors else []
         self._openapi = orjson.dumps(openapi.document(options.enable_cors))
 
@@ -227,6 +194,7 @@ class RestApp:
         header_length: bytes | None,
     ) -> None:
         started = time.perf_counter()
+        deadline = Deadline.after(self._options.request_timeout_seconds)
         version: str | None = None
         status = 500
         model = model_label(name, self._manager.view)
@@ -235,7 +203,8 @@ class RestApp:
         try:
             servable = self._manager.model(name).resolve(version_wanted, label)
             version = str(servable.version)
-            payload, json_length = await self._run(servable, verb, body, header_length)
+            prepare = functools.partial(_prepare, servable, verb, body, header_length)
+            payload, json_length = await self._inference.run(servable, prepare, len(body), deadline)
             status = 200
             if json_length is None:  # which version answered, for gateways and canaries behind a Service
                 await self._respond(send, 200, payload, [*_JSON, (b"x-model-version", version.encode())])
@@ -252,38 +221,6 @@ class RestApp:
             if version is None:  # not resolved: the version asked for, if the model has it
                 version = self._version_label(name, version_wanted)
             self._metrics.observe(model, version, verb, status, time.perf_counter() - started)
-
-    async def _run(self, servable: Servable, verb: str, body: bytes, header_length: bytes | None) -> Reply:
-        limits = self._options.limits.for_model(servable.max_batch_size)
-        if self._batchers is not None:
-            return await self._run_batched(servable, verb, body, header_length, limits)
-        cost = self._costs.get(servable)
-        if cost is None:
-            cost = self._costs[servable] = _Cost()
-        if cost.seconds < self._options.inline_below_seconds:
-            started = time.perf_counter()
-            try:
-                return _execute(servable, verb, body, header_length, limits)
-            finally:
-                cost.add(time.perf_counter() - started)
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, _timed_execute, servable, verb, body, header_length, limits)
-        try:
-            reply, seconds = await asyncio.wait_for(future, self._options.request_timeout_seconds)
-        except TimeoutError:
-            timeout = self._options.request_timeout_seconds
-            raise deadline_exceeded(servable.model_name, servable.version, timeout) from None
-        cost.add(seconds)
-        return reply
-
-    async def _run_batched(
-        self, servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
-    ) -> Reply:
-        """Decode here, run the model in a shared batch, encode here."""
-        assert self._batchers is not None
-        job = _prepare(servable, verb, body, header_length, limits)
-        timeout = self._options.request_timeout_seconds
-        return job.answer(await self._batchers.run(servable, job.call.feeds, job.call.sources, timeout))
 
     async def _timed(
         self, send: Send, route: _Route, api: str, build: Callable[[_Route], dict[str, Any]]
@@ -467,33 +404,17 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-class _Job(NamedTuple):
-    """A parsed, validated request: the model call it needs and how to answer from its outputs."""
-
-    call: PreparedCall
-    encode: Callable[[dict[str, np.ndarray]], Reply]
-
-    def answer(self, results: Mapping[str, np.ndarray]) -> Reply:
-        return self.encode(self.call.finish(results))
-
-
-def _execute(
-    servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
-) -> Reply:
-    """Parse, run and encode one request: the whole of its CPU work, for the loop or a thread."""
-    job = _prepare(servable, verb, body, header_length, limits)
-    return job.answer(servable.model.run(job.call.feeds, job.call.sources))
-
-
 def _prepare(
     servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
-) -> _Job:
+) -> Job[Reply]:
+    """Parse, check and decode one request (everything before the model call), with the way to
+    encode its answer."""
     if verb == "infer":
         signature = servable.signature(None)
         request = v2.parse_infer(body, header_length, signature, limits)
         names = [o.name for o in request.outputs] if request.outputs else None
         encode = functools.partial(v2.encode_infer, servable.model_name, servable.version, request)
-        return _Job(signature.prepare(request.inputs, names, limits), encode)
+        return Job(signature.prepare(request.inputs, names, limits), encode)
     limits.check_json_strings(body)
     doc = tfserving.parse_json(body)
     signature = servable.signature(tfserving.signature_name(doc))
@@ -504,28 +425,21 @@ def _prepare(
             if fmt == "row"
             else tfserving.decode_inputs(doc, signature, limits)
         )
-        return _Job(
+        return Job(
             signature.prepare(values, None, limits), lambda out: (tfserving.encode_predict(out, fmt), None)
         )
     values = tfserving.decode_examples(doc, signature, limits)
     if verb == "classify":
         name = tfserving.pick_output(signature, tfserving.SCORE_OUTPUTS, verb)
         labels = signature.labels
-        return _Job(
+        return Job(
             signature.prepare(values, [name], limits),
             lambda out: (tfserving.encode_classify(out[name], labels), None),
         )
     name = tfserving.pick_output(signature, tfserving.REGRESS_OUTPUTS, verb)
-    return _Job(
+    return Job(
         signature.prepare(values, [name], limits), lambda out: (tfserving.encode_regress(out[name]), None)
     )
-
-
-def _timed_execute(
-    servable: Servable, verb: str, body: bytes, header_length: bytes | None, limits: RequestLimits
-) -> tuple[Reply, float]:
-    started = time.perf_counter()
-    return _execute(servable, verb, body, header_length, limits), time.perf_counter() - started
 
 
 def _binary_headers(json_length: int) -> list[tuple[bytes, bytes]]:

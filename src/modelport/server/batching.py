@@ -15,7 +15,6 @@ Parameters take TF Serving's names, from its text format (`max_batch_size { valu
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import functools
 import logging
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from modelport.errors import Code, ModelportError, deadline_exceeded, invalid
+from modelport.errors import Code, ModelportError, invalid
 from modelport.runtimes.base import Model
 
 log = logging.getLogger("modelport.batching")
@@ -430,14 +429,6 @@ class Batchers:
         self._observer = observer
         self._by_version: weakref.WeakKeyDictionary[Any, Batcher] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
-
-    async def run(self, servable: Any, feeds: Feeds, outputs: Sequence[str], timeout: float) -> Results:
-        """Run in the version's next batch, from an event loop, within the request's deadline."""
-        future = self.get(servable).submit(feeds, outputs)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except TimeoutError:
-            raise deadline_exceeded(servable.model_name, servable.version, timeout) from None
 
     def queued_rows(self) -> int:
         """Rows waiting in every version's queue now (the batch queue depth an autoscaler reads)."""

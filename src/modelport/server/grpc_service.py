@@ -1,8 +1,10 @@
 """The Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`).
 
 grpc.aio on a thread and event loop of its own, beside the REST event loop. Requests go through
-the same code as REST: the same signature checks, pre/post-processing, batcher and metrics
-(`api="grpc_infer"`). Tensor data comes either in typed `contents` or in `raw_input_contents`
+the same code as REST: the same limits, signature checks, pre/post-processing, inference path
+(server/inference.py: thread pool, batcher, deadline) and metrics (`api="grpc_infer"`). A call's
+deadline is the server's request timeout, or the client's own deadline when that is sooner.
+Tensor data comes either in typed `contents` or in `raw_input_contents`
 (never both); answers carry `raw_output_contents`, as Triton's do.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -24,9 +27,9 @@ from modelport.repository.manager import ModelManager, Servable
 from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputValue, Signature
 from modelport.server import v2
-from modelport.server.batching import Batchers
 from modelport.server.grpc_v2 import inference_pb2 as pb
 from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
+from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import UNKNOWN, ServerMetrics, model_label
 
 log = logging.getLogger("modelport.grpc")
@@ -88,22 +91,16 @@ def _requested(request: Any) -> list[str] | None:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """grpc.aio handlers. They run on the gRPC thread's own event loop: a fast model is run right
-    there; with batching on, the call waits for its batch without holding that loop."""
+    """grpc.aio handlers, on the gRPC thread's own event loop. Where a call's work runs is the
+    shared inference path's choice: on that loop when small and fast, else in the pool."""
 
     def __init__(
-        self,
-        manager: ModelManager,
-        metrics: ServerMetrics,
-        batchers: Batchers | None,
-        timeout_seconds: float,
-        limits: RequestLimits,
+        self, manager: ModelManager, metrics: ServerMetrics, inference: InferencePath, timeout_seconds: float
     ) -> None:
         self._manager = manager
         self._metrics = metrics
-        self._batchers = batchers
+        self._inference = inference
         self._timeout = timeout_seconds
-        self._limits = limits
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -155,7 +152,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 v2.parse_version(request.model_version)
             )
             version = str(servable.version)
-            response = await self._infer(servable, request)
+            remaining = context.time_remaining()
+            seconds = self._timeout if remaining is None else min(self._timeout, remaining)
+            prepare = functools.partial(_prepare, servable, request)
+            response = await self._inference.run(
+                servable, prepare, request.ByteSize(), Deadline.after(seconds)
+            )
             status = 200
             return response
         except ModelportError as exc:
@@ -174,16 +176,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 version = request.model_version if request.model_version in known else UNKNOWN
             self._metrics.observe(model, version, "grpc_infer", status, time.perf_counter() - started)
 
-    async def _infer(self, servable: Servable, request: Any) -> Any:
-        signature = servable.signature(None)
-        limits = self._limits.for_model(servable.max_batch_size)
-        call = signature.prepare(_decode_inputs(request, signature, limits), _requested(request), limits)
-        if self._batchers is not None:
-            results = await self._batchers.run(servable, call.feeds, call.sources, self._timeout)
-        else:
-            results = servable.model.run(call.feeds, call.sources)
-        outputs = call.finish(results)
-        return _response(servable, request, outputs)
+
+def _prepare(servable: Servable, request: Any, limits: RequestLimits) -> Job[Any]:
+    """Check and decode a call's inputs (everything before the model call), and how to answer."""
+    signature = servable.signature(None)
+    call = signature.prepare(_decode_inputs(request, signature, limits), _requested(request), limits)
+    return Job(call, functools.partial(_response, servable, request))
 
 
 def _response(servable: Servable, request: Any, outputs: dict[str, np.ndarray]) -> Any:

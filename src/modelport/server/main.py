@@ -14,6 +14,7 @@ import logging
 import os
 import resource
 import socket
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
 from modelport.server.http_protocol import ConnectionLimits, OneWriteHttpToolsProtocol
+from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
 
 if TYPE_CHECKING:
@@ -155,16 +157,21 @@ def serve(config: ServeConfig) -> None:
         metrics.batch_queue(batchers.queued_rows)
     if config.batching:
         log.info("batching on: %s", config.batching)
-    app = RestApp(manager, metrics, config.options, pool, batchers)
+    inference = InferencePath(pool, batchers, config.options.limits, metrics.expired)
+    app = RestApp(manager, metrics, config.options, pool, batchers, inference)
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
-        grpc_server = _start_grpc(config, manager, metrics, batchers)
+        grpc_server = _start_grpc(config, manager, metrics, inference)
         grpc_port = None if grpc_server is None else grpc_server.port
     _announce(config, port, grpc_port)
     for thread in threads:
         thread.start()
     Image.init()  # import Pillow's format plugins now, before the heap is frozen
     _freeze_heap()
+    # The event loop waits for the GIL while an inference thread holds it in Python code; the
+    # holder is asked to let go after this long (CPython's default: 5 ms, several times per
+    # request the loop handles). 1 ms keeps /healthz answering fast beside a decoding request.
+    sys.setswitchinterval(0.001)
     server = uvicorn.Server(
         uvicorn.Config(
             app, loop="uvloop", http=OneWriteHttpToolsProtocol.with_limits(config.connections),
@@ -189,7 +196,7 @@ def serve(config: ServeConfig) -> None:
 
 
 def _start_grpc(
-    config: ServeConfig, manager: ModelManager, metrics: ServerMetrics, batchers: Batchers | None
+    config: ServeConfig, manager: ModelManager, metrics: ServerMetrics, inference: InferencePath
 ) -> GrpcServer | None:
     """The v2 gRPC API, or None (logged) when grpcio or protobuf cannot load here: a package that
     pins another version beside modelport must not take REST down with it."""
@@ -199,7 +206,7 @@ def _start_grpc(
         log.error("gRPC API not started (%s: %s); REST serves", type(exc).__name__, exc)
         return None
     options = config.options
-    servicer = InferenceServicer(manager, metrics, batchers, options.request_timeout_seconds, options.limits)
+    servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds)
     max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
     return GrpcServer(servicer, config.host, config.grpc_port, max_bytes, max_calls)
 

@@ -9,6 +9,8 @@
     modelport_batch_padding_rows_total{model,version}             counter (filler rows)
     modelport_batch_queue_seconds{model,version}                  histogram (oldest task's wait)
     modelport_batch_queue_rows                                    gauge (rows waiting now)
+    modelport_requests_expired_total{model,version}               counter (dropped unstarted at
+                                                                  their deadline)
     process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
 
 `api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
@@ -22,6 +24,7 @@ series: 20,000 of them took /metrics from 23 KB to 47.6 MB.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -91,6 +94,11 @@ class ServerMetrics:
             "modelport_batch_queue_seconds", "How long a batch's oldest request waited in the queue.",
             ["model", "version"], buckets=_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self._expired = Counter(
+            "modelport_requests_expired",
+            "Requests whose deadline passed while they waited for a thread or a batch: not started.",
+            ["model", "version"], registry=self.registry,
+        )  # fmt: skip
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
@@ -103,6 +111,11 @@ class ServerMetrics:
             self._children[key] = child
         child[0].inc()
         child[1].observe(seconds)
+
+    def expired(self, servable: Any) -> None:
+        """A request to `servable` (a loaded version: its name and version are known ones)
+        dropped unstarted at its deadline. Thread-safe: pool threads call it."""
+        self._expired.labels(servable.model_name, str(servable.version)).inc()
 
     def in_flight(self, model: str) -> Gauge:
         child = self._in_flight_children.get(model)

@@ -1,0 +1,227 @@
+"""One inference path for every protocol (TF Serving REST, v2 REST, v2 gRPC): where a request's
+work runs, and its deadline.
+
+A protocol hands over a `prepare` function (parse, check the limits, decode: everything before
+the model call) and gets back what the returned Job's `encode` makes of the model's outputs.
+
+Where the work runs:
+- on the event loop itself, when the request is small (body up to 64 KiB, images up to 512x512
+  together) and the version has answered such requests in under 2 ms: a small ONNX model takes
+  ~50 us, less than the hop to a thread would cost. A small request that turns out to carry
+  bigger images is moved to the pool before any of them is decoded (TooHeavyForTheLoop);
+- in the inference thread pool otherwise, so health checks, metrics and small requests keep
+  being answered while a 40-million-pixel request decodes;
+- with batching on, the model call runs in the version's batch, the rest as above.
+
+Deadlines: every path has one (`--rest_api_timeout_in_ms`; a gRPC call's own deadline when it
+is sooner). Work whose deadline has passed before it starts is not started: a request that waited
+in the pool's or the batcher's queue past it is dropped there (counted in
+`modelport_requests_expired_total`), and its caller gets 504 / DEADLINE_EXCEEDED at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
+from weakref import WeakKeyDictionary
+
+import numpy as np
+
+from modelport.errors import ModelportError, deadline_exceeded
+from modelport.repository.manager import Servable
+from modelport.runtimes.limits import RequestLimits, TooHeavyForTheLoop
+from modelport.runtimes.signature import PreparedCall
+from modelport.server.batching import Batchers
+
+R = TypeVar("R")
+
+# What may run on the event loop: a body this small (a few rows, or one small encoded image) ...
+LOOP_MAX_BYTES = 64 * 1024
+# ... whose images decode to at most this many pixels together (512x512: ~2 ms of PNG decoding) ...
+LOOP_MAX_PIXELS = 512 * 512
+# ... for a version whose small requests have taken less than this.
+LOOP_MAX_SECONDS = 0.002
+
+
+class Job(NamedTuple, Generic[R]):
+    """A parsed, validated request: the model call it needs and how to answer from its outputs."""
+
+    call: PreparedCall
+    encode: Callable[[dict[str, np.ndarray]], R]
+
+    def answer(self, results: Mapping[str, np.ndarray]) -> R:
+        return self.encode(self.call.finish(results))
+
+
+Prepare = Callable[[RequestLimits], Job[R]]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a request's answer is due (time.monotonic()), and the timeout it came from."""
+
+    at: float
+    seconds: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds, seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def error(self, servable: Servable) -> ModelportError:
+        return deadline_exceeded(servable.model_name, servable.version, self.seconds)
+
+
+class _Cost:
+    """A servable's intrinsic time for a small request: the minimum over a sliding window.
+
+    Noise only ever adds time (a GC pause, the GIL held by another thread, a pool hop), so the
+    minimum is what the work itself costs. An average would let one 20 ms pause push a 60 us
+    model into the thread pool, where GIL hand-offs keep every request slow and the average high.
+    The window is two blocks of 64: the estimate follows a model that really got slower within
+    128 requests.
+    """
+
+    __slots__ = ("_count", "_current", "_previous")
+
+    def __init__(self) -> None:
+        self._previous = self._current = float("inf")  # unknown: the first request uses the pool
+        self._count = 0
+
+    @property
+    def seconds(self) -> float:
+        return min(self._previous, self._current)
+
+    def add(self, seconds: float) -> None:
+        self._current = min(self._current, seconds)
+        self._count += 1
+        if self._count == 64:
+            self._previous, self._current, self._count = self._current, float("inf"), 0
+
+
+class _Expired(Exception):
+    pass
+
+
+class _PerVersion:
+    """What the path keeps per loaded version: its limits (model.yaml's max_batch_size applied),
+    the same for preparing on the loop, and its cost estimate. Made once: not per request."""
+
+    __slots__ = ("cost", "limits", "loop_limits")
+
+    def __init__(self, limits: RequestLimits) -> None:
+        self.limits = limits
+        self.loop_limits = limits.on_the_loop(LOOP_MAX_PIXELS)
+        self.cost = _Cost()
+
+
+class InferencePath:
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        batchers: Batchers | None,
+        limits: RequestLimits,
+        expired: Callable[[Servable], None],
+    ) -> None:
+        self._pool = pool
+        self._batchers = batchers
+        self._limits = limits
+        self._expired = expired  # counts a request dropped, unstarted, at its deadline
+        self._versions: WeakKeyDictionary[Servable, _PerVersion] = WeakKeyDictionary()
+
+    async def run(self, servable: Servable, prepare: Prepare[R], size: int, deadline: Deadline) -> R:
+        """`size`: the request's bytes on the wire, the first measure of how heavy it is."""
+        version = self._versions.get(servable)
+        if version is None:
+            version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
+        small = size <= LOOP_MAX_BYTES
+        if deadline.remaining() <= 0:  # a gRPC call whose own deadline has passed already
+            self._expired(servable)
+            raise deadline.error(servable)
+        if self._batchers is not None:
+            return await self._batched(servable, prepare, version, small, deadline)
+        cost = version.cost
+        if small and cost.seconds < LOOP_MAX_SECONDS:
+            started = time.perf_counter()
+            job = _prepared_on_the_loop(prepare, version)
+            if job is not None:  # else its images are too big for the loop: all of it goes to the pool
+                reply = job.answer(servable.model.run(job.call.feeds, job.call.sources))
+                cost.add(time.perf_counter() - started)
+                return reply
+        reply, seconds = await self._in_pool(servable, _whole(servable, prepare, version.limits), deadline)
+        if small:
+            cost.add(seconds)
+        return reply
+
+    async def _batched(
+        self, servable: Servable, prepare: Prepare[R], version: _PerVersion, small: bool, deadline: Deadline
+    ) -> R:
+        """Prepare (on the loop if small, else in the pool), run in a shared batch, answer."""
+        assert self._batchers is not None
+        on_loop = _prepared_on_the_loop(prepare, version) if small else None
+        job = (
+            on_loop
+            if on_loop is not None
+            else (await self._in_pool(servable, functools.partial(prepare, version.limits), deadline))[0]
+        )
+        if deadline.remaining() <= 0:
+            self._expired(servable)
+            raise deadline.error(servable)
+        future = self._batchers.get(servable).submit(job.call.feeds, job.call.sources)
+        results = await self._awaited(servable, future, deadline)
+        if small:
+            return job.answer(results)
+        reply, _ = await self._in_pool(servable, functools.partial(job.answer, results), deadline)
+        return reply
+
+    async def _in_pool(
+        self, servable: Servable, work: Callable[[], R], deadline: Deadline
+    ) -> tuple[R, float]:
+        """Run `work` in the pool, unless its deadline passes while it waits there."""
+
+        def timed() -> tuple[R, float]:
+            if deadline.remaining() <= 0:
+                self._expired(servable)  # it waited in the queue past its deadline
+                raise _Expired
+            started = time.perf_counter()
+            return work(), time.perf_counter() - started
+
+        return await self._awaited(servable, self._pool.submit(timed), deadline)
+
+    async def _awaited(self, servable: Servable, future: Future[R], deadline: Deadline) -> R:
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(deadline.remaining(), 0))
+        except (TimeoutError, _Expired):
+            # wait_for cancelled the future: a pool or batch task not started yet never will be.
+            if future.cancelled():
+                self._expired(servable)
+            raise deadline.error(servable) from None
+        except asyncio.CancelledError:  # the caller went away (a gRPC call past its own deadline)
+            if future.cancelled():
+                self._expired(servable)
+            raise
+
+
+def _prepared_on_the_loop(prepare: Prepare[R], version: _PerVersion) -> Job[R] | None:
+    """The prepared request, or None when its images are more than the loop may decode."""
+    try:
+        return prepare(version.loop_limits)
+    except TooHeavyForTheLoop:
+        return None
+
+
+def _whole(servable: Servable, prepare: Prepare[R], limits: RequestLimits) -> Callable[[], R]:
+    """Prepare, run and encode: a request's whole work, for a pool thread."""
+
+    def work() -> R:
+        job = prepare(limits)
+        return job.answer(servable.model.run(job.call.feeds, job.call.sources))
+
+    return work
