@@ -177,6 +177,21 @@ def test_a_big_body_that_keeps_flowing_is_not_cut(quick: Server) -> None:
     assert elapsed > 2 * TIMEOUT  # it really took longer than the base limit
 
 
+def test_a_body_refused_with_413_that_then_stalls_is_closed_without_a_second_answer(quick: Server) -> None:
+    """A body declared over --max_request_bytes is answered 413 at once; if the client then
+    neither sends the rest nor closes, the connection is closed at the body limit, with nothing
+    more written."""
+    head = b"POST /v1/models/half:predict HTTP/1.1\r\nhost: x\r\ncontent-length: 3000000\r\n\r\n"
+    with _connect(quick) as conn:
+        conn.sendall(head + b"{" * 1000)
+        started = time.monotonic()
+        responses = Responses(conn)
+        status, _, body = responses.next()
+        assert status == 413 and b"--max_request_bytes" in body
+        assert _until_closed(conn) == b"" and responses.buffer == b""
+        assert time.monotonic() - started < TIMEOUT + 5
+
+
 def test_idle_connections_are_closed(quick: Server) -> None:
     """A connection that sends nothing is closed after the header limit (no 408: nothing was asked);
     a keep-alive connection idle after its answer after --keep_alive_timeout_seconds; one that

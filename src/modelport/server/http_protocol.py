@@ -165,24 +165,25 @@ class _OneWrite:
 # 431 and the connection closed. 64 KiB is 8x what nginx (8 KiB buffers) and Node (16 KiB) take by
 # default; neither httptools nor uvicorn has any limit (400 MiB of headers were read, then answered).
 MAX_HEADER_BYTES = 64 * 1024
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 41\r\nconnection: close\r\n\r\nthe request's headers exceed 65536 bytes\n"
-)
-_HEAD_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 48\r\nconnection: close\r\n\r\nthe request's headers did not arrive in time\n\n\n\n"
-)
-_BODY_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 48\r\nconnection: close\r\n\r\nthe request's body did not arrive fast enough\n\n\n"
-)
 _HEALTH_PATHS = frozenset((b"/healthz", b"/readyz", b"/v2/health/live", b"/v2/health/ready"))
 # After a refusal (431, 408) the server stops reading requests but takes in (and drops) what the
 # client is still sending, for this long or this much: closing with unread bytes makes the kernel
 # send a reset, which can destroy the answer before the client has read it.
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 1024 * 1024
+
+
+def _plain(status: bytes, text: bytes) -> bytes:
+    """A whole answer the protocol writes itself, closing the connection."""
+    return (
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: "
+        + str(len(text)).encode() + b"\r\nconnection: close\r\n\r\n" + text
+    )  # fmt: skip
+
+
+_TOO_LARGE = _plain(b"431 Request Header Fields Too Large", b"the request's headers exceed 65536 bytes\n")
+_HEAD_TIMEOUT = _plain(b"408 Request Timeout", b"the request's headers did not arrive in time\n")
+_BODY_TIMEOUT = _plain(b"408 Request Timeout", b"the request's body did not arrive fast enough\n")
 
 
 @dataclass(frozen=True)
@@ -399,9 +400,11 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
         if self.loop.time() < self._body_deadline:  # the body kept coming: more time
             self._body_timer = self.loop.call_at(self._body_deadline, self._body_timed_out)
         elif self.cycle is not None and self.cycle.response_started:
-            # Answered already (413): the rest of its body is not wanted.
+            # Answered already (413): the rest of its body is not wanted. Close now if the answer
+            # is out, else once it is.
             self.cycle.keep_alive = False
-            self.transport.close()
+            if self.cycle.response_complete:
+                self.transport.close()
         else:
             self.logger.warning("a request's body did not arrive in time: 408")
             self._refuse(_BODY_TIMEOUT, to_current=True)
