@@ -6,6 +6,7 @@ wheels. The image is built and run for real in tests/kube/test_build_image.py.""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -30,6 +31,10 @@ def _build(*args: str, home: Path) -> Result:
 def _only(source: str, out: Path, home: Path, *args: str) -> Result:
     """--dockerfile-only -o OUT: the context, no image."""
     return _build(source, *args, "--dockerfile-only", "-o", str(out), home=home)
+
+
+def _flat(dockerfile: Path) -> str:
+    return re.sub(r"\s*\\\n\s*", " ", dockerfile.read_text())
 
 
 def _labels(context: Path) -> dict[str, str]:
@@ -191,7 +196,7 @@ def test_the_builders_command_lines() -> None:
 def test_the_modelport_wheel_is_the_running_package_with_its_data_and_command(tmp_path: Path) -> None:
     out = tmp_path / "ctx"
     assert _build("--no-model", "--dockerfile-only", "-o", str(out), home=tmp_path).exit_code == 0
-    (wheel,) = (out / "wheels").iterdir()
+    (wheel,) = (out / "dist").iterdir()
     names = zipfile.ZipFile(wheel).namelist()
     for name in ("modelport/kube/dockerfile.py", "modelport/examples/mnist/model.onnx", "modelport/py.typed"):
         assert name in names
@@ -200,6 +205,16 @@ def test_the_modelport_wheel_is_the_running_package_with_its_data_and_command(tm
     entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
     assert "modelport = modelport.cli:main" in entry_points
     assert f"{info}/RECORD" in names and f"{info}/METADATA" in names
+
+
+def test_offline_pins_what_it_packs(tmp_path: Path) -> None:
+    out = tmp_path / "ctx"
+    result = _build("--no-model", "--offline", "--dockerfile-only", "-o", str(out), home=tmp_path)
+    assert result.exit_code == 0, result.output
+    pins = dict(line.split("==") for line in (out / "wheels" / "requirements.txt").read_text().split())
+    wheels = {p.name.split("-")[0].lower(): p.name.split("-")[1] for p in (out / "wheels").glob("*.whl")}
+    assert {k.lower().replace("-", "_"): v for k, v in pins.items()} == wheels
+    assert "onnxruntime" in wheels
 
 
 def test_offline_takes_every_runtime_dependency_and_no_test_tool() -> None:
@@ -216,7 +231,10 @@ def test_given_wheels_join_the_context_and_the_build_uses_no_index(tmp_path: Pat
     result = _build("--no-model", "--wheels", str(given), "--dockerfile-only", "-o", str(out), home=tmp_path)
     assert result.exit_code == 0, result.output
     assert (out / "wheels" / "click-8.1.0-py3-none-any.whl").is_file()
-    assert "--no-index" in (out / "Dockerfile").read_text()
+    assert "--no-index --find-links /wheels --requirement" in _flat(out / "Dockerfile")
+    assert "uvicorn[standard]>=0.30" in (out / "wheels" / "requirements.txt").read_text().splitlines()
     shutil.rmtree(out)
     assert _build("--no-model", "--dockerfile-only", "-o", str(out), home=tmp_path).exit_code == 0
-    assert "--no-index" not in (out / "Dockerfile").read_text()  # the dependencies come from the index
+    # the dependencies come from the index
+    assert "--no-index --find-links /wheels --requirement" not in _flat(out / "Dockerfile")
+    assert sorted(p.name for p in (out / "wheels").iterdir()) == ["requirements.txt"]

@@ -18,6 +18,7 @@ import base64
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -128,6 +129,19 @@ def _engine() -> Iterator[Engine]:
         log.close()
 
 
+def _drop_older_builds(engine: Engine, build_output: str) -> None:
+    """Keep the cache dir from growing with every change of the code: untagged images this
+    build did not make or reuse (an older build's install stage) are removed; its own stay as
+    the next run's layer cache."""
+    used = set(re.findall(r"---> ([0-9a-f]{12})\b", build_output))
+    if not used:  # not the classic builder's output: leave everything
+        return
+    dangling = engine.docker("images", "--quiet", "--filter", "dangling=true").stdout.split()
+    stale = sorted(set(dangling) - used)
+    if stale:
+        engine.docker("rmi", *stale, check=False)
+
+
 def _modelport(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "modelport", *args], env=env, capture_output=True, text=True,
                           timeout=900, check=False)  # fmt: skip
@@ -169,6 +183,7 @@ def test_the_mnist_image_builds_offline_serves_digits_as_non_root_and_stops_on_s
     built = _modelport("build", "registry://mnist@production", "-t", IMAGE, "--base-image", BASE_IMAGE,
                        "--offline", "--network", "none", env=env)  # fmt: skip
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    _drop_older_builds(engine, built.stdout)
     inspected = engine.docker("image", "inspect", "--format", "{{json .Config.Labels}}", IMAGE)
     labels = json.loads(inspected.stdout)
     assert labels["modelport.model.name"] == "mnist" and labels["modelport.model.version"] == "1"

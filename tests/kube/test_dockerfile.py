@@ -49,14 +49,24 @@ def test_the_models_are_verified_in_a_stage_of_their_own_and_only_they_reach_the
     assert '"-m", "modelport.kube.verify", "/models"]' in lines[lines.index("COPY models/ /models/") + 1]
     assert "COPY --from=models /models /models" in lines
     assert "COPY --from=install /opt/modelport /opt/modelport" in lines
-    assert not any("/wheels" in line for line in lines[lines.index("FROM python:3.11-slim") :])
+    final = lines[lines.index("FROM python:3.11-slim") :]
+    assert not any("/wheels" in line or "/dist" in line for line in final)
 
 
 def test_offline_installs_from_the_context_wheels_alone() -> None:
-    offline = render_dockerfile(ImageSpec("0.1.0", WHEEL, (MNIST,), offline=True))
-    online = render_dockerfile(ImageSpec("0.1.0", WHEEL, (MNIST,), offline=False))
-    assert f"--no-index --find-links /wheels /wheels/{WHEEL}" in " ".join(_instructions(offline))
-    assert "--no-index" not in online and f"/wheels/{WHEEL}" in online
+    offline = _instructions(render_dockerfile(ImageSpec("0.1.0", WHEEL, (MNIST,), offline=True)))
+    online = _instructions(render_dockerfile(ImageSpec("0.1.0", WHEEL, (MNIST,), offline=False)))
+    deps = "--find-links /wheels --requirement /wheels/requirements.txt"
+    assert f"--no-index {deps}" in " ".join(offline)
+    assert f"--no-index {deps}" not in " ".join(online) and deps in " ".join(online)
+
+
+def test_modelport_goes_in_after_its_dependencies_in_a_layer_of_its_own() -> None:
+    """A new modelport (a code change) rebuilds one small layer, not every dependency."""
+    lines = _instructions(render_dockerfile(ImageSpec("0.1.0", WHEEL, (MNIST,))))
+    deps = next(i for i, line in enumerate(lines) if "--requirement /wheels/requirements.txt" in line)
+    assert lines[deps + 1] == f"COPY dist/{WHEEL} /dist/"
+    assert lines[deps + 2].endswith(f"--no-index --no-deps /dist/{WHEEL}")
 
 
 def test_labels_name_the_model_version_checksum_commit_and_modelport_version() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from modelport.errors import Code, ModelportError, invalid
 from modelport.kube import dockerfile
 from modelport.kube.verify import verify_version
-from modelport.kube.wheels import build_modelport_wheel, environment_wheels
+from modelport.kube.wheels import build_modelport_wheel, environment_wheels, runtime_requirements
 from modelport.registry import REGISTRY_SCHEME, Registry, manifest_sha256
 from modelport.repository import layout
 from modelport.repository.config import ModelConfig, VersionPolicy, load_model_config_file
@@ -203,9 +203,13 @@ def write_context(models: tuple[ModelSource, ...], options: BuildOptions, path: 
     path.mkdir(parents=True, exist_ok=True)
     wheels = path / dockerfile.WHEELS_DIR
     wheels.mkdir()
-    own = build_modelport_wheel(wheels)
+    (path / dockerfile.DIST_DIR).mkdir()
+    own = build_modelport_wheel(path / dockerfile.DIST_DIR)
     if options.offline:
-        environment_wheels(wheels)
+        requirements = [f"{d.metadata['Name']}=={d.version}" for d in environment_wheels(wheels)]
+    else:
+        requirements = runtime_requirements()
+    (wheels / "requirements.txt").write_text("\n".join(requirements) + "\n")
     if options.wheels is not None:
         given = sorted(options.wheels.glob("*.whl"))
         if not given:

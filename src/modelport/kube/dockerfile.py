@@ -28,7 +28,8 @@ from modelport.kube import layout
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 VENV = "/opt/modelport"
-WHEELS_DIR = "wheels"  # in the context
+WHEELS_DIR = "wheels"  # in the context: the dependencies' wheels (if any) and requirements.txt
+DIST_DIR = "dist"  # in the context: modelport's own wheel
 MODELS_DIR = "models"  # in the context: <model>/<version>/ as in the image
 CONFIG_NAME = "models.yaml"  # in the context
 CONFIG_PATH = f"{layout.CONFIG_DIR}/{layout.CONFIG_FILE}"
@@ -48,7 +49,7 @@ class ImageModel:
 @dataclass(frozen=True)
 class ImageSpec:
     modelport_version: str
-    modelport_wheel: str  # the file name of modelport's own wheel in the context's wheels/
+    modelport_wheel: str  # the file name of modelport's own wheel in the context's dist/
     models: tuple[ImageModel, ...] = ()
     base_image: str = DEFAULT_BASE_IMAGE
     bake_models: bool = True  # False: --no-model (the models come from a volume at /models)
@@ -82,15 +83,21 @@ def render_labels(spec: ImageSpec) -> dict[str, str]:
 
 
 def _install_stage(spec: ImageSpec) -> list[str]:
+    """The dependencies first, in a layer of their own (from wheels/requirements.txt), then
+    modelport alone: a new modelport (a code change) rebuilds only its own small layer."""
     index = "--no-index " if spec.offline else ""
+    pip = f"{VENV}/bin/pip install --no-cache-dir --disable-pip-version-check"
+    where = " only (no package index, no network)" if spec.offline else " and the package index"
     return [
         f"FROM {spec.base_image} AS install",
-        "# modelport at the exact version that built this file, and its dependencies, from the",
-        "# context's wheels" + (" only (no package index, no network)" if spec.offline else "") + ".",
+        f"# modelport's dependencies, from the context's wheels{where}.",
         f"COPY {WHEELS_DIR}/ /wheels/",
         f"RUN python3 -m venv {VENV} \\",
-        f"    && {VENV}/bin/pip install --no-cache-dir --disable-pip-version-check {index}\\",
-        f"       --find-links /wheels /wheels/{spec.modelport_wheel}",
+        f"    && {pip} {index}\\",
+        "       --find-links /wheels --requirement /wheels/requirements.txt",
+        "# modelport, at the exact version that wrote this file.",
+        f"COPY {DIST_DIR}/{spec.modelport_wheel} /dist/",
+        f"RUN {pip} --no-index --no-deps /dist/{spec.modelport_wheel}",
     ]
 
 

@@ -159,6 +159,20 @@ def runtime_closure(root: str = "modelport") -> list[md.Distribution]:
     return [seen[k] for k in sorted(seen)]
 
 
-def environment_wheels(dest: Path) -> list[Path]:
-    """A wheel per runtime dependency of modelport, packed from this environment."""
-    return [_repack(dist, dest) for dist in runtime_closure()]
+def environment_wheels(dest: Path) -> list[md.Distribution]:
+    """A wheel per runtime dependency of modelport, packed from this environment; returns the
+    distributions packed."""
+    closure = runtime_closure()
+    for dist in closure:
+        _repack(dist, dest)
+    return closure
+
+
+def runtime_requirements() -> list[str]:
+    """modelport's own Requires-Dist, the optional extras' left out (`uvicorn[standard]>=0.30`)."""
+    out = []
+    for line in md.distribution("modelport").requires or []:
+        req = Requirement(line)
+        if req.marker is None or "extra" not in str(req.marker):  # other markers: pip's, in the image
+            out.append(str(req))
+    return out
