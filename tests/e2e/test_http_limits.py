@@ -318,6 +318,21 @@ def test_a_grpc_message_over_the_body_limit_is_resource_exhausted(quick: Server)
     assert struct.unpack("<4f", answer.raw_output_contents[0]) == (2.5, 2.5, 2.5, 2.5)
 
 
+def test_grpc_metadata_over_64_kib_is_resource_exhausted(quick: Server) -> None:
+    """gRPC's headers are capped as REST's are (gRPC's own default would take 8 KiB)."""
+    options = [("grpc.max_metadata_size", 1 << 20)]  # the client's own cap out of the way
+    with grpc.insecure_channel(f"127.0.0.1:{quick.grpc_port}", options=options) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ModelInfer(
+            _raw_request(1), metadata=[("x-pad", "a" * 60_000)], timeout=10
+        ).raw_output_contents
+        for size in (70_000, 1_000_000):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(_raw_request(1), metadata=[("x-pad", "a" * size)], timeout=10)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, size
+            assert "metadata size exceeds" in (caught.value.details() or "")
+
+
 # -- /metrics --
 
 

@@ -222,8 +222,11 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
-        # Metadata (gRPC's headers) capped as REST's header block is (gRPC's own default: 8 KiB).
+        # Metadata (gRPC's headers) capped as REST's header block is: RESOURCE_EXHAUSTED beyond
+        # 64 KiB. Both limits: with the soft one alone, gRPC refuses some calls between it and a
+        # hard limit 1.25x over it, at random.
         ("grpc.max_metadata_size", 64 * 1024),
+        ("grpc.absolute_max_metadata_size", 64 * 1024),
         # A peer that vanished without closing (a dead node, a dropped NAT entry) is found by a ping
         # every minute on an idle connection, unanswered for 20 s; a connection with no call for
         # 10 minutes is closed (clients reconnect on their next call).
