@@ -31,9 +31,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from modelport.examples import write_mnist_repository
 from modelport.kube import layout
+from modelport.kube.pods import PodOptions
+from modelport.kube.render import load_objects_from, render_kubernetes
 from modelport.registry import Registry
 from support import poll
 
@@ -42,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = (ROOT / "build" / "test-cache" / "docker").resolve()
 BASE_IMAGE = "local/debian-python:bookworm"
 IMAGE = "modelport-test/mnist:1"
+EXAMPLE = ROOT / "examples" / "mnist"
 SAMPLES = ROOT / "src" / "modelport" / "examples" / "mnist" / "samples"
 pytestmark = pytest.mark.timeout(1200)  # a first run debootstraps and installs every wheel
 Done = subprocess.CompletedProcess[str]
@@ -165,29 +169,42 @@ def _predict(engine: Engine, container: str, png: Path, path: str = "mnist") -> 
     return result
 
 
-def _ready(engine: Engine, container: str) -> bool:
-    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/readyz', timeout=2)"
+def _ready(engine: Engine, container: str, url: str = "http://127.0.0.1:8501/readyz") -> bool:
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
     return engine.docker("exec", container, "python3", "-c", probe, timeout=30, check=False).returncode == 0
 
 
-def test_the_mnist_image_builds_offline_serves_digits_as_non_root_and_stops_on_sigterm(
-    engine: Engine, tmp_path: Path
-) -> None:
-    home = tmp_path / "home"
-    registry = Registry.open(home)
-    example = write_mnist_repository(tmp_path / "example" / "mnist")
+@dataclass(frozen=True)
+class Built:
+    image: str
+    sha256: str  # the registry's, of the published version
+    output: str  # what `modelport build` printed
+
+
+@pytest.fixture(scope="module")
+def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The README's command: the MNIST example published, labelled production, built."""
+    tmp = tmp_path_factory.mktemp("build")
+    registry = Registry.open(tmp / "home")
+    example = write_mnist_repository(tmp / "example" / "mnist")
     registry.publish("mnist", example, metrics={"accuracy": 0.96})
     registry.label("mnist", "production", 1)
-    env = {**engine.env, "MODELPORT_HOME": str(home)}
+    env = {**engine.env, "MODELPORT_HOME": str(tmp / "home")}
+    done = _modelport("build", "registry://mnist@production", "-t", IMAGE, "--base-image", BASE_IMAGE,
+                      "--offline", "--network", "none", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _drop_older_builds(engine, done.stdout)
+    return Built(IMAGE, registry.version("mnist", 1).sha256, done.stdout + done.stderr)
 
-    built = _modelport("build", "registry://mnist@production", "-t", IMAGE, "--base-image", BASE_IMAGE,
-                       "--offline", "--network", "none", env=env)  # fmt: skip
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    _drop_older_builds(engine, built.stdout)
+
+def test_the_mnist_image_builds_offline_serves_digits_as_non_root_and_stops_on_sigterm(
+    engine: Engine, built: Built
+) -> None:
+    assert f"built {IMAGE}" in built.output
     inspected = engine.docker("image", "inspect", "--format", "{{json .Config.Labels}}", IMAGE)
     labels = json.loads(inspected.stdout)
     assert labels["modelport.model.name"] == "mnist" and labels["modelport.model.version"] == "1"
-    assert labels["modelport.model.sha256"] == registry.version("mnist", 1).sha256
+    assert labels["modelport.model.sha256"] == built.sha256
 
     name = f"modelport-test-{os.getpid()}"
     engine.docker("run", "-d", "--name", name, "--pull", "never", "--network", "none", "--read-only", IMAGE)
@@ -240,3 +257,43 @@ def test_a_context_tampered_after_it_was_written_fails_the_image_build(
                          timeout=900, check=False)  # fmt: skip
     assert done.returncode != 0
     assert "/models/mnist/1/model.onnx: sha256" in done.stdout + done.stderr
+
+
+def test_the_rendered_pod_runs_on_the_built_image(engine: Engine, built: Built, tmp_path: Path) -> None:
+    """What `modelport render` writes for examples/mnist, run on the image the way the kubelet
+    would: the container's command and args, its ConfigMap mounted read-only over /etc/modelport,
+    the security context (its uid and gid, read-only root, every capability dropped, no privilege
+    escalation), /tmp a scratch volume; ready by its readiness probe; then its preStop command,
+    and SIGTERM with its grace period."""
+    files = render_kubernetes(load_objects_from([EXAMPLE]), PodOptions(built.image)).files
+    pod = yaml.safe_load(files["deployment-mnist.yaml"])["spec"]["template"]["spec"]
+    config = yaml.safe_load(files["configmap-mnist-model-config.yaml"])["data"][layout.CONFIG_FILE]
+    (container,) = pod["containers"]
+    etc = tmp_path / "etc"
+    etc.mkdir(mode=0o755)
+    etc.chmod(0o755)  # the Pod's user reads it
+    (etc / layout.CONFIG_FILE).write_text(config)
+    (etc / layout.CONFIG_FILE).chmod(0o644)
+    user = f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not container["securityContext"]["allowPrivilegeEscalation"]
+    name = f"modelport-test-pod-{os.getpid()}"
+    engine.docker(
+        "run", "-d", "--name", name, "--pull", "never", "--network", "none", "--read-only",
+        "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--tmpfs", "/tmp", "--volume", f"{etc}:{layout.CONFIG_DIR}:ro",
+        "--entrypoint", container["command"][0], built.image, *container["args"],
+    )  # fmt: skip
+    try:
+        port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+        ready = f"http://127.0.0.1:{port}{container['readinessProbe']['httpGet']['path']}"
+        late = poll(lambda: _ready(engine, name, ready), 120, 0.5)
+        assert late is None, f"not ready in 120 s{late}\n" + engine.docker("logs", name, check=False).stderr
+        answer = _predict(engine, name, SAMPLES / "digit-3.png")
+        assert answer["predictions"][0]["classes"] == 3  # type: ignore[index]
+        engine.docker("exec", name, *container["lifecycle"]["preStop"]["exec"]["command"])
+        grace = pod["terminationGracePeriodSeconds"]
+        engine.docker("stop", "-t", str(grace), name, timeout=grace + 60)
+        assert json.loads(engine.docker("inspect", "--format", "{{json .State.ExitCode}}", name).stdout) == 0
+    finally:
+        engine.docker("rm", "--force", name, check=False)
