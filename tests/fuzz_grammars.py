@@ -11,6 +11,7 @@ the model."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import math
 import struct
@@ -166,8 +167,9 @@ def _columns(draw: st.DrawFn, model: str, exact: bool) -> Any:
 
 
 @st.composite
-def v1_request(draw: st.DrawFn) -> tuple[str, bytes]:
-    """(path, body) for :predict, :classify or :regress on a served model."""
+def v1_request(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    """(path, body, headers) for :predict, :classify or :regress on a served model; the body
+    sometimes gzipped (or only said to be)."""
     exact = draw(st.booleans())
     model = draw(st.sampled_from(sorted(MODELS)))
     verb = draw(st.sampled_from(["predict", "predict", "classify", "regress"]))
@@ -195,7 +197,14 @@ def v1_request(draw: st.DrawFn) -> tuple[str, bytes]:
     body = json.dumps(doc).encode()  # NaN and Infinity as TF Serving's tokens
     if not exact and draw(st.integers(0, 9)) == 0:
         body = draw(st.sampled_from([body[: len(body) // 2], b"[" * 100 + body, body + b"}", b""]))
-    return f"/v1/models/{model}{where}:{verb}", body
+    headers = {"content-type": "application/json"}
+    encoding = draw(st.sampled_from(["", "", "", "gzip", "gzip", "gzip-claimed"]))
+    if encoding:
+        headers["content-encoding"] = "gzip"
+        body = gzip.compress(body) if encoding == "gzip" else body
+        if not exact and draw(st.booleans()):
+            body = body[: len(body) // 2]
+    return f"/v1/models/{model}{where}:{verb}", body, headers
 
 
 # -- Open Inference Protocol v2: JSON and binary --

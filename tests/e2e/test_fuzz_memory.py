@@ -39,7 +39,7 @@ def _cases() -> list[tuple[str, Any]]:
     """CASES requests from the grammars, the same ones every run."""
     drawn: list[tuple[str, Any]] = []
     strategy = st.one_of(
-        v1_request().map(lambda c: ("rest", (c[0], c[1], {"content-type": "application/json"}))),
+        v1_request().map(lambda c: ("rest", c)),
         v2_request().map(lambda c: ("rest", c)),
         grpc_request().map(lambda r: ("grpc", r)),
     )

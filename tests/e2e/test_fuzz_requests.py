@@ -1,7 +1,8 @@
 """A property-based fuzzer over every request grammar the model server takes (README, "Errors":
 bad input is a 4xx naming the problem, never a 5xx), against a live `modelport serve` of
 half_plus_two, the MNIST example and a model of five inputs of five dtypes (tests/fuzz_support.py):
-TF Serving v1 JSON, v2 JSON, the v2 binary extension, gRPC ModelInfer (tests/fuzz_grammars.py).
+TF Serving v1 JSON (gzipped or not), v2 JSON, the v2 binary extension, gRPC ModelInfer
+(tests/fuzz_grammars.py).
 
 Every answer is < 500 and a 4xx carries `{"error": <a message>}`; over gRPC no call ends INTERNAL
 or UNKNOWN, and a refused one says why. Deterministic (derandomized, no example database) and
@@ -67,12 +68,10 @@ def assert_answered(answer: requests.Response, request: object) -> None:
 @FUZZ
 @given(case=v1_request())
 def test_tf_serving_json_requests_get_no_5xx(
-    server: Server, session: requests.Session, case: tuple[str, bytes]
+    server: Server, session: requests.Session, case: tuple[str, bytes, dict[str, str]]
 ) -> None:
-    path, body = case
-    answer = session.post(
-        server.url + path, data=body, headers={"content-type": "application/json"}, timeout=10
-    )
+    path, body, headers = case
+    answer = session.post(server.url + path, data=body, headers=headers, timeout=10)
     assert_answered(answer, case)
 
 
