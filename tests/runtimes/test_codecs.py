@@ -103,3 +103,22 @@ def test_softmax_argmax_labels() -> None:
     assert codecs.argmax(logits).tolist() == [1, 0]
     assert codecs.label(codecs.argmax(logits), ("a", "b", "c")).tolist() == ["b", "a"]
     np.testing.assert_allclose(codecs.sigmoid(np.array([0.0])), [0.5])
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        # The fuzzer's find (tests/e2e/test_fuzz_memory.py): a JPEG's magic alone, 3 bytes. Naming
+        # its format ran a plugin's magic test that reads 4 bytes: a struct.error, answered
+        # 500 "unpack_from requires a buffer of at least 4 bytes ... (actual buffer size is 3)".
+        pytest.param(b"\xff\xd8\xff", "a broken JPEG file", id="JPEG magic, 3 bytes"),
+        # A PNG cut inside its IHDR chunk was Pillow's OSError "Truncated File Read", also a 500.
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", "a broken PNG file", id="PNG cut in IHDR"),
+        pytest.param(b"\x89PNG\r\n\x1a\n", "a broken PNG file", id="PNG magic alone"),
+    ],
+)
+def test_an_image_cut_short_is_a_400_naming_its_format(data: bytes, named: str) -> None:
+    with pytest.raises(ModelportError) as caught:
+        codecs.decode_image(data, MNIST)
+    assert caught.value.http_status == 400
+    assert caught.value.message == f"cannot decode image: {named}"

@@ -122,6 +122,16 @@ CASES = [
     ),
     pytest.param(V2, *_v2(_x([0, HUGE], 0), b""), ELEMENTS, id="v2 binary [0, 2**62]"),
     pytest.param(V2, *_v2(_x([0, HUGE], data=[])), ELEMENTS, id="v2 JSON [0, 2**62]"),
+    # Found by the fuzzer (tests/e2e/test_fuzz_memory.py): a 500 "unpack_from requires a buffer
+    # of at least 4 bytes" while naming the format of an image that is a JPEG's 3-byte magic.
+    pytest.param(
+        "/v1/models/mnist:predict", b'{"instances": [{"b64": "/9j/"}]}', {},
+        "cannot decode image: a broken JPEG file", id="v1 image ff d8 ff",
+    ),
+    pytest.param(
+        "/v2/models/mnist/infer", *_v2(_image([{"b64": "/9j/"}])),
+        "cannot decode image: a broken JPEG file", id="v2 image ff d8 ff",
+    ),
 ]  # fmt: skip
 
 

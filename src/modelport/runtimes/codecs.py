@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, PngImagePlugin
 
 from modelport.errors import invalid
 from modelport.runtimes.metadata import ImageSpec
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# What Pillow's parsers raise on bytes that are cut short or corrupt: its own `Image.open` takes
+# SyntaxError, IndexError, TypeError and struct.error from a plugin to mean "not this format";
+# past that, OSError (UnidentifiedImageError, "Truncated File Read"), EOFError and ValueError.
+# A PNG cut in its IHDR was an OSError, and a 500 (as was a JPEG's 3-byte magic, in `_accepts`).
+_BROKEN = (OSError, EOFError, ValueError, SyntaxError, IndexError, TypeError, struct.error)
 
 # The formats the README documents. Pillow would otherwise try each of its ~45 plugins (TIFF,
 # PSD, FITS, ...), each a parser of untrusted bytes that nobody here tests or needs.
@@ -37,7 +43,7 @@ def open_image(data: bytes, spec: ImageSpec) -> Image.Image:
             image: Image.Image = PngImagePlugin.PngImageFile(io.BytesIO(data))
         else:
             image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-    except (UnidentifiedImageError, SyntaxError) as exc:
+    except _BROKEN as exc:
         raise invalid(f"cannot decode image: {unreadable(data)}") from exc
     width, height = image.size
     if width * height > spec.max_pixels:
@@ -52,7 +58,17 @@ def sniff_format(data: bytes) -> str | None:
     each plugin's `accept` test looks at the first 16 bytes and parses nothing."""
     Image.init()
     prefix = data[:16]
-    return next((f for f in Image.ID if (accept := Image.OPEN[f][1]) and accept(prefix)), None)
+    return next((f for f in Image.ID if _accepts(f, prefix)), None)
+
+
+def _accepts(plugin: str, prefix: bytes) -> bool:
+    """A plugin's own test of the magic bytes; some read past a short prefix (JPEG's unpacks 4
+    bytes where `ff d8 ff` has 3), which means "not this one", not an error."""
+    accept = Image.OPEN[plugin][1]
+    try:
+        return bool(accept and accept(prefix))
+    except _BROKEN:
+        return False
 
 
 def unreadable(data: bytes) -> str:
@@ -70,7 +86,7 @@ def _pixels(image: Image.Image, mode: str) -> np.ndarray:
         if image.mode != mode:
             image = _flatten_alpha(image).convert(mode)
         return np.asarray(image)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _BROKEN as exc:
         raise invalid(f"cannot decode image: {exc}") from exc
 
 
