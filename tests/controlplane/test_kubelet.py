@@ -15,7 +15,7 @@ from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder, iso
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.supervisor import BackOffPolicy
-from modelport.testing import FakeClock, FakeLauncher, FakeProcess
+from modelport.testing import FakeClock, FakeLauncher, FakeProcess, InlineProber
 
 Obj = dict[str, Any]
 NOT_READY = (False, "HTTP probe failed with statuscode: 503: version 1 of m is LOADING")
@@ -42,7 +42,7 @@ class World:
         self.probes = Probes()
         self.kubelet = Kubelet(
             self.store, self.clock, self.events, tmp_path / "pods", BackOffPolicy(initial_seconds=10.0),
-            grace_seconds=10.0, launcher=self.launcher, probe=self.probes,
+            grace_seconds=10.0, launcher=self.launcher, prober=InlineProber(self.probes),
         )  # fmt: skip
 
     def pod(self, name: str = "web-0", **spec: Any) -> None:

@@ -88,6 +88,7 @@ def test_a_replica_whose_model_is_missing_never_gets_ready(
     for _ in range(5):  # five probe periods, each a real probe of the running server
         clock.advance(replica.readiness.period_seconds)
         supervisor.tick()
+        _until(supervisor, clock, lambda: "readiness" not in replica.probing)  # its answer is in
         assert not replica.ready and replica.message.startswith("Readiness probe failed: HTTP probe failed")
     assert replica.pid is not None and replica.restarts == 0  # alive (liveness passes), just not ready
     status = requests.get(f"http://127.0.0.1:{replica.port}/readyz").json()

@@ -6,7 +6,10 @@ in-flight requests and p99 with their values."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,45 @@ def test_a_replica_failing_its_liveness_probe_is_restarted(
     assert "Liveness probe failed: HTTP probe failed with statuscode: 404" in described
     assert "BackOff" in described
     plane.cli("delete", "deployment", "unwell")
+
+
+def _ready_pods(plane: Plane, app: str) -> int:
+    pods = [p for p in plane.json("get", "pods")["items"] if p["metadata"]["labels"].get("app") == app]
+    return sum(1 for p in pods if p.get("status", {}).get("ready"))
+
+
+def test_a_frozen_replica_stalls_no_other_deployment(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """One replica stopped with SIGSTOP (its port still accepts connections; nothing answers).
+    Its readiness probe may wait 30 s: the other Deployment is scaled and its new replica probed
+    and ready meanwhile, in seconds (were probes run one after another in the controllers' loop,
+    every round would wait those 30 s first). The frozen one fails its liveness probe twice (2 s
+    each) and is restarted, as its probes say."""
+    _apply(plane, tmp_path, "frozen", models["half"], "half",
+           readinessProbe={"timeoutSeconds": 30},
+           livenessProbe={"path": "/healthz", "timeoutSeconds": 2, "failureThreshold": 2})  # fmt: skip
+    _apply(plane, tmp_path, "busy", models["half"], "half")
+    plane.cli("rollout", "status", "deployment/frozen")
+    plane.cli("rollout", "status", "deployment/busy")
+    pid = int(_pod(plane, "frozen")["status"]["pid"])
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        plane.cli("scale", "deployment/busy", "--replicas", "2")
+        plane.wait(lambda: _ready_pods(plane, "busy") == 2, 60, "busy's second replica to be ready")
+        scaled = time.monotonic() - began
+        plane.wait(lambda: _restarts(plane, "frozen") >= 1, 60, "the frozen replica to be restarted")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGCONT)  # were it not killed, let it go on (and be stopped)
+    assert scaled < 20, f"busy took {scaled:.1f} s to scale while another replica was frozen"
+    described = plane.cli("describe", "pod", _pod(plane, "frozen")["metadata"]["name"]).stdout
+    assert "Liveness probe failed: Get http://127.0.0.1:" in described
+    assert "/healthz: context deadline exceeded (no answer within 2 s)" in described
+    plane.wait(lambda: _ready_pods(plane, "frozen") == 1, 60, "the restarted replica to be ready")
+    plane.cli("delete", "deployment", "frozen")
+    plane.cli("delete", "deployment", "busy")
 
 
 def _top(plane: Plane, app: str) -> list[str] | None:

@@ -55,3 +55,13 @@ def test_modelport_apply_refuses_the_file_naming_the_field(tmp_path: Path) -> No
     result = CliRunner().invoke(cli, ["apply", "-f", str(file)], env={"MODELPORT_HOME": str(tmp_path)})
     assert result.exit_code != 0
     assert f"spec.template.spec.livenessProbe.path: {RULE}" in result.output
+
+
+@pytest.mark.parametrize("probe", ["readinessProbe", "livenessProbe"])
+def test_a_probe_timeout_over_60_s_is_refused(probe: str) -> None:
+    """A probe waits at most 60 s for its answer (README, "Probes"): more is refused by name."""
+    with pytest.raises(ModelportError) as caught:
+        load_objects(DEPLOY.replace("PROBE", probe).replace('path: "PATH"', "timeoutSeconds: 61"))
+    assert f"spec.template.spec.{probe}.timeoutSeconds: must be at most 60, got 61" in caught.value.message
+    (deployment,) = load_objects(DEPLOY.replace("PROBE", probe).replace('path: "PATH"', "timeoutSeconds: 60"))
+    assert deployment.spec.template.spec.model_dump(by_alias=True)[probe]["timeoutSeconds"] == 60  # type: ignore[union-attr]

@@ -24,10 +24,10 @@ from modelport.dataplane.launcher import Launcher
 from modelport.dataplane.process import processes_with
 from modelport.dataplane.supervisor import (
     BackOffPolicy,
+    Prober,
     ProbeSpec,
     Replica,
     Supervisor,
-    http_probe,
     stop_replica,
 )
 from modelport.errors import ModelportError
@@ -71,7 +71,7 @@ class Kubelet:
         backoff: BackOffPolicy | None = None,
         grace_seconds: float = 10.0,
         launcher: Launcher | None = None,
-        probe: Callable[[int, str, float], tuple[bool, str]] = http_probe,
+        prober: Prober | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -79,7 +79,7 @@ class Kubelet:
         self.workdir = workdir
         self._backoff = backoff or BackOffPolicy()
         self._grace = grace_seconds
-        self.supervisor = Supervisor(clock, probe=probe, launcher=launcher)
+        self.supervisor = Supervisor(clock, prober=prober, launcher=launcher)
         self._written: dict[str, Obj] = {}
         self._stopping: set[str] = set()
         self._lock = threading.Lock()

@@ -5,7 +5,13 @@ A replica is `modelport serve` on 127.0.0.1 with ports the OS picks (the server 
 port file, so there is no race for a port), its output appended to a log file, its memory
 limited where the OS allows. Probes are HTTP GETs against the server's own health endpoints:
 readiness (`/readyz`: every model has an AVAILABLE version) decides whether it takes traffic,
-liveness (`/healthz`) whether it must be restarted. A replica that exits or fails liveness is
+liveness (`/healthz`) whether it must be restarted. Probes run concurrently, each in a thread of
+its own (Kubernetes: a goroutine per probe), and `tick()` never waits for one: it starts the
+probes that are due and reads the answers that have come in. A probe that has not answered
+within its `timeoutSeconds` (at most 60) has failed. So a replica that is frozen (stopped, or
+its event loop blocked) costs nobody else anything: it turns unready after one timeout and is
+restarted after `failureThreshold` of them, while every other replica is probed on time and
+the controllers go on reconciling. A replica that exits or fails liveness is
 restarted after the CrashLoopBackOff delay: 10 s, doubled at each restart, at most 300 s, back to
 10 s once it has run for 10 minutes — Kubernetes' numbers, each settable.
 """
@@ -21,8 +27,10 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from modelport.clock import Clock
 from modelport.dataplane.launcher import Launcher, Limits, Process, SubprocessLauncher
@@ -74,7 +82,59 @@ def http_probe(port: int, path: str, timeout: float) -> tuple[bool, str]:
         return False, f"HTTP probe failed with statuscode: {exc.code}: {body}"
     except (OSError, urllib.error.URLError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            return False, timed_out(port, path, timeout)
         return False, f"Get http://127.0.0.1:{port}{path}: {reason}"
+
+
+def timed_out(port: int, path: str, timeout: float) -> str:
+    """Why a probe failed that got no answer in time (Kubernetes' words, and the time)."""
+    return f"Get http://127.0.0.1:{port}{path}: context deadline exceeded (no answer within {timeout:g} s)"
+
+
+ProbeResult = tuple[bool, str]  # (success, the detail: why it failed, in words)
+ProbeFunction = Callable[[int, str, float], ProbeResult]  # (port, path, timeout)
+
+
+class Prober(Protocol):
+    """Starts one probe; its answer comes later, in the future returned (a probe may take up to
+    its timeout). None: not started now (too many under way); the supervisor tries next round."""
+
+    def start(self, port: int, path: str, timeout: float) -> Future[ProbeResult] | None: ...
+
+
+class ThreadProber:
+    """Each probe in a daemon thread of its own, at most `limit` at once. Daemon: a probe of a
+    frozen replica waiting out its timeout never holds up the control plane's exit."""
+
+    def __init__(self, probe: ProbeFunction = http_probe, limit: int = 256) -> None:
+        self._probe = probe
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def start(self, port: int, path: str, timeout: float) -> Future[ProbeResult] | None:
+        if not self._slots.acquire(blocking=False):
+            return None
+        future: Future[ProbeResult] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self._probe(port, path, timeout))
+            except Exception as exc:  # a probe function that fails is a failed probe
+                future.set_result((False, f"probe error: {exc}"))
+            finally:
+                self._slots.release()
+
+        threading.Thread(target=run, name=f"probe-{port}{path}", daemon=True).start()
+        return future
+
+
+@dataclass
+class _Probing:
+    """A probe under way: its answer to come, when it was started, what it probes."""
+
+    future: Future[ProbeResult]
+    started: float
+    spec: ProbeSpec
 
 
 def _memory_limit(text: str | None) -> int | None:
@@ -108,10 +168,16 @@ class Replica:
     _ready_streak: int = 0
     _live_failures: int = 0
     _last_probe: float = -1e9
+    _probing: dict[str, _Probing] = field(default_factory=dict)  # "readiness"/"liveness" under way
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
+
+    @property
+    def probing(self) -> set[str]:
+        """The kinds of probe under way ("readiness", "liveness"): started, not answered yet."""
+        return set(self._probing)
 
     @property
     def pid(self) -> int | None:
@@ -125,13 +191,13 @@ class Supervisor:
         self,
         clock: Clock,
         command: Sequence[str] | None = None,
-        probe: Callable[[int, str, float], tuple[bool, str]] = http_probe,
+        prober: Prober | None = None,
         launcher: Launcher | None = None,
     ) -> None:
         self._clock = clock
         self._launcher = launcher or SubprocessLauncher()
         self._command = list(command or [sys.executable, "-m", "modelport", "serve"])
-        self._probe = probe
+        self._prober = prober or ThreadProber()
         self.replicas: dict[str, Replica] = {}
 
     def add(self, replica: Replica) -> Replica:
@@ -177,39 +243,72 @@ class Supervisor:
             self._probe_round(replica, now)
 
     def _probe_round(self, replica: Replica, now: float) -> None:
+        """Take in the answers that have come (or the timeouts), start the probes that are due
+        (one of each kind under way at a time), and take in any of those already answered."""
         assert replica.port is not None and replica.started_at is not None
+        self._answers(replica, now)
+        if replica.proc is None:
+            return  # restarted by its liveness probe
         period = min(replica.readiness.period_seconds, replica.liveness.period_seconds)
-        if now - replica._last_probe < period:
+        if now - replica._last_probe >= period:
+            replica._last_probe = now
+            age = now - replica.started_at
+            for kind, spec in (("readiness", replica.readiness), ("liveness", replica.liveness)):
+                if age >= spec.initial_delay_seconds and kind not in replica._probing:
+                    future = self._prober.start(replica.port, spec.path, spec.timeout_seconds)
+                    if future is not None:
+                        replica._probing[kind] = _Probing(future, now, spec)
+            if replica.crash_streak and age >= replica.backoff.reset_after_seconds:
+                replica.crash_streak = 0  # 10 min up: the next crash waits 10 s again
+        self._answers(replica, now)
+
+    def _answers(self, replica: Replica, now: float) -> None:
+        for kind, probing in list(replica._probing.items()):
+            if probing.future.done():
+                ok, detail = probing.future.result()
+            elif now - probing.started >= probing.spec.timeout_seconds:
+                # the thread goes on until its own timeout; its answer is not wanted any more
+                spec = probing.spec
+                ok, detail = False, timed_out(replica.port or 0, spec.path, spec.timeout_seconds)
+            else:
+                continue
+            del replica._probing[kind]
+            if kind == "readiness":
+                self._readiness(replica, ok, detail)
+            else:
+                self._liveness(replica, ok, detail, now)
+                if replica.proc is None:
+                    return  # restarted: the other kind's answer is about the old process
+
+    @staticmethod
+    def _readiness(replica: Replica, ok: bool, detail: str) -> None:
+        if ok:
+            replica._ready_streak += 1
+            if replica._ready_streak >= replica.readiness.success_threshold:
+                replica.ready = True
+                replica.message = ""
+        else:
+            replica._ready_streak = 0
+            replica.ready = False
+            replica.message = f"Readiness probe failed: {detail}"
+
+    def _liveness(self, replica: Replica, ok: bool, detail: str, now: float) -> None:
+        if ok:
+            replica._live_failures = 0
             return
-        replica._last_probe = now
-        age = now - replica.started_at
-        if age >= replica.readiness.initial_delay_seconds:
-            ok, detail = self._probe(replica.port, replica.readiness.path, replica.readiness.timeout_seconds)
-            if ok:
-                replica._ready_streak += 1
-                if replica._ready_streak >= replica.readiness.success_threshold:
-                    replica.ready = True
-                    replica.message = ""
-            else:
-                replica._ready_streak = 0
-                replica.ready = False
-                replica.message = f"Readiness probe failed: {detail}"
-        if age >= replica.liveness.initial_delay_seconds:
-            ok, detail = self._probe(replica.port, replica.liveness.path, replica.liveness.timeout_seconds)
-            if ok:
-                replica._live_failures = 0
-            else:
-                replica._live_failures += 1
-                if replica._live_failures >= replica.liveness.failure_threshold:
-                    stop_replica(replica, 1.0)  # not alive: restarted with back-off like a crash
-                    self._crashed(replica, -1, now, f"Liveness probe failed: {detail}")
-        if replica.crash_streak and age >= replica.backoff.reset_after_seconds:
-            replica.crash_streak = 0  # 10 min up: the next crash waits 10 s again
+        replica._live_failures += 1
+        if replica._live_failures >= replica.liveness.failure_threshold:
+            proc = replica.proc
+            # not alive: restarted with back-off like a crash; stopped off the loop (a frozen
+            # process takes the whole grace period to be killed)
+            threading.Thread(target=stop_process, args=(proc, 1.0), daemon=True).start()
+            self._crashed(replica, -1, now, f"Liveness probe failed: {detail}")
 
     def _crashed(self, replica: Replica, code: int, now: float, why: str = "") -> None:
         replica.last_exit = code
         replica.message = why or f"exited with {code}: {_last_line(replica.log_path)}"
         replica.proc = None
+        replica._probing.clear()
         replica.ready = False
         replica.port = replica.grpc_port = None
         replica.next_start_at = now + replica.backoff.delay(replica.crash_streak)
@@ -245,6 +344,7 @@ class Supervisor:
         replica.ready = False
         replica._ready_streak = replica._live_failures = 0
         replica._last_probe = -1e9
+        replica._probing.clear()
 
     def stop_all(self, grace_seconds: float = 10.0) -> None:
         """Stop every replica at once (each gets the whole grace period, not a share of it)."""
@@ -281,6 +381,14 @@ def stop_replica(replica: Replica, grace_seconds: float) -> None:
     proc = replica.proc
     if proc is None or proc.poll() is not None:
         return
+    stop_process(proc, grace_seconds)
+    replica.proc = None
+    replica.ready = False
+
+
+def stop_process(proc: Process | None, grace_seconds: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
     try:
         proc.terminate()
         proc.wait(grace_seconds)
@@ -288,8 +396,9 @@ def stop_replica(replica: Replica, grace_seconds: float) -> None:
         proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
-    replica.proc = None
-    replica.ready = False
 
 
-__all__ = ["BackOffPolicy", "ProbeSpec", "Replica", "Supervisor", "http_probe", "stop_replica"]
+__all__ = [
+    "BackOffPolicy", "ProbeFunction", "ProbeResult", "ProbeSpec", "Prober", "Replica", "Supervisor",
+    "ThreadProber", "http_probe", "stop_process", "stop_replica",
+]  # fmt: skip

@@ -110,14 +110,26 @@ def _rules(obj: Object) -> list[str]:
 _PROBE_PATH = re.compile(r"/[^@\s]*")
 
 
+# A probe under way holds a thread until its timeout; a bound keeps a frozen replica's probes from
+# piling up (and says a minute without an answer is a failure, whatever the file hoped for).
+MAX_PROBE_TIMEOUT_SECONDS = 60
+
+
 def _probe_rules(replica: ReplicaSpec) -> list[str]:
     probes = {"readinessProbe": replica.readiness_probe, "livenessProbe": replica.liveness_probe}
     rule = 'must start with "/" and hold no "@" or whitespace'
-    return [
+    paths = [
         f"spec.template.spec.{name}.path: {rule}, got {probe.path!r}"
         for name, probe in probes.items()
         if not _PROBE_PATH.fullmatch(probe.path)
     ]
+    timeouts = [
+        f"spec.template.spec.{name}.timeoutSeconds: must be at most {MAX_PROBE_TIMEOUT_SECONDS}, "
+        f"got {probe.timeout_seconds:g}"
+        for name, probe in probes.items()
+        if probe.timeout_seconds > MAX_PROBE_TIMEOUT_SECONDS
+    ]
+    return paths + timeouts
 
 
 def _target_rules(target: MetricTarget, path: str, allowed: tuple[str, ...]) -> list[str]:
