@@ -259,18 +259,19 @@ def test_a_context_tampered_after_it_was_written_fails_the_image_build(
     assert "/models/mnist/1/model.onnx: sha256" in done.stdout + done.stderr
 
 
-def test_the_rendered_pod_runs_on_the_built_image(engine: Engine, built: Built, tmp_path: Path) -> None:
-    """What `modelport render` writes for examples/mnist, run on the image the way the kubelet
-    would: the container's command and args, its ConfigMap mounted read-only over /etc/modelport,
-    the security context (its uid and gid, read-only root, every capability dropped, no privilege
-    escalation), /tmp a scratch volume; ready by its readiness probe; then its preStop command,
-    and SIGTERM with its grace period."""
-    files = render_kubernetes(load_objects_from([EXAMPLE]), PodOptions(built.image)).files
+def _run_rendered(engine: Engine, image: str, models: str, tmp_path: Path, *mounts: str) -> None:
+    """Run what `modelport render --models MODELS` writes for examples/mnist on `image` the way
+    the kubelet would: the container's command and args, its ConfigMap mounted read-only over
+    /etc/modelport, the security context (its uid and gid, read-only root, every capability
+    dropped, no privilege escalation), /tmp a scratch volume; ready by its readiness probe, the
+    right digit; then its preStop command, and SIGTERM with its grace period: exit code 0."""
+    options = PodOptions(image, "volume" if models == "volume" else "image")
+    files = render_kubernetes(load_objects_from([EXAMPLE]), options).files
     pod = yaml.safe_load(files["deployment-mnist.yaml"])["spec"]["template"]["spec"]
     config = yaml.safe_load(files["configmap-mnist-model-config.yaml"])["data"][layout.CONFIG_FILE]
     (container,) = pod["containers"]
     etc = tmp_path / "etc"
-    etc.mkdir(mode=0o755)
+    etc.mkdir()
     etc.chmod(0o755)  # the Pod's user reads it
     (etc / layout.CONFIG_FILE).write_text(config)
     (etc / layout.CONFIG_FILE).chmod(0o644)
@@ -281,8 +282,8 @@ def test_the_rendered_pod_runs_on_the_built_image(engine: Engine, built: Built, 
     engine.docker(
         "run", "-d", "--name", name, "--pull", "never", "--network", "none", "--read-only",
         "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--tmpfs", "/tmp", "--volume", f"{etc}:{layout.CONFIG_DIR}:ro",
-        "--entrypoint", container["command"][0], built.image, *container["args"],
+        "--tmpfs", "/tmp", "--volume", f"{etc}:{layout.CONFIG_DIR}:ro", *mounts,
+        "--entrypoint", container["command"][0], image, *container["args"],
     )  # fmt: skip
     try:
         port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
@@ -297,3 +298,24 @@ def test_the_rendered_pod_runs_on_the_built_image(engine: Engine, built: Built, 
         assert json.loads(engine.docker("inspect", "--format", "{{json .State.ExitCode}}", name).stdout) == 0
     finally:
         engine.docker("rm", "--force", name, check=False)
+
+
+def test_the_rendered_pod_runs_on_the_built_image(engine: Engine, built: Built, tmp_path: Path) -> None:
+    _run_rendered(engine, built.image, "image", tmp_path)
+
+
+def test_a_no_model_image_serves_the_models_volume_render_mounts(engine: Engine, tmp_path: Path) -> None:
+    """`modelport build --no-model`: the server alone; `render --models volume` mounts the
+    claim's MODEL/VERSION/ folders read-only at /models (here a folder of this machine)."""
+    image = "modelport-test/server:1"
+    done = _modelport("build", "--no-model", "-t", image, "--base-image", BASE_IMAGE, "--offline",
+                      "--network", "none", env=engine.env)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    listing = engine.docker("run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "ls",
+                            image, "-a", "/", check=False).stdout.split()  # fmt: skip
+    assert "models" not in listing  # nothing baked in
+    models = tmp_path / "claim"
+    write_mnist_repository(models / "mnist")
+    for path in [models, *models.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    _run_rendered(engine, image, "volume", tmp_path, "--volume", f"{models}:{layout.MODELS_DIR}:ro")
