@@ -235,7 +235,6 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
     _headers_before: Sequence[tuple[bytes, bytes]] = ()  # that message's headers
     _refused = False  # a refusal was written: parse nothing more
     _head_too_large = False
-    _parsing = False  # inside data_received
     _chunk_bytes = 0  # the size of the chunk being parsed
     _over = False  # opened beyond max_connections
     _head_timer: asyncio.TimerHandle | None = None
@@ -268,31 +267,28 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
             return
         self._chunk_bytes = len(data)
         self._began_here, self._last_body, self._body_before = False, None, None
-        self._parsing = True
-        try:
-            super().data_received(data)
-        finally:
-            self._parsing = False
-        if self._refused or self.transport.is_closing():
-            return
+        super().data_received(data)
         # Timers are armed only for what this chunk left unfinished: a request that arrives whole
         # (the usual case) costs none.
+        cycle = self.cycle
         if self._in_head:
+            if self._refused or self.transport.is_closing():
+                return
             # httptools keeps a header it has not finished in memory, so the limit must hold
             # before the header ends: count what this chunk added to the head.
             self._head_bytes += self._head_part(data) if self._began_here else len(data)
             if self._head_bytes > MAX_HEADER_BYTES:
                 self._refuse_head()
-                return
-            if self._head_timer is None:
+            elif self._head_timer is None:
                 self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
-        elif self._idle():
-            # Bytes that began no request (blank lines) after a response: the keep-alive timer
-            # was stopped by them, so the head's limit applies from here.
-            if self._head_timer is None and self.timeout_keep_alive_task is None:
-                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
-        elif self.cycle.more_body and not self.pipeline and self._body_timer is None:
-            self._arm_body()  # a body still coming (a queued request's is due once it starts)
+        elif cycle is not None and not cycle.response_complete:
+            # A body still coming (a queued request's is due once it starts: on_response_complete).
+            if cycle.more_body and self._body_timer is None and not self.pipeline and not self._refused:
+                self._arm_body()
+        elif self._head_timer is None and not self._refused and not self.transport.is_closing():
+            # Bytes that began no request (blank lines) after an answer stopped the keep-alive
+            # timer: the head's limit applies from here.
+            self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
 
     def _head_part(self, data: bytes) -> int:
         """How many of this chunk's bytes belong to a head that began in it, still incomplete.
@@ -417,12 +413,13 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
             else:
                 app = _over_capacity
         super()._start_asgi_task(cycle, app)
-        if not self._parsing and cycle.more_body and self._body_timer is None:
-            self._arm_body()  # a pipelined request started late: the rest of its body is due from now
 
     def on_response_complete(self) -> None:
         self._flush()
-        super().on_response_complete()
+        super().on_response_complete()  # starts the next pipelined request, if one is queued
+        cycle = self.cycle
+        if not cycle.response_complete and cycle.more_body and not self.pipeline and self._body_timer is None:
+            self._arm_body()  # it started late: the rest of its body is due from now
 
 
 class OneWriteH11Protocol(_OneWrite, H11Protocol):
