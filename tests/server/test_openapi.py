@@ -162,3 +162,12 @@ def test_a_model_not_ready_is_a_400_that_says_why_and_an_empty_answer_claims_no_
         answer = call(app, "GET", path)
         assert (answer.status, answer.body) == (200, b"")
         assert "content-type" not in answer.headers
+
+
+def test_the_v2_extensions_listed_are_the_ones_served(
+    manager: ModelManager, pool: ThreadPoolExecutor
+) -> None:
+    """`GET /v2` listed `model_repository_index`, and POST /v2/repository/index was a 404."""
+    app = _app(manager, pool, False)
+    assert json.loads(call(app, "GET", "/v2").body)["extensions"] == ["binary_tensor_data"]
+    assert call(app, "POST", "/v2/repository/index", b"{}").status == 404

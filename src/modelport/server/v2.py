@@ -25,7 +25,9 @@ from modelport.runtimes.dtypes import known, v2_name
 from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputBinding, InputValue, Signature
 
-EXTENSIONS = ("binary_tensor_data", "model_repository_index")
+# What the server implements beyond the core protocol. (It listed `model_repository_index` too,
+# with no /v2/repository/index behind it: a client that trusted the list got a 404.)
+EXTENSIONS = ("binary_tensor_data",)
 
 _DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
