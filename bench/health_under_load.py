@@ -105,7 +105,9 @@ def report(name: str, latencies: list[float], answered: int | None = None) -> No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--probes", type=int, default=500)
     parser.add_argument("--protocol", choices=["rest", "grpc", "both"], default="both")
     args = parser.parse_args()

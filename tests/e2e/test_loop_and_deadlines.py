@@ -170,6 +170,9 @@ def test_healthz_answers_within_50_ms_while_maximum_size_requests_are_served_ove
 
 # -- deadlines --
 
+SPIN = {"instances": [[1e12]]}  # runs for days unless stopped
+QUICK = {"instances": [[3.0]]}  # answers [[6.0]] at once
+
 
 def _expired(server: Server) -> float:
     """modelport_requests_expired_total for the spinning model: requests dropped unstarted."""
@@ -178,61 +181,119 @@ def _expired(server: Server) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-@pytest.fixture
-def spinning(tmp_path: Path) -> Iterator[Server]:
-    """The spinning model ([[3.0]] answers at once, [[1e12]] runs for days) with a 2 s deadline and
-    one inference thread."""
+def _spinning(tmp_path: Path, *flags: str) -> Iterator[Server]:
+    """The spinning model with a 2 s deadline and one inference thread."""
     spinning_onnx(tmp_path / "spin" / "1" / "model.onnx")
     mark_complete(tmp_path / "spin" / "1")
     args = ["--model_name", "spin", "--model_base_path", str(tmp_path / "spin"),
-            "--rest_api_timeout_in_ms", "2000", "--rest_api_num_threads", "1"]  # fmt: skip
+            "--rest_api_timeout_in_ms", "2000", "--rest_api_num_threads", "1", *flags]  # fmt: skip
     with running(args, tmp_path) as srv:
         srv.wait_ready()
         yield srv
-        srv.proc.kill()  # its one thread spins on: no graceful stop to wait for
 
 
-def test_a_request_past_its_deadline_gets_504_at_the_deadline_and_queued_work_is_never_started(
+@pytest.fixture
+def spinning(tmp_path: Path) -> Iterator[Server]:
+    yield from _spinning(tmp_path)
+
+
+@pytest.fixture
+def spinning_batched(tmp_path: Path) -> Iterator[Server]:
+    """Batching on, one batch thread. A batch already running is not stopped at a deadline (its
+    rows belong to several requests), so the spinning one keeps its thread: the test kills the
+    server at its end."""
+    batching = tmp_path / "batching.txt"
+    batching.write_text("num_batch_threads { value: 1 }\n")
+    yield from _spinning(tmp_path, "--batching_parameters_file", str(batching))
+
+
+def _timed_post(server: Server, body: object) -> tuple[requests.Response, float]:
+    started = time.perf_counter()
+    answer = server.post("/v1/models/spin:predict", body)
+    return answer, time.perf_counter() - started
+
+
+def test_a_request_past_its_deadline_gets_504_at_the_deadline_and_its_thread_is_freed(
     spinning: Server,
 ) -> None:
-    started = time.perf_counter()
-    slow = spinning.post("/v1/models/spin:predict", {"instances": [[1e12]]})
-    elapsed = time.perf_counter() - started
+    """The first request to a version runs in the pool (the server has not measured it yet)."""
+    slow, elapsed = _timed_post(spinning, SPIN)
     assert slow.status_code == 504 and "longer than the 2 s timeout" in slow.json()["error"]
     assert 1.9 < elapsed < 4.0  # at the deadline, not at the end of the work
-    assert _expired(spinning) == 0  # that one was started
-    # The one thread still spins: the next request waits for it, past its own deadline, and is
-    # dropped from the queue unstarted, while the event loop answers health meanwhile.
+    # The model call was stopped at the deadline: the one inference thread answers the next one.
+    quick, elapsed = _timed_post(spinning, QUICK)
+    assert (quick.status_code, quick.json()) == (200, {"predictions": [[6.0]]})
+    assert elapsed < 1.0
+    assert _expired(spinning) == 0  # both were started
+
+
+def test_a_request_run_on_the_event_loop_is_stopped_at_its_deadline_too(spinning: Server) -> None:
+    """After 50 quick answers the server has measured the version under 2 ms and runs its small
+    requests on the event loop itself. A spinning one there is stopped at the deadline, not left
+    to hold the loop (and /healthz) for days."""
+    for _ in range(50):
+        assert spinning.post("/v1/models/spin:predict", QUICK).status_code == 200
+    slow, elapsed = _timed_post(spinning, SPIN)
+    assert slow.status_code == 504 and 1.9 < elapsed < 4.0
+    assert spinning.get("/healthz").status_code == 200
+    assert spinning.post("/v1/models/spin:predict", QUICK).json() == {"predictions": [[6.0]]}
+
+
+def test_batched_requests_past_their_deadline_get_504_and_queued_ones_are_never_started(
+    spinning_batched: Server,
+) -> None:
+    server = spinning_batched
     with requests.Session() as session:
         outcome: list[requests.Response] = []
-        queued = threading.Thread(
-            target=lambda: outcome.append(
-                session.post(
-                    spinning.url + "/v1/models/spin:predict", json={"instances": [[3.0]]}, timeout=10
-                )
-            )
-        )
-        queued.start()
-        assert spinning.get("/healthz").status_code == 200
-        queued.join(10)
+        url = server.url + "/v1/models/spin:predict"
+        spinner = threading.Thread(target=lambda: outcome.append(session.post(url, json=SPIN, timeout=10)))
+        spinner.start()
+        server.wait_until(lambda: _in_flight(server) == 1, 5, "the spinning request in its batch")
+        queued, elapsed = _timed_post(server, QUICK)  # waits behind it in the batch queue
+        spinner.join(10)
     assert outcome[0].status_code == 504
-    assert _expired(spinning) == 1
+    assert queued.status_code == 504 and 1.9 < elapsed < 4.0
+    assert _expired(server) == 1  # the queued one was dropped, never run
+    assert server.get("/healthz").status_code == 200
+    server.proc.kill()  # the batch thread still spins: no graceful stop to wait for
+
+
+def _in_flight(server: Server) -> float:
+    found = re.search(
+        r'^modelport_requests_in_flight\{model="spin"\} (\S+)$', server.get("/metrics").text, re.M
+    )
+    return float(found.group(1)) if found else 0.0
 
 
 def test_grpc_calls_have_the_servers_deadline_and_their_own(spinning: Server) -> None:
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{spinning.grpc_port}")
     spin = grpcclient.InferInput("x", [1, 1], "FP32")
     spin.set_data_from_numpy(np.array([[1e12]], np.float32))
+    quick = grpcclient.InferInput("x", [1, 1], "FP32")
+    quick.set_data_from_numpy(np.array([[3.0]], np.float32))
     started = time.perf_counter()
     with pytest.raises(InferenceServerException) as caught:
         client.infer("spin", [spin])  # no deadline of its own: the server's 2 s applies
     assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
     assert "longer than the 2 s timeout" in caught.value.message()
     assert 1.9 < time.perf_counter() - started < 4.0
-    quick = grpcclient.InferInput("x", [1, 1], "FP32")
-    quick.set_data_from_numpy(np.array([[3.0]], np.float32))
+    # A call with a deadline of its own (0.5 s) behind a spinning one: dropped unstarted.
+    errors: list[InferenceServerException] = []
+
+    def spin_call() -> None:
+        try:
+            client.infer("spin", [spin])
+        except InferenceServerException as exc:
+            errors.append(exc)
+
+    spinner = threading.Thread(target=spin_call)
+    spinner.start()
+    spinning.wait_until(lambda: _in_flight(spinning) == 1, 5, "the spinning call in the pool")
     with pytest.raises(InferenceServerException) as caught:
-        client.infer("spin", [quick], client_timeout=0.5)  # queued behind the spinning thread
+        client.infer("spin", [quick], client_timeout=0.5)
     assert caught.value.status() == "StatusCode.DEADLINE_EXCEEDED"
     spinning.wait_until(lambda: _expired(spinning) == 1, 5, "the queued call dropped unstarted")
+    spinner.join(10)
+    assert [e.status() for e in errors] == ["StatusCode.DEADLINE_EXCEEDED"]
+    assert client.infer("spin", [quick]).as_numpy("y").tolist() == [[6.0]]  # the thread is free
     client.close()

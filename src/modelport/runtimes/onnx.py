@@ -5,10 +5,17 @@ Thread settings matter more than anything else for small models on CPU: ONNX Run
 cores. Options (model.yaml `runtime:`, the model config's `runtime_options`, or server flags):
 `intra_op_threads`, `inter_op_threads`, `execution_mode` (sequential | parallel),
 `graph_optimization_level` (disable | basic | extended | all), `allow_spinning` (bool).
+
+A call made with a deadline (`run_until`) is stopped there: ONNX Runtime checks its RunOptions'
+`terminate` flag between operators (and between a Loop's iterations), and one watcher thread sets
+it on calls past due. A thread in the server's pool, or the event loop, is free again at the
+deadline instead of computing an answer nobody waits for.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,9 +82,53 @@ def session_options(options: Mapping[str, Any]) -> ort.SessionOptions:
     return so
 
 
+class Deadlines:
+    """Stops ONNX Runtime calls that outlive their deadline.
+
+    A call leaves its (deadline, RunOptions) under its thread's id for its duration: a dict write
+    and a delete, no lock and no wake-up per call, because a small model's call takes ~50 us.
+    One thread looks every 50 ms and sets `terminate` on those past due, so a call stops within
+    50 ms after its deadline. It ends after a second without calls and starts again on the next.
+    """
+
+    TICK_SECONDS = 0.05
+
+    def __init__(self) -> None:
+        self._running: dict[int, tuple[float, ort.RunOptions]] = {}
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    def watch(self, deadline: float, options: ort.RunOptions) -> None:
+        """`deadline`: time.monotonic() at which the calling thread's call must stop."""
+        self._running[threading.get_ident()] = (deadline, options)
+        if self._watcher is None:
+            with self._lock:
+                if self._watcher is None:
+                    self._watcher = threading.Thread(target=self._watch, name="onnx-deadlines", daemon=True)
+                    self._watcher.start()
+
+    def done(self) -> None:
+        self._running.pop(threading.get_ident(), None)
+
+    def _watch(self) -> None:
+        idle = 0
+        while True:
+            time.sleep(self.TICK_SECONDS)
+            now = time.monotonic()
+            for deadline, options in list(self._running.values()):
+                if deadline <= now:
+                    options.terminate = True
+            with self._lock:
+                idle = 0 if self._running else idle + 1
+                if idle * self.TICK_SECONDS >= 1.0:
+                    self._watcher = None
+                    return
+
+
 class OnnxModel:
-    def __init__(self, session: ort.InferenceSession) -> None:
+    def __init__(self, session: ort.InferenceSession, deadlines: Deadlines | None = None) -> None:
         self._session = session
+        self._deadlines = deadlines or Deadlines()
         self._inputs = _specs(session.get_inputs())
         self._outputs = _specs(session.get_outputs())
         self._output_names = [o.name for o in self._outputs]
@@ -93,9 +144,35 @@ class OnnxModel:
     def run(
         self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
+        return self._run(feeds, output_names, None)
+
+    def run_until(
+        self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None, deadline: float
+    ) -> dict[str, np.ndarray]:
+        """`run`, stopped at `deadline` (time.monotonic()) with DEADLINE_EXCEEDED."""
+        options = ort.RunOptions()
+        options.log_severity_level = 4  # a stop is not an error worth a log line from ORT
+        self._deadlines.watch(deadline, options)
+        try:
+            return self._run(feeds, output_names, options)
+        except ort.capi.onnxruntime_pybind11_state.Fail:
+            if options.terminate:
+                raise ModelportError(
+                    Code.DEADLINE_EXCEEDED, "the model call was stopped at its deadline"
+                ) from None
+            raise
+        finally:
+            self._deadlines.done()
+
+    def _run(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        output_names: Sequence[str] | None,
+        options: ort.RunOptions | None,
+    ) -> dict[str, np.ndarray]:
         names = output_names if output_names is not None else self._output_names
         try:
-            values = self._session.run(names, feeds)
+            values = self._session.run(names, feeds, options)
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError) as exc:
             raise ModelportError(Code.INVALID_ARGUMENT, f"model rejected the input: {exc}") from exc
         return {name: _as_array(value) for name, value in zip(names, values, strict=True)}
@@ -125,6 +202,7 @@ class OnnxRuntime:
         # Server-wide settings (--intra_op_parallelism, ...); a model's own options win.
         self._defaults = dict(defaults or {})
         session_options(self._defaults)  # refuse bad flags at start-up, not at first load
+        self._deadlines = Deadlines()  # one watcher for every model this runtime loads
 
     def load(self, path: Path, options: Mapping[str, Any]) -> OnnxModel:
         so = session_options({**self._defaults, **options})
@@ -132,4 +210,4 @@ class OnnxRuntime:
             session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own pybind types for every kind of bad file
             raise ModelportError(Code.DATA_LOSS, f"cannot load ONNX model {path}: {exc}") from exc
-        return OnnxModel(session)
+        return OnnxModel(session, self._deadlines)

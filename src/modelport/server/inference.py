@@ -27,12 +27,12 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from modelport.errors import ModelportError, deadline_exceeded
+from modelport.errors import Code, ModelportError, deadline_exceeded
 from modelport.repository.manager import Servable
 from modelport.runtimes.limits import RequestLimits, TooHeavyForTheLoop
 from modelport.runtimes.signature import PreparedCall
@@ -152,10 +152,12 @@ class InferencePath:
             started = time.perf_counter()
             job = _prepared_on_the_loop(prepare, version)
             if job is not None:  # else its images are too big for the loop: all of it goes to the pool
-                reply = job.answer(servable.model.run(job.call.feeds, job.call.sources))
+                reply = job.answer(_run_model(servable, job, deadline))
                 cost.add(time.perf_counter() - started)
                 return reply
-        reply, seconds = await self._in_pool(servable, _whole(servable, prepare, version.limits), deadline)
+        reply, seconds = await self._in_pool(
+            servable, _whole(servable, prepare, version.limits, deadline), deadline
+        )
         if small:
             cost.add(seconds)
         return reply
@@ -217,11 +219,27 @@ def _prepared_on_the_loop(prepare: Prepare[R], version: _PerVersion) -> Job[R] |
         return None
 
 
-def _whole(servable: Servable, prepare: Prepare[R], limits: RequestLimits) -> Callable[[], R]:
+def _whole(
+    servable: Servable, prepare: Prepare[R], limits: RequestLimits, deadline: Deadline
+) -> Callable[[], R]:
     """Prepare, run and encode: a request's whole work, for a pool thread."""
 
     def work() -> R:
         job = prepare(limits)
-        return job.answer(servable.model.run(job.call.feeds, job.call.sources))
+        return job.answer(_run_model(servable, job, deadline))
 
     return work
+
+
+def _run_model(servable: Servable, job: Job[Any], deadline: Deadline) -> Mapping[str, np.ndarray]:
+    """The model call, stopped at the deadline when the runtime can stop one (ONNX Runtime)."""
+    run_until = getattr(servable.model, "run_until", None)
+    if run_until is None:
+        return servable.model.run(job.call.feeds, job.call.sources)
+    try:
+        results: Mapping[str, np.ndarray] = run_until(job.call.feeds, job.call.sources, deadline.at)
+    except ModelportError as exc:
+        if exc.code is Code.DEADLINE_EXCEEDED:
+            raise deadline.error(servable) from None
+        raise
+    return results
