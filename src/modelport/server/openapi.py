@@ -548,7 +548,12 @@ modelport's model server: TensorFlow Serving's REST API (v1) and the Open Infere
 
 Paths match TF Serving's: case-insensitive verbs, an optional trailing slash. A method a path does
 not take is a 404 (`Malformed request`), as in TF Serving. Errors are `{"error": "message"}`.
-A request body over `--max_request_bytes` is a 413; one over `--rest_api_timeout_in_ms` a 504."""
+A request body over `--max_request_bytes` is a 413; one over `--rest_api_timeout_in_ms` a 504.
+
+Before any route, the connection layer may answer any request in text/plain and close: 431 for a
+header block over 64 KiB, 408 for headers or a body that do not arrive in time
+(`--header_timeout_seconds`, `--body_timeout_seconds`), 503 with `Retry-After: 1` beyond
+`--max_connections` (health routes are still answered), 400 for bytes that are not HTTP."""
 
 
 def document(enable_cors: bool = False) -> dict[str, Any]:
