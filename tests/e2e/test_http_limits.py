@@ -283,22 +283,29 @@ def _served(conn: socket.socket, path: str) -> tuple[int, dict[str, str], bytes]
     return Responses(conn).next()
 
 
-def test_connections_beyond_the_cap_get_503_and_health_still_answers(capped: Server) -> None:
+def _take_slots(server: Server, count: int) -> list[socket.socket]:
+    """`count` new connections, each served once and kept open. (The server may still count a
+    connection the client has closed, such as the fixture's readiness checks, for a moment: one
+    that gets a 503 is closed and tried again.)"""
     held: list[socket.socket] = []
 
     def take_a_slot() -> bool:
-        """A new connection, kept if it is served (the server may still count a connection the
-        client side has closed, such as the fixture's readiness checks, for a moment)."""
-        conn = _connect(capped)
+        conn = _connect(server)
         if _served(conn, "/v1/models/half")[0] == 200:
             held.append(conn)
             return True
         conn.close()
         return False
 
+    for _ in range(count):
+        server.wait_until(take_a_slot, what="a connection served within the cap")
+    return held
+
+
+def test_connections_beyond_the_cap_get_503_and_health_still_answers(capped: Server) -> None:
+    held: list[socket.socket] = []
     try:
-        for _ in range(CAP):  # each one open and answered: all CAP slots are taken
-            capped.wait_until(take_a_slot, what="a connection served within the cap")
+        held += _take_slots(capped, CAP)  # all CAP slots taken
         with _connect(capped) as extra:
             status, headers, body = _served(extra, "/v1/models/half")
             assert status == 503 and headers["retry-after"] == "1", body
@@ -314,6 +321,23 @@ def test_connections_beyond_the_cap_get_503_and_health_still_answers(capped: Ser
         for conn in held:
             conn.close()
     # Once those are closed, a new connection is served again.
+    capped.wait_until(lambda: capped.get("/v1/models/half").status_code == 200, what="a slot free again")
+
+
+def test_connections_beyond_twice_the_cap_are_closed_at_once(capped: Server) -> None:
+    """Beyond the cap a connection waits for its request (to answer it 503); beyond twice the cap,
+    one is closed at once, so that a flood of silent connections cannot use up the process's
+    file descriptors (each one open is one)."""
+    held = _take_slots(capped, CAP)
+    try:
+        held += [_connect(capped) for _ in range(CAP)]  # silent, beyond the cap
+        with _connect(capped) as extra:
+            started = time.monotonic()
+            assert _until_closed(extra) == b""
+            assert time.monotonic() - started < 5  # not the 10 s header limit
+    finally:
+        for conn in held:
+            conn.close()
     capped.wait_until(lambda: capped.get("/v1/models/half").status_code == 200, what="a slot free again")
 
 

@@ -195,7 +195,8 @@ class ConnectionLimits:
     body_timeout: seconds from a complete header block to a complete body, plus one more second
         for every `body_min_rate` bytes that arrive, so a large body that keeps flowing is not cut.
     max_connections: open connections beyond this many get 503 with `retry-after` and are closed
-        (health and readiness requests are answered, then closed).
+        (health and readiness requests are answered, then closed); beyond twice this many, they
+        are closed at once, so that open file descriptors stay bounded.
     """
 
     header_timeout: float = 10.0
@@ -250,7 +251,12 @@ class OneWriteHttpToolsProtocol(_OneWrite, HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(self._hold(transport))
-        self._over = len(self.connections) > self.limits.max_connections
+        open_now = len(self.connections)
+        self._over = open_now > self.limits.max_connections
+        if open_now > 2 * self.limits.max_connections:  # no answer even: file descriptors stay bounded
+            self._refused = True
+            self.transport.close()
+            return
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
