@@ -110,10 +110,21 @@ def test_pipelined_requests_are_not_counted_into_each_others_heads(address: tupl
         assert _answers(conn, 200) == [b"HTTP/1.1 200 OK"] * 200
 
 
-def test_pipelined_requests_with_bodies_are_not_counted_into_the_next_head(address: tuple[str, int]) -> None:
-    # Bodies with no blank line in them, between heads: the body before a head is not the head's.
-    body = b"x" * 3000
-    post = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 3000\r\nx-pad: " + b"b" * 2000 + b"\r\n\r\n" + body
+@pytest.mark.parametrize("body", [b"x" * 3000, b"x\r\n\r\ny" * 500], ids=["no blank line", "blank lines"])
+def test_pipelined_requests_with_bodies_are_not_counted_into_the_next_head(
+    address: tuple[str, int], body: bytes
+) -> None:
+    # Bodies between heads, with and without blank lines in them: the body before a head is not
+    # the head's.
+    length = str(len(body)).encode()
+    post = (
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: "
+        + length
+        + b"\r\nx-pad: "
+        + b"b" * 2000
+        + b"\r\n\r\n"
+        + body
+    )
     with socket.create_connection(address, timeout=10) as conn:
         conn.sendall(post * 100)
         assert _answers(conn, 100) == [b"HTTP/1.1 200 OK"] * 100
@@ -134,3 +145,19 @@ def test_a_pipelined_head_too_large_behind_a_slow_answer_does_not_cut_it(address
         GATE.set()
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok"), answer
     assert b"431" not in answer
+
+
+def test_pipelined_requests_with_chunked_bodies_are_all_answered(address: tuple[str, int]) -> None:
+    # A chunked body ends in a blank line of its own, as a head does.
+    body = (
+        b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in [b"y" * 1500, b"z" * 1500]) + b"0\r\n\r\n"
+    )
+    post = (
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nx-pad: "
+        + b"c" * 2000
+        + b"\r\n\r\n"
+        + body
+    )
+    with socket.create_connection(address, timeout=10) as conn:
+        conn.sendall(post * 100)
+        assert _answers(conn, 100) == [b"HTTP/1.1 200 OK"] * 100
