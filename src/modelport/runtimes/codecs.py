@@ -112,8 +112,8 @@ def _fit_mnist(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
         return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
     # The ink's bounding box from which rows and columns hold any: a pass over the mask, where
     # np.nonzero would list every inked pixel (a million indices on a 2000x2000 page).
-    mask = ink if ink.ndim == 2 else ink.any(axis=2)
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    mask: np.ndarray = ink if ink.ndim == 2 else np.any(ink, axis=2)
+    rows, cols = np.flatnonzero(np.any(mask, axis=1)), np.flatnonzero(np.any(mask, axis=0))
     crop = pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     box_w, box_h = width * _MNIST_BOX_FRACTION, height * _MNIST_BOX_FRACTION
     factor = min(box_w / crop.shape[1], box_h / crop.shape[0])
