@@ -16,6 +16,7 @@ from modelport.controlplane.meta import Recorder, iso
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.supervisor import BackOffPolicy
 from modelport.testing import FakeClock, FakeLauncher, FakeProcess, InlineProber
+from support import PATIENCE
 
 Obj = dict[str, Any]
 NOT_READY = (False, "HTTP probe failed with statuscode: 503: version 1 of m is LOADING")
@@ -90,7 +91,7 @@ def world(tmp_path: Path) -> World:
 
 def until(check: Any, what: str) -> None:
     """For the kubelet's stop threads (a fake process stops at once; the thread still runs)."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10 * PATIENCE
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from modelport.dataplane.haproxy import LoadBalancer
-from support import Server, half_plus_two, mark_complete
+from support import PATIENCE, Server, half_plus_two, mark_complete
 
 ANSWER = {"predictions": [[3.0]]}
 PREDICT = "/v1/models/half:predict"
@@ -243,7 +243,7 @@ def test_a_replica_that_dies_before_answering_is_retried_on_another(balancer: Lo
         balancer.set_endpoints({"dead": dead.port, "alive": alive.port})
         url = f"http://127.0.0.1:{balancer.port}{PREDICT}"
         answers = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 30 * PATIENCE
         while dead.predictions == 0:  # round robin: the first or second request goes to it
             answers.append(requests.post(url, json={}, timeout=5).json())
             assert time.monotonic() < deadline, "no request reached the dead replica"

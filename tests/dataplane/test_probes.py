@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modelport.dataplane.supervisor import ProbeResult, ProbeSpec, Replica, Supervisor
 from modelport.testing import FakeClock, FakeLauncher
+from support import PATIENCE
 
 
 class OnePortFrozen:
@@ -71,7 +72,7 @@ def test_a_frozen_replica_turns_unready_then_is_restarted_and_the_others_are_pro
 def _stopped(launcher: FakeLauncher) -> bool:
     """The frozen replica's process is stopped off the supervisor's thread (SIGTERM, SIGKILL
     after a grace period: a frozen process would hold the supervisor that long): wait for it."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10 * PATIENCE
     while launcher.started[0].returncode is None:
         if time.monotonic() > deadline:
             return False

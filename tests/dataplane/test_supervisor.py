@@ -14,7 +14,7 @@ import requests
 
 from modelport.dataplane.supervisor import BackOffPolicy, Replica, Supervisor
 from modelport.testing import FakeClock
-from support import half_plus_two, mark_complete
+from support import PATIENCE, half_plus_two, mark_complete
 
 
 def test_backoff_doubles_to_a_cap() -> None:
@@ -25,7 +25,7 @@ def test_backoff_doubles_to_a_cap() -> None:
 def _until(sup: Supervisor, clock: FakeClock, check: Callable[[], bool], step: float = 0.0) -> None:
     """Tick until `check()`, polling the real processes; the fake clock moves `step` a round (a
     probe period, so probes run; 0 where the back-off must not run out)."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 30 * PATIENCE
     while not check():
         assert time.monotonic() < deadline, "timed out"
         clock.advance(step)
@@ -37,7 +37,7 @@ def _serving(sup: Supervisor, clock: FakeClock, replica: Replica) -> None:
     """Until the replica's process answers HTTP (its port read, the clock still: until then a
     probe round would count liveness failures the real clock would not have had time for)."""
     _until(sup, clock, lambda: replica.port is not None)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 30 * PATIENCE
     while True:
         try:
             requests.get(f"http://127.0.0.1:{replica.port}/healthz", timeout=5)

@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 
 from modelport.examples import write_mnist_repository
-from support import Server, port_below_the_ephemeral_range
+from support import PATIENCE, Server, port_below_the_ephemeral_range
 
 
 @contextmanager
@@ -31,7 +31,7 @@ def gateway(tmp: Path, *args: str) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "modelport", "gateway", "--port", "0", "--port-file",
                              str(port_file), *args], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 20 * PATIENCE
         while not port_file.exists():
             assert proc.poll() is None and time.monotonic() < deadline, (tmp / "gateway.log").read_text()
             time.sleep(0.05)
@@ -207,7 +207,7 @@ def test_images_are_converted_off_the_event_loop(wide: str) -> None:
 
 
 def _wait_for_metric(client: requests.Session, base: str, line: str) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 20 * PATIENCE
     while line not in client.get(base + "/metrics", timeout=10).text:
         assert time.monotonic() < deadline, f"never saw {line}"
         time.sleep(0.02)
@@ -369,7 +369,7 @@ class Uploads:
                 self.outcomes.append((started, self.phase, outcome))
 
     def wait_for(self, phase: str, count: int) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 30 * PATIENCE
         while sum(1 for started, _, _ in self.outcomes if started == phase) < count:
             assert time.monotonic() < deadline and self._thread.is_alive(), self.outcomes[-5:]
             time.sleep(0.02)

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from modelport.server.http_protocol import MAX_HEADER_BYTES, OneWriteHttpToolsProtocol
+from support import PATIENCE
 
 GATE = threading.Event()  # what a request to /slow waits for
 
@@ -37,7 +38,7 @@ def address() -> Iterator[tuple[str, int]]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 30 * PATIENCE
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)  # polling for a condition, with a deadline
     assert server.started
