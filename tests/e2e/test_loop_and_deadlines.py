@@ -98,9 +98,10 @@ def _probe(server: Server) -> list[float]:
 
 
 def _probe_while(server: Server, heavy: Callable[[], None]) -> tuple[list[float], int]:
-    """/healthz probed while `heavy` runs over and over in a thread: each probe's latency, and
-    how many heavy requests were answered meanwhile. `heavy` sends bytes made beforehand, so
-    that this process's own GIL is not what the probes measure."""
+    """/healthz probed while `heavy` runs over and over in a thread (then /metrics and a small
+    :predict): each probe's latency, and how many heavy requests were answered meanwhile.
+    `heavy` sends bytes made beforehand, so that this process's own GIL is not what the probes
+    measure."""
     done = threading.Event()
     answered = [0]
     errors: list[BaseException] = []
@@ -125,6 +126,12 @@ def _probe_while(server: Server, heavy: Callable[[], None]) -> tuple[list[float]
                 assert session.get(server.url + "/healthz", timeout=5).status_code == 200
                 latencies.append(time.perf_counter() - started)
                 time.sleep(0.005)
+            # Metrics and a small request are answered meanwhile too, each well within a second.
+            started = time.perf_counter()
+            assert session.get(server.url + "/metrics", timeout=5).status_code == 200
+            small = session.post(server.url + "/v1/models/half:predict", json={"instances": [2.0]}, timeout=5)
+            assert small.json() == {"predictions": [[3.0]]}
+            assert time.perf_counter() - started < 1.0
         finally:
             done.set()
             worker.join(60)

@@ -288,6 +288,9 @@ def test_bytes_elements_over_the_limit_over_grpc_and_v1_and_at_the_limit_served(
     _refused(
         server.post("/v1/models/strings:predict", {"instances": ["a"] * 65_537}), "holds 65537", ELEMENTS
     )
+    # v2 JSON that passes the pre-parse guard (65,537 strings and 7 names), refused from its shape
+    v2 = {"inputs": [{"name": "x", "shape": [65_537], "datatype": "BYTES", "data": ["a"] * 65_537}]}
+    _refused(server.post("/v2/models/strings/infer", v2), "input 'x' holds 65537 BYTES elements", ELEMENTS)
     fits = grpcclient.InferInput("x", [65_536], "BYTES")
     fits.set_data_from_numpy(over[:65_536])
     assert grpc_client.infer("strings", [fits]).as_numpy("y").shape == (65_536,)
