@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -373,3 +374,28 @@ class Uploads:
         while sum(1 for started, _, _ in self.outcomes if started == phase) < count:
             assert time.monotonic() < deadline and self._thread.is_alive(), self.outcomes[-5:]
             time.sleep(0.02)
+
+
+def test_sigterm_stops_the_gateway_with_exit_code_0(tmp_path: Path, model: Server) -> None:
+    """SIGTERM is handled (stop listening, finish what is under way, exit 0), not left to its
+    default action: as a container's PID 1 there is none, and `docker stop` or the kubelet would
+    wait out the grace period and SIGKILL it (137); tests/kube/test_build_image.py runs it so."""
+    port_file = tmp_path / "gateway.json"
+    log = tmp_path / "gateway.log"
+    with open(log, "ab") as out:
+        command = [sys.executable, "-m", "modelport", "gateway", "--port", "0",
+                   "--port-file", str(port_file), "--model-url", model.url]  # fmt: skip
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while not port_file.exists():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            base = f"http://127.0.0.1:{json.loads(port_file.read_text())['port']}"
+            assert requests.get(base + "/healthz", timeout=10).status_code == 200
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -35,7 +36,7 @@ import yaml
 
 from modelport.examples import write_mnist_repository
 from modelport.kube import layout
-from modelport.kube.pods import PodOptions
+from modelport.kube.pods import Models, PodOptions
 from modelport.kube.render import load_objects_from, render_kubernetes
 from modelport.registry import Registry
 from support import poll
@@ -259,49 +260,107 @@ def test_a_context_tampered_after_it_was_written_fails_the_image_build(
     assert "/models/mnist/1/model.onnx: sha256" in done.stdout + done.stderr
 
 
-def _run_rendered(engine: Engine, image: str, models: str, tmp_path: Path, *mounts: str) -> None:
-    """Run what `modelport render --models MODELS` writes for examples/mnist on `image` the way
-    the kubelet would: the container's command and args, its ConfigMap mounted read-only over
-    /etc/modelport, the security context (its uid and gid, read-only root, every capability
-    dropped, no privilege escalation), /tmp a scratch volume; ready by its readiness probe, the
-    right digit; then its preStop command, and SIGTERM with its grace period: exit code 0."""
-    options = PodOptions(image, "volume" if models == "volume" else "image")
-    files = render_kubernetes(load_objects_from([EXAMPLE]), options).files
-    pod = yaml.safe_load(files["deployment-mnist.yaml"])["spec"]["template"]["spec"]
-    config = yaml.safe_load(files["configmap-mnist-model-config.yaml"])["data"][layout.CONFIG_FILE]
+def _rendered(image: str, models: Models) -> dict[str, str]:
+    return dict(render_kubernetes(load_objects_from([EXAMPLE]), PodOptions(image, models)).files)
+
+
+def _start_rendered(engine: Engine, name: str, image: str, pod: dict[str, Any], *extra: str) -> None:
+    """Start a rendered Pod's one container the way the kubelet would: its command and args, its
+    security context (uid and gid, read-only root, every capability dropped, no privilege
+    escalation), /tmp a scratch volume; `extra`: mounts and the network."""
     (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not container["securityContext"]["allowPrivilegeEscalation"]
+    user = f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    engine.docker(
+        "run", "-d", "--name", name, "--pull", "never", "--read-only", "--user", user,
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--tmpfs", "/tmp", *extra,
+        "--entrypoint", container["command"][0], image, *container["args"],
+    )  # fmt: skip
+
+
+def _wait_ready(engine: Engine, name: str, container: dict[str, Any]) -> None:
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    ready = f"http://127.0.0.1:{port}{container['readinessProbe']['httpGet']['path']}"
+    late = poll(lambda: _ready(engine, name, ready), 120, 0.5)
+    assert late is None, (
+        f"{name} not ready in 120 s{late}\n" + engine.docker("logs", name, check=False).stderr
+    )
+
+
+def _stop_like_the_kubelet(engine: Engine, name: str, pod: dict[str, Any]) -> None:
+    """The preStop command, then SIGTERM with the grace period: exit code 0 (137 would be SIGKILL)."""
+    (container,) = pod["containers"]
+    engine.docker("exec", name, *container["lifecycle"]["preStop"]["exec"]["command"])
+    grace = pod["terminationGracePeriodSeconds"]
+    engine.docker("stop", "-t", str(grace), name, timeout=grace + 60)
+    assert json.loads(engine.docker("inspect", "--format", "{{json .State.ExitCode}}", name).stdout) == 0
+
+
+@contextmanager
+def _rendered_server(
+    engine: Engine, image: str, models: Models, tmp_path: Path, *mounts: str
+) -> Iterator[str]:
+    """The model server `modelport render --models MODELS` writes for examples/mnist, on `image`,
+    its ConfigMap mounted read-only over /etc/modelport; ready by its readiness probe and
+    answering the right digit; stopped as the kubelet stops it on the way out."""
+    files = _rendered(image, models)
+    pod = yaml.safe_load(files["deployment-mnist.yaml"])["spec"]["template"]["spec"]
     etc = tmp_path / "etc"
     etc.mkdir()
     etc.chmod(0o755)  # the Pod's user reads it
+    config = yaml.safe_load(files["configmap-mnist-model-config.yaml"])["data"][layout.CONFIG_FILE]
     (etc / layout.CONFIG_FILE).write_text(config)
     (etc / layout.CONFIG_FILE).chmod(0o644)
-    user = f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert not container["securityContext"]["allowPrivilegeEscalation"]
     name = f"modelport-test-pod-{os.getpid()}"
-    engine.docker(
-        "run", "-d", "--name", name, "--pull", "never", "--network", "none", "--read-only",
-        "--user", user, "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--tmpfs", "/tmp", "--volume", f"{etc}:{layout.CONFIG_DIR}:ro", *mounts,
-        "--entrypoint", container["command"][0], image, *container["args"],
-    )  # fmt: skip
+    config_mount = f"{etc}:{layout.CONFIG_DIR}:ro"
+    _start_rendered(engine, name, image, pod, "--network", "none", "--volume", config_mount, *mounts)
     try:
-        port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
-        ready = f"http://127.0.0.1:{port}{container['readinessProbe']['httpGet']['path']}"
-        late = poll(lambda: _ready(engine, name, ready), 120, 0.5)
-        assert late is None, f"not ready in 120 s{late}\n" + engine.docker("logs", name, check=False).stderr
+        _wait_ready(engine, name, pod["containers"][0])
         answer = _predict(engine, name, SAMPLES / "digit-3.png")
         assert answer["predictions"][0]["classes"] == 3  # type: ignore[index]
-        engine.docker("exec", name, *container["lifecycle"]["preStop"]["exec"]["command"])
-        grace = pod["terminationGracePeriodSeconds"]
-        engine.docker("stop", "-t", str(grace), name, timeout=grace + 60)
-        assert json.loads(engine.docker("inspect", "--format", "{{json .State.ExitCode}}", name).stdout) == 0
+        yield name
+        _stop_like_the_kubelet(engine, name, pod)
     finally:
         engine.docker("rm", "--force", name, check=False)
 
 
-def test_the_rendered_pod_runs_on_the_built_image(engine: Engine, built: Built, tmp_path: Path) -> None:
-    _run_rendered(engine, built.image, "image", tmp_path)
+def _post_image(engine: Engine, container: str, png: Path) -> dict[str, Any]:
+    """The article's Flask client's request: the image as multipart/form-data in the field img."""
+    client = (
+        "import sys, urllib.request\n"
+        "data = sys.stdin.buffer.read()\n"
+        'body = (b\'--b\\r\\nContent-Disposition: form-data; name="img"; filename="d.png"\\r\\n\'\n'
+        "        b'Content-Type: image/png\\r\\n\\r\\n' + data + b'\\r\\n--b--\\r\\n')\n"
+        "req = urllib.request.Request('http://127.0.0.1:5000/', body,"
+        " {'Content-Type': 'multipart/form-data; boundary=b'})\n"
+        "print(urllib.request.urlopen(req, timeout=30).read().decode())\n"
+    )
+    command = ["docker", "exec", "-i", container, "python3", "-c", client]
+    done = subprocess.run(command, input=png.read_bytes(), env=engine.env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_the_rendered_pods_run_on_the_built_image(engine: Engine, built: Built, tmp_path: Path) -> None:
+    """The model server's Pod, and the gateway's (the same image, `modelport gateway`) beside
+    it in its network namespace, as a Pod of the gateway Deployment reaches the model Service;
+    the article's client posts a digit to the gateway and gets it back."""
+    with _rendered_server(engine, built.image, "image", tmp_path) as server:
+        files = _rendered(built.image, "image")
+        pod = yaml.safe_load(files["deployment-gateway.yaml"])["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        # The Service's name resolves on a cluster; here the server is on the shared loopback.
+        container["args"] = [a.replace("http://mnist:", "http://127.0.0.1:") for a in container["args"]]
+        name = f"modelport-test-gateway-{os.getpid()}"
+        _start_rendered(engine, name, built.image, pod, "--network", f"container:{server}")
+        try:
+            _wait_ready(engine, name, container)
+            assert _post_image(engine, name, SAMPLES / "digit-5.png") == {"result": [5]}
+            _stop_like_the_kubelet(engine, name, pod)
+        finally:
+            engine.docker("rm", "--force", name, check=False)
 
 
 def test_a_no_model_image_serves_the_models_volume_render_mounts(engine: Engine, tmp_path: Path) -> None:
@@ -318,4 +377,6 @@ def test_a_no_model_image_serves_the_models_volume_render_mounts(engine: Engine,
     write_mnist_repository(models / "mnist")
     for path in [models, *models.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    _run_rendered(engine, image, "volume", tmp_path, "--volume", f"{models}:{layout.MODELS_DIR}:ro")
+    mount = f"{models}:{layout.MODELS_DIR}:ro"
+    with _rendered_server(engine, image, "volume", tmp_path, "--volume", mount):
+        pass  # ready, the right digit, stopped cleanly

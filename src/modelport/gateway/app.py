@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import signal
 import socket
 import struct
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -434,9 +436,18 @@ def _json(status: int, body: Any) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
+# On SIGTERM, how long the requests under way may take to finish (the rendered Pods' grace
+# period, 25 s, covers it after their 5 s preStop wait).
+DRAIN_SECONDS = 10.0
+
+
 async def serve(config: GatewayConfig, host: str, port: int, on_bound: Any = None) -> None:
-    """Run until cancelled; `on_bound(port)` is called once the socket is listening (port 0 works)."""
-    runner = web.AppRunner(Gateway(config).app(), access_log=None)
+    """Run until cancelled, or until SIGTERM or SIGINT: then stop listening, let the requests under
+    way finish (DRAIN_SECONDS at most) and return. The handler matters most as a container's PID 1
+    (`modelport build`'s image), which has no default action for SIGTERM: without it `docker stop`
+    and the kubelet wait out the grace period and SIGKILL the gateway, cutting what is under way.
+    `on_bound(port)` is called once the socket is listening (port 0 works)."""
+    runner = web.AppRunner(Gateway(config).app(), access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -446,7 +457,14 @@ async def serve(config: GatewayConfig, host: str, port: int, on_bound: Any = Non
     bound = int(sock.getsockname()[1])
     if on_bound is not None:
         on_bound(bound)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread() else ()
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
         await runner.cleanup()

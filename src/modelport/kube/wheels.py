@@ -85,11 +85,22 @@ def _metadata_files(dist: md.Distribution, dist_info: str) -> Iterator[tuple[str
             yield f"{dist_info}/{name}", text.encode()
 
 
+def _modelport_distribution() -> md.Distribution:
+    try:
+        return md.distribution("modelport")
+    except md.PackageNotFoundError as exc:
+        raise ModelportError(
+            Code.FAILED_PRECONDITION,
+            "modelport runs here without being installed (no dist-info): `pip install` it (an "
+            "editable install will do), so that build knows its metadata and requirements",
+        ) from exc
+
+
 def build_modelport_wheel(dest: Path) -> Path:
     """modelport's wheel, from the running package's folder (see the module docstring)."""
     import modelport
 
-    dist = md.distribution("modelport")
+    dist = _modelport_distribution()
     package = Path(modelport.__file__).resolve().parent
     dist_info = _dist_info_name(dist)
     files: list[tuple[str, Path | bytes]] = [
@@ -171,7 +182,7 @@ def environment_wheels(dest: Path) -> list[md.Distribution]:
 def runtime_requirements() -> list[str]:
     """modelport's own Requires-Dist, the optional extras' left out (`uvicorn[standard]>=0.30`)."""
     out = []
-    for line in md.distribution("modelport").requires or []:
+    for line in _modelport_distribution().requires or []:
         req = Requirement(line)
         if req.marker is None or "extra" not in str(req.marker):  # other markers: pip's, in the image
             out.append(str(req))
