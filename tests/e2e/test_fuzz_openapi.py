@@ -1,8 +1,9 @@
 """Schemathesis against the document a live `modelport serve` publishes at /openapi.json (README,
 "The REST API"): every operation, with data that fits the document and data that does not,
-gets an answer that is not a 5xx and that the document allows: a documented status code, content
-type, headers and body schema. Model names, versions and labels are the served ones most of the
-time (a schemathesis dictionary), so requests reach the models, not only the 404 for unknown names.
+gets an answer that is not a 5xx and that the document allows (a documented status code,
+content type, headers and body schema), and data the document forbids is refused with a 4xx.
+Model names, versions and labels are the served ones most of the time (a schemathesis
+dictionary), so requests reach the models, not only the 404 for unknown names.
 
 Deterministic (no seed, no example database) and bounded (the coverage phase's boundary cases,
 then 12 fuzzed examples per operation, one worker): the same ~1,500 cases every run, about 15 s."""
@@ -35,7 +36,10 @@ values = ["stable"]
 """
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"
-    "response_headers_conformance,response_schema_conformance"
+    "response_headers_conformance,response_schema_conformance,"
+    # and the other way: what the document forbids (a wrong type, a missing required field or
+    # header) is refused with a 4xx, not served
+    "negative_data_rejection,missing_required_header"
 )
 
 
