@@ -75,7 +75,7 @@ def test_a_killed_replica_comes_back_after_its_backoff(
     assert replica.proc is not None and replica.pid != first_pid
     _serving(supervisor, clock, replica)
     _until(supervisor, clock, lambda: replica.ready, step=1.0)
-    assert "[supervisor] exited with -9; restart 1 in 10.0 s" in replica.log_path.read_text()
+    assert "[supervisor] exited with -9; restart 1 in 10.0 s" in replica.previous_log_path.read_text()
 
 
 def test_a_replica_whose_model_is_missing_never_gets_ready(

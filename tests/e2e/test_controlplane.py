@@ -520,8 +520,15 @@ def test_logs_follow_a_replica(plane: Plane, models: dict[str, Path], tmp_path: 
             while not any("[supervisor] exited with -9" in line for line in followed):
                 followed.append(follow.stdout.readline())
                 assert followed[-1], f"logs -f ended: {followed}"
+            # Restarted: the new run has a log of its own, and -f goes on in it.
+            while "model half version 1 AVAILABLE" not in followed[-1]:
+                followed.append(follow.stdout.readline())
+                assert followed[-1], f"logs -f ended: {followed}"
         finally:
             deadline.cancel()
             follow.kill()
+    current, previous = plane.cli("logs", pod).stdout, plane.cli("logs", pod, "--previous").stdout
+    assert "model half version 1 AVAILABLE" in current and "exited with -9" not in current
+    assert "model half version 1 AVAILABLE" in previous and "[supervisor] exited with -9" in previous
     plane.cli("delete", "deployment", "chatty")
     plane.cli("delete", "service", "chatty")

@@ -81,6 +81,20 @@ def fail(message: str, code: int = 1) -> None:
     help="How often each HorizontalPodAutoscaler decides.",
 )
 @click.option("--prometheus-url", default=None, help="Prometheus for Object/External HPA metrics (PromQL).")
+@click.option(
+    "--container-log-max-size",
+    default="10Mi",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _log_size(value),
+    help="A replica's log is rotated once it is larger (bytes, or a quantity like 10Mi).",
+)
+@click.option(
+    "--container-log-max-files",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Log files kept per replica: the live one and the rotated parts.",
+)
 def up(detach: bool, home: Path | None, **settings: Any) -> None:
     """Start the control plane: the API on loopback and the controllers."""
     from modelport.controlplane.main import ControlPlane, Options
@@ -97,6 +111,18 @@ def up(detach: bool, home: Path | None, **settings: Any) -> None:
         fail(exc.message)
     click.echo(f"control plane listening on http://127.0.0.1:{plane.port} (home {home})", err=True)
     plane.run()
+
+
+def _log_size(value: str) -> str:
+    from modelport.spec import quantity
+
+    try:
+        size = quantity(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if size < 1:
+        raise click.BadParameter(f"{value!r} must be at least 1 byte")
+    return value
 
 
 def _detach(home: Path, options: Options) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -22,9 +23,11 @@ Obj = dict[str, Any]
 @click.argument("name")
 @click.option("--follow", "-f", is_flag=True)
 @click.option("--tail", type=int, default=-1, help="Lines from the end (-1: all).")
+@click.option("--previous", "-p", is_flag=True, help="The log of the replica's run before its last restart.")
 @namespace_option
-def logs(name: str, follow: bool, tail: int, namespace: str) -> None:
-    """A replica's log (pod/NAME, or deployment/NAME for its first replica)."""
+def logs(name: str, follow: bool, tail: int, previous: bool, namespace: str) -> None:
+    """A replica's log (pod/NAME, or deployment/NAME for its first replica): its current run,
+    from the last rotation on (the log is rotated while it runs, like a container's)."""
     with reporting():
         api = client()
         kind, pod_name = split_ref(name, None) if "/" in name else ("Pod", name)
@@ -33,19 +36,48 @@ def logs(name: str, follow: bool, tail: int, namespace: str) -> None:
         else:
             pod = api.get("Pod", pod_name or "", namespace)
         path = Path(pod.get("status", {}).get("logPath", ""))
-        if not path.is_file():
+        if previous:
+            from modelport.dataplane.logs import previous_log  # only here: `get` and `--help` stay light
+
+            path = previous_log(path)
+            if not path.is_file():
+                raise ModelportError(
+                    Code.FAILED_PRECONDITION,
+                    f'previous terminated replica of pod "{pod["metadata"]["name"]}" not found',
+                )
+        elif not path.is_file():
             raise ModelportError(Code.NOT_FOUND, f'pod "{pod["metadata"]["name"]}" has no log yet')
         with open(path, errors="replace") as log:
             lines = log.readlines()
             sys.stdout.write("".join(lines[max(len(lines) - tail, 0) :] if tail >= 0 else lines))
             sys.stdout.flush()
-            while follow:
-                line = log.readline()
-                if line:
-                    sys.stdout.write(line)
-                    sys.stdout.flush()
-                else:
-                    time.sleep(0.2)  # a follower polls, as `tail -f` does
+            if follow and not previous:
+                _follow(path, log)
+
+
+def _follow(path: Path, log: TextIO) -> None:
+    """`tail -F`: new lines as they come; from the top again when the file was emptied by a
+    rotation, and in the new file when a restart put a new one in its place."""
+    while True:
+        line = log.readline()
+        if line:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            continue
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None  # between a restart's move and the new run's first write
+        if current is not None and current.st_ino != os.fstat(log.fileno()).st_ino:
+            sys.stdout.write(log.read())  # the old file's last lines, then the new one's
+            sys.stdout.flush()
+            log.close()
+            log = open(path, errors="replace")  # noqa: SIM115 - closed when replaced or at exit
+            continue
+        if current is not None and current.st_size < log.tell():
+            log.seek(0)  # emptied by a rotation: the new lines are at the top
+            continue
+        time.sleep(0.2)  # a follower polls, as `tail -f` does
 
 
 def _first_replica(api: Client, deployment: str, namespace: str) -> Obj:

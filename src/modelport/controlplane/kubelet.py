@@ -21,6 +21,7 @@ from modelport.clock import Clock
 from modelport.controlplane.meta import Recorder, iso, terminating
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.launcher import Launcher
+from modelport.dataplane.logs import LogPolicy
 from modelport.dataplane.process import processes_with
 from modelport.dataplane.supervisor import (
     BackOffPolicy,
@@ -72,6 +73,7 @@ class Kubelet:
         grace_seconds: float = 10.0,
         launcher: Launcher | None = None,
         prober: Prober | None = None,
+        log_policy: LogPolicy | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -79,7 +81,7 @@ class Kubelet:
         self.workdir = workdir
         self._backoff = backoff or BackOffPolicy()
         self._grace = grace_seconds
-        self.supervisor = Supervisor(clock, prober=prober, launcher=launcher)
+        self.supervisor = Supervisor(clock, prober=prober, launcher=launcher, log_policy=log_policy)
         self._written: dict[str, Obj] = {}
         self._stopping: set[str] = set()
         self._lock = threading.Lock()

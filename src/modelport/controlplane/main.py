@@ -40,8 +40,10 @@ from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
 from modelport.controlplane.services import ServiceController
 from modelport.controlplane.store import ObjectStore
+from modelport.dataplane.logs import LogPolicy
 from modelport.dataplane.supervisor import BackOffPolicy
 from modelport.errors import Code, ModelportError
+from modelport.spec import quantity
 
 log = logging.getLogger("modelport.controlplane")
 
@@ -56,6 +58,8 @@ class Options:
     metrics_window: float = 30.0  # rates and latency quantiles are over this many seconds
     hpa_sync_seconds: float = 15.0  # how often each HorizontalPodAutoscaler decides (Kubernetes: 15)
     prometheus_url: str | None = None  # for Object/External metrics (PromQL)
+    container_log_max_size: str = "10Mi"  # a replica's log is rotated beyond this (Kubernetes' name)
+    container_log_max_files: int = 5  # the live log and 4 rotated parts
 
 
 class ControlPlane:
@@ -81,9 +85,11 @@ class ControlPlane:
         backoff = BackOffPolicy(initial_seconds=options.backoff_seconds)
         self.deployments = DeploymentController(self.store, self.clock, self.recorder)
         self.replica_sets = ReplicaSetController(self.store, self.clock, self.recorder)
+        logs = LogPolicy(int(quantity(options.container_log_max_size)), options.container_log_max_files)
         self.kubelet = Kubelet(
-            self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds
-        )
+            self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds,
+            log_policy=logs,
+        )  # fmt: skip
         self.services = ServiceController(self.store, self.clock, self.recorder, self.dir / "services")
         self.metrics = MetricsCollector(self.clock, options.metrics_seconds, options.metrics_window)
         self.autoscaler = Autoscaler(

@@ -2,18 +2,22 @@
 Kubernetes' back-off, stopped gracefully.
 
 A replica is `modelport serve` on 127.0.0.1 with ports the OS picks (the server writes them to a
-port file, so there is no race for a port), its output appended to a log file, its memory
-limited where the OS allows. Probes are HTTP GETs against the server's own health endpoints:
-readiness (`/readyz`: every model has an AVAILABLE version) decides whether it takes traffic,
-liveness (`/healthz`) whether it must be restarted. Probes run concurrently, each in a thread of
-its own (Kubernetes: a goroutine per probe), and `tick()` never waits for one: it starts the
-probes that are due and reads the answers that have come in. A probe that has not answered
-within its `timeoutSeconds` (at most 60) has failed. So a replica that is frozen (stopped, or
-its event loop blocked) costs nobody else anything: it turns unready after one timeout and is
-restarted after `failureThreshold` of them, while every other replica is probed on time and
-the controllers go on reconciling. A replica that exits or fails liveness is
-restarted after the CrashLoopBackOff delay: 10 s, doubled at each restart, at most 300 s, back to
-10 s once it has run for 10 minutes — Kubernetes' numbers, each settable.
+port file, so there is no race for a port), its output appended to a log file kept within a size
+limit while it runs (dataplane/logs.py), its memory limited where the OS allows.
+
+Probes are HTTP GETs against the server's own health endpoints: readiness (`/readyz`: every
+model has an AVAILABLE version) decides whether it takes traffic, liveness (`/healthz`) whether
+it must be restarted. Probes run concurrently, each in a thread of its own (Kubernetes: a
+goroutine per probe), and `tick()` never waits for one: it starts the probes that are due and
+reads the answers that have come in. A probe that has not answered within its `timeoutSeconds`
+(at most 60) has failed. So a replica that is frozen (stopped, or its event loop blocked) costs
+nobody else anything: it turns unready after one timeout and is restarted after
+`failureThreshold` of them, while every other replica is probed on time and the controllers go
+on reconciling.
+
+A replica that exits or fails liveness is restarted after the CrashLoopBackOff delay: 10 s,
+doubled at each restart, at most 300 s, back to 10 s once it has run for 10 minutes —
+Kubernetes' numbers, each settable.
 """
 
 from __future__ import annotations
@@ -34,10 +38,9 @@ from typing import Protocol
 
 from modelport.clock import Clock
 from modelport.dataplane.launcher import Launcher, Limits, Process, SubprocessLauncher
+from modelport.dataplane.logs import LogPolicy, previous_log, retire, rotate_if_full
 from modelport.dataplane.process import AdoptedProcess
 from modelport.spec import Probe, quantity
-
-LOG_ROTATE_BYTES = 10 * 2**20  # Kubernetes' container log default (containerLogMaxSize)
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,10 @@ class Replica:
         return self.workdir / f"{self.name}.log"
 
     @property
+    def previous_log_path(self) -> Path:
+        return previous_log(self.log_path)
+
+    @property
     def probing(self) -> set[str]:
         """The kinds of probe under way ("readiness", "liveness"): started, not answered yet."""
         return set(self._probing)
@@ -193,8 +200,10 @@ class Supervisor:
         command: Sequence[str] | None = None,
         prober: Prober | None = None,
         launcher: Launcher | None = None,
+        log_policy: LogPolicy | None = None,
     ) -> None:
         self._clock = clock
+        self._log_policy = log_policy or LogPolicy()
         self._launcher = launcher or SubprocessLauncher()
         self._command = list(command or [sys.executable, "-m", "modelport", "serve"])
         self._prober = prober or ThreadProber()
@@ -236,6 +245,7 @@ class Supervisor:
             if code is not None:
                 self._crashed(replica, code, now)
                 continue
+            rotate_if_full(replica.log_path, self._log_policy)  # while it runs, not only at restarts
             if replica.port is None:
                 replica.port, replica.grpc_port = _read_ports(replica)
                 if replica.port is None:
@@ -334,9 +344,7 @@ class Supervisor:
         else:
             cmd = [*self._command, "--host", "127.0.0.1", "--rest_api_port", "0", "--port", "0",
                    "--port_file", str(port_file), *replica.args]  # fmt: skip
-        with contextlib.suppress(OSError):  # a (re)start rotates a big log: one old generation is kept
-            if replica.log_path.stat().st_size > LOG_ROTATE_BYTES:
-                replica.log_path.replace(replica.log_path.with_suffix(".log.1"))
+        retire(replica.log_path, self._log_policy)  # the run before's log: `logs --previous`
         limits = Limits(memory_bytes=_memory_limit(replica.memory_limit))
         replica.proc = self._launcher.start(cmd, replica.log_path, limits)
         replica.started_at = self._clock.monotonic()
