@@ -14,9 +14,11 @@ Where the work runs:
 - with batching on, the model call runs in the version's batch, the rest as above.
 
 Deadlines: every path has one (`--rest_api_timeout_in_ms`; a gRPC call's own deadline when it
-is sooner). Work whose deadline has passed before it starts is not started: a request that waited
-in the pool's or the batcher's queue past it is dropped there (counted in
-`modelport_requests_expired_total`), and its caller gets 504 / DEADLINE_EXCEEDED at the deadline.
+is sooner). Work that cannot finish by its deadline is not started: a request that waited in the
+pool's queue until less time was left than the version's fastest request took (or in the
+batcher's queue past its deadline) is dropped there, counted in
+`modelport_requests_expired_total`; its caller gets 504 / DEADLINE_EXCEEDED. A model call that
+runs past the deadline is stopped there when the runtime can stop one (ONNX Runtime).
 """
 
 from __future__ import annotations
@@ -99,6 +101,12 @@ class _Cost:
     def seconds(self) -> float:
         return min(self._previous, self._current)
 
+    @property
+    def least(self) -> float:
+        """The least a request can take: its known minimum, 0 while none is known."""
+        seconds = self.seconds
+        return 0.0 if seconds == float("inf") else seconds
+
     def add(self, seconds: float) -> None:
         self._current = min(self._current, seconds)
         self._count += 1
@@ -142,12 +150,12 @@ class InferencePath:
         if version is None:
             version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
         small = size <= LOOP_MAX_BYTES
-        if deadline.remaining() <= 0:  # a gRPC call whose own deadline has passed already
+        cost = version.cost
+        if deadline.remaining() <= cost.least:  # e.g. a gRPC call whose own deadline is (nearly) up
             self._expired(servable)
             raise deadline.error(servable)
         if self._batchers is not None:
             return await self._batched(servable, prepare, version, small, deadline)
-        cost = version.cost
         if small and cost.seconds < LOOP_MAX_SECONDS:
             started = time.perf_counter()
             job = _prepared_on_the_loop(prepare, version)
@@ -155,9 +163,8 @@ class InferencePath:
                 reply = job.answer(_run_model(servable, job, deadline))
                 cost.add(time.perf_counter() - started)
                 return reply
-        reply, seconds = await self._in_pool(
-            servable, _whole(servable, prepare, version.limits, deadline), deadline
-        )
+        work = _whole(servable, prepare, version.limits, deadline)
+        reply, seconds = await self._in_pool(servable, work, deadline, cost.least)
         if small:
             cost.add(seconds)
         return reply
@@ -184,13 +191,14 @@ class InferencePath:
         return reply
 
     async def _in_pool(
-        self, servable: Servable, work: Callable[[], R], deadline: Deadline
+        self, servable: Servable, work: Callable[[], R], deadline: Deadline, least: float = 0.0
     ) -> tuple[R, float]:
-        """Run `work` in the pool, unless its deadline passes while it waits there."""
+        """Run `work` in the pool, unless, when a thread takes it, less than `least` seconds (what
+        it takes at the least) are left before its deadline: it could not finish in time."""
 
         def timed() -> tuple[R, float]:
-            if deadline.remaining() <= 0:
-                self._expired(servable)  # it waited in the queue past its deadline
+            if deadline.remaining() <= least:
+                self._expired(servable)  # it waited in the queue past (or too near) its deadline
                 raise _Expired
             started = time.perf_counter()
             return work(), time.perf_counter() - started
