@@ -113,3 +113,27 @@ def test_pods_metrics_from_a_real_replica(tmp_path: Path) -> None:
 def _post_forever(url: str) -> None:
     with contextlib.suppress(requests.RequestException):  # the server is killed under it, as intended
         requests.post(f"{url}/v1/models/spin:predict", json={"instances": [[1e12]]}, timeout=600)
+
+
+def test_replicas_that_do_not_answer_cost_one_scrape_timeout_not_one_each() -> None:
+    """Eight replicas frozen (their ports take connections, nothing answers): one round of the
+    collector waits out one 0.5 s scrape timeout for all of them together, not 4 s one after
+    another, so the controllers' loop it runs in is held up no longer by eight than by one."""
+    import os
+    import socket
+    import time
+
+    from modelport.controlplane.metrics import MetricsCollector
+    from modelport.testing import FakeClock
+
+    frozen = [socket.create_server(("127.0.0.1", 0)) for _ in range(8)]
+    try:
+        replicas = {f"default.frozen-{i}": (os.getpid(), s.getsockname()[1]) for i, s in enumerate(frozen)}
+        collector = MetricsCollector(FakeClock(), interval=5.0, window=30.0)
+        started = time.monotonic()
+        collector.collect(replicas)
+        took = time.monotonic() - started
+    finally:
+        for sock in frozen:
+            sock.close()
+    assert 0.5 <= took < 2.0, took
