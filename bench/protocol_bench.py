@@ -3,13 +3,13 @@
     python bench/protocol_bench.py --base 1650ca2      # the protocol before the connection limits
     python bench/protocol_bench.py --base main --repeats 60 --requests 5000
 
-Method. One process, no sockets: each protocol class (`OneWriteHttpToolsProtocol` of
-src/modelport/server/http_protocol.py here, and of the same file at --base, loaded from
-`git show`) gets a connection whose transport drops what is written, then one keep-alive
+Method. No sockets: each protocol class (`OneWriteHttpToolsProtocol` of this tree's src/, and
+of --base's, unpacked with `git archive`) runs in a process of its own, with its own tree first
+on sys.path; it gets a connection whose transport drops what is written, then one keep-alive
 connection's worth of requests, each a 131-byte POST whose 30-byte body arrives with its head,
 answered by a minimal ASGI app (reads the body, sends 23 bytes). Each request is fed to
 `data_received` and its task awaited. CPU time (`time.process_time`) per request is measured over
---requests requests, the two classes alternating, --repeats times; the minimum and median are
+--requests requests, the two processes taking turns, --repeats times; the minimum and median are
 printed. CPU time rather than wall time, and the minimum, because the machine is shared: noise
 only ever adds time. What it leaves out: the kernel, the event loop's I/O, the model.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import os
 import statistics
 import subprocess
 import sys
@@ -70,19 +70,26 @@ class Sink(asyncio.Transport):
         pass
 
 
-def _protocol_at(revision: str) -> type[Any]:
-    source = subprocess.run(
-        ["git", "show", f"{revision}:src/modelport/server/http_protocol.py"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout  # fmt: skip
-    path = Path(tempfile.mkdtemp()) / "base_http_protocol.py"
-    path.write_bytes(source)
-    spec = importlib.util.spec_from_file_location("base_http_protocol", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cls: type[Any] = module.OneWriteHttpToolsProtocol
-    return cls.with_limits(module.ConnectionLimits()) if hasattr(cls, "with_limits") else cls
+def _tree_at(revision: str) -> Path:
+    """src/ of `revision`, unpacked into a temporary folder."""
+    folder = Path(tempfile.mkdtemp(prefix="protocol-bench-"))
+    archive = subprocess.run(
+        ["git", "archive", revision, "src"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "src"
+
+
+def _protocol() -> type[Any]:
+    """The protocol `modelport serve` would use, from whichever modelport is first on sys.path."""
+    from modelport.server import http_protocol
+
+    cls: type[Any] = http_protocol.OneWriteHttpToolsProtocol
+    if not hasattr(cls, "with_limits"):  # before the connection limits
+        return cls
+    from modelport.server import http_limits
+
+    return cls.with_limits(http_limits.ConnectionLimits())
 
 
 def _microseconds(cls: type[Any], loop: asyncio.AbstractEventLoop, requests: int) -> float:
@@ -105,25 +112,46 @@ def _microseconds(cls: type[Any], loop: asyncio.AbstractEventLoop, requests: int
         protocol.connection_lost(None)
 
 
+def _measure(requests: int) -> None:
+    """The child: one measurement per line read from stdin, printed in µs."""
+    cls = _protocol()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    for _ in sys.stdin:
+        print(_microseconds(cls, loop, requests), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the git revision to compare with")
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "src"))
-    from modelport.server import http_protocol
-
-    classes = {
-        args.base: _protocol_at(args.base),
-        "this tree": http_protocol.OneWriteHttpToolsProtocol.with_limits(http_protocol.ConnectionLimits()),
-    }
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    results: dict[str, list[float]] = {name: [] for name in classes}
-    for _ in range(args.repeats):
-        for name, cls in classes.items():
-            results[name].append(_microseconds(cls, loop, args.requests))
+    if args.measure:
+        _measure(args.requests)
+        return
+    trees = {args.base: _tree_at(args.base), "this tree": ROOT / "src"}
+    children = {
+        name: subprocess.Popen(
+            [sys.executable, __file__, "--measure", "--base", args.base, "--requests", str(args.requests)],
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        for name, tree in trees.items()
+    }  # fmt: skip
+    results: dict[str, list[float]] = {name: [] for name in children}
+    try:
+        for _ in range(args.repeats):
+            for name, child in children.items():
+                assert child.stdin is not None and child.stdout is not None
+                child.stdin.write("run\n")
+                child.stdin.flush()
+                results[name].append(float(child.stdout.readline()))
+    finally:
+        for child in children.values():
+            child.kill()
+            child.wait()
     for name, values in results.items():
         low, middle = min(values), statistics.median(values)
         print(f"{name:>12}: min {low:6.2f} µs, median {middle:6.2f} µs CPU per request")

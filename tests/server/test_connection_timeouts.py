@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from modelport.server.http_protocol import ConnectionLimits, OneWriteHttpToolsProtocol
+from modelport.server.http_limits import ConnectionLimits
+from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from support import PATIENCE
 
 LIMIT = 0.5

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from modelport.server.http_protocol import MAX_HEADER_BYTES, OneWriteHttpToolsProtocol
+from modelport.server.http_limits import MAX_HEADER_BYTES
+from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from support import PATIENCE
 
 GATE = threading.Event()  # what a request to /slow waits for

@@ -202,7 +202,7 @@ def serve(**flags: Any) -> None:
     """
     from modelport.runtimes.limits import RequestLimits
     from modelport.server.app import ServerOptions
-    from modelport.server.http_protocol import ConnectionLimits
+    from modelport.server.http_limits import ConnectionLimits
     from modelport.server.main import ServeConfig, default_max_connections
     from modelport.server.main import serve as run
 

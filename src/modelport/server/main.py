@@ -33,7 +33,8 @@ from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
-from modelport.server.http_protocol import ConnectionLimits, OneWriteHttpToolsProtocol
+from modelport.server.http_limits import ConnectionLimits
+from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
 
