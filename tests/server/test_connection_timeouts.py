@@ -82,23 +82,23 @@ def _wait_for_answer(conn: socket.socket, seconds: float) -> bytes:
     except TimeoutError:
         return b""
     finally:
-        conn.settimeout(10)
+        conn.settimeout(10 * PATIENCE)
 
 
 def test_a_slow_answer_is_not_cut_by_the_limits(address: tuple[str, int]) -> None:
     # An answer that takes 3x the limits to make: the limits are on the client, not the server.
-    with socket.create_connection(address, timeout=10) as conn:
+    with socket.create_connection(address, timeout=10 * PATIENCE) as conn:
         conn.sendall(b"POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc")
         assert _wait_for_answer(conn, 3 * LIMIT) == b""
         GATE.set()
-        assert _wait_for_answer(conn, 10).endswith(b"\r\n\r\ngot 3")
+        assert _wait_for_answer(conn, 10 * PATIENCE).endswith(b"\r\n\r\ngot 3")
 
 
 def test_a_pipelined_body_is_due_from_when_its_request_starts(address: tuple[str, int]) -> None:
     # The second request's body is incomplete while the first is answered slowly (3x the limit):
     # its time counts from when it starts, so it is not cut while it waits its turn; once started,
     # the body it still lacks gets 408 at the limit.
-    with socket.create_connection(address, timeout=10) as conn:
+    with socket.create_connection(address, timeout=10 * PATIENCE) as conn:
         conn.sendall(
             b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n"
             b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789"
@@ -111,13 +111,13 @@ def test_a_pipelined_body_is_due_from_when_its_request_starts(address: tuple[str
     first, _, second = answers.partition(b"got 0")
     assert first.startswith(b"HTTP/1.1 200 OK\r\n"), answers
     assert second.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answers
-    assert LIMIT * 0.9 < elapsed < LIMIT + 5, elapsed
+    assert LIMIT * 0.9 < elapsed < LIMIT + 5 * PATIENCE, elapsed
 
 
 def test_a_pipelined_head_late_behind_a_slow_answer_closes_after_it(address: tuple[str, int]) -> None:
     # A head left unfinished behind an answer still being made: no 408 is written into that
     # answer; it goes out whole, then the connection closes.
-    with socket.create_connection(address, timeout=10) as conn:
+    with socket.create_connection(address, timeout=10 * PATIENCE) as conn:
         conn.sendall(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nx-never: end")
         assert _wait_for_answer(conn, 3 * LIMIT) == b""
         GATE.set()
