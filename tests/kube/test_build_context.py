@@ -238,3 +238,23 @@ def test_given_wheels_join_the_context_and_the_build_uses_no_index(tmp_path: Pat
     # the dependencies come from the index
     assert "--no-index --find-links /wheels --requirement" not in _flat(out / "Dockerfile")
     assert sorted(p.name for p in (out / "wheels").iterdir()) == ["requirements.txt"]
+
+
+def test_offline_warns_when_the_base_images_python_cannot_take_these_wheels(tmp_path: Path) -> None:
+    import sys
+
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    other = "python:3.9-slim" if here != "3.9" else "python:3.10-slim"
+    warned = _build("--no-model", "--offline", "--base-image", other, "--dockerfile-only", "-o",
+                    str(tmp_path / "a"), home=tmp_path)  # fmt: skip
+    assert warned.exit_code == 0 and f"but {other} has Python" in warned.output
+    same = _build("--no-model", "--offline", "--base-image", f"docker.io/library/python:{here}-slim",
+                  "--dockerfile-only", "-o", str(tmp_path / "b"), home=tmp_path)  # fmt: skip
+    assert same.exit_code == 0 and "warning" not in same.output
+
+
+def test_source_commit_sets_the_revision_label(tmp_path: Path) -> None:
+    write_mnist_repository(tmp_path / "mnist")
+    result = _only(str(tmp_path / "mnist"), tmp_path / "ctx", tmp_path, "--source-commit", "0123abc")
+    assert result.exit_code == 0, result.output
+    assert _labels(tmp_path / "ctx")["org.opencontainers.image.revision"] == "0123abc"

@@ -367,9 +367,11 @@ def test_a_no_model_image_serves_the_models_volume_render_mounts(engine: Engine,
     """`modelport build --no-model`: the server alone; `render --models volume` mounts the
     claim's MODEL/VERSION/ folders read-only at /models (here a folder of this machine)."""
     image = "modelport-test/server:1"
+    context = tmp_path / "context"  # -o with a build: the context is kept
     done = _modelport("build", "--no-model", "-t", image, "--base-image", BASE_IMAGE, "--offline",
-                      "--network", "none", env=engine.env)  # fmt: skip
+                      "--network", "none", "-o", str(context), env=engine.env)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (context / "Dockerfile").is_file() and f"built {image}" in done.stdout
     listing = engine.docker("run", "--rm", "--pull", "never", "--network", "none", "--entrypoint", "ls",
                             image, "-a", "/", check=False).stdout.split()  # fmt: skip
     assert "models" not in listing  # nothing baked in

@@ -61,6 +61,9 @@ def build(
     if not dockerfile_only and not tag:
         raise click.UsageError("give the image's name with -t (or --dockerfile-only -o DIR)")
     options = BuildOptions(base_image, not no_model, offline, wheels, source_commit)
+    mismatch = _python_mismatch(base_image) if offline else None
+    if mismatch:
+        click.echo(f"warning: {mismatch}", err=True)
     try:
         executable = None if dockerfile_only else find_builder(builder)
         models = resolve_source(source, model_name) if source else ()
@@ -79,3 +82,20 @@ def build(
     except ModelportError as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"built {tag}")
+
+
+def _python_mismatch(base_image: str) -> str | None:
+    """--offline packs this interpreter's wheels: an official python:X.Y image of another
+    version cannot install them (pip would say only "no matching distribution")."""
+    import re
+    import sys
+
+    match = re.match(r"(?:.*/)?python:(\d+)\.(\d+)", base_image)
+    here = sys.version_info[:2]
+    if match is None or (int(match[1]), int(match[2])) == here:
+        return None
+    return (
+        f"--offline packs the wheels of this Python ({here[0]}.{here[1]}), but {base_image} has "
+        f"Python {match[1]}.{match[2]}: its build will not find wheels it can install; use "
+        f"--base-image python:{here[0]}.{here[1]}-slim, or build without --offline"
+    )
