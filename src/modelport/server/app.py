@@ -51,7 +51,7 @@ _V2_ROUTE = re.compile(
 )
 _JSON = [(b"content-type", b"application/json")]
 _V2_HEADER_LENGTH = b"inference-header-content-length"
-# What _execute returns: the body, and the length of its JSON part when binary tensors follow.
+# What a request answers: the body, and the length of its JSON part when binary tensors follow.
 Reply = tuple[bytes, int | None]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
