@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from modelport.errors import ModelportError
 from modelport.examples import write_mnist_repository
 from modelport.registry import Registry
+from modelport.registry.registry import signature_of
 from support import half_plus_two, running
 
 
@@ -196,6 +198,29 @@ def test_a_version_published_meanwhile_is_the_one_compatibility_is_checked_again
         b.publish("mnist", mnist_version)
     assert [(v.version, v.state) for v in registry.versions("mnist")] == [(1, "active"), (2, "active")]
     assert _served(registry, "mnist") == ["2"]
+
+
+def test_a_version_left_pending_by_a_publish_that_died_is_named_with_its_remedy(
+    tmp_path: Path, mnist_version: Path
+) -> None:
+    """A publisher killed while copying leaves its version pending. It counts as the version
+    before the next one (it may be one being published right now), and the refusal says what it
+    is and how to remove it; removed, the next publish is checked against the last active one."""
+    registry = Registry.open(tmp_path / "home")
+    registry.publish("mnist", mnist_version)
+    other = half_plus_two(tmp_path / "half").parent
+    # what a publish of `other` writes before it copies the files, and all it wrote before it died
+    died = replace(registry.version("mnist", 1), version=0, signature=signature_of(other), state="pending")
+    Registry.open(tmp_path / "home").store.add_version(died)
+    with pytest.raises(ModelportError) as refused:
+        registry.publish("mnist", mnist_version)
+    assert "would break clients of version 2: " in refused.value.message
+    assert refused.value.message.endswith(
+        "(version 2 is still pending: being published now, or left by a publish that did not finish, "
+        "which `registry delete mnist 2` removes)"
+    )
+    registry.delete("mnist", 2)
+    assert registry.publish("mnist", mnist_version).version == 3
 
 
 def test_a_published_version_is_on_disk_before_it_is_visible(tmp_path: Path, mnist_version: Path) -> None:

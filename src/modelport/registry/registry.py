@@ -121,13 +121,21 @@ def compatible_with_previous(
             raise invalid(f"parent version {parent} of '{name}' is not in the registry")
         previous = [v for v in versions if v.state in ("active", "pending")]
         if previous and not allow_breaking:
-            changes = signature_changes(previous[-1].signature, signature)
+            last = previous[-1]
+            changes = signature_changes(last.signature, signature)
             if changes:
+                pending = (
+                    f" (version {last.version} is still pending: being published now, or left by a "
+                    f"publish that did not finish, which `registry delete {name} {last.version}` removes)"
+                    if last.state == "pending"
+                    else ""
+                )
                 raise ModelportError(
                     Code.FAILED_PRECONDITION,
-                    f"version would break clients of version {previous[-1].version}: "
+                    f"version would break clients of version {last.version}: "
                     + "; ".join(changes)
-                    + " (publish with --allow-breaking if that is meant)",
+                    + " (publish with --allow-breaking if that is meant)"
+                    + pending,
                 )
 
     return check
