@@ -6,8 +6,8 @@ TF Serving v1 JSON (gzipped or not), v2 JSON, the v2 binary extension, gRPC Mode
 
 Every answer is < 500 and a 4xx carries `{"error": <a message>}`; over gRPC no call ends INTERNAL
 or UNKNOWN, and a refused one says why. Deterministic (derandomized, no example database) and
-bounded: the same 450 requests every run, about 15 s here (FUZZ_EXAMPLES=3000 explores further:
-that many per grammar)."""
+bounded: the same 450 requests every run, to a server without and with `--enable_batching`, about
+10 s here (FUZZ_EXAMPLES=3000 explores further: that many per grammar)."""
 
 from __future__ import annotations
 
@@ -34,10 +34,12 @@ FUZZ = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=[[], ["--enable_batching"]], ids=["inline", "batching"])
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Each model call made on its own, then in TF Serving's batcher (another path to the model:
+    requests queued, concatenated, padded and split)."""
     root = tmp_path_factory.mktemp("fuzz_requests")
-    with running(["--model_config_file", str(fuzz_repository(root))], root) as srv:
+    with running(["--model_config_file", str(fuzz_repository(root)), *request.param], root) as srv:
         srv.wait_ready()
         yield srv
 
