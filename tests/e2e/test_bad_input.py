@@ -102,3 +102,17 @@ def test_unknown_names_are_counted_under_unknown(
     grpc_line = 'modelport_requests_total{api="grpc_infer",model="_unknown",status="404",version=""} 3.0'
     rest_line = 'modelport_requests_total{api="predict",model="_unknown",status="404",version=""} 3.0'
     assert grpc_line in text and rest_line in text
+
+
+def test_grpc_a_version_of_unicode_digits_is_invalid_argument(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+) -> None:
+    """Found by the fuzzer: version "²" passes str.isdigit(), then int() refuses it: UNKNOWN."""
+    assert not stub.ModelReady(service_pb2.ModelReadyRequest(name="half", version="²"), timeout=10).ready
+    metadata = service_pb2.ModelMetadataRequest(name="half", version="²")
+    infer = service_pb2.ModelInferRequest(model_name="half", model_version="²")
+    for rpc, message in ((stub.ModelMetadata, metadata), (stub.ModelInfer, infer)):
+        with pytest.raises(grpc.RpcError) as caught:
+            rpc(message, timeout=10)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details() == "version must be a positive integer, got '²'"

@@ -19,7 +19,8 @@ import grpc
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
-from tritonclient.grpc import service_pb2_grpc
+from hypothesis import strategies as st
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from fuzz_grammars import grpc_request, v1_request, v2_request
 from fuzz_support import fuzz_repository
@@ -97,6 +98,26 @@ def test_grpc_model_infer_never_ends_internal_or_unknown(
     except grpc.RpcError as exc:
         assert exc.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (exc, request)
         assert exc.details(), (exc.code(), request)
+
+
+_NAMES = st.one_of(st.sampled_from(["half", "mnist", "mixed", ""]), st.text(max_size=8))
+_VERSIONS = st.one_of(st.sampled_from(["", "1", "2", "0", "-1", "01", " 1", "1.0"]), st.text(max_size=4))
+
+
+@settings(FUZZ, max_examples=FUZZ.max_examples // 3)
+@given(name=_NAMES, version=_VERSIONS)
+def test_grpc_model_ready_and_metadata_never_end_internal_or_unknown(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub, name: str, version: str
+) -> None:
+    ready = stub.ModelReady(service_pb2.ModelReadyRequest(name=name, version=version), timeout=10)
+    try:
+        meta = stub.ModelMetadata(service_pb2.ModelMetadataRequest(name=name, version=version), timeout=10)
+    except grpc.RpcError as exc:
+        assert exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT), exc
+        assert exc.details()
+        assert not ready.ready or version, (name, version)  # a ready model without a version has metadata
+    else:
+        assert meta.name == name and ready.ready
 
 
 def test_the_server_still_answers_and_the_fuzzers_reached_the_models(server: Server) -> None:

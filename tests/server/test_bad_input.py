@@ -179,3 +179,18 @@ def test_unknown_model_names_do_not_grow_the_metrics(app: RestApp) -> None:
     assert _requests(text, **unknown, api="predict", version="") == 501
     assert _requests(text, **unknown, api="infer", version="") == 501
     assert _requests(text, model="half", version="_unknown", api="status", status="404") == 501
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v2/models/half/versions/²"),
+        ("GET", "/v2/models/half/versions/²/ready"),
+        ("POST", "/v2/models/half/versions/²/infer"),
+    ],
+)
+def test_a_version_of_unicode_digits_is_a_400(app: RestApp, method: str, path: str) -> None:
+    """Found by the fuzzer: "²" passes str.isdigit() and then int() refuses it, a 500."""
+    answer = call(app, method, path, b"{}" if method == "POST" else b"")
+    assert answer.status == 400
+    assert json.loads(answer.body) == {"error": "version must be a positive integer, got '²'"}

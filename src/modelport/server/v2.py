@@ -167,7 +167,9 @@ def parse_version(text: str | None) -> int | None:
     """A version in a v2 path or message: text, which must be a positive integer ("" = none)."""
     if not text:
         return None
-    if not text.isdigit() or int(text) <= 0:
+    # ASCII digits only: str.isdigit() also takes "²" and "١", which int() then refuses (a
+    # ValueError, answered 500 / gRPC UNKNOWN until the fuzzer tried a version "²").
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise invalid(f"version must be a positive integer, got '{text}'")
     return int(text)
 
