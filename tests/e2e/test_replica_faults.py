@@ -36,7 +36,8 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     plane = Plane(tmp_path_factory.mktemp("home"))
     # A window longer than the module: a replica's rates cover everything since its start.
-    plane.up("--metrics-seconds", "0.5", "--metrics-window", "600")
+    plane.up("--metrics-seconds", "0.5", "--metrics-window", "600",
+             "--container-log-max-size", "64Ki", "--container-log-max-files", "3")  # fmt: skip
     yield plane
     plane.stop()
 
@@ -129,6 +130,23 @@ def test_a_frozen_replica_stalls_no_other_deployment(
     plane.wait(lambda: _ready_pods(plane, "frozen") == 1, 60, "the restarted replica to be ready")
     plane.cli("delete", "deployment", "frozen")
     plane.cli("delete", "deployment", "busy")
+
+
+def test_the_control_planes_own_log_is_rotated_like_a_replicas(plane: Plane) -> None:
+    """`up --detach` writes the control plane's output to controlplane.log; a control plane that
+    logs a lot (a Pod failing every round logs a traceback every round) keeps it within
+    `--container-log-max-size` and `--container-log-max-files` too. 200 KiB are appended as it
+    would append them; it rotates them away, 64 KiB a file, 3 files at most."""
+    log = plane.home / "controlplane" / "controlplane.log"
+    with open(log, "ab") as out:  # appending, as the control plane's own output does
+        for i in range(2000):
+            out.write(f"line {i:05d} ".encode() + b"x" * 90 + b"\n")
+    plane.wait(lambda: log.stat().st_size <= 64 * 2**10, 30, "the control plane's log to be rotated")
+    kept = sorted(p.name for p in log.parent.glob("controlplane.log*"))
+    assert kept in (["controlplane.log", "controlplane.log.1"],
+                    ["controlplane.log", "controlplane.log.1", "controlplane.log.2"]), kept  # fmt: skip
+    assert "line 01999" in (log.parent / "controlplane.log.1").read_text()  # the latest part, kept
+    assert plane.cli("get", "pods").returncode == 0  # and it goes on
 
 
 def _top(plane: Plane, app: str) -> list[str] | None:

@@ -4,6 +4,7 @@
         state.db        the objects (SQLite, WAL): all that must survive a crash
         token           the API's bearer token, mode 600
         api.json        {"url", "pid"} of the running control plane
+        controlplane.log  its output when started with `up --detach`, rotated like a replica's
         lock            held while one runs (a second `modelport up` on the same home is refused)
         pods/           each replica's log and port file
         services/       each Service's HAProxy config, socket and log
@@ -40,7 +41,7 @@ from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
 from modelport.controlplane.services import ServiceController
 from modelport.controlplane.store import ObjectStore
-from modelport.dataplane.logs import LogPolicy
+from modelport.dataplane.logs import LogPolicy, rotate_if_full
 from modelport.dataplane.supervisor import BackOffPolicy
 from modelport.errors import Code, ModelportError
 from modelport.spec import quantity
@@ -85,10 +86,10 @@ class ControlPlane:
         backoff = BackOffPolicy(initial_seconds=options.backoff_seconds)
         self.deployments = DeploymentController(self.store, self.clock, self.recorder)
         self.replica_sets = ReplicaSetController(self.store, self.clock, self.recorder)
-        logs = LogPolicy(int(quantity(options.container_log_max_size)), options.container_log_max_files)
+        self._logs = LogPolicy(int(quantity(options.container_log_max_size)), options.container_log_max_files)
         self.kubelet = Kubelet(
             self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds,
-            log_policy=logs,
+            log_policy=self._logs,
         )  # fmt: skip
         self.services = ServiceController(self.store, self.clock, self.recorder, self.dir / "services")
         self.metrics = MetricsCollector(self.clock, options.metrics_seconds, options.metrics_window)
@@ -126,6 +127,9 @@ class ControlPlane:
             except Exception:  # one bad object must not stop the control plane
                 log.exception("%s failed; retrying next round", type(controller).__name__)
         self.metrics.collect(self.kubelet.processes())
+        # Its own log too (`up --detach` makes it its output), by the replicas' rule: a Pod that
+        # fails every round logs a traceback every round, and that must not fill the disk either.
+        rotate_if_full(self.dir / "controlplane.log", self._logs)
 
     def _controllers(self) -> None:
         adopted = self.kubelet.adopt()
