@@ -17,6 +17,7 @@ import math
 import struct
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from hypothesis import strategies as st
@@ -268,7 +269,8 @@ def v2_request(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
     if exact:
         where = draw(st.sampled_from(["", "/versions/1"]))
     else:
-        where = draw(st.sampled_from(["", "", "/versions/1", "/versions/x", "/versions/0"]))
+        wheres = st.sampled_from(["", "", "/versions/1", "/versions/x", "/versions/0"])
+        where = draw(st.one_of(wheres, wheres, _TEXT.map(lambda t: "/versions/" + quote(t or "1", safe=""))))
         inputs = draw(st.lists(st.sampled_from(inputs), max_size=len(inputs) + 1))
     tensors = [draw(v2_tensor(model, item, binary, exact)) for item in inputs]
     doc: dict[str, Any] = {"inputs": [entry for entry, _ in tensors]}
@@ -320,8 +322,10 @@ def _typed(datatype: str, values: list[Any]) -> list[Any]:
 def grpc_request(draw: st.DrawFn) -> Any:
     exact = draw(st.booleans())
     model = draw(st.sampled_from(sorted(MODELS)))
-    versions = ["", "1"] if exact else ["", "", "1", "2", "x", "-1", "0"]
-    request = service_pb2.ModelInferRequest(model_name=model, model_version=draw(st.sampled_from(versions)))
+    versions = st.sampled_from(["", "1"] if exact else ["", "", "1", "2", "x", "-1", "0"])
+    if not exact:
+        versions = st.one_of(versions, versions, _TEXT)
+    request = service_pb2.ModelInferRequest(model_name=model, model_version=draw(versions))
     raw = draw(st.booleans())
     inputs = list(MODELS[model])
     if not exact:
