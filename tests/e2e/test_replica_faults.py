@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -147,6 +149,41 @@ def test_the_control_planes_own_log_is_rotated_like_a_replicas(plane: Plane) -> 
                     ["controlplane.log", "controlplane.log.1", "controlplane.log.2"]), kept  # fmt: skip
     assert "line 01999" in (log.parent / "controlplane.log.1").read_text()  # the latest part, kept
     assert plane.cli("get", "pods").returncode == 0  # and it goes on
+
+
+def test_logs_follow_a_replicas_log_across_its_rotation(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The plane rotates replica logs at 64 KiB. 100 KiB land in a replica's log (appended, as
+    its output is); the control plane rotates it; `logs -f` goes on with what is written after,
+    and `logs` shows the latest lines."""
+    _apply(plane, tmp_path, "talky", models["half"], "half")
+    plane.cli("rollout", "status", "deployment/talky")
+    pod = _pod(plane, "talky")
+    name, log = f"pod/{pod['metadata']['name']}", Path(pod["status"]["logPath"])
+    command = [sys.executable, "-m", "modelport", "logs", "-f", "--tail", "1", name]
+    with subprocess.Popen(command, env=plane.env, stdout=subprocess.PIPE, text=True) as follow:
+        deadline = threading.Timer(60, follow.kill)  # a line that never comes ends the readline
+        deadline.start()
+        try:
+            assert follow.stdout is not None
+            follow.stdout.readline()  # the last line so far: it follows from here on
+            with open(log, "ab") as out:
+                for i in range(1000):
+                    out.write(f"filler {i:04d} ".encode() + b"x" * 90 + b"\n")
+            plane.wait(lambda: log.with_name(log.name + ".1").exists(), 30, "the replica's log to be rotated")
+            with open(log, "ab") as out:
+                out.write(b"after the rotation\n")
+            followed = [follow.stdout.readline()]
+            while followed[-1] != "after the rotation\n":
+                followed.append(follow.stdout.readline())
+                assert followed[-1], f"logs -f ended: {followed[-3:]}"
+        finally:
+            deadline.cancel()
+            follow.kill()
+    assert plane.cli("logs", name).stdout.endswith("after the rotation\n")
+    assert log.stat().st_size <= 64 * 2**10
+    plane.cli("delete", "deployment", "talky")
 
 
 def _top(plane: Plane, app: str) -> list[str] | None:
