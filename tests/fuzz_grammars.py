@@ -101,10 +101,12 @@ def _nest(flat: list[Any], shape: list[int]) -> Any:
 
 
 @st.composite
-def tensor(draw: st.DrawFn, item: Input, exact: bool) -> tuple[list[int], Any]:
-    """A shape and values for it as nested lists: exactly what the input takes, or (not `exact`)
-    bent: another shape, one value too many or too few, a value of any type, ragged nesting."""
-    rows = draw(st.integers(1, 3) if exact else st.integers(0, 3))
+def tensor(draw: st.DrawFn, item: Input, exact: bool, rows: int | None = None) -> tuple[list[int], Any]:
+    """A shape and values for it as nested lists: exactly what the input takes (`rows` of them,
+    if given), or (not `exact`) bent: another shape, one value too many or too few, a value of
+    any type, ragged nesting."""
+    if rows is None:
+        rows = draw(st.integers(1, 3) if exact else st.integers(0, 3))
     shape = [rows, *item.dims] if exact else draw(st.one_of(st.just([rows, *item.dims]), _SHAPES))
     count = math.prod(shape) if 0 < math.prod(d or 1 for d in shape) <= 16 else 0
     leaf = _fitting(item)
@@ -234,10 +236,10 @@ def _flatten(value: Any) -> list[Any]:
 
 @st.composite
 def v2_tensor(
-    draw: st.DrawFn, model: str, item: Input, binary: bool, exact: bool
+    draw: st.DrawFn, model: str, item: Input, binary: bool, exact: bool, rows: int
 ) -> tuple[dict[str, Any], bytes]:
     """One entry of `inputs`, and its bytes in the binary part (b"" if it has none)."""
-    shape, data = draw(tensor(item, exact))
+    shape, data = draw(tensor(item, exact, rows if exact else None))
     datatype, name = item.datatype, item.name
     if not exact:
         datatype = draw(st.one_of(st.just(datatype), st.just(datatype), st.sampled_from(DATATYPES)))
@@ -272,7 +274,8 @@ def v2_request(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
         wheres = st.sampled_from(["", "", "/versions/1", "/versions/x", "/versions/0"])
         where = draw(st.one_of(wheres, wheres, _TEXT.map(lambda t: "/versions/" + quote(t or "1", safe=""))))
         inputs = draw(st.lists(st.sampled_from(inputs), max_size=len(inputs) + 1))
-    tensors = [draw(v2_tensor(model, item, binary, exact)) for item in inputs]
+    rows = draw(st.integers(1, 3))  # every input's, when exact: the model takes one batch
+    tensors = [draw(v2_tensor(model, item, binary, exact, rows)) for item in inputs]
     doc: dict[str, Any] = {"inputs": [entry for entry, _ in tensors]}
     if draw(st.booleans()):
         doc["id"] = draw(st.text(max_size=6) if exact else st.one_of(st.text(max_size=6), LEAVES))
@@ -327,11 +330,12 @@ def grpc_request(draw: st.DrawFn) -> Any:
         versions = st.one_of(versions, versions, _TEXT)
     request = service_pb2.ModelInferRequest(model_name=model, model_version=draw(versions))
     raw = draw(st.booleans())
+    rows = draw(st.integers(1, 3))  # every input's, when exact: the model takes one batch
     inputs = list(MODELS[model])
     if not exact:
         inputs = draw(st.lists(st.sampled_from(inputs), max_size=len(inputs) + 1))
     for item in inputs:
-        shape, data = draw(tensor(item, exact))
+        shape, data = draw(tensor(item, exact, rows if exact else None))
         datatype, name = item.datatype, item.name
         if not exact:
             datatype = draw(st.one_of(st.just(datatype), st.just(datatype), st.sampled_from(DATATYPES)))
