@@ -98,17 +98,20 @@ class Deadlines:
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
 
-    def watch(self, deadline: float, options: ort.RunOptions) -> None:
-        """`deadline`: time.monotonic() at which the calling thread's call must stop."""
-        self._running[threading.get_ident()] = (deadline, options)
+    def watch(self, deadline: float, options: ort.RunOptions) -> int:
+        """`deadline`: time.monotonic() at which the calling thread's call must stop. Returns
+        the key to give `done` when the call ends."""
+        key = threading.get_ident()
+        self._running[key] = (deadline, options)
         if self._watcher is None:
             with self._lock:
                 if self._watcher is None:
                     self._watcher = threading.Thread(target=self._watch, name="onnx-deadlines", daemon=True)
                     self._watcher.start()
+        return key
 
-    def done(self) -> None:
-        self._running.pop(threading.get_ident(), None)
+    def done(self, key: int) -> None:
+        self._running.pop(key, None)
 
     def _watch(self) -> None:
         idle = 0
@@ -152,7 +155,7 @@ class OnnxModel:
         """`run`, stopped at `deadline` (time.monotonic()) with DEADLINE_EXCEEDED."""
         options = ort.RunOptions()
         options.log_severity_level = 4  # a stop is not an error worth a log line from ORT
-        self._deadlines.watch(deadline, options)
+        key = self._deadlines.watch(deadline, options)
         try:
             return self._run(feeds, output_names, options)
         except ort.capi.onnxruntime_pybind11_state.Fail:
@@ -162,7 +165,7 @@ class OnnxModel:
                 ) from None
             raise
         finally:
-            self._deadlines.done()
+            self._deadlines.done(key)
 
     def _run(
         self,

@@ -53,7 +53,7 @@ class InputBinding:
         array = value if isinstance(value, np.ndarray) else np.asarray(value)
         return self._check(array)
 
-    @property
+    @functools.cached_property
     def batched(self) -> bool:
         """Is the first dimension the rows of a batch? Images: one per row. A fixed first
         dimension ([1, 784], [3, 4]) is the model's own shape, not a number of rows."""
@@ -222,7 +222,8 @@ class Signature:
     ) -> dict[str, np.ndarray]:
         if values.keys() == self.inputs.keys():  # the usual case: skip the error bookkeeping
             if limits is not None and self._image_inputs:
-                return self._same_rows(self._feeds_within(values, limits))
+                feeds = self._feeds_within(values, limits)
+                return feeds if len(feeds) == 1 else self._same_rows(feeds)
             feeds = {b.tensor.name: b.feed(values[name]) for name, b in self.inputs.items()}
             if len(feeds) == 1:
                 return feeds
@@ -248,7 +249,9 @@ class Signature:
         for name in self._image_inputs:
             images = opened[name] = self.inputs[name].open_images(values[name])
             count += len(images)
-            pixels += sum(image.width * image.height for image in images)
+            for image in images:
+                width, height = image.size
+                pixels += width * height
             limits.check_pixels(name, count, pixels)
         return {
             b.tensor.name: b.decode_images(opened[name]) if name in opened else b.feed(values[name])

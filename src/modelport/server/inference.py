@@ -28,7 +28,6 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -63,12 +62,15 @@ class Job(NamedTuple, Generic[R]):
 Prepare = Callable[[RequestLimits], Job[R]]
 
 
-@dataclass(frozen=True)
 class Deadline:
-    """When a request's answer is due (time.monotonic()), and the timeout it came from."""
+    """When a request's answer is due (time.monotonic()), and the timeout it came from. (A
+    plain class with slots: one is made per request, a frozen dataclass costs twice as much.)"""
 
-    at: float
-    seconds: float
+    __slots__ = ("at", "seconds")
+
+    def __init__(self, at: float, seconds: float) -> None:
+        self.at = at
+        self.seconds = seconds
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:
@@ -151,12 +153,13 @@ class InferencePath:
             version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
         small = size <= LOOP_MAX_BYTES
         cost = version.cost
-        if deadline.remaining() <= cost.least:  # e.g. a gRPC call whose own deadline is (nearly) up
+        least = cost.least  # 0 while unknown
+        if deadline.remaining() <= least:  # e.g. a gRPC call whose own deadline is (nearly) up
             self._expired(servable)
             raise deadline.error(servable)
         if self._batchers is not None:
             return await self._batched(servable, prepare, version, small, deadline)
-        if small and cost.seconds < LOOP_MAX_SECONDS:
+        if small and 0.0 < least < LOOP_MAX_SECONDS:
             started = time.perf_counter()
             job = _prepared_on_the_loop(prepare, version)
             if job is not None:  # else its images are too big for the loop: all of it goes to the pool
@@ -164,7 +167,7 @@ class InferencePath:
                 cost.add(time.perf_counter() - started)
                 return reply
         work = _whole(servable, prepare, version.limits, deadline)
-        reply, seconds = await self._in_pool(servable, work, deadline, cost.least)
+        reply, seconds = await self._in_pool(servable, work, deadline, least)
         if small:
             cost.add(seconds)
         return reply

@@ -93,9 +93,7 @@ def _string_rows(name: str, rows: Sequence[Any]) -> list[bytes]:
 
 
 def _column(signature: Signature, name: str, rows: Sequence[Any], limits: RequestLimits) -> InputValue:
-    binding = signature.inputs[name]
-    if binding.batched:
-        limits.check_rows(name, len(rows))
+    binding = signature.inputs[name]  # its rows were checked by the caller
     if binding.dtype == "string":
         limits.check_bytes_elements(name, len(rows))
         if binding.image is None:
@@ -120,14 +118,14 @@ def decode_instances(
         raise invalid(f"JSON Value: {_short(instances)} Expecting 'instances' to be an list/array")
     if not instances:
         raise invalid(f"JSON Value: {_short(doc)} No values in 'instances' array")
+    for name, binding in signature.inputs.items():  # before any row is looked at
+        if binding.batched:
+            limits.check_rows(name, len(instances))
     only = _single_input(signature)
     named = isinstance(instances[0], dict) and not _is_b64(instances[0])
     if only is not None and not named:
         return {only: _column(signature, only, instances, limits)}
     keys = sorted(signature.inputs)
-    for k in keys:  # before any row is looked at
-        if signature.inputs[k].batched:
-            limits.check_rows(k, len(instances))
     columns: dict[str, list[Any]] = {k: [] for k in keys}
     for i, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item) or sorted(item) != keys:
@@ -142,11 +140,10 @@ def decode_instances(
 
 def _columnar_value(signature: Signature, name: str, value: Any, limits: RequestLimits) -> InputValue:
     binding = signature.inputs[name]
-    if binding.dtype == "string":
-        rows = value if isinstance(value, list) else [value]
-        return _column(signature, name, rows, limits)
     if binding.batched and isinstance(value, list):
         limits.check_rows(name, len(value))
+    if binding.dtype == "string":
+        return _column(signature, name, value if isinstance(value, list) else [value], limits)
     try:
         return np.asarray(value)
     except ValueError as exc:
