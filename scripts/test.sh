@@ -11,9 +11,10 @@ source "$root/scripts/setup.sh" test
 # and uses the gateway's page; HAProxy is a
 # Service's load balancer; Prometheus is where an HPA can read External metrics; kubectl builds
 # what `modelport render` writes (`kubectl kustomize`, offline); Docker builds and runs the image
-# `modelport build` makes, on a base image made with debootstrap (no image registry is reachable).
+# `modelport build` makes (and Podman and Buildah, its other builders), on a base image made with
+# debootstrap (no image registry is reachable).
 bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus kubernetes-client strace \
-  docker.io debootstrap
+  docker.io podman buildah debootstrap
 bash "$root/scripts/debian-python-rootfs.sh" "$root/build/test-cache/docker/debian-python.tar"
 # The protobuf releases other packages pin beside modelport (the oldest supported, and what
 # tritonclient[grpc] asks for), each in a folder of its own that a replica in

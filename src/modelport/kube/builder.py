@@ -31,7 +31,8 @@ def build_command(executable: str, tag: str, context: Path, network: str | None 
     kind = Path(executable).name
     net = ["--network", network] if network else []
     if kind == "buildah":
-        return [executable, "bud", "--format", "docker", *net, "-t", tag, str(context)]
+        # --layers: keep each step's layer as a cache, as Docker and Podman do by default
+        return [executable, "bud", "--format", "docker", "--layers", *net, "-t", tag, str(context)]
     if kind == "podman":
         return [executable, "build", "--format", "docker", *net, "-t", tag, str(context)]
     return [executable, "build", *net, "-t", tag, str(context)]
