@@ -7,11 +7,12 @@ set -euo pipefail
 out="$1"
 [ -s "$out" ] && exit 0
 suite="$(. /etc/os-release && echo "$VERSION_CODENAME")"
-# The Debian mirror apt already uses (one-line or deb822 sources), not a -security one.
+# The Debian mirror apt already uses (one-line or deb822 sources), not a -security one. Either
+# kind of file may be missing (`|| true`: under pipefail a failed cat would end the script).
 mirror="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-  | awk '$1 == "deb" && /debian/ && !/security/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }')"
+  | awk '$1 == "deb" && /debian/ && !/security/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' || true)"
 [ -n "$mirror" ] || mirror="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
-  | awk '/^URIs:/ && /debian/ && !/security/ { print $2; exit }')"
+  | awk '/^URIs:/ && /debian/ && !/security/ { print $2; exit }' || true)"
 [ -n "$mirror" ] || mirror="http://deb.debian.org/debian"
 mkdir -p "$(dirname "$out")"
 rootfs="$out.rootfs"
