@@ -258,3 +258,18 @@ def test_source_commit_sets_the_revision_label(tmp_path: Path) -> None:
     result = _only(str(tmp_path / "mnist"), tmp_path / "ctx", tmp_path, "--source-commit", "0123abc")
     assert result.exit_code == 0, result.output
     assert _labels(tmp_path / "ctx")["org.opencontainers.image.revision"] == "0123abc"
+
+
+def test_a_config_naming_a_registry_label_keeps_its_own_labels_too(tmp_path: Path) -> None:
+    _published(tmp_path)
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        "model_config_list:\n  config:\n"
+        "  - {name: digits, base_path: 'registry://mnist@production', version_labels: {stable: 1}}\n"
+    )
+    out = tmp_path / "ctx"
+    result = _only(str(config), out, tmp_path / "home")
+    assert result.exit_code == 0, result.output
+    (model,) = parse_model_config((out / "models.yaml").read_text()).models
+    assert (model.name, model.version_labels) == ("digits", (("production", 1), ("stable", 1)))
+    assert sorted(p.name for p in (out / "models" / "digits").iterdir()) == ["1"]

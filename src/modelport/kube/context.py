@@ -144,7 +144,9 @@ def _from_config(model: ModelConfig, source: str) -> ModelSource:
         entry["runtime_options"] = dict(model.runtime_options)
     if model.base_path.startswith(REGISTRY_SCHEME):
         found = _from_registry(model.base_path, model.name)
-        return ModelSource({**entry, **found.config}, found.versions, found.commit)
+        labels = {**entry.get("version_labels", {}), **found.config.get("version_labels", {})}
+        merged = {**entry, **({"version_labels": labels} if labels else {})}
+        return ModelSource(merged, found.versions, found.commit)
     base = Path(model.base_path)
     if not base.is_dir():
         raise invalid(f"{source}: model '{model.name}': base_path {base} is not a folder")
