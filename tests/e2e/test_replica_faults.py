@@ -155,8 +155,8 @@ def test_logs_follow_a_replicas_log_across_its_rotation(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
     """The plane rotates replica logs at 64 KiB. 100 KiB land in a replica's log (appended, as
-    its output is); the control plane rotates it; `logs -f` goes on with what is written after,
-    and `logs` shows the latest lines."""
+    its output is), the last line unfinished; the control plane rotates it; `logs -f` goes on
+    with what is written after, by whole lines, and `logs` shows the latest lines."""
     _apply(plane, tmp_path, "talky", models["half"], "half")
     plane.cli("rollout", "status", "deployment/talky")
     pod = _pod(plane, "talky")
@@ -171,13 +171,16 @@ def test_logs_follow_a_replicas_log_across_its_rotation(
             with open(log, "ab") as out:
                 for i in range(1000):
                     out.write(f"filler {i:04d} ".encode() + b"x" * 90 + b"\n")
+                out.write(b"a line the rotation cuts, ")  # its end is never written
             plane.wait(lambda: log.with_name(log.name + ".1").exists(), 30, "the replica's log to be rotated")
             with open(log, "ab") as out:
                 out.write(b"after the rotation\n")
             followed = [follow.stdout.readline()]
-            while followed[-1] != "after the rotation\n":
+            while "after the rotation" not in followed[-1]:
                 followed.append(follow.stdout.readline())
                 assert followed[-1], f"logs -f ended: {followed[-3:]}"
+            # whole lines only: the cut one is whole in the rotated part, not glued to the next
+            assert followed[-1] == "after the rotation\n", followed[-3:]
         finally:
             deadline.cancel()
             follow.kill()

@@ -56,25 +56,29 @@ def logs(name: str, follow: bool, tail: int, previous: bool, namespace: str) -> 
 
 
 def _follow(path: Path, log: TextIO) -> None:
-    """`tail -F`: new lines as they come; from the top again when the file was emptied by a
-    rotation, and in the new file when a restart put a new one in its place."""
+    """`tail -F`, by whole lines: new lines as they come (one still being written waits for its
+    end); from the top again when the file was emptied by a rotation (a line cut by it is whole
+    in the rotated part), and in the new file when a restart put a new one in its place."""
     while True:
+        where = log.tell()
         line = log.readline()
-        if line:
+        if line.endswith("\n"):
             sys.stdout.write(line)
             sys.stdout.flush()
             continue
+        log.seek(where)  # nothing, or a line not finished yet: read it again once it is
         try:
             current = os.stat(path)
         except FileNotFoundError:
             current = None  # between a restart's move and the new run's first write
         if current is not None and current.st_ino != os.fstat(log.fileno()).st_ino:
-            sys.stdout.write(log.read())  # the old file's last lines, then the new one's
+            rest = log.read()  # the old file's last lines (its writer is gone), then the new one's
+            sys.stdout.write(rest if not rest or rest.endswith("\n") else rest + "\n")
             sys.stdout.flush()
             log.close()
             log = open(path, errors="replace")  # noqa: SIM115 - closed when replaced or at exit
             continue
-        if current is not None and current.st_size < log.tell():
+        if current is not None and current.st_size < where:
             log.seek(0)  # emptied by a rotation: the new lines are at the top
             continue
         time.sleep(0.2)  # a follower polls, as `tail -f` does
