@@ -156,11 +156,22 @@ class LoadBalancer:
                 [binary, "-db", "-f", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
+        # Started once its runtime API accepts a connection: the socket file appears at bind(),
+        # a moment before listen(), and a busy machine stretches that moment (a command sent in it
+        # was refused).
         deadline = time.monotonic() + 10
-        while not self.socket_path.exists():
+        while not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise ModelportError(Code.INTERNAL, f"HAProxy did not start; see {self.log_path}")
             time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(str(self.socket_path))
+            except OSError:  # not there yet, or not listening yet
+                return False
+        return True
 
     # -- the runtime API --
 
