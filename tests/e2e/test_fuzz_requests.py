@@ -66,6 +66,12 @@ def assert_answered(answer: requests.Response, request: object) -> None:
         assert isinstance(error, str) and error, where
     elif answer.headers["content-type"] == "application/json":
         json.loads(answer.content)
+    else:  # binary outputs: JSON of the length the header says, then each output's bytes
+        assert answer.headers["content-type"] == "application/octet-stream", where
+        length = int(answer.headers["inference-header-content-length"])
+        doc = json.loads(answer.content[:length])
+        sizes = [o["parameters"]["binary_data_size"] for o in doc["outputs"] if "parameters" in o]
+        assert length + sum(sizes) == len(answer.content), where
 
 
 @FUZZ
