@@ -50,7 +50,7 @@ spec:
       readinessProbe: {path: /readyz-full, initialDelaySeconds: 41, periodSeconds: 2.5,
                        timeoutSeconds: 43, successThreshold: 47, failureThreshold: 53}
       livenessProbe: {path: /healthz-full, initialDelaySeconds: 59, periodSeconds: 61,
-                      timeoutSeconds: 67, successThreshold: 3, failureThreshold: 71}
+                      timeoutSeconds: 37, successThreshold: 3, failureThreshold: 71}
 status: {observedGeneration: 4714}
 ---
 apiVersion: modelport/v1
