@@ -41,5 +41,6 @@ def test_publish_label_list_and_refusals(tmp_path: Path) -> None:
     assert kept.returncode == 1 and "it is being served" in kept.stderr
     missing = _modelport(home, "registry", "show", "mnist", "7")
     assert missing.returncode == 1 and "model 'mnist' has no version 7" in missing.stderr
-    bad = _modelport(home, "registry", "policy", "mnist", "newest")
-    assert bad.returncode == 2 and "give latest, label:<name> or pin:<version>" in bad.stderr
+    for follow in ("newest", "pin:²"):  # "²" passed str.isdigit(), then int() raised a traceback
+        bad = _modelport(home, "registry", "policy", "mnist", follow)
+        assert bad.returncode == 2 and "give latest, label:<name> or pin:<version>" in bad.stderr

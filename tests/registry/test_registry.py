@@ -118,6 +118,17 @@ def test_labels_policies_deprecation_and_guarded_delete(registry: Registry, mnis
         registry.set_policy("mnist", {"pin": 9})
 
 
+def test_a_folder_of_unicode_digits_in_the_served_repository_is_left_alone(
+    registry: Registry, mnist_version: Path
+) -> None:
+    """A folder named "²" passed str.isdigit(), then int() refused it: every publish or label move
+    raised a ValueError."""
+    registry.publish("mnist", mnist_version)
+    (Path(registry.model("mnist").repository) / "²").mkdir()
+    registry.publish("mnist", mnist_version)
+    assert _served(registry, "mnist") == ["2", "²"]
+
+
 def _publish_many(home: str, folder: str, count: int, start: Any) -> list[int]:
     registry = Registry.open(Path(home))
     start.wait(30)  # both processes have the registry open, then publish together

@@ -172,7 +172,7 @@ def policy(name: str, follow: str) -> None:
         chosen: dict[str, Any] = {"follow": "latest"}
     elif kind == "label" and value:
         chosen = {"follow": "label", "label": value}
-    elif kind == "pin" and value.isdigit():
+    elif kind == "pin" and value.isascii() and value.isdigit():  # not "²", which int() refuses
         chosen = {"pin": int(value)}
     else:
         raise click.BadParameter(f"{follow!r}: give latest, label:<name> or pin:<version>")

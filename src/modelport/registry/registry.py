@@ -334,7 +334,7 @@ class Registry:
             if not target.exists():
                 _copy(self.artifact(name, version), target, self.version(name, version).files)
         for entry in repository.iterdir():
-            if entry.is_dir() and entry.name.isdigit() and int(entry.name) not in wanted:
+            if entry.is_dir() and _is_number(entry.name) and int(entry.name) not in wanted:
                 trash = repository / f".{entry.name}.removed-{uuid.uuid4().hex[:8]}"
                 os.rename(entry, trash)  # one step for the server: the version is gone
                 shutil.rmtree(trash, ignore_errors=True)
@@ -363,3 +363,8 @@ def resolve_base_path(base_path: str) -> str:
 
 
 __all__ = ["REGISTRY_SCHEME", "Registry", "check_gates", "manifest", "manifest_sha256", "resolve_base_path"]
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits: str.isdigit() alone also takes "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
