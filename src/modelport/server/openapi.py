@@ -25,7 +25,10 @@ _V1_SPECS: list[tuple[str, list[str], str]] = [
 _V2_SPECS: list[tuple[str, list[str]]] = [("", []), ("/versions/{model_version}", ["model_version"])]
 
 _MODEL_VERSION_HEADER = {
-    "X-Model-Version": {"description": "The version that answered.", "schema": {"type": "string"}}
+    "X-Model-Version": {
+        "description": "The version that answered (on JSON answers).",
+        "schema": {"type": "string"},
+    }
 }
 _INFER_ERRORS = {
     "400": _ERROR,
@@ -193,7 +196,8 @@ def _v2_paths() -> dict[str, Any]:
                             "Inference-Header-Content-Length": {
                                 "description": "Length of the JSON part, when binary outputs follow.",
                                 "schema": {"type": "integer"},
-                            }
+                            },
+                            **_MODEL_VERSION_HEADER,
                         },
                         "content": {"application/json": {"schema": ref("V2InferResponse")}, **binary},
                     },
