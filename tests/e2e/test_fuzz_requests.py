@@ -4,22 +4,27 @@ half_plus_two, the MNIST example and a model of five inputs of five dtypes (test
 TF Serving v1 JSON (gzipped or not), v2 JSON, the v2 binary extension, gRPC ModelInfer
 (tests/fuzz_grammars.py).
 
-Every answer is < 500 and a 4xx carries `{"error": <a message>}`; over gRPC no call ends INTERNAL
-or UNKNOWN, and a refused one says why. Deterministic (derandomized, no example database) and
-bounded: the same 450 requests every run, to a server without and with `--enable_batching`, about
-10 s here (FUZZ_EXAMPLES=3000 explores further: that many per grammar)."""
+Every answer is < 500, a 4xx carries `{"error": <a message>}`, and every body fits its schema in
+the server's own /openapi.json (the many 200s included, which schemathesis' random bodies rarely
+reach); over gRPC no call ends INTERNAL or UNKNOWN, and a refused one says why.
+
+Deterministic (derandomized, no example database) and bounded: the same 450 requests every run,
+to a server without and with `--enable_batching`, about 10 s here (FUZZ_EXAMPLES=3000 explores
+further: that many per grammar)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openapi_schema_validator import OAS30Validator
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from fuzz_grammars import grpc_request, v1_request, v2_request
@@ -57,19 +62,47 @@ def stub(server: Server) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
-def assert_answered(answer: requests.Response, request: object) -> None:
-    """< 500; a 4xx names its problem; a 200 is what its content type says."""
+Validate = Callable[[Any], None]
+
+
+@pytest.fixture(scope="module")
+def schemas(server: Server) -> dict[str, Validate]:
+    """Each body schema of the server's /openapi.json, its references inlined, as a validator."""
+    doc = server.get("/openapi.json").json()
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(doc["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return {
+        name: OAS30Validator(inline(schema)).validate for name, schema in doc["components"]["schemas"].items()
+    }
+
+
+# Which schema of the document a 200 to each verb must fit.
+_ANSWERS = {"predict": "PredictResponse", "classify": "ClassifyResponse", "regress": "RegressResponse"}
+
+
+def assert_answered(answer: requests.Response, request: object, schemas: dict[str, Validate]) -> None:
+    """< 500; a 4xx names its problem; the body is what the document says (the Error schema, or
+    the verb's answer); a binary answer's JSON part is as long as its header says."""
     where = f"{answer.status_code} {answer.text[:300]!r} for {request!r:.600}"
     assert answer.status_code < 500, where
+    verb = answer.url.rsplit(":", 1)[-1] if "/v1/" in answer.url else "infer"
     if answer.status_code >= 400:
         error = answer.json().get("error")
         assert isinstance(error, str) and error, where
+        schemas["Error"](answer.json())
     elif answer.headers["content-type"] == "application/json":
-        json.loads(answer.content)
+        schemas[_ANSWERS.get(verb, "V2InferResponse")](json.loads(answer.content))
     else:  # binary outputs: JSON of the length the header says, then each output's bytes
         assert answer.headers["content-type"] == "application/octet-stream", where
         length = int(answer.headers["inference-header-content-length"])
         doc = json.loads(answer.content[:length])
+        schemas["V2InferResponse"](doc)
         sizes = [o["parameters"]["binary_data_size"] for o in doc["outputs"] if "parameters" in o]
         assert length + sum(sizes) == len(answer.content), where
 
@@ -77,21 +110,27 @@ def assert_answered(answer: requests.Response, request: object) -> None:
 @FUZZ
 @given(case=v1_request())
 def test_tf_serving_json_requests_get_no_5xx(
-    server: Server, session: requests.Session, case: tuple[str, bytes, dict[str, str]]
+    server: Server,
+    session: requests.Session,
+    schemas: dict[str, Validate],
+    case: tuple[str, bytes, dict[str, str]],
 ) -> None:
     path, body, headers = case
     answer = session.post(server.url + path, data=body, headers=headers, timeout=10)
-    assert_answered(answer, case)
+    assert_answered(answer, case, schemas)
 
 
 @FUZZ
 @given(case=v2_request())
 def test_v2_json_and_binary_requests_get_no_5xx(
-    server: Server, session: requests.Session, case: tuple[str, bytes, dict[str, str]]
+    server: Server,
+    session: requests.Session,
+    schemas: dict[str, Validate],
+    case: tuple[str, bytes, dict[str, str]],
 ) -> None:
     path, body, headers = case
     answer = session.post(server.url + path, data=body, headers=headers, timeout=10)
-    assert_answered(answer, case)
+    assert_answered(answer, case, schemas)
 
 
 @FUZZ
