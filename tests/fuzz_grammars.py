@@ -28,7 +28,8 @@ from fuzz_support import MIXED_INPUTS
 HUGE = 2**62
 DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
              "FP16", "FP32", "FP64", "BYTES"]  # fmt: skip
-_NUMPY = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+# v2 datatype -> its little-endian numpy dtype (BYTES has none: a length before each element)
+DTYPES = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
           "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
           "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}  # fmt: skip
 _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents",
@@ -87,7 +88,7 @@ def _fitting(item: Input) -> st.SearchStrategy[Any]:
         )
     if datatype.startswith("FP"):
         return st.floats(-1e3, 1e3, width=16 if datatype == "FP16" else 32)
-    limits = np.iinfo(_NUMPY[datatype])
+    limits = np.iinfo(DTYPES[datatype])
     return st.integers(int(limits.min), int(limits.max))
 
 
@@ -223,7 +224,7 @@ def _raw(datatype: str, values: Any) -> bytes:
     numbers = [float(v) if isinstance(v, int | float) else 0.0 for v in flat]
     with np.errstate(all="ignore"):
         try:
-            return np.asarray(numbers, dtype=np.float64).astype(_NUMPY[datatype]).tobytes()
+            return np.asarray(numbers, dtype=np.float64).astype(DTYPES[datatype]).tobytes()
         except (OverflowError, ValueError):
             return b"\0" * len(numbers)
 
@@ -316,7 +317,7 @@ def _typed(datatype: str, values: list[Any]) -> list[Any]:
         elif datatype.startswith("FP"):
             out.append(float(number) if abs(number) < 1e300 else 0.0)
         else:
-            limits = np.iinfo(_NUMPY[datatype])
+            limits = np.iinfo(DTYPES[datatype])
             out.append(min(max(int(number), int(limits.min)), int(limits.max)) if abs(number) < 1e300 else 0)
     return out
 

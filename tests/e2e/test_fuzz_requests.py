@@ -15,11 +15,13 @@ further: that many per grammar)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -27,7 +29,7 @@ from hypothesis import strategies as st
 from openapi_schema_validator import OAS30Validator
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from fuzz_grammars import grpc_request, v1_request, v2_request
+from fuzz_grammars import DTYPES, grpc_request, v1_request, v2_request
 from fuzz_support import fuzz_repository
 from support import Server, running
 
@@ -139,10 +141,17 @@ def test_grpc_model_infer_never_ends_internal_or_unknown(
     stub: service_pb2_grpc.GRPCInferenceServiceStub, request: object
 ) -> None:
     try:
-        stub.ModelInfer(request, timeout=10)
+        answer = stub.ModelInfer(request, timeout=10)
     except grpc.RpcError as exc:
         assert exc.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (exc, request)
         assert exc.details(), (exc.code(), request)
+        return
+    # An answer: one raw blob per output, each the size its datatype and shape make.
+    assert len(answer.raw_output_contents) == len(answer.outputs), answer
+    for output, raw in zip(answer.outputs, answer.raw_output_contents, strict=True):
+        if output.datatype != "BYTES":
+            size = math.prod(output.shape) * np.dtype(DTYPES[output.datatype]).itemsize
+            assert len(raw) == size, (output, len(raw))
 
 
 _NAMES = st.one_of(st.sampled_from(["half", "mnist", "mixed", ""]), st.text(max_size=8))
