@@ -484,6 +484,8 @@ def test_a_load_balancer_that_dies_is_replaced_on_the_same_port(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
     url = deployed(plane, tmp_path, "phoenix-lb", models["v1"])
+    # A finished rollout says the replicas are ready, not that the Service's pass has run since.
+    plane.wait(lambda: plane.get("Service", "phoenix-lb")["status"].get("haproxyPid"), what="its HAProxy")
     old = plane.get("Service", "phoenix-lb")["status"]["haproxyPid"]
     os.kill(old, signal.SIGKILL)
     plane.wait(lambda: plane.get("Service", "phoenix-lb")["status"].get("haproxyPid") not in (None, old),
