@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from modelport.dataplane.haproxy import LoadBalancer
+from modelport.errors import ModelportError
 from support import PATIENCE, Server, half_plus_two, mark_complete
 
 ANSWER = {"predictions": [[3.0]]}
@@ -184,6 +185,31 @@ def test_a_load_balancer_given_the_pid_of_a_running_haproxy_adopts_it_and_its_ro
         assert stranger.proc.pid != os.getpid() and stranger.endpoints == {}
     finally:
         stranger.stop()
+
+
+@pytest.mark.parametrize("length", [97, 98, 100, 107])
+def test_a_home_whose_socket_path_is_long_still_gets_a_load_balancer(
+    replicas: list[Server], tmp_path: Path, length: int
+) -> None:
+    """HAProxy refuses a runtime-API socket path over 97 bytes (a home a few folders deeper than
+    usual, e.g. under pytest-xdist's popen-gw0/, made every Service fail to start)."""
+    base = tmp_path / "h"
+    pad = length - len(str(base / "x" / "svc.haproxy.sock"))
+    workdir = base / ("x" * (1 + pad))
+    assert len(str(workdir / "svc.haproxy.sock")) == length
+    lb = LoadBalancer(workdir, "svc")
+    try:
+        assert len(str(lb.socket_path)) <= 97
+        lb.set_endpoints({"a": replicas[0].port})
+        answer = requests.post(f"http://127.0.0.1:{lb.port}{PREDICT}", json={"instances": [2.0]}, timeout=5)
+        assert answer.json() == ANSWER
+    finally:
+        lb.stop()
+
+
+def test_a_config_haproxy_refuses_is_an_error_that_says_why(tmp_path: Path) -> None:
+    with pytest.raises(ModelportError, match=r"HAProxy refused its config .*unknown keyword 'frobnicate'"):
+        LoadBalancer(tmp_path / "lb", "bad", health_path="/readyz bad path\n    frobnicate")
 
 
 # -- stub replicas: what HAProxy does with an answer cut at each point --

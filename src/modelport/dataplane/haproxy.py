@@ -77,10 +77,14 @@ backend {BACKEND}
 """
 
 
+HAPROXY_MAX_SOCKET_PATH = 97
+
+
 def _socket_path(path: Path) -> Path:
-    """Unix socket paths are limited to 107 bytes; a longer one moves to a short name in the
+    """Unix socket paths are limited to 107 bytes, and HAProxy takes at most 97 (it refuses a
+    longer one: "socket path ... too long (max 97)"); a longer one moves to a short name in the
     temporary folder, derived from the long one, so the same Service always finds its socket."""
-    if len(str(path)) <= 100:
+    if len(str(path)) <= HAPROXY_MAX_SOCKET_PATH:
         return path
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"modelport-{digest}.sock"
@@ -142,14 +146,16 @@ class LoadBalancer:
                 adopted.wait(5)
         self.config_path.write_text(config)
         self._save_slots()
-        check = subprocess.run(
-            [binary, "-c", "-q", "-f", str(self.config_path)], capture_output=True, text=True
-        )
+        check = subprocess.run([binary, "-c", "-f", str(self.config_path)], capture_output=True, text=True)
         if check.returncode != 0:
+            said = (check.stderr + check.stdout).splitlines()
+            reasons = [line.strip() for line in said if "[ALERT]" in line] or [
+                line.strip() for line in said if line.strip()
+            ]
             raise ModelportError(
                 Code.INTERNAL,
                 f"HAProxy refused its config {self.config_path} (exit {check.returncode}): "
-                f"{(check.stderr or check.stdout).strip() or 'no reason given'}",
+                f"{' '.join(reasons[:3]) or 'no reason given'}",
             )
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
