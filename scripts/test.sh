@@ -31,4 +31,7 @@ bin="$(dirname "$PY")"
 "$bin/ruff" format --check src tests
 "$bin/mypy"
 "$bin/lint-imports" --no-cache
-exec "$PY" -m pytest "$@"
+# Two workers (pytest-xdist), a test file each at a time: most of a test's time is spent waiting
+# on the processes it started, so two files at once take about half the wall time on two cores.
+# MODELPORT_TEST_WORKERS=0 runs everything in this one process.
+exec "$PY" -m pytest -n "${MODELPORT_TEST_WORKERS:-2}" --dist loadfile "$@"
