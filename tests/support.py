@@ -91,6 +91,32 @@ def port_below_the_ephemeral_range() -> int:
     raise RuntimeError(f"no free port below {low}")
 
 
+@contextmanager
+def uvicorn_in_thread(app: Any, http: Any) -> Iterator[tuple[str, int]]:
+    """`app` served by uvicorn with the protocol class `http` on a loopback port, in a thread of
+    this process (for tests of the HTTP protocol itself); yields the address."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, loop="uvloop", http=http, lifespan="off", access_log=False, log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30 * PATIENCE
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for a condition, with a deadline
+    assert server.started
+    try:
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
 class Server:
     """`modelport serve` as a real process on loopback, port 0, port read back from a file."""
 

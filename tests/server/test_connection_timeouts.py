@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from modelport.server.http_limits import ConnectionLimits
 from modelport.server.http_protocol import OneWriteHttpToolsProtocol
-from support import PATIENCE
+from support import PATIENCE, uvicorn_in_thread
 
 LIMIT = 0.5
 GATE = threading.Event()
@@ -43,28 +42,14 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 @pytest.fixture
 def address() -> Iterator[tuple[str, int]]:
     GATE.clear()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
     protocol = OneWriteHttpToolsProtocol.with_limits(
         ConnectionLimits(header_timeout=LIMIT, body_timeout=LIMIT)
     )
-    config = uvicorn.Config(
-        app, loop="uvloop", http=protocol, lifespan="off", access_log=False, log_level="error"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30 * PATIENCE
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling for a condition, with a deadline
-    assert server.started
     try:
-        yield sock.getsockname()
+        with uvicorn_in_thread(app, protocol) as address:
+            yield address
     finally:
-        GATE.set()
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        GATE.set()  # before the server waits for a /slow request to finish
 
 
 def _until_closed(conn: socket.socket) -> bytes:

@@ -8,16 +8,14 @@ import asyncio
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from modelport.server.http_limits import MAX_HEADER_BYTES
 from modelport.server.http_protocol import OneWriteHttpToolsProtocol
-from support import PATIENCE
+from support import uvicorn_in_thread
 
 GATE = threading.Event()  # what a request to /slow waits for
 
@@ -32,23 +30,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 @pytest.fixture
 def address() -> Iterator[tuple[str, int]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, loop="uvloop", http=OneWriteHttpToolsProtocol, lifespan="off",
-                            access_log=False, log_level="error")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30 * PATIENCE
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)  # polling for a condition, with a deadline
-    assert server.started
-    try:
-        yield sock.getsockname()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with uvicorn_in_thread(app, OneWriteHttpToolsProtocol) as address:
+        yield address
 
 
 def _read_all(conn: socket.socket) -> bytes:
