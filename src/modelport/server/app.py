@@ -9,6 +9,7 @@ Routes (TF Serving's, matched case-insensitively like its RE2 patterns):
 
 Where a request's work runs (the event loop for small requests to fast models, the inference
 thread pool otherwise) and its deadline are decided in server/inference.py, shared with gRPC.
+Every answer carries `x-request-id`: the client's own when sane, else a new one (request_ids.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from modelport import __version__
 from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.limits import RequestLimits
-from modelport.server import openapi, tfserving, v2
+from modelport.server import openapi, request_ids, tfserving, v2
 from modelport.server.batching import Batchers
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
@@ -51,6 +52,7 @@ _V2_ROUTE = re.compile(
 )
 _JSON = [(b"content-type", b"application/json")]
 _V2_HEADER_LENGTH = b"inference-header-content-length"
+_REQUEST_ID = "modelport.request_id"  # where __call__ leaves the request's id in the ASGI scope
 # What a request answers: the body, and the length of its JSON part when binary tensors follow.
 Reply = tuple[bytes, int | None]
 _CORS = [
@@ -115,6 +117,10 @@ class RestApp:
             return
         if scope["type"] != "http":
             return
+        # Every answer carries the request's id: the client's own when sane, else a new one.
+        request_id = request_ids.from_headers(scope["headers"])
+        scope[_REQUEST_ID] = request_id
+        send = _with_request_id(send, request_id)
         path: str = scope["path"]
         method: str = scope["method"]
         try:
@@ -447,6 +453,18 @@ def _binary_headers(json_length: int) -> list[tuple[bytes, bytes]]:
         (b"content-type", b"application/octet-stream"),
         (b"inference-header-content-length", str(json_length).encode()),
     ]
+
+
+def _with_request_id(send: Send, request_id: bytes) -> Send:
+    """`send`, adding the `x-request-id` header to the response's start."""
+    header = (request_ids.HEADER, request_id)
+
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"].append(header)
+        await send(message)
+
+    return sending
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -26,7 +26,7 @@ from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, Servable
 from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputValue, Signature
-from modelport.server import v2
+from modelport.server import request_ids, v2
 from modelport.server.grpc_v2 import inference_pb2 as pb
 from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
 from modelport.server.inference import Deadline, InferencePath, Job
@@ -144,6 +144,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         version, status = "", 500
+        # The call's id in its trailing metadata, as REST's x-request-id (on errors too).
+        request_id = request_ids.from_metadata(context.invocation_metadata(), request.id)
+        context.set_trailing_metadata(((request_ids.METADATA_KEY, request_id),))
         model = model_label(request.model_name, self._manager.view)
         gauge = self._metrics.in_flight(model)
         gauge.inc()
