@@ -12,7 +12,7 @@ from modelport.cli.example import example
 from modelport.cli.gateway import gateway
 from modelport.cli.objects import COMMANDS as OBJECT_COMMANDS
 from modelport.cli.plot import plot
-from modelport.cli.prometheus import prometheus_config
+from modelport.cli.prometheus import monitoring, prometheus_config
 from modelport.cli.registry import registry
 from modelport.cli.render import render
 from modelport.cli.rollout import rollout
@@ -40,6 +40,7 @@ for command in [
     rollout,
     plot,
     prometheus_config,
+    monitoring,
     gateway,
     render,
     build,

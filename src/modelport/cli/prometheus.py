@@ -1,6 +1,9 @@
-"""`modelport prometheus-config`: a Prometheus configuration that scrapes every replica the
-control plane runs, found through its API (HTTP service discovery, with the API's token), so the
-list follows scale-ups, rollouts and restarts."""
+"""`modelport prometheus-config`: a Prometheus configuration that scrapes every replica, every
+Service's HAProxy and the control plane, found through its API (HTTP service discovery, with the
+API's token), so the list follows scale-ups, rollouts and restarts.
+
+`modelport monitoring up|down`: that configuration with the shipped alert and recording rules,
+checked by promtool, and a real Prometheus started on loopback to run it."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import yaml
 
 from modelport.cli.api import client, reporting
 from modelport.controlplane.home import default_home, state_dir
+from modelport.monitor.prometheus import Monitoring, render_config
 
 
 @click.command("prometheus-config")
@@ -24,23 +28,37 @@ def prometheus_config(scrape_interval: str, out: Path | None) -> None:
     with reporting():
         api = client()
         token = state_dir(default_home()) / "token"
-        config = {
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [{
-                "job_name": "modelport-replicas",
-                "http_sd_configs": [{
-                    "url": f"{api.url}/api/prometheus/targets",
-                    "refresh_interval": scrape_interval,
-                    "authorization": {"type": "Bearer", "credentials_file": str(token)},
-                }],
-                "relabel_configs": [{
-                    "regex": "__meta_modelport_label_(.+)", "action": "labelmap", "replacement": "$1",
-                }],
-            }],
-        }  # fmt: skip
-        text = yaml.safe_dump(config, sort_keys=False)
+        text = yaml.safe_dump(render_config(api.url, token, scrape_interval, []), sort_keys=False)
         if out is None:
             click.echo(text, nl=False)
         else:
             out.write_text(text)
             click.echo(f"wrote {out}")
+
+
+@click.group()
+def monitoring() -> None:
+    """A real Prometheus with modelport's alert rules, beside the control plane."""
+
+
+@monitoring.command("up")
+@click.option("--scrape-interval", default="5s", show_default=True)
+@click.option("--port", type=int, default=0, help="Prometheus' port on 127.0.0.1 (0: a free one).")
+def monitoring_up(scrape_interval: str, port: int) -> None:
+    """Write home/monitoring/prometheus.yml and rules.yml, check them with promtool, start
+    Prometheus (or make the running one re-read them) and print its address."""
+    with reporting():
+        api = client()
+        home = default_home()
+        watch = Monitoring(home)
+        watch.write(api.url, state_dir(home) / "token", scrape_interval)
+        running = watch.start(port)
+        click.echo(f"prometheus: {running.url} (pid {running.pid}); config {watch.config}")
+
+
+@monitoring.command("down")
+def monitoring_down() -> None:
+    """Stop the Prometheus `monitoring up` started."""
+    with reporting():
+        stopped = Monitoring(default_home()).stop()
+        click.echo(f"prometheus (pid {stopped.pid}) stopped" if stopped else "prometheus was not running")

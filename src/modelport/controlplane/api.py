@@ -8,7 +8,9 @@
     DELETE /apis/modelport/v1/namespaces/{ns}/{plural}/{name}     delete
     POST   /apis/modelport/v1/namespaces/{ns}/deployments/{name}/rollback   {"toRevision": N}
     GET    /api/top                                               CPU, memory, req/s per replica
-    GET    /api/prometheus/targets                                replicas, for Prometheus' http_sd
+    GET    /api/prometheus/targets                                replicas and load balancers, for
+                                                                  Prometheus' http_sd
+    GET    /metrics                                               the objects' state (state_metrics.py)
     GET    /api/history/{ns}/{hpa}                                an HPA's decisions over time
     POST   /api/shutdown                                          {"keepReplicas": bool}
     GET    /healthz                                               (the only path without the token)
@@ -34,7 +36,9 @@ from modelport.controlplane.meta import (
     owned_by,
     revision,
 )
+from modelport.controlplane.state_metrics import deployment_of, pod_deployments, render_state, state_registry
 from modelport.controlplane.store import ObjectStore
+from modelport.dataplane.haproxy import HAPROXY_METRICS_PATH
 from modelport.dataplane.ports import service_port
 from modelport.errors import Code, ModelportError
 from modelport.spec import parse_object, to_dict
@@ -72,6 +76,7 @@ class Api:
         self._usage = usage
         self._shutdown = shutdown
         self._history = history
+        self._state_metrics = state_registry(store)
 
     def create(self, kind: str, namespace: str, body: Obj) -> Obj:
         obj = self._validated(kind, namespace, body)
@@ -193,12 +198,18 @@ class Api:
         )
         return {"deployment": updated, "skipped": False, "revision": revision(target)}
 
+    def metrics(self) -> bytes:
+        return render_state(self._state_metrics)
+
     def top(self) -> Obj:
         return self._usage()
 
     def prometheus_targets(self) -> Objs:
-        """Prometheus' HTTP service discovery: every running replica, labelled like Kubernetes'."""
+        """Prometheus' HTTP service discovery: every running replica, labelled like Kubernetes'
+        (and with its Deployment), and every Service's HAProxy, whose exporter answers on the
+        Service's own port at HAPROXY_METRICS_PATH."""
         groups = []
+        owners = pod_deployments(self.store.list_kind("ReplicaSet")[0])
         for pod in self.store.list_kind("Pod")[0]:
             meta, status = pod["metadata"], pod.get("status", {})
             if status.get("port") and status.get("phase") == "Running" and "deletionTimestamp" not in meta:
@@ -207,7 +218,16 @@ class Api:
                           for k, v in meta.get("labels", {}).items()}  # fmt: skip
                 groups.append({
                     "targets": [f"127.0.0.1:{status['port']}"],
-                    "labels": {"namespace": meta["namespace"], "pod": meta["name"], **labels},
+                    "labels": {"namespace": meta["namespace"], "pod": meta["name"], "component": "replica",
+                               "deployment": deployment_of(pod, owners), **labels},
+                })  # fmt: skip
+        for service in self.store.list_kind("Service")[0]:
+            meta, status = service["metadata"], service.get("status") or {}
+            if status.get("haproxyPid"):
+                groups.append({
+                    "targets": [f"127.0.0.1:{service['spec']['ports'][0]['port']}"],
+                    "labels": {"namespace": meta["namespace"], "service": meta["name"],
+                               "component": "loadbalancer", "__metrics_path__": HAPROXY_METRICS_PATH},
                 })  # fmt: skip
         return groups
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from modelport.controlplane.api import PREFIX, Api, Obj, Objs, status_body
 from modelport.controlplane.meta import KINDS
+from modelport.controlplane.state_metrics import METRICS_TYPE
 from modelport.errors import Code, ModelportError
 
 
@@ -43,6 +44,7 @@ class Reply:
     body: Obj | Objs | None = None
     stream: Iterator[Obj] | None = None  # a watch: one JSON line per item, then the connection closes
     then: Callable[[], None] | None = None  # run once the answer is sent
+    raw: tuple[str, bytes] | None = None  # (content type, body): an answer that is not JSON
 
 
 Route = Callable[[Api, Call], Obj | Objs | Reply]
@@ -132,6 +134,7 @@ _OBJECT = f"{_COLLECTION}/{_NAME}"
 _TABLE: list[tuple[str, str, Route]] = [
     ("GET", "/api/top", lambda api, c: api.top()),
     ("GET", "/api/prometheus/targets", lambda api, c: api.prometheus_targets()),
+    ("GET", "/metrics", lambda api, c: Reply(200, raw=(METRICS_TYPE, api.metrics()))),
     ("GET", f"/api/history/{_NS}/{_NAME}", lambda api, c: api.history(c.namespace, c.name)),
     ("POST", "/api/shutdown", _shutdown),
     ("POST", f"{PREFIX}/namespaces/{_NS}/(?P<plural>deployments)/{_NAME}/rollback", _rollback),
@@ -208,6 +211,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = answer if isinstance(answer, Reply) else Reply(200, answer)
             if reply.stream is not None:
                 self._stream(reply.stream)
+            elif reply.raw is not None:
+                self._send_raw(reply.status, *reply.raw)
             else:
                 self._send(reply.status, reply.body)
             if reply.then is not None:
@@ -218,15 +223,17 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _send(self, code: int, body: Obj | Objs | None) -> None:
-        data = json.dumps(body).encode()
-        headers = {"Content-Length": str(len(data))}
+        self._send_raw(code, "application/json", json.dumps(body).encode())
+
+    def _send_raw(self, code: int, content_type: str, data: bytes) -> None:
+        headers = {"Content-Type": content_type, "Content-Length": str(len(data))}
         if self.close_connection:  # the client asked, or the request's framing is broken: say so
             headers["Connection"] = "close"
         self._head(code, headers)
         self.wfile.write(data)
 
     def _stream(self, lines: Iterator[Obj]) -> None:
-        self._head(200, {"Connection": "close"})
+        self._head(200, {"Content-Type": "application/json", "Connection": "close"})
         self.close_connection = True
         for line in lines:
             self.wfile.write(json.dumps(line).encode() + b"\n")
@@ -234,7 +241,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _head(self, code: int, headers: dict[str, str]) -> None:
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
         for header, value in headers.items():
             self.send_header(header, value)
         self.end_headers()

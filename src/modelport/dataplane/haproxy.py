@@ -31,6 +31,7 @@ from modelport.errors import Code, ModelportError
 BALANCE = {"roundRobin": "roundrobin", "random": "random", "leastConnection": "leastconn"}
 BACKEND = "replicas"
 SLOT, SLOTS, PARKED_PORT = "slot", 64, 1
+HAPROXY_METRICS_PATH = "/haproxy/metrics"
 
 
 def render_config(
@@ -59,6 +60,8 @@ defaults
     option http-keep-alive
 frontend service
     bind 127.0.0.1:{port}
+    # HAProxy's own Prometheus exporter, on the Service's port at a path no model server has.
+    http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}
     default_backend {BACKEND}
 backend {BACKEND}
     balance {BALANCE[balance]}
