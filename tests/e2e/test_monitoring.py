@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from support import Load, Plane, deployment_yaml, half_plus_two, mark_complete, poll
 
@@ -92,3 +94,61 @@ def test_monitoring_up_again_reloads_the_running_prometheus(monitored: Monitored
     before = json.loads((plane.home / "monitoring" / "prometheus.json").read_text())
     again = plane.cli("monitoring", "up", "--scrape-interval", "1s").stdout
     assert f"pid {before['pid']}" in again and prometheus.url in again
+
+
+DASHBOARD = Path(__file__).parents[2] / "examples" / "monitoring" / "grafana-dashboard.json"
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+                "offset", "inf", "nan"}  # fmt: skip
+# Prometheus' own series, present only while an alert is pending or firing.
+PROMETHEUS_SERIES = {"ALERTS", "ALERTS_FOR_STATE"}
+
+
+def metric_names(promql: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers outside strings, label matchers,
+    grouping clauses and ranges, and not function names."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", promql)
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = re.findall(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(?!\s*\()", text)
+    return {n for n in names if n.lower() not in PROMQL_WORDS}
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [(panel["title"], target["expr"]) for panel in panels for target in panel["targets"]]
+
+
+def test_the_grafana_dashboards_queries_parse_and_read_metrics_that_exist(monitored: Monitored) -> None:
+    """Every panel's query is valid PromQL to a real Prometheus, and reads only metrics that are
+    scraped now, made by the recording rules, or read by the unit-tested alert rules (the model
+    quality ones: drift, live accuracy)."""
+    _, prometheus = monitored
+    from modelport.monitor.prometheus import rules_text
+
+    rules = yaml.safe_load(rules_text())["groups"]
+    known = set(requests.get(f"{prometheus.url}/api/v1/label/__name__/values", timeout=5).json()["data"])
+    known |= {r["record"] for g in rules for r in g["rules"] if "record" in r}
+    known |= {n for g in rules for r in g["rules"] if "alert" in r for n in metric_names(r["expr"])}
+    queries = dashboard_queries()
+    assert len(queries) >= 15
+    for title, expr in queries:
+        promql = expr.replace("$deployment", ".+").replace("$__rate_interval", "1m")
+        answer = requests.get(f"{prometheus.url}/api/v1/query", params={"query": promql}, timeout=5)
+        assert answer.status_code == 200, f"{title}: {expr}: {answer.text}"
+        unknown = metric_names(promql) - known - PROMETHEUS_SERIES
+        assert not unknown, f"{title}: {expr} reads {unknown}, which nothing exports"
+    # And the ones that always have data here answer with it.
+    for title in (
+        "Replicas and autoscaler",
+        "CPU (cores)",
+        "Load balancer (HAProxy): replicas up, requests queued",
+    ):
+        exprs = [e.replace("$deployment", ".+") for t, e in queries if t == title]
+        prometheus.wait(exprs[0])
+
+
+def test_metric_names_reads_names_not_functions_labels_or_clauses() -> None:
+    assert metric_names('sum by (le, model) (rate(a_b_total{x="y{z}"}[5m])) / on(pod) b:c:d > 0.5') == {
+        "a_b_total",
+        "b:c:d",
+    }
