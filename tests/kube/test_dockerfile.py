@@ -36,7 +36,7 @@ def test_the_image_runs_modelport_serve_as_a_non_root_user_on_tf_servings_ports(
     assert "EXPOSE 8500 8501" in lines
     assert 'ENTRYPOINT ["modelport"]' in lines
     cmd = json.loads(next(line for line in lines if line.startswith("CMD "))[4:])
-    assert cmd == ["serve", "--host=0.0.0.0", "--rest_api_port=8501", "--port=8500",
+    assert cmd == ["serve", "--host=0.0.0.0", "--auth=off", "--rest_api_port=8501", "--port=8500",
                    "--model_config_file=/etc/modelport/models.yaml"]  # fmt: skip
     assert 'VOLUME ["/tmp"]' in lines  # the one writable path: a read-only root file system works
     assert any(line.startswith("HEALTHCHECK ") and "/healthz" in line for line in lines)

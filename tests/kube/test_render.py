@@ -102,6 +102,7 @@ def test_deployment_fields_carry_their_meaning(example: Rendered) -> None:
     assert serve["args"] == [
         "serve",
         "--host=0.0.0.0",
+        "--auth=off",
         "--rest_api_port=8501",
         "--port=8500",
         "--model_config_file=/etc/modelport/models.yaml",

@@ -10,6 +10,7 @@ from modelport.cli.cluster import down, up
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
 from modelport.cli.gateway import gateway
+from modelport.cli.keys import keys
 from modelport.cli.objects import COMMANDS as OBJECT_COMMANDS
 from modelport.cli.plot import plot
 from modelport.cli.prometheus import monitoring, prometheus_config
@@ -30,6 +31,7 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(example)
 cli.add_command(registry)
+cli.add_command(keys)
 cli.add_command(train)
 cli.add_command(evaluate)
 for command in [

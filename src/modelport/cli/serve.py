@@ -38,7 +38,19 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     type=click.IntRange(0, 65535),
     help="REST port; 0 picks a free one (see --port_file).",
 )
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface; then API keys are required, see --auth).",
+)
+@click.option(
+    "--auth",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="API keys (`modelport keys create`) required: auto = when --host is not a loopback address.",
+)
 @click.option(
     "--model_name", default=None, help="Name of the model (with --model_base_path). [default: default]"
 )
@@ -193,6 +205,12 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
 @click.option(
     "--log_level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
+@click.option(
+    "--api_key_store",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SQLite file API keys are read from. [default: $MODELPORT_HOME/registry.db]",
+)
 def serve(**flags: Any) -> None:
     """Serve models over TensorFlow Serving's REST API (plus health and Prometheus metrics).
 
@@ -243,6 +261,8 @@ def serve(**flags: Any) -> None:
             max_connections=flags["max_connections"] or default_max_connections(),
         ),
         keep_alive_timeout_seconds=flags["keep_alive_timeout_seconds"],
+        auth=flags["auth"],
+        key_store=flags["api_key_store"],
     )
     run(config)
 

@@ -129,8 +129,8 @@ def _final_stage(spec: ImageSpec) -> list[str]:
         lines.append(f"COPY {CONFIG_NAME} {CONFIG_PATH}")
     writable = ", ".join(json.dumps(p) for p in layout.WRITABLE_PATHS)
     serve = [
-        "serve", "--host=0.0.0.0", f"--rest_api_port={layout.REST_PORT}", f"--port={layout.GRPC_PORT}",
-        f"--model_config_file={CONFIG_PATH}",
+        "serve", "--host=0.0.0.0", "--auth=off", f"--rest_api_port={layout.REST_PORT}",
+        f"--port={layout.GRPC_PORT}", f"--model_config_file={CONFIG_PATH}",
     ]  # fmt: skip
     lines += [
         # No .pyc written next to the code (the root file system may be read-only); logs unbuffered.

@@ -95,7 +95,9 @@ def _serve_container(replica: ReplicaSpec, options: PodOptions, where: str) -> d
         "imagePullPolicy": options.pull_policy,
         "command": ["modelport"],
         # Every address, said outright: the kubelet's probes and the Service reach the Pod's IP.
-        "args": ["serve", "--host=0.0.0.0", f"--rest_api_port={layout.REST_PORT}",
+        # Without keys, as before keys existed: the key store is not in the image yet, and who
+        # reaches a Pod is the cluster's Service type and NetworkPolicy to decide.
+        "args": ["serve", "--host=0.0.0.0", "--auth=off", f"--rest_api_port={layout.REST_PORT}",
                  f"--port={layout.GRPC_PORT}", f"--model_config_file={config}", *replica.args],
         "ports": [
             {"name": "http", "containerPort": layout.REST_PORT, "protocol": "TCP"},

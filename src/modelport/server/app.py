@@ -30,8 +30,10 @@ from modelport import __version__
 from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.limits import RequestLimits
+from modelport.security.auth import REALM, Refused
 from modelport.server import openapi, request_ids, tfserving, v2
 from modelport.server.batching import Batchers
+from modelport.server.guard import Guard, retry_after_header, token_of
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
 
@@ -102,8 +104,11 @@ class RestApp:
         pool: ThreadPoolExecutor,
         batchers: Batchers | None = None,
         inference: InferencePath | None = None,
+        guard: Guard | None = None,
     ) -> None:
-        """`inference`: the path shared with gRPC; by default one of this app's own."""
+        """`inference`: the path shared with gRPC; by default one of this app's own.
+        `guard`: API keys required (None: anyone who reaches the port may call)."""
+        self._guard = guard
         self._manager = manager
         self._metrics = metrics
         self._options = options
@@ -129,9 +134,18 @@ class RestApp:
             elif path.startswith("/v2/models/") or path in ("/v2", "/v2/"):
                 await self._v2(scope, receive, send, path, method)
             else:
-                await self._plain(send, path, method)
+                await self._plain(scope, send, path, method)
+        except Refused as exc:
+            await self._respond(send, exc.http_status, orjson.dumps({"error": exc.message}), _refused(exc))
         except ModelportError as exc:
             await self._respond(send, exc.http_status, orjson.dumps({"error": exc.message}))
+
+    def _admit(self, scope: Scope, need: str, model: str | None) -> None:
+        if self._guard is None:
+            return
+        headers = [(k.decode(), v.decode("latin-1")) for k, v in scope["headers"] if k in _KEY_HEADERS]
+        client = scope.get("client")
+        self._guard.admit(token_of(headers), need, model, client[0] if client else "")
 
     # -- /v1 --
 
@@ -145,6 +159,7 @@ class RestApp:
         want = "POST" if route.verb else "GET"
         if method != want:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
+        self._admit(scope, "predict" if route.verb else "read", route.name)
         if route.verb:
             body = await self._read_body(scope, receive)
             await self._infer(send, route.name, route.version, route.label, route.verb, body, None)
@@ -159,6 +174,7 @@ class RestApp:
         if path in ("/v2", "/v2/"):
             if method not in ("GET", "HEAD"):
                 raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use GET)")
+            self._admit(scope, "read", None)
             await self._respond(send, 200, orjson.dumps(v2.server_metadata()))
             return
         match = _V2_ROUTE.fullmatch(path)
@@ -169,6 +185,7 @@ class RestApp:
         want = "POST" if tail == "/infer" else "GET"
         if method != want and not (want == "GET" and method == "HEAD"):
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
+        self._admit(scope, "predict" if tail == "/infer" else "read", name)
         if tail == "/infer":
             body = await self._read_body(scope, receive)
             header_length = next((v for k, v in scope["headers"] if k == _V2_HEADER_LENGTH), None)
@@ -293,7 +310,7 @@ class RestApp:
 
     # -- health and metrics --
 
-    async def _plain(self, send: Send, path: str, method: str) -> None:
+    async def _plain(self, scope: Scope, send: Send, path: str, method: str) -> None:
         if method not in ("GET", "HEAD"):
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
         if path == "/healthz":
@@ -309,6 +326,7 @@ class RestApp:
         elif path == "/openapi.json":
             await self._respond(send, 200, self._openapi)
         elif path == "/metrics":
+            self._admit(scope, "metrics", None)
             await self._respond(
                 send, 200, self._metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
             )
@@ -326,6 +344,8 @@ class RestApp:
                 **({"failed_versions": failed} if failed else {}),
             }
         ready = self._manager.is_ready()
+        if self._guard is not None:  # open to all: which models are served is for keys with `read`
+            return ready, {"ready": ready, "version": __version__}
         return ready, {"ready": ready, "version": __version__, "models": models}
 
     # -- plumbing --
@@ -368,6 +388,18 @@ class RestApp:
         ]
         await send({"type": "http.response.start", "status": status, "headers": all_headers})
         await send({"type": "http.response.body", "body": body})
+
+
+_KEY_HEADERS = (b"authorization", b"x-api-key")
+
+
+def _refused(exc: Refused) -> list[tuple[bytes, bytes]]:
+    """401 says how to authenticate (RFC 9110); 429 says when to come back."""
+    if exc.http_status == 401:
+        return [*_JSON, (b"www-authenticate", REALM.encode())]
+    if exc.http_status == 429:
+        return [*_JSON, (b"retry-after", retry_after_header(exc).encode())]
+    return _JSON
 
 
 def _version(text: str | None) -> int | None:

@@ -26,9 +26,11 @@ from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, Servable
 from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputValue, Signature
+from modelport.security.auth import Refused
 from modelport.server import request_ids, v2
 from modelport.server.grpc_v2 import inference_pb2 as pb
 from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
+from modelport.server.guard import Guard, retry_after_header, token_of
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import UNKNOWN, ServerMetrics, model_label
 
@@ -95,8 +97,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     shared inference path's choice: on that loop when small and fast, else in the pool."""
 
     def __init__(
-        self, manager: ModelManager, metrics: ServerMetrics, inference: InferencePath, timeout_seconds: float
+        self,
+        manager: ModelManager,
+        metrics: ServerMetrics,
+        inference: InferencePath,
+        timeout_seconds: float,
+        guard: Guard | None = None,
     ) -> None:
+        self._guard = guard
         self._manager = manager
         self._metrics = metrics
         self._inference = inference
@@ -108,7 +116,26 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerReadyResponse(ready=self._manager.is_ready())
 
+    async def _admit(
+        self,
+        context: grpc.aio.ServicerContext,
+        need: str,
+        model: str | None,
+        trailer: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """The call's key (metadata `authorization: Bearer K` or `x-api-key: K`) may do `need`."""
+        if self._guard is None:
+            return
+        metadata = [(k, v) for k, v in context.invocation_metadata() or () if isinstance(v, str)]
+        try:
+            self._guard.admit(token_of(metadata), need, model, context.peer())
+        except Refused as exc:
+            if exc.http_status == 429:
+                trailer = (*trailer, ("retry-after", retry_after_header(exc)))
+            await context.abort(_grpc_status(exc), exc.message, trailing_metadata=trailer)
+
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._admit(context, "read", request.name)
         view = self._manager.view.get(request.name)
         try:
             version = v2.parse_version(request.version)
@@ -118,12 +145,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=ready)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._admit(context, "read", None)
         meta = v2.server_metadata()
         return pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
         )
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._admit(context, "read", request.name)
         try:
             view = self._manager.model(request.name)
             servable = view.resolve(v2.parse_version(request.version))
@@ -146,7 +175,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         version, status = "", 500
         # The call's id in its trailing metadata, as REST's x-request-id (on errors too).
         request_id = request_ids.from_metadata(context.invocation_metadata(), request.id)
-        context.set_trailing_metadata(((request_ids.METADATA_KEY, request_id),))
+        trailer = ((request_ids.METADATA_KEY, request_id),)
+        context.set_trailing_metadata(trailer)
+        await self._admit(context, "predict", request.model_name, trailer)
         model = model_label(request.model_name, self._manager.view)
         gauge = self._metrics.in_flight(model)
         gauge.inc()
@@ -207,9 +238,12 @@ def _response(servable: Servable, request: Any, outputs: dict[str, np.ndarray]) 
     )
 
 
+def _grpc_status(exc: ModelportError) -> grpc.StatusCode:
+    return _STATUS.get(exc.code) or getattr(grpc.StatusCode, exc.code.name, grpc.StatusCode.UNKNOWN)
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: ModelportError) -> Any:
-    status = _STATUS.get(exc.code) or getattr(grpc.StatusCode, exc.code.name, grpc.StatusCode.UNKNOWN)
-    await context.abort(status, exc.message)
+    await context.abort(_grpc_status(exc), exc.message)
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:

@@ -31,8 +31,11 @@ from modelport.repository.config import ModelServerConfig, load_model_config_fil
 from modelport.repository.manager import ModelManager
 from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
+from modelport.security.auth import Authenticator
+from modelport.security.keys import SqliteKeyStore, default_path
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
+from modelport.server.guard import Guard, compute_auth_required, is_loopback
 from modelport.server.http_limits import ConnectionLimits
 from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.inference import InferencePath
@@ -47,7 +50,7 @@ log = logging.getLogger("modelport.server")
 @dataclass(frozen=True)
 class ServeConfig:
     models: ModelServerConfig
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     rest_api_port: int = 8501
     grpc_port: int = 8500
     model_config_file: str | None = None
@@ -63,6 +66,8 @@ class ServeConfig:
     options: ServerOptions = field(default_factory=ServerOptions)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     keep_alive_timeout_seconds: int = 5
+    auth: str = "auto"  # on | off | auto (keys required when bound beyond loopback)
+    key_store: Path | None = None  # the SQLite file keys live in (default $MODELPORT_HOME/registry.db)
 
 
 # File descriptors kept for what is not a client connection: models, logs, gRPC, the pool.
@@ -159,10 +164,11 @@ def serve(config: ServeConfig) -> None:
     if config.batching:
         log.info("batching on: %s", config.batching)
     inference = InferencePath(pool, batchers, config.options.limits, metrics.expired)
-    app = RestApp(manager, metrics, config.options, pool, batchers, inference)
+    guard = _guard(config, metrics)
+    app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard)
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
-        grpc_server = _start_grpc(config, manager, metrics, inference)
+        grpc_server = _start_grpc(config, manager, metrics, inference, guard)
         grpc_port = None if grpc_server is None else grpc_server.port
     _announce(config, port, grpc_port)
     for thread in threads:
@@ -196,8 +202,32 @@ def serve(config: ServeConfig) -> None:
         log.info("server stopped")
 
 
+def _guard(config: ServeConfig, metrics: ServerMetrics) -> Guard | None:
+    """API keys, when required (server/guard.py says when); a warning when a server reachable
+    from the network was told to take calls without them."""
+    if not compute_auth_required(config.host, config.auth):
+        if not is_loopback(config.host):
+            log.warning(
+                "--auth=off on %s: anyone who can reach this port may call every model, read its "
+                "metadata and metrics, as much as they like",
+                config.host,
+            )
+        return None
+    store = SqliteKeyStore(config.key_store or default_path())
+    auth = Authenticator(store, SystemClock())
+    log.info(
+        "API keys required (%d in %s; create one with `modelport keys create NAME --model M`)",
+        len(auth.key_ids()), store.path,
+    )  # fmt: skip
+    return Guard(auth, metrics)
+
+
 def _start_grpc(
-    config: ServeConfig, manager: ModelManager, metrics: ServerMetrics, inference: InferencePath
+    config: ServeConfig,
+    manager: ModelManager,
+    metrics: ServerMetrics,
+    inference: InferencePath,
+    guard: Guard | None,
 ) -> GrpcServer | None:
     """The v2 gRPC API, or None (logged) when grpcio or protobuf cannot load here: a package that
     pins another version beside modelport must not take REST down with it."""
@@ -207,7 +237,7 @@ def _start_grpc(
         log.error("gRPC API not started (%s: %s); REST serves", type(exc).__name__, exc)
         return None
     options = config.options
-    servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds)
+    servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds, guard)
     max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
     return GrpcServer(servicer, config.host, config.grpc_port, max_bytes, max_calls)
 

@@ -11,6 +11,8 @@
     modelport_batch_queue_rows                                    gauge (rows waiting now)
     modelport_requests_expired_total{model,version}               counter (dropped unstarted at
                                                                   their deadline)
+    modelport_api_key_requests_total{key,status}                  counter (with API keys on: per
+                                                                  key id; 200 let in, 401, 403, 429)
     process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
 
 `api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
@@ -99,6 +101,12 @@ class ServerMetrics:
             "Requests whose deadline passed while they waited for a thread or a batch: not started.",
             ["model", "version"], registry=self.registry,
         )  # fmt: skip
+        self._key_requests = Counter(
+            "modelport_api_key_requests",
+            "Requests checked for an API key, by key id (_none: no valid key) and status (200: let in).",
+            ["key", "status"], registry=self.registry,
+        )  # fmt: skip
+        self._key_children: dict[tuple[str | None, int], Counter] = {}
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
@@ -111,6 +119,14 @@ class ServerMetrics:
             self._children[key] = child
         child[0].inc()
         child[1].observe(seconds)
+
+    def key_request(self, key_id: str | None, status: int) -> None:
+        """`key_id`: a key in the store (a bounded set), or None. Thread-safe."""
+        child = self._key_children.get((key_id, status))
+        if child is None:
+            child = self._key_requests.labels(key_id or "_none", str(status))
+            self._key_children[(key_id, status)] = child
+        child.inc()
 
     def expired(self, servable: Any) -> None:
         """A request to `servable` (a loaded version: its name and version are known ones)
