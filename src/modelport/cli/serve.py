@@ -14,6 +14,7 @@ from modelport.errors import ModelportError
 
 if TYPE_CHECKING:  # imported where used: `modelport --help` must not load numpy (server.batching)
     from modelport.repository.config import ModelServerConfig
+    from modelport.security.tls import TlsIdentity
     from modelport.server.batching import BatchingParameters
 
 log = logging.getLogger("modelport.cli")
@@ -203,6 +204,23 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     help="Write the bound REST port here as JSON once listening.",
 )
 @click.option(
+    "--ssl_cert_file",
+    default=None,
+    help="PEM certificate (chain): REST and gRPC serve TLS (gRPC: unless --ssl_config_file).",
+)
+@click.option("--ssl_key_file", default=None, help="PEM private key of --ssl_cert_file.")
+@click.option(
+    "--ssl_client_ca_file",
+    default=None,
+    help="PEM CA: REST (and gRPC) clients must present a certificate it signed (mutual TLS).",
+)
+@click.option(
+    "--ssl_config_file",
+    default=None,
+    help="TF Serving's SSLConfig (text format: server_key, server_cert, custom_ca, client_verify) "
+    "for the gRPC API.",
+)
+@click.option(
     "--log_level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 @click.option(
@@ -230,6 +248,7 @@ def serve(**flags: Any) -> None:
     try:
         models = _models(flags)
         batching = _batching(flags)
+        rest_tls, grpc_tls = _tls(flags)
     except ModelportError as exc:
         raise click.UsageError(exc.message) from exc
     config = ServeConfig(
@@ -263,8 +282,31 @@ def serve(**flags: Any) -> None:
         keep_alive_timeout_seconds=flags["keep_alive_timeout_seconds"],
         auth=flags["auth"],
         key_store=flags["api_key_store"],
+        rest_tls=rest_tls,
+        grpc_tls=grpc_tls,
     )
     run(config)
+
+
+def _tls(flags: dict[str, Any]) -> tuple[TlsIdentity | None, TlsIdentity | None]:
+    """REST's and gRPC's TLS identities from the flags, each file checked now: a bad one is a
+    usage error naming the flag and the file."""
+    from modelport.security.tls import read_pem, server_identity
+    from modelport.server.ssl_config import load_ssl_config_file
+
+    cert, key, ca = flags["ssl_cert_file"], flags["ssl_key_file"], flags["ssl_client_ca_file"]
+    if bool(cert) != bool(key):
+        pair = ["--ssl_cert_file", "--ssl_key_file"]
+        given, missing = pair if cert else pair[::-1]
+        raise click.UsageError(f"{given} needs {missing} too")
+    if ca and not cert:
+        raise click.UsageError("--ssl_client_ca_file needs --ssl_cert_file and --ssl_key_file")
+    rest = None
+    if cert:
+        client_ca = read_pem("--ssl_client_ca_file", ca) if ca else None
+        rest = server_identity(read_pem("--ssl_cert_file", cert), read_pem("--ssl_key_file", key), client_ca)
+    grpc = load_ssl_config_file(flags["ssl_config_file"]) if flags["ssl_config_file"] else rest
+    return rest, grpc
 
 
 def _batching(flags: dict[str, Any]) -> BatchingParameters | None:

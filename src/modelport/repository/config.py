@@ -127,6 +127,8 @@ class _TextParser:
                 if kind == "punct":
                     raise self.error(f"expected a value for '{name}', got {raw!r}")
                 value = int(raw) if kind == "word" and re.fullmatch(r"[+-]?\d+", raw) else raw
+                while kind == "str" and (more := self.peek()) is not None and more[0] == "str":
+                    value += self.take()[1]  # "a" "b" is "ab", as in protobuf's text format
             fields.setdefault(name, []).append(value)
             if (sep := self.peek()) is not None and sep[1] in ",;":
                 self.take()

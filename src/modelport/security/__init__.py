@@ -1,2 +1,3 @@
-"""API keys and scopes, rate limits and quotas: used by the model server, the gateway and the CLI;
-knows nothing of them."""
+"""Security: API keys and scopes, rate limits and quotas, TLS settings, the control plane's
+tokens, apply's allow-list and the audit log; used by the model server, the gateway, the control
+plane and the CLI, knowing nothing of them."""

@@ -27,6 +27,7 @@ from modelport.repository.manager import ModelManager, Servable
 from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputValue, Signature
 from modelport.security.auth import Refused
+from modelport.security.tls import TlsIdentity
 from modelport.server import request_ids, v2
 from modelport.server.grpc_v2 import inference_pb2 as pb
 from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
@@ -278,6 +279,15 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+def server_credentials(tls: TlsIdentity) -> grpc.ServerCredentials:
+    """TLS for the gRPC port; with a client CA, a client without a certificate it signed is
+    refused in the handshake (TF Serving's `client_verify`)."""
+    ca = tls.client_ca.data if tls.client_ca is not None else None
+    return grpc.ssl_server_credentials(
+        [(tls.key.data, tls.cert.data)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
 class GrpcServer:
     """grpc.aio on a thread of its own, with its own event loop, beside the REST loop."""
 
@@ -288,6 +298,7 @@ class GrpcServer:
         port: int,
         max_message_bytes: int,
         max_concurrent_rpcs: int = 1024,
+        tls: TlsIdentity | None = None,
     ) -> None:
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -296,7 +307,7 @@ class GrpcServer:
         self.port = 0
         self._thread = threading.Thread(
             target=self._run,
-            args=(servicer, host, port, max_message_bytes, max_concurrent_rpcs),
+            args=(servicer, host, port, max_message_bytes, max_concurrent_rpcs, tls),
             name="grpc",
             daemon=True,
         )
@@ -308,7 +319,13 @@ class GrpcServer:
             raise OSError("the gRPC server did not start")
 
     def _run(
-        self, servicer: InferenceServicer, host: str, port: int, max_message_bytes: int, max_rpcs: int
+        self,
+        servicer: InferenceServicer,
+        host: str,
+        port: int,
+        max_message_bytes: int,
+        max_rpcs: int,
+        tls: TlsIdentity | None,
     ) -> None:
         async def serve() -> None:
             try:
@@ -316,7 +333,10 @@ class GrpcServer:
                 server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_rpcs)
                 pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
                 address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-                bound = server.add_insecure_port(address)
+                if tls is None:
+                    bound = server.add_insecure_port(address)
+                else:
+                    bound = server.add_secure_port(address, server_credentials(tls))
                 if bound == 0:
                     raise OSError(f"cannot listen for gRPC on {address} (in use?)")
                 await server.start()

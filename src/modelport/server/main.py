@@ -14,6 +14,7 @@ import logging
 import os
 import resource
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
 from modelport.security.auth import Authenticator
 from modelport.security.keys import SqliteKeyStore, default_path
+from modelport.security.tls import TlsIdentity
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
 from modelport.server.guard import Guard, compute_auth_required, is_loopback
@@ -68,6 +70,10 @@ class ServeConfig:
     keep_alive_timeout_seconds: int = 5
     auth: str = "auto"  # on | off | auto (keys required when bound beyond loopback)
     key_store: Path | None = None  # the SQLite file keys live in (default $MODELPORT_HOME/registry.db)
+    # TLS (None: plain): REST's from files (uvicorn reads them), gRPC's the same identity or
+    # TF Serving's --ssl_config_file.
+    rest_tls: TlsIdentity | None = None
+    grpc_tls: TlsIdentity | None = None
 
 
 # File descriptors kept for what is not a client connection: models, logs, gRPC, the pool.
@@ -187,6 +193,7 @@ def serve(config: ServeConfig) -> None:
             # No X-Forwarded-* rewriting (nothing trusted sits in front yet) and no
             # "server: uvicorn" header: both cost time on every request.
             proxy_headers=False, server_header=False,
+            **_uvicorn_tls(config.rest_tls),
         )
     )  # fmt: skip
     try:
@@ -239,7 +246,24 @@ def _start_grpc(
     options = config.options
     servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds, guard)
     max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
-    return GrpcServer(servicer, config.host, config.grpc_port, max_bytes, max_calls)
+    return GrpcServer(servicer, config.host, config.grpc_port, max_bytes, max_calls, config.grpc_tls)
+
+
+def _uvicorn_tls(tls: TlsIdentity | None) -> dict[str, Any]:
+    """uvicorn's TLS settings: it reads the files itself (checked at start-up by the CLI)."""
+    if tls is None:
+        return {}
+    assert tls.cert.path and tls.key.path, "REST's certificate and key come from files"
+    settings: dict[str, Any] = {"ssl_certfile": tls.cert.path, "ssl_keyfile": tls.key.path}
+    if tls.client_ca is not None:
+        settings |= {"ssl_ca_certs": tls.client_ca.path, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return settings
+
+
+def _tls_note(tls: TlsIdentity | None) -> str:
+    if tls is None:
+        return ""
+    return ", TLS with client certificates" if tls.client_ca else ", TLS"
 
 
 def _announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
@@ -251,10 +275,11 @@ def _announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
             config.rest_api_port,
         )
     else:
-        log.info("gRPC API (inference.GRPCInferenceService) at %s:%d", host, grpc_port)
-    log.info(
-        "REST API at http://%s:%d (models: %s)", host, port, ", ".join(m.name for m in config.models.models)
-    )
+        note = _tls_note(config.grpc_tls)
+        log.info("gRPC API (inference.GRPCInferenceService) at %s:%d%s", host, grpc_port, note)
+    scheme = "https" if config.rest_tls else "http"
+    models = ", ".join(m.name for m in config.models.models)
+    log.info("REST API at %s://%s:%d (models: %s)%s", scheme, host, port, models, _tls_note(config.rest_tls))
     if config.port_file:
         tmp = Path(config.port_file).with_suffix(".tmp")
         tmp.write_text(json.dumps({"rest_api_port": port, "grpc_port": grpc_port, "pid": os.getpid()}))
