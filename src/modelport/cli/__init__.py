@@ -7,6 +7,7 @@ import click
 from modelport import __version__
 from modelport.cli.build import build
 from modelport.cli.cluster import down, up
+from modelport.cli.diagnose import diagnose
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
 from modelport.cli.gateway import gateway
@@ -43,6 +44,7 @@ for command in [
     plot,
     prometheus_config,
     monitoring,
+    diagnose,
     gateway,
     render,
     build,
