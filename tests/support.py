@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -469,3 +470,22 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         sink.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+def flask_app(url: str):  # type: ignore[no-untyped-def]
+    """The article's handler, character for character but for the URL."""
+    from flask import Flask, jsonify, request
+
+    app = Flask(__name__)
+
+    @app.route("/", methods=["POST"])
+    def predict():  # type: ignore[no-untyped-def]
+        img_data = request.files["img"].read()
+        encode_string = str(base64.b64encode(img_data))[2:-1]
+        data = {"signature_name": "serving_default", "instances": [{"image_bytes": {"b64": encode_string}}]}
+        headers = {"content-type": "application/json"}
+        response = requests.post(url=url, data=json.dumps(data), headers=headers)
+        result = json.loads(response.text)["predictions"][0]["classes"]
+        return jsonify({"result": result})
+
+    return app

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from modelport.examples import write_mnist_repository
-from support import Server, port_below_the_ephemeral_range, running
+from support import Server, flask_app, port_below_the_ephemeral_range, running
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +34,6 @@ def _samples(repo: Path) -> list[tuple[int, bytes]]:
     paths = sorted((repo / "samples").glob("digit-?.png"))
     assert len(paths) == 10
     return [(int(p.stem[-1]), p.read_bytes()) for p in paths]
-
-
-def flask_app(url: str):  # type: ignore[no-untyped-def]
-    """The article's handler, character for character but for the URL."""
-    from flask import Flask, jsonify, request
-
-    app = Flask(__name__)
-
-    @app.route("/", methods=["POST"])
-    def predict():  # type: ignore[no-untyped-def]
-        img_data = request.files["img"].read()
-        encode_string = str(base64.b64encode(img_data))[2:-1]
-        data = {"signature_name": "serving_default", "instances": [{"image_bytes": {"b64": encode_string}}]}
-        headers = {"content-type": "application/json"}
-        response = requests.post(url=url, data=json.dumps(data), headers=headers)
-        result = json.loads(response.text)["predictions"][0]["classes"]
-        return jsonify({"result": result})
-
-    return app
 
 
 def test_the_articles_flask_handler_gets_the_right_digit(server: Server, repo: Path) -> None:

@@ -174,7 +174,7 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     default=1,
     show_default=True,
     type=click.IntRange(min=0),
-    help="ONNX Runtime threads within an operator (0: one per core).",
+    help="ONNX Runtime and TensorFlow threads within an operator (0: one per core).",
 )
 @click.option(
     "--inter_op_parallelism",
@@ -183,7 +183,7 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     default=1,
     show_default=True,
     type=click.IntRange(min=0),
-    help="ONNX Runtime threads across operators (0: runtime default).",
+    help="ONNX Runtime and TensorFlow threads across operators (0: runtime default).",
 )
 @click.option("--allow_pickle", is_flag=True, help="Load scikit-learn .joblib/.pkl files (runs their code).")
 @click.option("--trusted_types", default="", help="Comma-separated types skops files may build.")

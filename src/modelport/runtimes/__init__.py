@@ -11,7 +11,9 @@ from modelport.runtimes.base import Model, Runtime, TensorSpec
 
 __all__ = ["Model", "Runtime", "TensorSpec", "default_runtimes", "find_model_file"]
 
-# Platforms a TF Serving config may name that we map onto what the folder actually holds.
+# Platforms a TF Serving config may name that we map onto what the folder actually holds:
+# "tensorflow" takes a SavedModel (or .keras file) when the folder has one, and else whatever
+# model file it holds (configs written for TF Serving name it for models converted to ONNX too).
 _DETECT = ("", "tensorflow")
 
 
@@ -22,8 +24,13 @@ def default_runtimes(
 ) -> dict[str, Runtime]:
     from modelport.runtimes.onnx import OnnxRuntime
     from modelport.runtimes.sklearn import SklearnRuntime
+    from modelport.runtimes.tensorflow import TensorflowRuntime  # imports TensorFlow only to load
 
-    runtimes: list[Runtime] = [OnnxRuntime(onnx_defaults), SklearnRuntime(allow_pickle, trusted_types)]
+    runtimes: list[Runtime] = [
+        OnnxRuntime(onnx_defaults),
+        SklearnRuntime(allow_pickle, trusted_types),
+        TensorflowRuntime(onnx_defaults),
+    ]
     return {r.platform: r for r in runtimes}
 
 
@@ -53,18 +60,17 @@ def find_model_file(
             Code.INVALID_ARGUMENT, f"model_platform '{platform}' is not one of {sorted(runtimes)}"
         )
     candidates = [runtimes[platform]] if platform not in _DETECT else list(runtimes.values())
+    if platform == "tensorflow" and "tensorflow" in runtimes and not model_file:
+        tf_files = _model_files(version_dir, [runtimes["tensorflow"]])
+        if len(tf_files) == 1:
+            return tf_files[0]
     if model_file:
         path = _inside(version_dir, model_file)
         for runtime in candidates:
             if path.suffix in runtime.file_suffixes:
                 return runtime, path
         raise ModelportError(Code.INVALID_ARGUMENT, f"no runtime loads '{model_file}' in {version_dir}")
-    found = [
-        (runtime, child)
-        for child in sorted(version_dir.iterdir())
-        for runtime in candidates
-        if child.is_file() and child.suffix in runtime.file_suffixes
-    ]
+    found = _model_files(version_dir, candidates)
     if len(found) != 1:
         names = [p.name for _, p in found]
         what = "no model file" if not found else f"several model files {names}"
@@ -74,3 +80,15 @@ def find_model_file(
             f"{version_dir}: {what} (looked for {suffixes}); name one with model_file in model.yaml",
         )
     return found[0]
+
+
+def _model_files(version_dir: Path, candidates: Sequence[Runtime]) -> list[tuple[Runtime, Path]]:
+    """The files of the folder a runtime loads (of `.pb` files, only a SavedModel's)."""
+    return [
+        (runtime, child)
+        for child in sorted(version_dir.iterdir())
+        for runtime in candidates
+        if child.is_file()
+        and child.suffix in runtime.file_suffixes
+        and (child.suffix != ".pb" or child.name == "saved_model.pb")
+    ]

@@ -270,8 +270,10 @@ class Signature:
         return self.outputs[name]
 
 
-def _bind_inputs(model: Model, spec: SignatureSpec, where: str) -> dict[str, InputBinding]:
-    tensors = {t.name: t for t in model.inputs}
+def _bind_inputs(
+    model_inputs: Sequence[TensorSpec], spec: SignatureSpec, where: str
+) -> dict[str, InputBinding]:
+    tensors = {t.name: t for t in model_inputs}
     declared = spec.inputs if spec.inputs is not None else {n: InputSpec() for n in tensors}
     bound: dict[str, InputBinding] = {}
     for name, item in declared.items():
@@ -288,8 +290,10 @@ def _bind_inputs(model: Model, spec: SignatureSpec, where: str) -> dict[str, Inp
     return bound
 
 
-def _bind_outputs(model: Model, spec: SignatureSpec, where: str) -> dict[str, OutputBinding]:
-    tensors = {t.name: t for t in model.outputs}
+def _bind_outputs(
+    model_outputs: Sequence[TensorSpec], spec: SignatureSpec, where: str
+) -> dict[str, OutputBinding]:
+    tensors = {t.name: t for t in model_outputs}
     declared = spec.outputs if spec.outputs is not None else {n: OutputSpec() for n in tensors}
     labels = tuple(spec.labels) if spec.labels else None
     bound: dict[str, OutputBinding] = {}
@@ -305,14 +309,25 @@ def _bind_outputs(model: Model, spec: SignatureSpec, where: str) -> dict[str, Ou
 
 
 def build_signatures(model: Model, metadata: VersionMetadata) -> dict[str, Signature]:
-    """Bind every declared signature (or one default signature) to the model; errors name fields."""
-    specs = metadata.signatures or {DEFAULT_SIGNATURE: SignatureSpec()}
+    """Bind every declared signature (or one default signature) to the model; errors name fields.
+
+    A model that brings its own signatures (a SavedModel: `native_signatures`, each over its own
+    tensors, `signature_tensors(name)`) serves those unless model.yaml declares others."""
+    native: dict[str, SignatureSpec] | None = getattr(model, "native_signatures", None)
+    specs = metadata.signatures or native or {DEFAULT_SIGNATURE: SignatureSpec()}
     model_labels = getattr(model, "class_labels", None)
     signatures: dict[str, Signature] = {}
     for name, spec in specs.items():
         where = f"signatures.{name}"
         labels = tuple(spec.labels) if spec.labels else model_labels
+        tensors_in, tensors_out = model.inputs, model.outputs
+        if native and not metadata.signatures:
+            tensors_in, tensors_out = model.signature_tensors(name)  # type: ignore[attr-defined]
         signatures[name] = Signature(
-            name, spec.method, _bind_inputs(model, spec, where), _bind_outputs(model, spec, where), labels
+            name,
+            spec.method,
+            _bind_inputs(tensors_in, spec, where),
+            _bind_outputs(tensors_out, spec, where),
+            labels,
         )
     return signatures

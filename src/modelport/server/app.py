@@ -289,6 +289,11 @@ class RestApp:
     def _metadata_body(self, route: _Route) -> dict[str, Any]:
         servable = self._manager.model(route.name).resolve(route.version, route.label)
         signatures = {n: tfserving.signature_def(s) for n, s in servable.signatures.items()}
+        # A SavedModel's own signature map, as TF Serving answers it (its tensor names, and the
+        # init op's entry), unless model.yaml declared signatures of its own.
+        native: dict[str, Any] | None = getattr(servable.model, "signature_defs", None)
+        if native and set(signatures) <= set(native):
+            signatures = native
         return {
             "model_spec": {"name": route.name, "signature_name": "", "version": str(servable.version)},
             "metadata": {
