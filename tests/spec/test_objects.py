@@ -99,7 +99,8 @@ def test_rolling_update_rules(change: str, named: str) -> None:
         (
             "kind: Deployment",
             "kind: Deploymint",
-            "kind: must be one of ['Deployment', 'HorizontalPodAutoscaler', 'Service']",
+            "kind: must be one of ['AnalysisTemplate', 'Deployment', 'HorizontalPodAutoscaler', 'Rollout', "
+            "'Service']",
         ),
         (
             "apiVersion: modelport/v1\nkind: Deployment",

@@ -208,7 +208,33 @@ def describe_other(obj: Obj, related: Related, now: float) -> str:
     return dump(obj, "yaml") + "\n" + events_table(events_of(related.events, [obj]), now)
 
 
+def describe_analysis_run(run: Obj, related: Related, now: float) -> str:
+    """Each metric's verdict and every measurement kept: when, value, verdict, why."""
+    status = run.get("status", {})
+    lines = [
+        f"Name:         {run['metadata']['name']}",
+        f"Namespace:    {run['metadata']['namespace']}",
+        f"Rollout:      {run['metadata'].get('labels', {}).get('rollout', '<none>')}",
+        f"Status:       {status.get('phase', 'Pending')}",
+        f"Message:      {status.get('message', '')}",
+        f"Started:      {status.get('startedAt', '<none>')}",
+        "Metrics:",
+    ]
+    for result in status.get("metricResults", []):
+        counts = ", ".join(
+            f"{c} {result.get(c, 0)}" for c in ("successful", "failed", "inconclusive", "error")
+        )
+        lines.append(f"  {result['name']}: {result.get('phase', 'Running')} ({counts})")
+        for m in result.get("measurements", []):
+            value = "no data" if m.get("value") is None else f"{m['value']:.4g}"
+            lines.append(
+                f"    {m.get('finishedAt', '')}  {m['phase']:<12} {value:<10} {m.get('message', '')}"
+            )
+    return "\n".join(lines) + "\n" + events_table(events_of(related.events, [run]), now)
+
+
 DESCRIBERS: dict[str, Callable[[Obj, Related, float], str]] = {
+    "AnalysisRun": describe_analysis_run,
     "Deployment": describe_deployment,
     "Pod": describe_pod,
     "Service": describe_service,

@@ -132,6 +132,22 @@ def _metric_target(metric: Obj, currents: list[Obj]) -> str:
     return f"{name}: {found}/{wanted}"
 
 
+def analysis_counts(run: Obj) -> str:
+    """`error-rate 3/1/0, distance 2/0/1`: each metric's successful/failed/inconclusive (and errors)."""
+    parts = []
+    for r in _status(run).get("metricResults", []):
+        errors = f"/{r['error']}E" if r.get("error") else ""
+        parts.append(f"{r['name']} {r.get('successful', 0)}/{r.get('failed', 0)}/{r.get('inconclusive', 0)}"
+                     f"{errors}")  # fmt: skip
+    return ", ".join(parts) or "<none>"
+
+
+def rollout_analysis(rollout: Obj) -> str:
+    """The last AnalysisRun the Rollout consulted and its phase: `web-7d9-1 Running`, or -."""
+    found = _status(rollout).get("analysis") or {}
+    return f"{found['run']} {found['phase']}" if found else "-"
+
+
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "Deployment": (
         Column("NAME", _name),
@@ -186,6 +202,30 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("MAXPODS", _spec("maxReplicas")),
         Column("REPLICAS", _count("currentReplicas")),
         Column("AGE", _created, ages=True),
+    ),
+    "Rollout": (
+        Column("NAME", _name),
+        Column("STATUS", lambda r: str(_status(r).get("phase") or "Progressing")),
+        Column("STEP", lambda r: f"{_status(r).get('currentStepIndex', 0)}/{_status(r).get('steps', 0)}"),
+        Column("WEIGHT", lambda r: f"{_status(r).get('canaryWeight', 0)}%"),
+        Column("READY", lambda r: f"{_status(r).get('readyReplicas', 0)}/{r['spec']['replicas']}"),
+        Column("ANALYSIS", rollout_analysis),
+        Column("AGE", _created, ages=True),
+        Column("STABLE", _or_none("stableHash"), wide=True),
+        Column("CANARY", _or_none("canaryHash"), wide=True),
+        Column("MESSAGE", _or_none("message"), wide=True),
+    ),
+    "AnalysisTemplate": (
+        Column("NAME", _name),
+        Column("METRICS", lambda t: ",".join(m["name"] for m in t["spec"]["metrics"])),
+        Column("AGE", _created, ages=True),
+    ),
+    "AnalysisRun": (
+        Column("NAME", _name),
+        Column("STATUS", lambda a: str(_status(a).get("phase", "Pending"))),
+        Column("MEASUREMENTS", analysis_counts),
+        Column("AGE", _created, ages=True),
+        Column("MESSAGE", _or_none("message"), wide=True),
     ),
 }
 

@@ -1,4 +1,5 @@
-"""`modelport rollout status|history|undo|pause|resume|restart`, as kubectl's."""
+"""`modelport rollout status|history|undo|pause|resume|restart`, as kubectl's; on a Rollout,
+`status` and `promote [--full]|abort|retry`, as kubectl argo rollouts'."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 
 from modelport.cli.api import client, namespace_option, reporting, split_ref, update_with_retry
 from modelport.cli.printers import table
-from modelport.controlplane.meta import CHANGE_CAUSE, RESTARTED_AT, iso, revision, workload
+from modelport.controlplane.meta import CHANGE_CAUSE, RESTARTED_AT, ROLLOUT_COMMAND, iso, revision, workload
 from modelport.errors import Code, ModelportError
 
 
@@ -18,6 +19,20 @@ def _deployment(ref: str, name: str | None) -> str:
     if kind != "Deployment" or not found:
         raise ModelportError(Code.INVALID_ARGUMENT, "rollout works on deployment/NAME")
     return found
+
+
+def canary_state(r: dict) -> tuple[str, bool | None]:  # type: ignore[type-arg]
+    """A Rollout's status message and verdict: True promoted and healthy, False aborted, None not yet."""
+    name, st = r["metadata"]["name"], r.get("status", {})
+    if st.get("observedGeneration", 0) < r["metadata"]["generation"]:
+        return "Waiting for rollout spec update to be observed...", None
+    phase, message = st.get("phase", "Progressing"), st.get("message", "")
+    step, weight = f"step {st.get('currentStepIndex', 0)}/{st.get('steps', 0)}", st.get("canaryWeight", 0)
+    if phase == "Degraded":
+        return f'rollout "{name}" aborted: {message}', False
+    if phase == "Healthy" and st.get("stableHash") == st.get("currentPodHash"):
+        return f'rollout "{name}" successfully rolled out', True
+    return f'Waiting for rollout "{name}": {phase}, {step}, canary weight {weight}%: {message}', None
 
 
 def rollout_state(d: dict) -> tuple[str, bool | None]:  # type: ignore[type-arg]
@@ -50,7 +65,8 @@ def rollout_state(d: dict) -> tuple[str, bool | None]:  # type: ignore[type-arg]
 
 @click.group()
 def rollout() -> None:
-    """Watch, pause, resume, restart and undo a Deployment's rollouts."""
+    """Watch, pause, resume, restart and undo a Deployment's rollouts; promote, abort and retry a
+    Rollout's canary."""
 
 
 @rollout.command()
@@ -65,14 +81,20 @@ def rollout() -> None:
 @click.option("--watch/--no-watch", "-w", default=True, show_default=True)
 @namespace_option
 def status(ref: str, name: str | None, timeout: float, watch: bool, namespace: str) -> None:
-    """Wait for the rollout to finish: exit 0 when complete, 1 when failed or past its deadline."""
+    """Wait for the rollout to finish: exit 0 when complete, 1 when failed (a Rollout aborted) or
+    past its deadline."""
     with reporting():
-        name = _deployment(ref, name)
+        kind, found = split_ref(ref, name)
+        if kind not in ("Deployment", "Rollout") or not found:
+            raise ModelportError(
+                Code.INVALID_ARGUMENT, "rollout status works on deployment/NAME or rollout/NAME"
+            )
+        name, state = found, (canary_state if kind == "Rollout" else rollout_state)
         api = client()
         deadline = time.monotonic() + timeout if timeout else None
         last = ""
         while True:
-            message, done = rollout_state(api.get("Deployment", name, namespace))
+            message, done = state(api.get(kind, name, namespace))
             if message != last:
                 click.echo(message, err=done is False)
                 last = message
@@ -186,3 +208,45 @@ def resume(ref: str, name: str | None, namespace: str) -> None:
 def restart(ref: str, name: str | None, namespace: str) -> None:
     """Replace every replica with a fresh one, as a rolling update."""
     _set(ref, name, namespace, "restarted", {"restart": True})
+
+
+def _command(ref: str, name: str | None, namespace: str, verb: str, said: str) -> None:
+    """Give a Rollout's controller a command (it acts on each once): promote, abort, retry."""
+    with reporting():
+        kind, found = split_ref(ref, name)
+        if kind != "Rollout" or not found:
+            raise ModelportError(Code.INVALID_ARGUMENT, f"rollout {verb.split('-')[0]} works on rollout/NAME")
+
+        def apply(r: dict) -> None:  # type: ignore[type-arg]
+            r["metadata"].setdefault("annotations", {})[ROLLOUT_COMMAND] = f"{verb} {time.time_ns()}"
+
+        update_with_retry(client(), "Rollout", found, namespace, apply)
+        click.echo(f"rollout/{found} {said}")
+
+
+@rollout.command()
+@click.argument("ref")
+@click.argument("name", required=False)
+@click.option("--full", is_flag=True, help="Skip the remaining steps, analyses and pauses: promote now.")
+@namespace_option
+def promote(ref: str, name: str | None, full: bool, namespace: str) -> None:
+    """Go past a pause (or an inconclusive analysis) to the next step; --full: to the end."""
+    _command(ref, name, namespace, "promote-full" if full else "promote", "promoted")
+
+
+@rollout.command()
+@click.argument("ref")
+@click.argument("name", required=False)
+@namespace_option
+def abort(ref: str, name: str | None, namespace: str) -> None:
+    """All traffic back to stable now; the canary is scaled down after abortScaleDownDelaySeconds."""
+    _command(ref, name, namespace, "abort", "aborted")
+
+
+@rollout.command()
+@click.argument("ref")
+@click.argument("name", required=False)
+@namespace_option
+def retry(ref: str, name: str | None, namespace: str) -> None:
+    """Start an aborted canary again from its first step."""
+    _command(ref, name, namespace, "retry", "retried")

@@ -46,7 +46,7 @@ from modelport.spec import parse_object, to_dict
 Obj = dict[str, Any]
 Objs = list[Obj]  # (Api has a method named `list`)
 PREFIX = "/apis/modelport/v1"
-USER_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler")
+USER_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "Rollout", "AnalysisTemplate")
 
 
 def status_body(exc: ModelportError) -> Obj:
@@ -107,7 +107,7 @@ class Api:
         if kind not in USER_KINDS:
             raise ModelportError(
                 Code.INVALID_ARGUMENT,
-                f"{kind}s are made by the control plane; write a Deployment or a Service",
+                f"{kind}s are made by the control plane; write a Deployment, a Rollout or a Service",
             )
         if body.get("kind") != kind:
             raise ModelportError(

@@ -9,11 +9,11 @@
         pods/           each replica's log and port file
         services/       each Service's HAProxy config, socket and log
 
-The controllers run in one loop, in the order the work flows (Deployments -> ReplicaSets ->
-kubelet -> Services), woken by any change to the store and at least every `sync_seconds` to
-probe. The kubelet and the Service controller catch per object: one Pod or Service that fails
-is logged and the others go on; an exception escaping any other controller ends only that
-controller's pass. Either way the next round retries.
+The controllers run in one loop, in the order the work flows (Deployments, AnalysisRuns,
+Rollouts -> ReplicaSets -> kubelet -> Services), woken by any change to the store and at least
+every `sync_seconds` to probe. The kubelet and the Service controller catch per object: one Pod
+or Service that fails is logged and the others go on; an exception escaping any other
+controller ends only that controller's pass. Either way the next round retries.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock, SystemClock
+from modelport.controlplane.analysis import AnalysisController
 from modelport.controlplane.api import Api
 from modelport.controlplane.apiserver import make_server
 from modelport.controlplane.autoscaler import Autoscaler, PodMetrics
@@ -39,6 +40,7 @@ from modelport.controlplane.home import check_token_file, make_state_dir, read_t
 from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
+from modelport.controlplane.rollouts import RolloutController
 from modelport.controlplane.services import ServiceController
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.logs import LogPolicy, rotate_if_full
@@ -86,6 +88,8 @@ class ControlPlane:
         backoff = BackOffPolicy(initial_seconds=options.backoff_seconds)
         self.deployments = DeploymentController(self.store, self.clock, self.recorder)
         self.replica_sets = ReplicaSetController(self.store, self.clock, self.recorder)
+        self.rollouts = RolloutController(self.store, self.clock, self.recorder)
+        self.analysis = AnalysisController(self.store, self.clock, self.recorder, options.prometheus_url)
         self._logs = LogPolicy(int(quantity(options.container_log_max_size)), options.container_log_max_files)
         self.kubelet = Kubelet(
             self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds,
@@ -121,7 +125,11 @@ class ControlPlane:
 
     def reconcile_once(self) -> None:
         """One round of every controller; one that raises is logged and the next one runs."""
-        for controller in (self.autoscaler, self.deployments, self.replica_sets, self.kubelet, self.services):
+        controllers = (
+            self.autoscaler, self.deployments, self.analysis, self.rollouts, self.replica_sets, self.kubelet,
+            self.services,
+        )  # fmt: skip
+        for controller in controllers:
             try:
                 controller.sync_all()
             except Exception:  # one bad object must not stop the control plane

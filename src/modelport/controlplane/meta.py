@@ -22,6 +22,9 @@ PLURALS = {
     "Pod": "pods",
     "Event": "events",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "Rollout": "rollouts",
+    "AnalysisTemplate": "analysistemplates",
+    "AnalysisRun": "analysisruns",
 }
 KINDS = {plural: kind for kind, plural in PLURALS.items()}
 # The names people write for each kind (kubectl's short names). Written out here rather than
@@ -30,12 +33,15 @@ SHORT_NAMES = {
     "deployment": "Deployment", "deploy": "Deployment", "service": "Service", "svc": "Service",
     "horizontalpodautoscaler": "HorizontalPodAutoscaler", "hpa": "HorizontalPodAutoscaler",
     "replicaset": "ReplicaSet", "rs": "ReplicaSet", "pod": "Pod", "po": "Pod",
-    "event": "Event", "ev": "Event",
+    "event": "Event", "ev": "Event", "rollout": "Rollout", "ro": "Rollout",
+    "analysistemplate": "AnalysisTemplate", "analysisrun": "AnalysisRun",
 }  # fmt: skip
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 HASH_LABEL = "pod-template-hash"
 RESTARTED_AT = "modelport.io/restartedAt"
+# `modelport rollout promote|abort|retry`: "VERB ID" on a Rollout; its controller acts on each ID once.
+ROLLOUT_COMMAND = "rollout.modelport.io/command"
 MAX_EVENTS = 2000
 
 

@@ -58,9 +58,11 @@ class ReplicaSetController:
             self._retire(pod, rs)
 
     def _collect_orphans(self) -> dict[str, ReplicaSet]:
-        """Delete the ReplicaSets whose Deployment is gone; the others, by uid."""
-        # Only the Deployments' uids matter here: no need to parse them whole.
-        owners = {d["metadata"]["uid"] for d in self._store.list_kind("Deployment")[0]}
+        """Delete the ReplicaSets whose Deployment (or Rollout) is gone; the others, by uid."""
+        # Only the owners' uids matter here: no need to parse them whole.
+        owners = {
+            d["metadata"]["uid"] for kind in ("Deployment", "Rollout") for d in self._store.list_kind(kind)[0]
+        }
         alive = {}
         for rs in self._replica_sets.views(self._store.list_kind("ReplicaSet")[0]):
             if rs.owners and rs.owners[0] not in owners:

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock
-from modelport.controlplane.meta import Recorder, selects, terminating
+from modelport.controlplane.meta import HASH_LABEL, Recorder, selects, terminating
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.balancer import Balancer, BalancerFactory
-from modelport.dataplane.haproxy import LoadBalancer
+from modelport.dataplane.haproxy import MAX_WEIGHT, LoadBalancer
 from modelport.dataplane.process import processes_with
 from modelport.errors import ModelportError
 from modelport.spec import Service
@@ -65,6 +66,46 @@ def endpoints_for(service: Service, pods: list[Obj]) -> dict[str, int]:
         and pod.get("status", {}).get("ready")
         and pod["status"].get("port")
     }
+
+
+def canary_weights(
+    endpoints: dict[str, int], pods: list[Obj], stable: str, canary: str, weight: int
+) -> dict[str, int]:
+    """HAProxy server weights that give the canary's replicas `weight`% of the requests together
+    and the stable ones the rest, exactly, however many of each are in the rotation; replicas of
+    any other revision get 0 (on their way out). Stable keeps them all when no canary is ready."""
+    hashes = {p["metadata"]["name"]: p["metadata"].get("labels", {}).get(HASH_LABEL) for p in pods}
+    stables = [n for n in endpoints if hashes.get(n) == stable]
+    canaries = [n for n in endpoints if hashes.get(n) == canary and canary != stable]
+    if not canaries or weight <= 0:
+        each_stable, each_canary = 1, 0
+    elif not stables or weight >= 100:
+        each_stable, each_canary = 0, 1
+    else:  # c*wc : s*ws = weight : 100-weight
+        each_canary, each_stable = weight * len(stables), (100 - weight) * len(canaries)
+        common = math.gcd(each_canary, each_stable)
+        each_canary, each_stable = each_canary // common, each_stable // common
+        top = max(each_canary, each_stable)
+        if top > MAX_WEIGHT:
+            each_canary = max(1, round(each_canary * MAX_WEIGHT / top))
+            each_stable = max(1, round(each_stable * MAX_WEIGHT / top))
+    weights = dict.fromkeys(endpoints, 0)
+    weights.update(dict.fromkeys(stables, each_stable))
+    weights.update(dict.fromkeys(canaries, each_canary))
+    return weights
+
+
+def _rollout_of(service: Service, rollouts: list[Obj]) -> Obj | None:
+    """The Rollout whose replicas this Service selects (and which has a stable revision yet)."""
+    for rollout in rollouts:
+        labels = (rollout["spec"]["template"].get("metadata") or {}).get("labels", {})
+        if (
+            rollout["metadata"]["namespace"] == service.metadata.namespace
+            and selects(service.spec.selector, labels)
+            and rollout.get("status", {}).get("stableHash")
+        ):
+            return rollout
+    return None
 
 
 def _condition(ready: bool, reason: str, message: str) -> Obj:
@@ -131,28 +172,36 @@ class ServiceController:
         others are synced all the same."""
         pods, _ = self._store.list_kind("Pod")
         services, _ = self._store.list_kind("Service")
+        rollouts, _ = self._store.list_kind("Rollout")
         keys = set()
         for raw in services:
             key = f"{raw['metadata']['namespace']}.{raw['metadata']['name']}"
             keys.add(key)
             try:
-                self.sync(raw, Service.model_validate(raw), pods)
+                self.sync(raw, Service.model_validate(raw), pods, rollouts)
             except Exception:  # one Service's failure must not stop the others
                 log.exception("Service %s failed; retrying next pass", key)
         for key in list(self._balancers):
             if key not in keys:
                 self._balancers.pop(key)[0].stop()
 
-    def sync(self, raw: Obj, service: Service, pods: list[Obj]) -> None:
+    def sync(self, raw: Obj, service: Service, pods: list[Obj], rollouts: list[Obj] | None = None) -> None:
         lb = self._running(raw, service)
         if lb is None:  # failed to start (its status says so), waiting to try again
             if "endpoints" not in raw.get("status", {}):
                 self._write_status(raw, {**raw.get("status", {}), "endpoints": []})
             return
         wanted = endpoints_for(service, pods)
+        rollout = _rollout_of(service, rollouts or [])
+        weights = None
+        if rollout is not None:
+            st = rollout["status"]
+            weights = canary_weights(
+                wanted, pods, st["stableHash"], st.get("canaryHash", ""), int(st.get("canaryWeight", 0))
+            )
         try:
-            if wanted != lb.endpoints:
-                lb.set_endpoints(wanted)
+            if wanted != lb.endpoints or (weights or dict.fromkeys(wanted, 1)) != lb.weights:
+                lb.set_endpoints(wanted, weights=weights)
         except (ModelportError, OSError, TimeoutError) as exc:
             # More replicas than it has slots, or its runtime API did not answer.
             message = exc.message if isinstance(exc, ModelportError) else f"{type(exc).__name__}: {exc}"
@@ -160,7 +209,10 @@ class ServiceController:
         self._write_status(raw, {
             "loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]},
             "haproxyPid": lb.pid,
-            "endpoints": [{"pod": name, "port": port} for name, port in sorted(lb.endpoints.items())],
+            "endpoints": [
+                {"pod": name, "port": port, **({"weight": lb.weights.get(name, 1)} if weights else {})}
+                for name, port in sorted(lb.endpoints.items())
+            ],
             "conditions": [_condition(True, "Listening", f"127.0.0.1:{lb.port}")],
         })  # fmt: skip
 

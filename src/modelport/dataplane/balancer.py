@@ -4,6 +4,7 @@ live, that can die and be replaced on the same port."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -19,9 +20,15 @@ class Balancer(Protocol):
 
     def alive(self) -> bool: ...
 
-    def set_endpoints(self, endpoints: dict[str, int], drain_seconds: float = 10.0) -> None:
-        """Make the rotation exactly `endpoints` (replica name -> port); those leaving drain first.
-        Raises ModelportError (e.g. more replicas than it can hold), OSError or TimeoutError."""
+    @property
+    def weights(self) -> dict[str, int]: ...
+
+    def set_endpoints(
+        self, endpoints: dict[str, int], drain_seconds: float = 10.0, weights: Mapping[str, int] | None = None
+    ) -> None:
+        """Make the rotation exactly `endpoints` (replica name -> port), each replica's share of the
+        requests its weight (all 1 when None); those leaving drain first. Raises ModelportError
+        (e.g. more replicas than it can hold), OSError or TimeoutError."""
 
     def stop(self) -> None: ...
 

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ BALANCE = {"roundRobin": "roundrobin", "random": "random", "leastConnection": "l
 BACKEND = "replicas"
 SLOT, SLOTS, PARKED_PORT = "slot", 64, 1
 HAPROXY_METRICS_PATH = "/haproxy/metrics"
+MAX_WEIGHT = 256  # HAProxy's
 
 
 def render_config(
@@ -137,6 +139,8 @@ class LoadBalancer:
         config = render_config(self.socket_path, self.port, balance, affinity, health_path, per_replica)
         self._ports: dict[str, int] = {}
         self._slots: dict[str, str] = {}  # replica name -> server slot
+        # replica name -> the weight set; empty after adoption, so the next call sets them all
+        self._weights: dict[str, int] = {}
         self.proc: subprocess.Popen[bytes] | AdoptedProcess
         adopted = AdoptedProcess.find(adopt_pid, str(self.config_path))
         if adopted is not None and self.config_path.exists() and self.config_path.read_text() == config:
@@ -246,10 +250,19 @@ class LoadBalancer:
                 )
         return out
 
-    def set_endpoints(self, endpoints: dict[str, int], drain_seconds: float = 10.0) -> None:
+    def set_endpoints(
+        self, endpoints: dict[str, int], drain_seconds: float = 10.0, weights: Mapping[str, int] | None = None
+    ) -> None:
         """Make the rotation exactly `endpoints` (replica name -> port): new ones in first, then the
-        ones leaving are drained (their requests finish) and taken out."""
+        ones leaving are drained (their requests finish) and taken out. `weights` (0 to 256, 1
+        for a replica it leaves out; all 1 when None) are each replica's share of the requests:
+        a new replica gets its weight before it enters the rotation, so never a request more."""
         current = set(self._ports)
+        wanted = {name: (weights or {}).get(name, 1) for name in endpoints}
+        for name in sorted(current & set(endpoints)):
+            if self._weights.get(name) != wanted[name] and self._ports[name] == endpoints[name]:
+                self._set_weight(self._slots[name], wanted[name])
+                self._weights[name] = wanted[name]
         for name, port in endpoints.items():
             if name in current and self._ports[name] == port:
                 continue
@@ -262,11 +275,22 @@ class LoadBalancer:
                 )
             slot = free[0]
             self._expect(self.command(f"set server {BACKEND}/{slot} addr 127.0.0.1 port {port}"), "changed")
+            self._set_weight(slot, wanted[name])
+            self._weights[name] = wanted[name]
             self._expect(self.command(f"set server {BACKEND}/{slot} state ready"), "")
             self._slots[name], self._ports[name] = slot, port
             self._save_slots()
         for name in sorted(current - set(endpoints)):
             self._remove(name, drain_seconds)
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return dict(self._weights)
+
+    def _set_weight(self, slot: str, weight: int) -> None:
+        if not 0 <= weight <= MAX_WEIGHT:
+            raise ModelportError(Code.INVALID_ARGUMENT, f"a weight is 0 to {MAX_WEIGHT}, got {weight}")
+        self._expect(self.command(f"set server {BACKEND}/{slot} weight {weight}"), "")
 
     def _remove(self, name: str, drain_seconds: float) -> None:
         slot = self._slots[name]
@@ -280,6 +304,7 @@ class LoadBalancer:
         self._park(slot)
         self._slots.pop(name)
         self._ports.pop(name, None)
+        self._weights.pop(name, None)
         self._save_slots()
 
     def _park(self, slot: str) -> None:

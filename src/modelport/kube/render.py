@@ -87,8 +87,14 @@ def _documents(objects: list[Object], options: PodOptions, notes: list[Note]) ->
             docs.append(render_disruption_budget(obj))
         elif isinstance(obj, Service):
             docs.append(render_service(obj, notes))
-        else:
+        elif isinstance(obj, HorizontalPodAutoscaler):
             docs.append(render_hpa(obj, notes))
+        else:  # refused, not dropped: a file that renders must mean what it says
+            raise ModelportError(
+                Code.INVALID_ARGUMENT,
+                f"{obj.kind}/{obj.metadata.name}: not rendered to Kubernetes yet "
+                "(Argo Rollouts' objects are planned); render the Deployment for now",
+            )
     return docs
 
 

@@ -112,7 +112,9 @@ class RestApp:
         self._manager = manager
         self._metrics = metrics
         self._options = options
-        self._inference = inference or InferencePath(pool, batchers, options.limits, metrics.expired)
+        self._inference = inference or InferencePath(
+            pool, batchers, options.limits, metrics.expired, metrics.predicted
+        )
         self._extra_headers = _CORS if options.enable_cors else []
         self._openapi = orjson.dumps(openapi.document(options.enable_cors))
 

@@ -139,8 +139,10 @@ class InferencePath:
         batchers: Batchers | None,
         limits: RequestLimits,
         expired: Callable[[Servable], None],
+        predicted: Callable[[Servable, Mapping[str, np.ndarray]], None] = lambda servable, outputs: None,
     ) -> None:
         self._pool = pool
+        self._predicted = predicted  # sees each model call's outputs (per-class counts)
         self._batchers = batchers
         self._limits = limits
         self._expired = expired  # counts a request dropped, unstarted, at its deadline
@@ -163,10 +165,12 @@ class InferencePath:
             started = time.perf_counter()
             job = _prepared_on_the_loop(prepare, version)
             if job is not None:  # else its images are too big for the loop: all of it goes to the pool
-                reply = job.answer(_run_model(servable, job, deadline))
+                outputs = _run_model(servable, job, deadline)
+                self._predicted(servable, outputs)
+                reply = job.answer(outputs)
                 cost.add(time.perf_counter() - started)
                 return reply
-        work = _whole(servable, prepare, version.limits, deadline)
+        work = _whole(servable, prepare, version.limits, deadline, self._predicted)
         reply, seconds = await self._in_pool(servable, work, deadline, least)
         if small:
             cost.add(seconds)
@@ -188,6 +192,7 @@ class InferencePath:
             raise deadline.error(servable)
         future = self._batchers.get(servable).submit(job.call.feeds, job.call.sources)
         results = await self._awaited(servable, future, deadline)
+        self._predicted(servable, results)
         if small:
             return job.answer(results)
         reply, _ = await self._in_pool(servable, functools.partial(job.answer, results), deadline)
@@ -231,13 +236,16 @@ def _prepared_on_the_loop(prepare: Prepare[R], version: _PerVersion) -> Job[R] |
 
 
 def _whole(
-    servable: Servable, prepare: Prepare[R], limits: RequestLimits, deadline: Deadline
-) -> Callable[[], R]:
+    servable: Servable, prepare: Prepare[R], limits: RequestLimits, deadline: Deadline,
+    predicted: Callable[[Servable, Mapping[str, np.ndarray]], None],
+) -> Callable[[], R]:  # fmt: skip
     """Prepare, run and encode: a request's whole work, for a pool thread."""
 
     def work() -> R:
         job = prepare(limits)
-        return job.answer(_run_model(servable, job, deadline))
+        outputs = _run_model(servable, job, deadline)
+        predicted(servable, outputs)
+        return job.answer(outputs)
 
     return work
 

@@ -169,7 +169,7 @@ def serve(config: ServeConfig) -> None:
         metrics.batch_queue(batchers.queued_rows)
     if config.batching:
         log.info("batching on: %s", config.batching)
-    inference = InferencePath(pool, batchers, config.options.limits, metrics.expired)
+    inference = InferencePath(pool, batchers, config.options.limits, metrics.expired, metrics.predicted)
     guard = _guard(config, metrics)
     app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard)
     grpc_server, grpc_port = None, None

@@ -13,6 +13,9 @@
                                                                   their deadline)
     modelport_api_key_requests_total{key,status}                  counter (with API keys on: per
                                                                   key id; 200 let in, 401, 403, 429)
+    modelport_predictions_total{model,version,class}              counter (rows answered, by
+                                                                  predicted class: a classifier's
+                                                                  argmax, at most MAX_CLASSES)
     process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
 
 `api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
@@ -25,9 +28,10 @@ series: 20,000 of them took /metrics from 23 KB to 47.6 MB.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -45,6 +49,24 @@ _BUCKETS = (
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 UNKNOWN = "_unknown"
+# A classifier's classes are its output's width; wider outputs (embeddings, images) and integer
+# labels past this many are not classes worth a series each.
+MAX_CLASSES = 1000
+
+
+def predicted_classes(outputs: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Rows by predicted class from a model's outputs: the first output that is a classifier's
+    scores ([rows, 2..MAX_CLASSES] floats: their argmax) or labels ([rows] integers); {} if none."""
+    for array in outputs.values():
+        if array.ndim == 2 and 2 <= array.shape[1] <= MAX_CLASSES and array.dtype.kind == "f":
+            labels = array.argmax(axis=1)
+        elif array.ndim == 1 and array.dtype.kind in "iu":
+            labels = array[(array >= 0) & (array < MAX_CLASSES)]
+        else:
+            continue
+        found, counts = np.unique(labels, return_counts=True)
+        return {str(c): int(n) for c, n in zip(found.tolist(), counts.tolist(), strict=True)}
+    return {}
 
 
 def model_label(name: str, known: Collection[str]) -> str:
@@ -107,6 +129,11 @@ class ServerMetrics:
             ["key", "status"], registry=self.registry,
         )  # fmt: skip
         self._key_children: dict[tuple[str | None, int], Counter] = {}
+        self._predictions = Counter(
+            "modelport_predictions", "Rows answered, by predicted class (a classifier's argmax).",
+            ["model", "version", "class"], registry=self.registry,
+        )  # fmt: skip
+        self._class_children: dict[tuple[str, int, str], Counter] = {}
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
@@ -132,6 +159,17 @@ class ServerMetrics:
         """A request to `servable` (a loaded version: its name and version are known ones)
         dropped unstarted at its deadline. Thread-safe: pool threads call it."""
         self._expired.labels(servable.model_name, str(servable.version)).inc()
+
+    def predicted(self, servable: Any, outputs: Mapping[str, np.ndarray]) -> None:
+        """Count a model call's rows by predicted class (canary analysis compares the shares).
+        Thread-safe: pool threads call it."""
+        for name, rows in predicted_classes(outputs).items():
+            key = (servable.model_name, servable.version, name)
+            child = self._class_children.get(key)
+            if child is None:
+                child = self._predictions.labels(servable.model_name, str(servable.version), name)
+                self._class_children[key] = child
+            child.inc(rows)
 
     def in_flight(self, model: str) -> Gauge:
         child = self._in_flight_children.get(model)

@@ -8,10 +8,13 @@ Every problem is reported at once, each with its field path and the rule it brea
 file is refused as a whole.
 """
 
+from modelport.spec.conditions import condition
 from modelport.spec.objects import (
     ALIASES,
     API_VERSION,
     KINDS,
+    AnalysisMetric,
+    AnalysisTemplate,
     Behavior,
     CrossVersionObjectReference,
     Deployment,
@@ -34,6 +37,8 @@ from modelport.spec.objects import (
     ResourceMetricSource,
     Resources,
     RollingUpdate,
+    Rollout,
+    RolloutSpec,
     ScalingPolicy,
     ScalingRules,
     Service,
@@ -41,6 +46,7 @@ from modelport.spec.objects import (
     ServiceSpec,
     Strategy,
     Template,
+    seconds,
     to_dict,
 )
 from modelport.spec.quantity import quantity, scaled
@@ -50,6 +56,8 @@ __all__ = [
     "ALIASES",
     "API_VERSION",
     "KINDS",
+    "AnalysisMetric",
+    "AnalysisTemplate",
     "Behavior",
     "CrossVersionObjectReference",
     "Deployment",
@@ -72,6 +80,8 @@ __all__ = [
     "ResourceMetricSource",
     "Resources",
     "RollingUpdate",
+    "Rollout",
+    "RolloutSpec",
     "ScalingPolicy",
     "ScalingRules",
     "Service",
@@ -79,9 +89,11 @@ __all__ = [
     "ServiceSpec",
     "Strategy",
     "Template",
+    "condition",
     "load_objects",
     "parse_object",
     "quantity",
     "scaled",
+    "seconds",
     "to_dict",
 ]

@@ -241,14 +241,125 @@ class HorizontalPodAutoscaler(_Spec):
     status: dict[str, Any] = Field(default_factory=dict)
 
 
-Object = Deployment | Service | HorizontalPodAutoscaler
-KINDS: dict[str, type[Deployment] | type[Service] | type[HorizontalPodAutoscaler]] = {
+# -- Rollout and AnalysisTemplate (Argo Rollouts' vocabulary) --
+
+# A duration as Argo writes one: seconds as a number, or "500ms", "30s", "5m", "1h".
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def seconds(value: str | int | float) -> float:
+    """A duration in seconds; ValueError for one that is not a duration."""
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration (e.g. 30, '30s', '5m', '1h', '500ms')")
+    return float(match[1]) * _UNIT[match[2]]
+
+
+Duration = str | int | float
+
+
+class Pause(_Spec):
+    duration: Duration | None = None  # none: until `modelport rollout promote`
+
+
+class TemplateRef(_Spec):
+    template_name: str = Field(alias="templateName")
+
+
+class RolloutAnalysis(_Spec):
+    templates: list[TemplateRef] = Field(min_length=1)
+
+
+class CanaryStep(_Spec):
+    set_weight: int | None = Field(default=None, ge=0, le=100, alias="setWeight")
+    pause: Pause | None = None
+    analysis: RolloutAnalysis | None = None
+
+
+class CanaryStrategy(_Spec):
+    steps: list[CanaryStep] = Field(default_factory=list)
+    # Runs from the first step until promotion; failing it aborts, as a step's does.
+    analysis: RolloutAnalysis | None = None
+    abort_scale_down_delay_seconds: int = Field(default=30, ge=0, alias="abortScaleDownDelaySeconds")
+
+
+class RolloutStrategy(_Spec):
+    canary: CanaryStrategy
+
+
+class RolloutSpec(DeploymentSpec):
+    """A Deployment's spec with Argo's canary strategy in place of a rolling update."""
+
+    strategy: RolloutStrategy  # type: ignore[assignment]
+
+
+class Rollout(_Spec):
+    api_version: Literal["modelport/v1"] = Field(alias="apiVersion")
+    kind: Literal["Rollout"]
+    metadata: ObjectMeta
+    spec: RolloutSpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelportMetric(_Spec):
+    """modelport's own figures, from the replicas' /metrics, canary against stable, over each
+    measurement's interval. Fewer than `minSamples` canary requests: Inconclusive, never a number."""
+
+    metric: Literal["errorRate", "latencyP50", "latencyP99", "classDistance"]
+    min_samples: int = Field(default=20, ge=1, alias="minSamples")
+
+
+class PrometheusMetric(_Spec):
+    query: str
+    address: str | None = None  # default: the control plane's --prometheus-url
+
+
+class MetricProvider(_Spec):
+    modelport: ModelportMetric | None = None
+    prometheus: PrometheusMetric | None = None
+
+
+class AnalysisMetric(_Spec):
+    name: str
+    provider: MetricProvider
+    interval: Duration | None = None  # none: one measurement
+    count: int | None = Field(default=None, ge=1)
+    initial_delay: Duration | None = Field(default=None, alias="initialDelay")
+    success_condition: str | None = Field(default=None, alias="successCondition")
+    failure_condition: str | None = Field(default=None, alias="failureCondition")
+    failure_limit: int = Field(default=0, ge=0, alias="failureLimit")
+    inconclusive_limit: int = Field(default=0, ge=0, alias="inconclusiveLimit")
+    consecutive_error_limit: int = Field(default=4, ge=0, alias="consecutiveErrorLimit")
+
+
+class AnalysisTemplateSpec(_Spec):
+    metrics: list[AnalysisMetric] = Field(min_length=1)
+
+
+class AnalysisTemplate(_Spec):
+    api_version: Literal["modelport/v1"] = Field(alias="apiVersion")
+    kind: Literal["AnalysisTemplate"]
+    metadata: ObjectMeta
+    spec: AnalysisTemplateSpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+Object = Deployment | Service | HorizontalPodAutoscaler | Rollout | AnalysisTemplate
+KINDS: dict[str, type[Object]] = {
     "Deployment": Deployment, "Service": Service, "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+    "Rollout": Rollout, "AnalysisTemplate": AnalysisTemplate,
 }  # fmt: skip
 ALIASES = {
     "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
     "service": "Service", "services": "Service", "svc": "Service",
     "horizontalpodautoscaler": "HorizontalPodAutoscaler", "hpa": "HorizontalPodAutoscaler",
+    "rollout": "Rollout", "rollouts": "Rollout", "ro": "Rollout",
+    "analysistemplate": "AnalysisTemplate", "analysistemplates": "AnalysisTemplate",
 }  # fmt: skip
 
 

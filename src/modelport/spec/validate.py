@@ -10,15 +10,23 @@ import yaml
 from pydantic import ValidationError
 
 from modelport.errors import Code, ModelportError
+from modelport.spec.conditions import condition
 from modelport.spec.objects import (
     API_VERSION,
     KINDS,
+    AnalysisTemplate,
+    AnalysisTemplateSpec,
+    CanaryStrategy,
     Deployment,
+    DeploymentSpec,
+    Duration,
     HorizontalPodAutoscaler,
     HPASpec,
     MetricTarget,
     Object,
     ReplicaSpec,
+    Rollout,
+    seconds,
 )
 from modelport.spec.quantity import _PERCENT, quantity, scaled
 
@@ -70,16 +78,7 @@ def _rules(obj: Object) -> list[str]:
     problems: list[str] = []
     if isinstance(obj, Deployment):
         spec = obj.spec
-        runs = [f for f in ("model", "gateway") if getattr(spec.template.spec, f) is not None]
-        if len(runs) != 1:
-            problems.append("spec.template.spec: needs exactly one of `model` and `gateway`, got "
-                            f"{' and '.join(runs) or 'neither'}")  # fmt: skip
-        selector = spec.selector.match_labels
-        labels = spec.template.metadata.get("labels") or {}
-        if not selector:
-            problems.append("spec.selector.matchLabels: must not be empty")
-        elif any(labels.get(k) != v for k, v in selector.items()):
-            problems.append("spec.template.metadata.labels: `selector` does not match template `labels`")
+        problems += _workload_rules(spec)
         rolling = spec.strategy.rolling_update
         base = "spec.strategy.rollingUpdate"
         _int_or_percent(rolling.max_surge, f"{base}.maxSurge", problems)
@@ -91,9 +90,10 @@ def _rules(obj: Object) -> list[str]:
                 and scaled(rolling.max_unavailable, total, False) == 0
             ):
                 problems.append(f"{base}.maxUnavailable: must not be 0 when maxSurge is 0")
-        if spec.progress_deadline_seconds <= spec.min_ready_seconds:
-            problems.append("spec.progressDeadlineSeconds: must be greater than minReadySeconds")
-        problems += _probe_rules(spec.template.spec)
+    elif isinstance(obj, Rollout):
+        problems += _workload_rules(obj.spec) + _canary_rules(obj.spec.strategy.canary)
+    elif isinstance(obj, AnalysisTemplate):
+        problems += _analysis_rules(obj.spec)
     elif isinstance(obj, HorizontalPodAutoscaler):
         problems += _hpa_rules(obj.spec)
     else:
@@ -113,6 +113,75 @@ _PROBE_PATH = re.compile(r"/[^@\s]*")
 # A probe under way holds a thread until its timeout; a bound keeps a frozen replica's probes from
 # piling up (and says a minute without an answer is a failure, whatever the file hoped for).
 MAX_PROBE_TIMEOUT_SECONDS = 60
+
+
+def _workload_rules(spec: DeploymentSpec) -> list[str]:
+    """A Deployment's and a Rollout's: what runs, the selector, the deadline, the probes."""
+    problems = []
+    runs = [f for f in ("model", "gateway") if getattr(spec.template.spec, f) is not None]
+    if len(runs) != 1:
+        problems.append("spec.template.spec: needs exactly one of `model` and `gateway`, got "
+                        f"{' and '.join(runs) or 'neither'}")  # fmt: skip
+    selector = spec.selector.match_labels
+    labels = spec.template.metadata.get("labels") or {}
+    if not selector:
+        problems.append("spec.selector.matchLabels: must not be empty")
+    elif any(labels.get(k) != v for k, v in selector.items()):
+        problems.append("spec.template.metadata.labels: `selector` does not match template `labels`")
+    if spec.progress_deadline_seconds <= spec.min_ready_seconds:
+        problems.append("spec.progressDeadlineSeconds: must be greater than minReadySeconds")
+    return problems + _probe_rules(spec.template.spec)
+
+
+def _canary_rules(canary: CanaryStrategy) -> list[str]:
+    problems = []
+    base = "spec.strategy.canary"
+    for i, step in enumerate(canary.steps):
+        given = [f for f, v in (("setWeight", step.set_weight), ("pause", step.pause),
+                                ("analysis", step.analysis)) if v is not None]  # fmt: skip
+        if len(given) != 1:
+            problems.append(f"{base}.steps[{i}]: needs exactly one of setWeight, pause and analysis, got "
+                            f"{' and '.join(given) or 'none'}")  # fmt: skip
+        if step.pause is not None and step.pause.duration is not None:
+            problems += _duration(step.pause.duration, f"{base}.steps[{i}].pause.duration")
+    return problems
+
+
+def _duration(value: Duration, path: str) -> list[str]:
+    try:
+        seconds(value)
+    except ValueError as exc:
+        return [f"{path}: {exc}"]
+    return []
+
+
+def _analysis_rules(spec: AnalysisTemplateSpec) -> list[str]:
+    problems = []
+    names = [m.name for m in spec.metrics]
+    if len(set(names)) != len(names):
+        problems.append("spec.metrics: each metric needs a unique name")
+    for i, metric in enumerate(spec.metrics):
+        path = f"spec.metrics[{i}]"
+        providers = [p for p in ("modelport", "prometheus") if getattr(metric.provider, p) is not None]
+        if len(providers) != 1:
+            problems.append(f"{path}.provider: needs exactly one of modelport and prometheus, got "
+                            f"{' and '.join(providers) or 'neither'}")  # fmt: skip
+        for field, value in (("interval", metric.interval), ("initialDelay", metric.initial_delay)):
+            if value is not None:
+                problems += _duration(value, f"{path}.{field}")
+        positive = metric.interval is None or _duration(metric.interval, "") or seconds(metric.interval) > 0
+        if not positive:
+            problems.append(f"{path}.interval: must be greater than 0")
+        if metric.success_condition is None and metric.failure_condition is None:
+            problems.append(f"{path}: needs a successCondition, a failureCondition or both")
+        for field, text in (("successCondition", metric.success_condition),
+                            ("failureCondition", metric.failure_condition)):  # fmt: skip
+            if text is not None:
+                try:
+                    condition(text)
+                except ValueError as exc:
+                    problems.append(f"{path}.{field}: {exc}")
+    return problems
 
 
 def _probe_rules(replica: ReplicaSpec) -> list[str]:

@@ -3,6 +3,7 @@ or fail to start or to answer."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ class FakeLoadBalancer:
     fail_with: Exception | None = None  # raised by the next set_endpoints
     history: list[dict[str, int]] = field(default_factory=list)
     _endpoints: dict[str, int] = field(default_factory=dict)
+    _weights: dict[str, int] = field(default_factory=dict)
 
     @property
     def endpoints(self) -> dict[str, int]:
@@ -29,10 +31,17 @@ class FakeLoadBalancer:
     def alive(self) -> bool:
         return self.running
 
-    def set_endpoints(self, endpoints: dict[str, int], drain_seconds: float = 10.0) -> None:
+    @property
+    def weights(self) -> dict[str, int]:
+        return dict(self._weights)
+
+    def set_endpoints(
+        self, endpoints: dict[str, int], drain_seconds: float = 10.0, weights: Mapping[str, int] | None = None
+    ) -> None:
         if self.fail_with is not None:
             raise self.fail_with
         self._endpoints = dict(endpoints)
+        self._weights = {name: (weights or {}).get(name, 1) for name in endpoints}
         self.history.append(dict(endpoints))
 
     def stop(self) -> None:

@@ -1,0 +1,273 @@
+"""Progressive delivery as a team uses it: a Rollout of the MNIST model on a real control plane,
+real replicas and a real HAProxy, with load running throughout. A good new version goes
+20% -> analysis -> 50% -> analysis -> 100% and is promoted; a bad one (its labels shuffled:
+healthy, fast, wrong) is aborted by the prediction-distribution analysis; one that never gets
+ready never gets a request and is aborted at its progress deadline; a canary nobody calls ends
+Inconclusive, never Successful. Clients see no failed request in any of them."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+import requests
+import yaml
+from onnx import numpy_helper
+
+from support import Plane
+
+STABLE, CANARY = "1", "2"  # the model versions: their answers' X-Model-Version
+# The load's digits, skewed as real traffic is (a uniform mix hides a permutation of the classes).
+MIX = [0] * 5 + [1] * 3 + [2] * 2
+
+
+def _mnist_version(root: Path, change: Any) -> Path:
+    """The MNIST example as version 2 of a repository of its own, its last layer changed by `change`."""
+    from importlib.resources import files
+
+    from modelport.repository.layout import write_version
+
+    source = files("modelport.examples") / "mnist"
+    model = onnx.load_from_string((source / "model.onnx").read_bytes())
+    for tensor in model.graph.initializer:
+        if tensor.name in ("W2", "B2"):
+            changed = change(numpy_helper.to_array(tensor)).astype(np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(changed, tensor.name))
+
+    def fill(folder: Path) -> None:
+        (folder / "model.yaml").write_bytes((source / "model.yaml").read_bytes())
+        (folder / "model.onnx").write_bytes(model.SerializeToString())
+
+    write_version(root / "2", fill)
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from modelport.examples import write_mnist_repository
+
+    root = tmp_path_factory.mktemp("models")
+    write_mnist_repository(root / "v1")
+    rng = np.random.default_rng(7)
+    return {
+        "v1": root / "v1",
+        # A little further trained, as it were: the same weights moved slightly.
+        "good": _mnist_version(root / "good", lambda w: w + rng.normal(0, 0.002, w.shape)),
+        # Labels shuffled: every class answered as another one (healthy, fast, wrong).
+        "bad": _mnist_version(root / "bad", lambda w: np.roll(w, 5, axis=-1)),
+        "missing": root / "does-not-exist",
+    }
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
+    plane = Plane(tmp_path_factory.mktemp("home"))
+    plane.up()
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="module")
+def digits() -> list[dict[str, Any]]:
+    from importlib.resources import files
+
+    samples = files("modelport.examples") / "mnist" / "samples"
+    pngs = {d: (samples / f"digit-{d}.png").read_bytes() for d in set(MIX)}
+    return [{"instances": [{"image_bytes": {"b64": base64.b64encode(pngs[d]).decode()}}]} for d in MIX]
+
+
+class Load:
+    """Requests from threads through the Service, each outcome kept: (time, the answering model
+    version, or what went wrong)."""
+
+    def __init__(self, url: str, bodies: list[dict[str, Any]], threads: int = 3) -> None:
+        self.url, self.bodies = url + "/v1/models/mnist:predict", bodies
+        self.outcomes: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
+
+    def _work(self, offset: int) -> None:
+        bodies = itertools.cycle(self.bodies[offset:] + self.bodies[:offset])
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                try:
+                    answer = session.post(self.url, json=next(bodies), timeout=10)
+                    outcome = (
+                        answer.headers.get("X-Model-Version", "?")
+                        if answer.ok
+                        else f"HTTP {answer.status_code}"
+                    )
+                except requests.RequestException as exc:
+                    outcome = type(exc).__name__
+                self.outcomes.append((time.monotonic(), outcome))
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    def failures(self) -> list[str]:
+        return [o for _, o in self.outcomes if o not in (STABLE, CANARY)]
+
+    def since(self, start: int) -> list[str]:
+        return [o for _, o in self.outcomes[start:]]
+
+
+def rollout_yaml(name: str, base: Path, steps: list[Any], deadline: int = 20) -> str:
+    docs = [
+        {"apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": name},
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                  "progressDeadlineSeconds": deadline,
+                  "template": {"metadata": {"labels": {"app": name}},
+                               "spec": {"model": {"name": "mnist", "basePath": str(base)}}},
+                  "strategy": {"canary": {"steps": steps, "abortScaleDownDelaySeconds": 2}}}},
+        {"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
+         "spec": {"selector": {"app": name}, "ports": [{"port": 0}]}},
+        {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate", "metadata": {"name": f"{name}-health"},
+         "spec": {"metrics": [
+             {"name": "class-distance", "interval": "2s", "count": 2, "failureLimit": 0,
+              "successCondition": "result < 0.2", "provider": {"modelport": {"metric": "classDistance",
+                                                                             "minSamples": 10}}},
+             {"name": "error-rate", "interval": "2s", "count": 2, "successCondition": "result <= 0.01",
+              "provider": {"modelport": {"metric": "errorRate", "minSamples": 10}}},
+         ]}},
+    ]  # fmt: skip
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def apply(plane: Plane, tmp: Path, text: str) -> None:
+    path = tmp / f"objects-{time.monotonic_ns()}.yaml"
+    path.write_text(text)
+    plane.cli("apply", "-f", str(path))
+
+
+def status(plane: Plane, name: str) -> dict[str, Any]:
+    return dict(plane.get("Rollout", name).get("status", {}))
+
+
+def deployed(plane: Plane, tmp: Path, models: dict[str, Path], name: str, steps: list[Any]) -> str:
+    """A Rollout of v1 and its Service, rolled out: the URL."""
+    apply(plane, tmp, rollout_yaml(name, models["v1"], steps))
+    plane.cli("rollout", "status", f"rollout/{name}", "--timeout", "120")
+    return plane.service_url(name)
+
+
+def moved(plane: Plane, tmp: Path, name: str, base: Path, steps: list[Any], deadline: int = 20) -> None:
+    """The Rollout's template moved to another model: a canary starts."""
+    apply(plane, tmp, rollout_yaml(name, base, steps, deadline))
+
+
+def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    analysis = {"analysis": {"templates": [{"templateName": "good-health"}]}}
+    steps = [{"setWeight": 20}, {"pause": {}}, analysis, {"setWeight": 50}, analysis]
+    url = deployed(plane, tmp_path, models, "good", steps)
+    with Load(url, digits) as load:
+        moved(plane, tmp_path, "good", models["good"], steps)
+        plane.wait(lambda: status(plane, "good")["phase"] == "Paused", 60, "the canary at 20%, paused")
+        # The weights are set before the pause is reached; the next 2,000 answers show them.
+        first = len(load.outcomes)
+        plane.wait(lambda: len(load.outcomes) >= first + 2000, 120, "2,000 answers at 20%")
+        answered = load.since(first)[:2000]
+        share = answered.count(CANARY) / len(answered)
+        print(f"canary share at setWeight 20 over {len(answered)} requests: {share:.3%}")
+        assert abs(share - 0.20) <= 0.03, share
+        got = plane.cli("get", "rollout", "good").stdout
+        assert "Paused" in got and "20%" in got and "1/5" in got, got
+        plane.cli("rollout", "promote", "rollout/good")
+        began = time.monotonic()
+        plane.cli("rollout", "status", "rollout/good", "--timeout", "120")
+        print(f"20% -> analysis -> 50% -> analysis -> 100%: {time.monotonic() - began:.1f} s")
+        tail = len(load.outcomes)
+        plane.wait(lambda: len(load.outcomes) >= tail + 100, 30, "100 answers after promotion")
+    assert load.failures() == [], load.failures()[:5]
+    assert set(load.since(tail + 20)) == {CANARY}  # promoted: every answer from the new version
+    runs = [r for r in plane.items("AnalysisRun") if r["metadata"]["labels"]["rollout"] == "good"]
+    assert sorted(r["status"]["phase"] for r in runs) == ["Successful", "Successful"]
+    described = plane.cli("describe", "analysisrun", runs[0]["metadata"]["name"]).stdout
+    assert "class-distance: Successful" in described and "canary and" in described, described
+
+
+def test_a_bad_version_is_aborted_by_the_distribution_analysis_and_no_request_fails(
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    check = {"analysis": {"templates": [{"templateName": "bad-health"}]}}
+    steps = [{"setWeight": 20}, check, {"setWeight": 100}]
+    url = deployed(plane, tmp_path, models, "bad", steps)
+    with Load(url, digits) as load:
+        moved(plane, tmp_path, "bad", models["bad"], steps)
+        plane.wait(lambda: status(plane, "bad").get("canaryWeight") == 20, 60, "the canary at 20%")
+        weighted = time.monotonic()
+        plane.wait(lambda: status(plane, "bad")["phase"] == "Degraded", 30, "the bad canary aborted")
+        took = time.monotonic() - weighted
+        print(f"bad canary aborted {took:.1f} s after its weight was set (analysis interval 2 s)")
+        aborted = len(load.outcomes)
+        plane.wait(lambda: len(load.outcomes) >= aborted + 200, 30, "200 answers after the abort")
+    st = status(plane, "bad")
+    assert st["canaryWeight"] == 0 and st["stableHash"] != st["currentPodHash"]
+    assert 'Metric "class-distance" assessed Failed' in st["message"], st["message"]
+    assert took < 2 * 2 + 3  # two analysis intervals, and a margin for the controllers' rounds
+    assert load.failures() == [], load.failures()[:5]
+    assert CANARY in load.since(0) and set(load.since(aborted + 20)) == {STABLE}
+    done = plane.cli("rollout", "status", "rollout/bad", check=False)
+    assert done.returncode == 1 and "aborted" in done.stderr, done
+    events = [e for e in plane.items("Event") if e["reason"] == "RolloutAborted"]
+    assert any("class-distance" in e["message"] for e in events)
+
+    def scaled_down() -> bool:
+        pods = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "bad"]
+        return len(pods) == 2 and all(
+            p["metadata"]["labels"]["pod-template-hash"] == st["stableHash"] for p in pods
+        )
+
+    plane.wait(scaled_down, 30, "the aborted canary scaled down")
+
+
+def test_a_canary_that_never_gets_ready_never_gets_a_request(
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
+    url = deployed(plane, tmp_path, models, "crash", steps)
+    with Load(url, digits) as load:
+        moved(plane, tmp_path, "crash", models["missing"], steps, deadline=6)
+        plane.wait(lambda: status(plane, "crash")["phase"] == "Degraded", 60, "the deadline to abort it")
+    st = status(plane, "crash")
+    assert "ProgressDeadlineExceeded" in st["message"], st["message"]
+    assert load.failures() == [] and set(load.since(0)) == {STABLE}, load.failures()[:5]
+
+
+def test_a_canary_with_no_traffic_is_inconclusive_never_successful(
+    plane: Plane, models: dict[str, Path], tmp_path: Path
+) -> None:
+    steps = [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "quiet-health"}]}}]
+    deployed(plane, tmp_path, models, "quiet", steps)
+    moved(plane, tmp_path, "quiet", models["good"], steps)
+
+    def ended() -> bool:
+        st = status(plane, "quiet")
+        return bool(st["phase"] == "Paused" and "inconclusive" in st["message"])
+
+    plane.wait(ended, 60, "the analysis to end")
+    run = next(r for r in plane.items("AnalysisRun") if r["metadata"]["labels"]["rollout"] == "quiet")
+    assert run["status"]["phase"] == "Inconclusive"
+    measured = [m for r in run["status"]["metricResults"] for m in r["measurements"]]
+    assert measured and all(m["phase"] == "Inconclusive" and m["value"] is None for m in measured)
+    assert "fewer than minSamples" in measured[0]["message"]
+    # A person decides: abort takes the weight back and says why.
+    plane.cli("rollout", "abort", "rollout/quiet")
+    plane.wait(lambda: status(plane, "quiet")["phase"] == "Degraded", 30, "the abort")
+    assert "modelport rollout abort" in status(plane, "quiet")["message"]
