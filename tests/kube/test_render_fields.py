@@ -76,7 +76,16 @@ spec:
   sessionAffinity: ClientIP
   loadBalancing: leastConnection
   maxRequestsPerReplica: 73
+  tls: {secretName: tls-full}
 status: {endpoints: [pod-full]}
+---
+apiVersion: modelport/v1
+kind: Service
+metadata: {name: svc-files, namespace: ns-full}
+spec:
+  selector: {app: full}
+  ports: [{port: 8602}]
+  tls: {certFile: /etc/tls-full/tls.crt, keyFile: /etc/tls-full/tls.key}
 ---
 apiVersion: modelport/v1
 kind: HorizontalPodAutoscaler
@@ -229,6 +238,9 @@ def test_what_cannot_be_carried_is_named_with_what_to_do() -> None:
         in notes["Deployment/full spec.template.spec.livenessProbe.successThreshold"]
     )
     assert "--ipvs-scheduler=lc" in notes["Service/svc-full spec.loadBalancing"]
+    assert (
+        "Ingress" in notes["Service/svc-full spec.tls"] and "tls-full" in notes["Service/svc-full spec.tls"]
+    )
     assert "Prometheus Adapter" in notes["HorizontalPodAutoscaler/full spec.metrics[1]"]
     assert "HPAConfigurableTolerance" in notes["HorizontalPodAutoscaler/full spec.behavior.scaleUp.tolerance"]
     assert "the cluster sets its own" in notes["Deployment/full metadata.uid"]

@@ -180,7 +180,7 @@ def describe_service(s: Obj, related: Related, now: float) -> str:
         f"Type:              {spec['type']}",
         f"IP:                {spec['clusterIP']}",
         f"Port:              {port.get('name') or '<unset>'}  {port['port']}/TCP",
-        f"URL:               http://{spec['clusterIP']}:{port['port']}",
+        f"URL:               {'https' if spec.get('tls') else 'http'}://{spec['clusterIP']}:{port['port']}",
         f"Endpoints:         {endpoints}",
         f"Session Affinity:  {spec['sessionAffinity']}",
         f"Load Balancing:    {spec['loadBalancing']}",

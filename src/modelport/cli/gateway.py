@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import sys
 from pathlib import Path
 
@@ -36,6 +37,13 @@ log = logging.getLogger("modelport.gateway")
     show_default=True,
     help="Most pixels of all a request's images together.",
 )
+@click.option("--ssl-cert-file", default=None, help="PEM certificate: serve the page and API over HTTPS.")
+@click.option("--ssl-key-file", default=None, help="PEM private key of --ssl-cert-file.")
+@click.option(
+    "--model-ca-file",
+    default=None,
+    help="PEM CA that signed the model service's certificate (an https:// model URL or TLS Service).",
+)
 @click.option(
     "--port-file",
     type=click.Path(path_type=Path),
@@ -44,7 +52,8 @@ log = logging.getLogger("modelport.gateway")
 )
 def gateway(
     port: int, host: str, service: str | None, namespace: str, model_url: str | None, model: str,
-    timeout: float, max_bytes: int, max_pixels: int, max_request_pixels: int, port_file: Path | None,
+    timeout: float, max_bytes: int, max_pixels: int, max_request_pixels: int, ssl_cert_file: str | None,
+    ssl_key_file: str | None, model_ca_file: str | None, port_file: Path | None,
 ) -> None:  # fmt: skip
     """Serve the page and the image API (POST / with a file field `img`) in front of a model."""
     from modelport.gateway.app import GatewayConfig, serve  # aiohttp, PIL: only when serving
@@ -62,10 +71,17 @@ def gateway(
             click.echo(f"error: Service {service!r}: {exc.message}", err=True)
             sys.exit(1)
     assert model_url is not None
-    config = GatewayConfig(model_url, model, timeout, max_bytes, max_pixels, max_request_pixels)
+    try:
+        serving, calling = _tls(ssl_cert_file, ssl_key_file, model_ca_file)
+    except ModelportError as exc:
+        raise click.UsageError(exc.message) from None
+    config = GatewayConfig(
+        model_url, model, timeout, max_bytes, max_pixels, max_request_pixels, model_tls=calling
+    )
+    scheme = "https" if serving else "http"
 
     def bound(actual: int) -> None:
-        log.info("gateway on http://%s:%d in front of %s (model %s)", host, actual, model_url, model)
+        log.info("gateway on %s://%s:%d in front of %s (model %s)", scheme, host, actual, model_url, model)
         if port_file is not None:
             tmp = port_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"port": actual, "rest_api_port": actual}))
@@ -74,8 +90,26 @@ def gateway(
     try:
         import uvloop
 
-        uvloop.run(serve(config, host, port, bound))
+        uvloop.run(serve(config, host, port, bound, serving))
     except ImportError:
-        asyncio.run(serve(config, host, port, bound))
+        asyncio.run(serve(config, host, port, bound, serving))
     except KeyboardInterrupt:
         pass
+
+
+def _tls(
+    cert: str | None, key: str | None, model_ca: str | None
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    """The context the gateway serves with (None: plain HTTP) and the one it calls the model
+    service with (None: the defaults), each file checked now; errors name the flag and the file."""
+    from modelport.security.tls import TlsIdentity, check_identity, client_context, read_pem
+
+    if bool(cert) != bool(key):
+        raise click.UsageError("--ssl-cert-file and --ssl-key-file go together")
+    serving = None
+    if cert and key:
+        serving = check_identity(
+            TlsIdentity(read_pem("--ssl-cert-file", cert), read_pem("--ssl-key-file", key))
+        )
+    calling = client_context(read_pem("--model-ca-file", model_ca)) if model_ca else None
+    return serving, calling

@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from modelport.controlplane.admission import Admission
 from modelport.controlplane.meta import (
     HASH_LABEL,
     Recorder,
@@ -70,12 +71,14 @@ class Api:
         usage: Callable[[], Obj],
         shutdown: Callable[[bool], None],
         history: Callable[[str, str], list[Obj]] = lambda namespace, name: [],
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
         self._events = recorder
         self._usage = usage
         self._shutdown = shutdown
         self._history = history
+        self._admission = admission or Admission()
         self._state_metrics = state_registry(store)
 
     def create(self, kind: str, namespace: str, body: Obj) -> Obj:
@@ -120,7 +123,11 @@ class Api:
                 f"metadata.namespace: {meta['namespace']!r} does not match the URL's {namespace!r}",
             )
         body = {**body, "status": {}}
-        return to_dict(parse_object(body))
+        obj = to_dict(parse_object(body))
+        problems = self._admission.problems(obj)
+        if problems:
+            raise ModelportError(Code.INVALID_ARGUMENT, "; ".join(problems))
+        return obj
 
     def _allocate_port(self, service: Obj, current: Obj | None) -> None:
         """Port 0 means 'pick one': a free port now, outside the ephemeral range the replicas' own

@@ -123,9 +123,11 @@ class Client:
             conn.close()
 
     def resolve(self, service: str, namespace: str = "default") -> str:
-        """A Service's address for clients: http://127.0.0.1:<spec.ports[0].port>."""
+        """A Service's address for clients: http://127.0.0.1:<spec.ports[0].port> (https:// when
+        its load balancer serves TLS)."""
         obj = self.get("Service", service, namespace)
-        return f"http://{obj['spec']['clusterIP']}:{obj['spec']['ports'][0]['port']}"
+        scheme = "https" if obj["spec"].get("tls") else "http"
+        return f"{scheme}://{obj['spec']['clusterIP']}:{obj['spec']['ports'][0]['port']}"
 
     def healthy(self) -> bool:
         try:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock, SystemClock
+from modelport.controlplane.admission import Admission
 from modelport.controlplane.analysis import AnalysisController
 from modelport.controlplane.api import Api
 from modelport.controlplane.apiserver import make_server
@@ -41,6 +42,7 @@ from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
 from modelport.controlplane.rollouts import RolloutController
+from modelport.controlplane.secrets import secrets_dir
 from modelport.controlplane.services import ServiceController
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.logs import LogPolicy, rotate_if_full
@@ -95,15 +97,19 @@ class ControlPlane:
             self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds,
             log_policy=self._logs,
         )  # fmt: skip
-        self.services = ServiceController(self.store, self.clock, self.recorder, self.dir / "services")
+        secrets = secrets_dir(home)
+        self.services = ServiceController(
+            self.store, self.clock, self.recorder, self.dir / "services", secrets=secrets
+        )
         self.metrics = MetricsCollector(self.clock, options.metrics_seconds, options.metrics_window)
         self.autoscaler = Autoscaler(
             self.store, self.clock, self.recorder, PodMetrics(self.metrics, options.prometheus_url),
             options.hpa_sync_seconds, self.dir / "hpa",
         )  # fmt: skip
         self.api = Api(
-            self.store, self.recorder, self._usage, self._request_shutdown, self.autoscaler.history
-        )
+            self.store, self.recorder, self._usage, self._request_shutdown, self.autoscaler.history,
+            Admission(secrets),
+        )  # fmt: skip
         self._stop = threading.Event()
         self._keep_replicas = False
         self._server = make_server(self.api, token, options.port)

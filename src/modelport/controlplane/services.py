@@ -23,11 +23,12 @@ from typing import Any
 
 from modelport.clock import Clock
 from modelport.controlplane.meta import HASH_LABEL, Recorder, selects, terminating
+from modelport.controlplane.secrets import check_tls_files, tls_files, write_pem
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.balancer import Balancer, BalancerFactory
 from modelport.dataplane.haproxy import MAX_WEIGHT, LoadBalancer
 from modelport.dataplane.process import processes_with
-from modelport.errors import ModelportError
+from modelport.errors import Code, ModelportError
 from modelport.spec import Service
 
 Obj = dict[str, Any]
@@ -41,13 +42,27 @@ class BalancerConfig:
     balance: str
     affinity: str
     per_replica: int
+    # TLS: the certificate's and key's files and their modification times (a renewed
+    # certificate restarts the load balancer with it); None: plain HTTP.
+    tls: tuple[str, str, int] | None = None
 
     @classmethod
-    def of(cls, service: Service) -> BalancerConfig:
+    def of(cls, service: Service, secrets: Path | None = None) -> BalancerConfig:
         spec = service.spec
+        tls = None
+        if spec.tls is not None and secrets is not None:
+            cert, key, _ = tls_files(spec.tls, service.metadata.namespace, secrets)
+            tls = (str(cert), str(key), _mtime(cert) + _mtime(key))
         return cls(
-            spec.ports[0].port, spec.load_balancing, spec.session_affinity, spec.max_requests_per_replica
+            spec.ports[0].port, spec.load_balancing, spec.session_affinity, spec.max_requests_per_replica, tls
         )
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
 
 
 def key_of(service: Service) -> str:
@@ -121,12 +136,14 @@ class ServiceController:
         recorder: Recorder,
         workdir: Path,
         balancers: BalancerFactory = LoadBalancer,
+        secrets: Path | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._events = recorder
         self.workdir = workdir
         self._new_balancer = balancers
+        self._secrets = secrets  # where `spec.tls.secretName`s are (None: TLS is not offered)
         self._balancers: dict[str, tuple[Balancer, BalancerConfig]] = {}
         self._failed_at: dict[str, float] = {}
 
@@ -150,11 +167,12 @@ class ServiceController:
         return adopted
 
     def _start(self, raw: Obj, service: Service, adopt_pid: int | None = None) -> Balancer | None:
-        key, config = key_of(service), BalancerConfig.of(service)
+        key, config = key_of(service), BalancerConfig.of(service, self._secrets)
         try:
+            pem = self._tls_pem(service, key)
             lb = self._new_balancer(
                 self.workdir, key, config.port, config.balance, config.affinity,
-                adopt_pid=adopt_pid, per_replica=config.per_replica,
+                adopt_pid=adopt_pid, per_replica=config.per_replica, tls_pem=pem,
             )  # fmt: skip
         except (ModelportError, OSError, TimeoutError) as exc:
             self._failed_at[key] = self._clock.monotonic()
@@ -166,6 +184,17 @@ class ServiceController:
             return None
         self._balancers[key] = (lb, config)
         return lb
+
+    def _tls_pem(self, service: Service, key: str) -> Path | None:
+        """The Service's certificate and key, checked, in the one file HAProxy reads (mode 600)."""
+        tls = service.spec.tls
+        if tls is None:
+            return None
+        if self._secrets is None:
+            raise ModelportError(Code.FAILED_PRECONDITION, "spec.tls: this control plane offers no TLS")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        pem = check_tls_files(tls, service.metadata.namespace, self._secrets)
+        return write_pem(self.workdir / f"{key}.tls.pem", pem)
 
     def sync_all(self) -> None:
         """One pass over every Service; one that fails is logged and retried next pass, the
@@ -224,7 +253,7 @@ class ServiceController:
         if lb is not None and not lb.alive():  # HAProxy died (killed, crashed): a new one
             message = f"HAProxy (pid {lb.pid}) exited; starting a new one on the same port"
             self._events.event(raw, "Warning", "LoadBalancerExited", message)
-        if lb is not None and (not lb.alive() or config != BalancerConfig.of(service)):
+        if lb is not None and (not lb.alive() or config != BalancerConfig.of(service, self._secrets)):
             lb.stop()
             del self._balancers[key]
             lb = None

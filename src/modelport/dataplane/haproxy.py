@@ -37,8 +37,12 @@ MAX_WEIGHT = 256  # HAProxy's
 
 
 def render_config(
-    socket_path: Path, port: int, balance: str, affinity: str, health_path: str, per_replica: int
-) -> str:
+    socket_path: Path, port: int, balance: str, affinity: str, health_path: str, per_replica: int,
+    tls_pem: Path | None = None,
+) -> str:  # fmt: skip
+    """HAProxy's configuration for one Service; with `tls_pem` (certificate and key in one file)
+    its port serves HTTPS (TLS ends here: the replicas behind it are plain HTTP on loopback)."""
+    tls = f" ssl crt {tls_pem} alpn http/1.1" if tls_pem is not None else ""
     stick = (
         "    stick-table type ip size 200k expire 30m\n    stick on src\n" if affinity == "ClientIP" else ""
     )
@@ -61,7 +65,7 @@ defaults
     option http-buffer-request
     option http-keep-alive
 frontend service
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{tls}
     # HAProxy's own Prometheus exporter, on the Service's port at a path no model server has.
     http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}
     default_backend {BACKEND}
@@ -116,6 +120,7 @@ class LoadBalancer:
         *,
         adopt_pid: int | None = None,
         per_replica: int = 4,
+        tls_pem: Path | None = None,
     ) -> None:
         """Start HAProxy for a Service; or, given `adopt_pid`, take over the one an earlier control
         plane started with this same configuration, if it still runs (its traffic never stops)."""
@@ -136,7 +141,9 @@ class LoadBalancer:
         self.config_path = workdir / f"{name}.haproxy.cfg"
         self.log_path = workdir / f"{name}.haproxy.log"
         self.slots_path = workdir / f"{name}.slots.json"
-        config = render_config(self.socket_path, self.port, balance, affinity, health_path, per_replica)
+        config = render_config(
+            self.socket_path, self.port, balance, affinity, health_path, per_replica, tls_pem
+        )
         self._ports: dict[str, int] = {}
         self._slots: dict[str, str] = {}  # replica name -> server slot
         # replica name -> the weight set; empty after adoption, so the next call sets them all

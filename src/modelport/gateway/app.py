@@ -27,6 +27,7 @@ import base64
 import io
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -62,6 +63,8 @@ class GatewayConfig:
     connections: int = 64
     converters: int = 2  # threads converting images (GIF, BMP, WebP -> PNG)
     max_waiting_conversions: int = 64  # requests waiting for a converter; beyond: 503 at once
+    # An https model URL (a Service that serves TLS) is verified with this (None: the system's CAs).
+    model_tls: ssl.SSLContext | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,9 @@ class Gateway:
 
     async def start(self, _app: web.Application) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.config.connections, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(
+                limit=self.config.connections, keepalive_timeout=30, ssl=self.config.model_tls or True
+            ),
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )
@@ -441,18 +446,21 @@ def _json(status: int, body: Any) -> web.Response:
 DRAIN_SECONDS = 10.0
 
 
-async def serve(config: GatewayConfig, host: str, port: int, on_bound: Any = None) -> None:
+async def serve(
+    config: GatewayConfig, host: str, port: int, on_bound: Any = None, tls: ssl.SSLContext | None = None
+) -> None:
     """Run until cancelled, or until SIGTERM or SIGINT: then stop listening, let the requests under
     way finish (DRAIN_SECONDS at most) and return. The handler matters most as a container's PID 1
     (`modelport build`'s image), which has no default action for SIGTERM: without it `docker stop`
     and the kubelet wait out the grace period and SIGKILL the gateway, cutting what is under way.
-    `on_bound(port)` is called once the socket is listening (port 0 works)."""
+    `on_bound(port)` is called once the socket is listening (port 0 works); with `tls` the page
+    and the API are served over HTTPS."""
     runner = web.AppRunner(Gateway(config).app(), access_log=None, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    site = web.SockSite(runner, sock)
+    site = web.SockSite(runner, sock, ssl_context=tls)
     await site.start()
     bound = int(sock.getsockname()[1])
     if on_bound is not None:

@@ -136,6 +136,13 @@ def _service_notes(svc: Service, where: str, notes: list[Note]) -> None:
         notes.append(Note(where, "spec.maxRequestsPerReplica", why))
     if spec.cluster_ip is not None:
         notes.append(Note(where, "spec.clusterIP", f"{spec.cluster_ip} left out: the cluster assigns one"))
+    if spec.tls is not None:
+        secret = spec.tls.secret_name or "a kubernetes.io/tls Secret made from certFile and keyFile"
+        why = (
+            f"a v1 Service does not terminate TLS: put an Ingress in front of it with "
+            f"tls: [{{secretName: {secret}}}] (its tls.crt and tls.key are the same files)"
+        )
+        notes.append(Note(where, "spec.tls", why))
     status_note(svc.status, where, notes)
 
 

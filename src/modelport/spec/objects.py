@@ -128,6 +128,17 @@ class ServicePort(_Spec):
     protocol: Literal["TCP"] = "TCP"
 
 
+class ServiceTLS(_Spec):
+    """TLS terminated by the Service's load balancer: a certificate and key from a secret
+    (`$MODELPORT_HOME/secrets/<namespace>/<secretName>/tls.crt` and `tls.key`, the keys of a
+    Kubernetes TLS Secret) or from files named here. The replicas behind it stay plain HTTP on
+    loopback."""
+
+    secret_name: str | None = Field(default=None, alias="secretName")
+    cert_file: str | None = Field(default=None, alias="certFile")
+    key_file: str | None = Field(default=None, alias="keyFile")
+
+
 class ServiceSpec(_Spec):
     selector: dict[str, str]
     ports: list[ServicePort] = Field(min_length=1)
@@ -143,6 +154,7 @@ class ServiceSpec(_Spec):
     # modelport's own: requests in flight per replica; more wait in the load balancer's queue.
     # Raise it for replicas with batching, whose batches form from concurrent requests.
     max_requests_per_replica: int = Field(default=4, ge=1, le=10000, alias="maxRequestsPerReplica")
+    tls: ServiceTLS | None = None
 
 
 class Service(_Spec):

@@ -26,6 +26,7 @@ from modelport.spec.objects import (
     Object,
     ReplicaSpec,
     Rollout,
+    ServiceTLS,
     seconds,
 )
 from modelport.spec.quantity import _PERCENT, quantity, scaled
@@ -102,7 +103,30 @@ def _rules(obj: Object) -> list[str]:
             problems.append("spec.ports: with more than one port, each needs a unique name")
         if not obj.spec.selector:
             problems.append("spec.selector: must not be empty")
+        if obj.spec.tls is not None:
+            problems += _tls_rules(obj.spec.tls)
     return problems
+
+
+def _tls_rules(tls: ServiceTLS) -> list[str]:
+    files = tls.cert_file is not None or tls.key_file is not None
+    if (tls.secret_name is not None) == files:
+        return ["spec.tls: give secretName, or certFile and keyFile (one of the two)"]
+    if tls.secret_name is not None:
+        if not _DNS_NAME.fullmatch(tls.secret_name):
+            return [f"spec.tls.secretName: must be a lowercase DNS name, got {tls.secret_name!r}"]
+        return []
+    problems = []
+    pairs = (("certFile", "keyFile", tls.cert_file), ("keyFile", "certFile", tls.key_file))
+    for field, other, path in pairs:
+        if path is None:
+            problems.append(f"spec.tls.{field}: needed with {other}")
+        elif not path.startswith("/"):
+            problems.append(f"spec.tls.{field}: must be an absolute path, got {path!r}")
+    return problems
+
+
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 # A probe's path is appended to http://127.0.0.1:PORT: "@evil.example/" would make the URL's host

@@ -18,6 +18,7 @@ class FakeLoadBalancer:
     affinity: str
     per_replica: int
     pid: int
+    tls_pem: Path | None = None
     running: bool = True
     fail_with: Exception | None = None  # raised by the next set_endpoints
     history: list[dict[str, int]] = field(default_factory=list)
@@ -59,7 +60,7 @@ class FakeBalancers:
 
     def __call__(
         self, workdir: Path, name: str, port: int, balance: str, affinity: str, *,
-        adopt_pid: int | None, per_replica: int,
+        adopt_pid: int | None, per_replica: int, tls_pem: Path | None = None,
     ) -> FakeLoadBalancer:  # fmt: skip
         if name in self.refuse:
             raise self.refuse[name]
@@ -67,7 +68,7 @@ class FakeBalancers:
         if adopted is not None:
             return adopted
         self._pid += 1
-        balancer = FakeLoadBalancer(name, port, balance, affinity, per_replica, self._pid)
+        balancer = FakeLoadBalancer(name, port, balance, affinity, per_replica, self._pid, tls_pem=tls_pem)
         self.started.append(balancer)
         return balancer
 

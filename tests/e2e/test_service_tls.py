@@ -1,0 +1,134 @@
+"""A Service that serves TLS: HAProxy terminates it with a certificate from a secret folder
+(`spec.tls.secretName`) or from files named in the spec, the replicas behind it stay plain; the
+gateway calls that Service over TLS and serves its own page over TLS. Bad TLS settings are refused
+by `apply`, naming the field. Real clients: requests with the test CA."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from modelport.errors import Code, ModelportError
+from support import PATIENCE, Plane, deployment_yaml
+from tls_support import Pki, make_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Plane]:
+    plane = Plane(tmp_path_factory.mktemp("home"))
+    secret = plane.home / "secrets" / "default" / "mnist-tls"
+    secret.mkdir(parents=True)
+    shutil.copy(pki.server_cert, secret / "tls.crt")
+    shutil.copy(pki.server_key, secret / "tls.key")
+    plane.up()
+    yield plane
+    plane.stop()
+
+
+def _apply(plane: Plane, tmp: Path, docs: list[dict[str, object]], check: bool = True) -> str:
+    path = tmp / f"objects-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    done = plane.cli("apply", "-f", str(path), check=check)
+    return done.stdout + done.stderr
+
+
+def _with_tls(name: str, base: Path, tls: dict[str, str]) -> list[dict[str, object]]:
+    deployment, service = yaml.safe_load_all(deployment_yaml(name, base, replicas=1, model="mnist"))
+    service["spec"]["tls"] = tls
+    return [deployment, service]
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from modelport.examples import write_mnist_repository
+
+    root = tmp_path_factory.mktemp("models") / "mnist"
+    write_mnist_repository(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def service_url(plane: Plane, mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    _apply(plane, tmp_path_factory.mktemp("apply"), _with_tls("mnist", mnist, {"secretName": "mnist-tls"}))
+    plane.cli("rollout", "status", "deployment/mnist")
+    assert plane.client().resolve("mnist").startswith("https://127.0.0.1:")
+    url = plane.client().resolve("mnist")
+    plane.wait(lambda: plane.get("Service", "mnist")["status"]["endpoints"], what="an endpoint")
+    return url
+
+
+def test_the_service_serves_tls_with_the_secrets_certificate(service_url: str, pki: Pki, mnist: Path) -> None:
+    image = (mnist / "samples" / "digit-3.png").read_bytes()
+    body = {"instances": [{"b64": base64.b64encode(image).decode()}]}
+    answer = requests.post(
+        service_url + "/v1/models/mnist:predict", json=body, verify=str(pki.ca), timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"][0]["classes"] == 3
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(service_url + "/readyz", verify=str(pki.other_ca), timeout=5)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(service_url.replace("https://", "http://") + "/readyz", timeout=5)
+
+
+def test_apply_refuses_tls_settings_it_cannot_use_naming_the_field(
+    plane: Plane, mnist: Path, pki: Pki, tmp_path: Path
+) -> None:
+    (service,) = _with_tls("other", mnist, {"secretName": "nope"})[1:]
+    out = _apply(plane, tmp_path, [service], check=False)  # as a person sees it
+    assert "spec.tls.secretName: " in out and "nope/tls.crt: cannot read it: No such file or directory" in out
+
+    def refused(tls: dict[str, str]) -> str:
+        with pytest.raises(ModelportError) as refusal:
+            plane.client().create({**service, "spec": {**service["spec"], "tls": tls}})
+        assert refusal.value.code == Code.INVALID_ARGUMENT
+        return refusal.value.message
+
+    assert "spec.tls.keyFile: needed with certFile" in refused({"certFile": str(pki.server_cert)})
+    out = refused({"certFile": str(pki.server_cert), "keyFile": str(pki.client_key)})
+    assert "is not the private key of the certificate in spec.tls.certFile" in out
+    assert "spec.tls: give secretName, or certFile and keyFile" in refused(
+        {"secretName": "mnist-tls", "certFile": str(pki.server_cert)}
+    )
+    assert "other" not in {s["metadata"]["name"] for s in plane.items("Service")}
+
+
+def test_the_gateway_calls_the_tls_service_and_serves_tls(
+    plane: Plane, service_url: str, pki: Pki, mnist: Path, tmp_path: Path
+) -> None:
+    port_file = tmp_path / "gateway.json"
+    with open(tmp_path / "gateway.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelport", "gateway", "--service", "mnist", "--port", "0",
+             "--port-file", str(port_file), "--model-ca-file", str(pki.ca),
+             "--ssl-cert-file", str(pki.server_cert), "--ssl-key-file", str(pki.server_key)],
+            env=plane.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20 * PATIENCE
+        while not port_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "gateway.log").read_text()
+            time.sleep(0.05)
+        url = f"https://127.0.0.1:{json.loads(port_file.read_text())['port']}"
+        with open(mnist / "samples" / "digit-7.png", "rb") as image:
+            answer = requests.post(url + "/", files={"img": image}, verify=str(pki.ca), timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"result": [7]}
+    finally:
+        proc.terminate()
+        proc.wait(10)
