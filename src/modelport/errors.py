@@ -65,6 +65,7 @@ REASONS = {
     Code.ABORTED: "Conflict",
     Code.INVALID_ARGUMENT: "Invalid",
     Code.UNAUTHENTICATED: "Unauthorized",
+    Code.PERMISSION_DENIED: "Forbidden",
     Code.FAILED_PRECONDITION: "BadRequest",
     Code.UNIMPLEMENTED: "MethodNotAllowed",
     Code.UNAVAILABLE: "Unavailable",

@@ -19,6 +19,7 @@ from modelport.cli.registry import registry
 from modelport.cli.render import render
 from modelport.cli.rollout import rollout
 from modelport.cli.serve import serve
+from modelport.cli.tokens import tokens
 from modelport.cli.train import train
 from modelport.cli.troubleshoot import COMMANDS as TROUBLESHOOT_COMMANDS
 
@@ -33,6 +34,7 @@ cli.add_command(serve)
 cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(keys)
+cli.add_command(tokens)
 cli.add_command(train)
 cli.add_command(evaluate)
 for command in [

@@ -25,6 +25,13 @@ log = logging.getLogger("modelport.gateway")
     "--service", default=None, help="A Service of the local control plane, resolved through its API."
 )
 @click.option("--namespace", "-n", default="default", show_default=True)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A control-plane token (scope services:get suffices) to resolve --service with, instead "
+    "of the admin token; a gateway replica is given one.",
+)
 @click.option("--model-url", default=None, help="The base URL of any TF-Serving-compatible server.")
 @click.option("--model", default="mnist", show_default=True, help="The model's name on that server.")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the model.")
@@ -51,7 +58,8 @@ log = logging.getLogger("modelport.gateway")
     help='Write {"port": N} here once listening.',
 )
 def gateway(
-    port: int, host: str, service: str | None, namespace: str, model_url: str | None, model: str,
+    port: int, host: str, service: str | None, namespace: str, token_file: Path | None, model_url: str | None,
+    model: str,
     timeout: float, max_bytes: int, max_pixels: int, max_request_pixels: int, ssl_cert_file: str | None,
     ssl_key_file: str | None, model_ca_file: str | None, port_file: Path | None,
 ) -> None:  # fmt: skip
@@ -66,7 +74,7 @@ def gateway(
         from modelport.controlplane.client import Client
 
         try:
-            model_url = Client.from_home().resolve(service, namespace)
+            model_url = Client.from_home(token_file=token_file).resolve(service, namespace)
         except ModelportError as exc:
             click.echo(f"error: Service {service!r}: {exc.message}", err=True)
             sys.exit(1)

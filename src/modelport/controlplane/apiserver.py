@@ -25,6 +25,7 @@ from modelport.controlplane.api import PREFIX, Api, Obj, Objs, status_body
 from modelport.controlplane.meta import KINDS
 from modelport.controlplane.state_metrics import METRICS_TYPE
 from modelport.errors import Code, ModelportError
+from modelport.security.tokens import ADMIN_PRINCIPAL, Principal, TokenFile
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,21 @@ def _kind(plural: str) -> str:
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
     api: Api
-    token: str
+    token: str  # the admin token
+    tokens: TokenFile | None  # the scoped ones (None: admin only)
+
+    def principal(self, authorization: str) -> Principal:
+        """Who `Authorization: Bearer <token>` is; UNAUTHENTICATED (401) when no one."""
+        given = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
+        who = None
+        if given:
+            if self.tokens is None:
+                who = ADMIN_PRINCIPAL if hmac.compare_digest(given.encode(), self.token.encode()) else None
+            else:
+                who = self.tokens.authenticate(given, self.token)
+        if who is None:
+            raise ModelportError(Code.UNAUTHENTICATED, "a valid bearer token is needed (see `modelport up`)")
+        return who
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -200,13 +215,13 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path == "/healthz":
                 self._send(200, {"status": "ok"})
                 return
-            given = self.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.server.token}".encode()):
-                raise ModelportError(
-                    Code.UNAUTHENTICATED, "a valid bearer token is needed (see `modelport up`)"
-                )
+            who = self.server.principal(self.headers.get("Authorization", ""))
             query = checked_query(dict(urllib.parse.parse_qsl(url.query)))
             found, call = route(self.command, url.path, query, self._body)
+            if not who.allows(self.command, call.kind, call.namespace or None):
+                raise ModelportError(
+                    Code.PERMISSION_DENIED, who.needs(self.command, call.kind, call.namespace or None)
+                )
             answer = found(self.server.api, call)
             reply = answer if isinstance(answer, Reply) else Reply(200, answer)
             if reply.stream is not None:
@@ -258,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _handle  # the method is in self.command
 
 
-def make_server(api: Api, token: str, port: int = 0) -> ApiServer:
+def make_server(api: Api, token: str, port: int = 0, tokens: TokenFile | None = None) -> ApiServer:
     server = ApiServer(("127.0.0.1", port), _Handler)
-    server.api, server.token = api, token
+    server.api, server.token, server.tokens = api, token, tokens
     return server

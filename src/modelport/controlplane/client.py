@@ -33,13 +33,23 @@ class Client:
         self._timeout = timeout
 
     @classmethod
-    def from_home(cls, home: Path | None = None) -> Client:
+    def from_home(cls, home: Path | None = None, token_file: Path | None = None) -> Client:
+        """The control plane of `home`, called with its admin token, or with the (scoped) token
+        in `token_file`."""
         home = home or default_home()
         try:
             info = json.loads((state_dir(home) / "api.json").read_text())
         except (OSError, ValueError):
             raise ModelportError(Code.UNAVAILABLE, NOT_RUNNING) from None
-        return cls(info["url"], read_token(home))
+        if token_file is None:
+            return cls(info["url"], read_token(home))
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise ModelportError(
+                Code.FAILED_PRECONDITION, f"--token-file {token_file}: {exc.strerror}"
+            ) from None
+        return cls(info["url"], token)
 
     def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)

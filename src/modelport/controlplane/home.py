@@ -31,6 +31,31 @@ def make_state_dir(home: Path) -> Path:
     return state
 
 
+def tokens_path(home: Path) -> Path:
+    """The scoped tokens (security/tokens.py): hashes, names, scopes."""
+    return state_dir(home) / "tokens.json"
+
+
+def gateway_token(home: Path, namespace: str) -> Path:
+    """The file holding the `services:get` token of a namespace's gateway replicas (mode 600),
+    made on first use: a gateway finds its Service with it, never with the admin token."""
+    from modelport.security.tokens import SERVICES_GET, TokenFile
+
+    path = state_dir(home) / "gateway-tokens" / namespace
+    tokens = TokenFile(tokens_path(home))
+    name = f"gateway-{namespace}"
+    if path.exists() and tokens.find(name) is not None:
+        return path
+    if tokens.find(name) is not None:
+        tokens.revoke(name)  # its secret is lost: a new one
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret = tokens.create(name, SERVICES_GET, namespace)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret)
+    return path
+
+
 def check_token_file(home: Path) -> None:
     """Refuse a token file that group or others can read: anyone who reads it controls every replica."""
     path = state_dir(home) / "token"

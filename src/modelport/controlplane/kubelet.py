@@ -74,12 +74,15 @@ class Kubelet:
         launcher: Launcher | None = None,
         prober: Prober | None = None,
         log_policy: LogPolicy | None = None,
+        gateway_token: Callable[[str], Path] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._events = recorder
         self.workdir = workdir
         self._backoff = backoff or BackOffPolicy()
+        # A gateway replica's token to the API (services:get in its namespace): a file's path.
+        self._gateway_token = gateway_token
         self._grace = grace_seconds
         self.supervisor = Supervisor(clock, prober=prober, launcher=launcher, log_policy=log_policy)
         self._written: dict[str, Obj] = {}
@@ -92,6 +95,8 @@ class Kubelet:
             front = spec.gateway
             args = ["--service", front.service, "--namespace", pod.namespace, "--model", front.model,
                     "--timeout", str(front.timeout_seconds)]  # fmt: skip
+            if self._gateway_token is not None:
+                args += ["--token-file", str(self._gateway_token(pod.namespace))]
         else:
             assert spec.model is not None  # validation: a replica serves a model or is a gateway
             args = ["--model_name", spec.model.name, "--model_base_path", spec.model.base_path]

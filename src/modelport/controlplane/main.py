@@ -37,7 +37,13 @@ from modelport.controlplane.api import Api
 from modelport.controlplane.apiserver import make_server
 from modelport.controlplane.autoscaler import Autoscaler, PodMetrics
 from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
-from modelport.controlplane.home import check_token_file, make_state_dir, read_token
+from modelport.controlplane.home import (
+    check_token_file,
+    gateway_token,
+    make_state_dir,
+    read_token,
+    tokens_path,
+)
 from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
@@ -48,6 +54,7 @@ from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.logs import LogPolicy, rotate_if_full
 from modelport.dataplane.supervisor import BackOffPolicy
 from modelport.errors import Code, ModelportError
+from modelport.security.tokens import TokenFile
 from modelport.spec import quantity
 
 log = logging.getLogger("modelport.controlplane")
@@ -95,7 +102,7 @@ class ControlPlane:
         self._logs = LogPolicy(int(quantity(options.container_log_max_size)), options.container_log_max_files)
         self.kubelet = Kubelet(
             self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds,
-            log_policy=self._logs,
+            log_policy=self._logs, gateway_token=lambda namespace: gateway_token(home, namespace),
         )  # fmt: skip
         secrets = secrets_dir(home)
         self.services = ServiceController(
@@ -112,7 +119,7 @@ class ControlPlane:
         )  # fmt: skip
         self._stop = threading.Event()
         self._keep_replicas = False
-        self._server = make_server(self.api, token, options.port)
+        self._server = make_server(self.api, token, options.port, TokenFile(tokens_path(home)))
         self.port = int(self._server.server_address[1])
 
     def _usage(self) -> dict[str, Any]:

@@ -1,7 +1,13 @@
-"""A Service that serves TLS: HAProxy terminates it with a certificate from a secret folder
+"""One control plane's security, end to end with real processes and clients.
+
+TLS: a Service that serves TLS: HAProxy terminates it with a certificate from a secret folder
 (`spec.tls.secretName`) or from files named in the spec, the replicas behind it stay plain; the
 gateway calls that Service over TLS and serves its own page over TLS. Bad TLS settings are refused
-by `apply`, naming the field. Real clients: requests with the test CA."""
+by `apply`, naming the field. Real clients: requests with the test CA.
+
+Tokens: a `services:get` token reads Services of its namespace and nothing else (403 naming what
+is needed); a revoked one is refused (401); a gateway replica is given such a token, never the
+admin token."""
 
 from __future__ import annotations
 
@@ -132,3 +138,77 @@ def test_the_gateway_calls_the_tls_service_and_serves_tls(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _api(plane: Plane, token: str, method: str, path: str) -> requests.Response:
+    url = plane.client().url
+    return requests.request(method, url + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_a_services_get_token_reads_services_of_its_namespace_and_nothing_else(
+    plane: Plane, service_url: str
+) -> None:
+    token = plane.cli("tokens", "create", "reader", "--namespace", "default").stdout.strip()
+    assert token.startswith("mpt_")
+    services = "/apis/modelport/v1/namespaces/default/services"
+    assert _api(plane, token, "GET", services + "/mnist").json()["spec"]["tls"] == {"secretName": "mnist-tls"}
+    assert [s["metadata"]["name"] for s in _api(plane, token, "GET", services).json()["items"]] == ["mnist"]
+    for method, path in [
+        ("GET", "/apis/modelport/v1/namespaces/default/deployments"),
+        ("GET", "/apis/modelport/v1/namespaces/other/services"),
+        ("GET", "/apis/modelport/v1/services"),
+        ("DELETE", services + "/mnist"),
+        ("PUT", services + "/mnist"),
+        ("POST", "/api/shutdown"),
+    ]:
+        refused = _api(plane, token, method, path)
+        assert refused.status_code == 403, (method, path, refused.text)
+        body = refused.json()
+        assert body["reason"] == "Forbidden"
+        assert (
+            f"token reader ({token[4:12]}, scope services:get in namespace default) may not {method}"
+            in (body["message"])
+        )
+        assert body["message"].endswith("that needs an admin token")
+    listed = plane.json("tokens", "list")
+    assert [(t["name"], t["scope"], t["namespace"]) for t in listed if t["name"] == "reader"] == [
+        ("reader", "services:get", "default")
+    ]
+    assert (
+        token not in json.dumps(listed)
+        and token not in (plane.home / "controlplane" / "tokens.json").read_text()
+    )
+    plane.cli("tokens", "revoke", "reader")
+    assert _api(plane, token, "GET", services + "/mnist").status_code == 401
+    assert plane.get("Service", "mnist")  # the admin token still works
+
+
+def test_a_gateway_replica_gets_a_services_get_token_never_the_admin_token(
+    plane: Plane, service_url: str, pki: Pki, mnist: Path, tmp_path: Path
+) -> None:
+    front = {
+        "apiVersion": "modelport/v1", "kind": "Deployment", "metadata": {"name": "front"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "front"}},
+                 "template": {"metadata": {"labels": {"app": "front"}},
+                              "spec": {"gateway": {"service": "mnist", "model": "mnist"},
+                                       "args": ["--model-ca-file", str(pki.ca)]}}},
+    }  # fmt: skip
+    _apply(plane, tmp_path, [front])
+    plane.cli("rollout", "status", "deployment/front")
+    (pod,) = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "front"]
+    admin = (plane.home / "controlplane" / "token").read_text().strip()
+    from modelport.dataplane.process import processes_with
+
+    (gateway,) = [p for p in processes_with(" gateway ") if str(plane.home) in " ".join(p.cmdline())]
+    command = " ".join(gateway.cmdline())
+    assert "--token-file" in command and admin not in command
+    token_file = command.split("--token-file ")[1].split()[0]
+    assert Path(token_file).stat().st_mode & 0o077 == 0
+    scoped = Path(token_file).read_text().strip()
+    assert scoped.startswith("mpt_") and scoped != admin
+    assert _api(plane, scoped, "GET", "/apis/modelport/v1/namespaces/default/deployments").status_code == 403
+    url = f"http://127.0.0.1:{pod['status']['port']}"
+    with open(mnist / "samples" / "digit-5.png", "rb") as image:
+        answer = requests.post(url + "/", files={"img": image}, timeout=10)
+    assert answer.json() == {"result": [5]}
+    plane.cli("delete", "deployment", "front")
