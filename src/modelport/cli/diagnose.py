@@ -16,7 +16,6 @@ from modelport.cli.printers import indented, table
 from modelport.controlplane.home import default_home
 from modelport.errors import Code, ModelportError
 from modelport.monitor.diagnosis import SLO_P99_SECONDS, Facts, Finding, ReplicaFacts, compute_findings
-from modelport.monitor.gather import gather
 
 Obj = dict[str, Any]
 LOG_LINES_SHOWN = 5
@@ -31,6 +30,8 @@ LOG_LINES_SHOWN = 5
 )
 def diagnose(target: str, namespace: str, output: str | None, slo_p99: float) -> None:
     """Why a Deployment is unwell (deployment/NAME): the likely cause, with the evidence."""
+    from modelport.monitor.gather import gather  # here: `--help` and `get` stay light
+
     with reporting():
         kind, name = split_ref(target, None)
         if kind != "Deployment" or not name:

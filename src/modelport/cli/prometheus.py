@@ -14,7 +14,6 @@ import yaml
 
 from modelport.cli.api import client, reporting
 from modelport.controlplane.home import default_home, state_dir
-from modelport.monitor.prometheus import Monitoring, render_config
 
 
 @click.command("prometheus-config")
@@ -25,6 +24,8 @@ from modelport.monitor.prometheus import Monitoring, render_config
 def prometheus_config(scrape_interval: str, out: Path | None) -> None:
     """Print a prometheus.yml that scrapes the replicas (start the control plane with a fixed --port
     so the address in it stays valid across restarts)."""
+    from modelport.monitor.prometheus import render_config  # here: `--help` and `get` stay light
+
     with reporting():
         api = client()
         token = state_dir(default_home()) / "token"
@@ -47,6 +48,8 @@ def monitoring() -> None:
 def monitoring_up(scrape_interval: str, port: int) -> None:
     """Write home/monitoring/prometheus.yml and rules.yml, check them with promtool, start
     Prometheus (or make the running one re-read them) and print its address."""
+    from modelport.monitor.prometheus import Monitoring
+
     with reporting():
         api = client()
         home = default_home()
@@ -59,6 +62,8 @@ def monitoring_up(scrape_interval: str, port: int) -> None:
 @monitoring.command("down")
 def monitoring_down() -> None:
     """Stop the Prometheus `monitoring up` started."""
+    from modelport.monitor.prometheus import Monitoring
+
     with reporting():
         stopped = Monitoring(default_home()).stop()
         click.echo(f"prometheus (pid {stopped.pid}) stopped" if stopped else "prometheus was not running")
