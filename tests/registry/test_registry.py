@@ -118,6 +118,20 @@ def test_labels_policies_deprecation_and_guarded_delete(registry: Registry, mnis
         registry.set_policy("mnist", {"pin": 9})
 
 
+def test_registry_url_with_a_version_number_holds_that_version_only(
+    registry: Registry, mnist_version: Path
+) -> None:
+    """registry://mnist@1 (what a pipeline's release points a Deployment at): version 1 stays
+    while newer versions are published and labels move, and a version that is not there is refused."""
+    registry.publish("mnist", mnist_version)
+    pinned = registry.subscribe("mnist", "1")
+    registry.publish("mnist", mnist_version)
+    registry.label("mnist", "production", 2)
+    assert sorted(p.name for p in pinned.iterdir()) == ["1"]
+    with pytest.raises(ModelportError, match="has no version 7"):
+        registry.subscribe("mnist", "7")
+
+
 def test_a_folder_of_unicode_digits_in_the_served_repository_is_left_alone(
     registry: Registry, mnist_version: Path
 ) -> None:

@@ -303,11 +303,16 @@ class Registry:
             return self._sync(name, repository)
 
     def subscribe(self, name: str, selector: str) -> Path:
-        """A repository that holds what `selector` (`latest` or a label) points at, kept in step
-        from now on: what a server config's `base_path: registry://NAME@SELECTOR` means."""
+        """A repository that holds what `selector` (`latest`, a label, or a version number) points
+        at, kept in step from now on: what a server config's `base_path: registry://NAME@SELECTOR`
+        means. A version number pins: the repository holds that version until it is deleted."""
         self.model(name)
-        if selector != "latest" and not _LABEL.fullmatch(selector):
-            raise invalid(f"registry://{name}@{selector}: '{selector}' is neither latest nor a label name")
+        if selector != "latest" and not _LABEL.fullmatch(selector) and not _is_number(selector):
+            raise invalid(
+                f"registry://{name}@{selector}: '{selector}' is neither latest, a label name nor a version"
+            )
+        if _is_number(selector):
+            self.version(name, int(selector))
         folder = self.root / "serving" / f"{name}@{selector}"
         folder.mkdir(parents=True, exist_ok=True)
         self.sync(name)
@@ -315,6 +320,8 @@ class Registry:
 
     def selected(self, name: str, selector: str) -> set[int]:
         versions = self.store.versions(name)
+        if _is_number(selector):
+            return {v.version for v in versions if v.version == int(selector) and v.state != "pending"}
         if selector == "latest":
             active = [v.version for v in versions if v.state == "active"]
             return {max(active)} if active else set()
