@@ -10,6 +10,7 @@ import click
 
 from modelport.cli.api import client, namespace_option, reporting, split_ref, update_with_retry
 from modelport.cli.printers import table
+from modelport.controlplane.deployment_status import canary_state, rollout_state
 from modelport.controlplane.meta import CHANGE_CAUSE, RESTARTED_AT, ROLLOUT_COMMAND, iso, revision, workload
 from modelport.errors import Code, ModelportError
 
@@ -19,48 +20,6 @@ def _deployment(ref: str, name: str | None) -> str:
     if kind != "Deployment" or not found:
         raise ModelportError(Code.INVALID_ARGUMENT, "rollout works on deployment/NAME")
     return found
-
-
-def canary_state(r: dict) -> tuple[str, bool | None]:  # type: ignore[type-arg]
-    """A Rollout's status message and verdict: True promoted and healthy, False aborted, None not yet."""
-    name, st = r["metadata"]["name"], r.get("status", {})
-    if st.get("observedGeneration", 0) < r["metadata"]["generation"]:
-        return "Waiting for rollout spec update to be observed...", None
-    phase, message = st.get("phase", "Progressing"), st.get("message", "")
-    step, weight = f"step {st.get('currentStepIndex', 0)}/{st.get('steps', 0)}", st.get("canaryWeight", 0)
-    if phase == "Degraded":
-        return f'rollout "{name}" aborted: {message}', False
-    if phase == "Healthy" and st.get("stableHash") == st.get("currentPodHash"):
-        return f'rollout "{name}" successfully rolled out', True
-    return f'Waiting for rollout "{name}": {phase}, {step}, canary weight {weight}%: {message}', None
-
-
-def rollout_state(d: dict) -> tuple[str, bool | None]:  # type: ignore[type-arg]
-    """kubectl's rollout status message and verdict: True done, False failed, None not yet."""
-    name, spec, st = d["metadata"]["name"], d["spec"], d.get("status", {})
-    if st.get("observedGeneration", 0) < d["metadata"]["generation"]:
-        return "Waiting for deployment spec update to be observed...", None
-    progressing = next((c for c in st.get("conditions", []) if c["type"] == "Progressing"), None)
-    if progressing is not None and progressing["reason"] == "ProgressDeadlineExceeded":
-        return f'deployment "{name}" exceeded its progress deadline', False
-    desired, updated = spec["replicas"], st.get("updatedReplicas", 0)
-    if updated < desired:
-        return (
-            f'Waiting for deployment "{name}" rollout to finish: {updated} out of {desired} new replicas '
-            "have been updated..."
-        ), None
-    if st.get("replicas", 0) > updated:
-        return (
-            f'Waiting for deployment "{name}" rollout to finish: {st["replicas"] - updated} old replicas '
-            "are pending termination..."
-        ), None
-    if st.get("availableReplicas", 0) < updated:
-        return (
-            f'Waiting for deployment "{name}" rollout to finish: '
-            f"{st.get('availableReplicas', 0)} of {updated} "
-            "updated replicas are available..."
-        ), None
-    return f'deployment "{name}" successfully rolled out', True
 
 
 @click.group()

@@ -50,7 +50,7 @@ from modelport.spec.objects import (
     to_dict,
 )
 from modelport.spec.quantity import quantity, scaled
-from modelport.spec.validate import load_objects, parse_object
+from modelport.spec.validate import field_path, load_objects, parse_object
 
 __all__ = [
     "ALIASES",
@@ -90,6 +90,7 @@ __all__ = [
     "Strategy",
     "Template",
     "condition",
+    "field_path",
     "load_objects",
     "parse_object",
     "quantity",

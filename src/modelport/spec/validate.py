@@ -40,7 +40,8 @@ def _int_or_percent(value: int | str, path: str, problems: list[str]) -> None:
         problems.append(f"{path}: must be an integer or a percentage like '25%', got {value!r}")
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+def field_path(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as a field path: ("spec", "stages", 2, "gate") -> spec.stages[2].gate."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -66,7 +67,7 @@ def parse_object(doc: Any, where: str = "") -> Object:
     try:
         obj = KINDS[kind].model_validate(doc)
     except ValidationError as exc:
-        problems = [f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        problems = [f"{field_path(e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ModelportError(Code.INVALID_ARGUMENT, prefix + "; ".join(problems)) from None
     problems = _rules(obj)
     if problems:

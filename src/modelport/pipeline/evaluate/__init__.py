@@ -1,5 +1,5 @@
 """`modelport evaluate` (`evaluation.py`)."""
 
-from modelport.pipeline.evaluate.evaluation import classification_metrics, diagnose, evaluate
+from modelport.pipeline.evaluate.evaluation import METRICS, classification_metrics, diagnose, evaluate
 
-__all__ = ["classification_metrics", "diagnose", "evaluate"]
+__all__ = ["METRICS", "classification_metrics", "diagnose", "evaluate"]

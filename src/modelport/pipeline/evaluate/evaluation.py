@@ -26,6 +26,9 @@ from modelport.pipeline.reference import compare, describe, disagreement, read_r
 from modelport.pipeline.train import pixels
 from modelport.registry import manifest, manifest_sha256
 
+# The figures evaluation.json's `metrics` holds: what a publish gate or a pipeline's gate may name.
+METRICS = ("accuracy", "macro_f1", "weighted_f1")
+
 
 def classification_metrics(
     truth: np.ndarray, predicted: np.ndarray, classes: Sequence[str]
