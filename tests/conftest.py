@@ -25,6 +25,8 @@ PROCESS_MODULES = (
     "tests/controlplane/test_home.py",
     "tests/controlplane/test_metrics.py",
     "tests/dataplane/test_haproxy.py",
+    "tests/delivery/test_ci.py",
+    "tests/delivery/test_run.py",
     "tests/dataplane/test_logs.py",
     "tests/dataplane/test_replica_faults.py",
     "tests/dataplane/test_supervisor.py",

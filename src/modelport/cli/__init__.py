@@ -13,6 +13,7 @@ from modelport.cli.example import example
 from modelport.cli.gateway import gateway
 from modelport.cli.keys import keys
 from modelport.cli.objects import COMMANDS as OBJECT_COMMANDS
+from modelport.cli.pipeline import pipeline
 from modelport.cli.plot import plot
 from modelport.cli.prometheus import monitoring, prometheus_config
 from modelport.cli.registry import registry
@@ -50,6 +51,7 @@ for command in [
     gateway,
     render,
     build,
+    pipeline,
 ]:
     cli.add_command(command)
 
