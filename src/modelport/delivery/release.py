@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.controlplane.client import Client
-from modelport.controlplane.deployment_status import rollout_state
+from modelport.controlplane.deployment_status import canary_state, rollout_state
 from modelport.controlplane.meta import CHANGE_CAUSE
 from modelport.delivery.definition import ReleaseStage
 from modelport.errors import Code, ModelportError
@@ -75,8 +75,9 @@ def wait_rollout(
     """(message, True) when rolled out, (message, False) when failed, (message, None) at the timeout."""
     deadline = time.monotonic() + timeout
     last = ""
+    state = canary_state if kind == "Rollout" else rollout_state  # a Rollout: its steps and analysis
     while True:
-        message, done = rollout_state(_get_or_fail(api, kind, name, namespace))
+        message, done = state(_get_or_fail(api, kind, name, namespace))
         if message != last:
             report(message)
             last = message
