@@ -10,8 +10,8 @@ import click
 
 from modelport.cli.api import client, namespace_option, reporting, split_ref, update_with_retry
 from modelport.cli.printers import table
-from modelport.controlplane.deployment_status import canary_state, rollout_state
 from modelport.controlplane.meta import CHANGE_CAUSE, RESTARTED_AT, ROLLOUT_COMMAND, iso, revision, workload
+from modelport.controlplane.rollout_status import canary_state, rollout_state
 from modelport.errors import Code, ModelportError
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from modelport.controlplane.client import Client
-from modelport.controlplane.deployment_status import canary_state, rollout_state
 from modelport.controlplane.meta import CHANGE_CAUSE
+from modelport.controlplane.rollout_status import canary_state, rollout_state
 from modelport.delivery.definition import ReleaseStage
 from modelport.errors import Code, ModelportError
 from modelport.registry import REGISTRY_SCHEME
