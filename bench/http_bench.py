@@ -113,6 +113,15 @@ def group_cpu_seconds(pgid: int) -> float:
 
 # --------------------------------------------------------------------------- targets
 
+# modelport as served by default (model monitoring on: drift against the example's reference
+# profile, request ids kept for feedback), with monitoring off, and with the prediction log
+# writing every request too (issue 17's speed budget compares the last two).
+MODELPORT_VARIANTS: dict[str, list[str]] = {
+    "modelport": [],
+    "modelport-unmonitored": ["--disable_model_monitoring"],
+    "modelport-logged": ["--prediction_log_sample_rate=1.0", "--prediction_log_dir={work}/prediction-logs"],
+}
+
 
 @dataclass
 class Target:
@@ -557,7 +566,11 @@ def main() -> int:
     parser.add_argument("--wrk-threads", default="1", help="wrk threads (default 1), or auto")
     parser.add_argument("--intra", type=int, default=1, help="ONNX Runtime intra-op threads, every target")
     parser.add_argument("--inter", type=int, default=1, help="ONNX Runtime inter-op threads, every target")
-    parser.add_argument("--targets", default="modelport,floor", help="default mode: which of modelport,floor")
+    parser.add_argument(
+        "--targets",
+        default="modelport,floor",
+        help="default mode: which of modelport,modelport-unmonitored,modelport-logged,floor",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--stack-compare", action="store_true", help="floor and hello under each HTTP stack")
     mode.add_argument("--ort-compare", action="store_true", help="floor under several ORT thread settings")
@@ -614,35 +627,37 @@ def run(args: argparse.Namespace, conns: list[int], work: Path) -> int:
         mode, base = "latest", BASELINE
         wanted = [t for t in args.targets.split(",") if t]
         targets = []
-        if "modelport" in wanted:
-            if cli is None:
-                print(
-                    "\n*** modelport target SKIPPED: no working `modelport serve` / `modelport example` CLI "
-                    f"beside {PY} or on PATH (pip install -e . first). Only the floor is measured.\n",
-                    flush=True,
+        variants = [w for w in wanted if w in MODELPORT_VARIANTS]
+        if variants and cli is None:
+            print(
+                "\n*** modelport target SKIPPED: no working `modelport serve` / `modelport example` CLI "
+                f"beside {PY} or on PATH (pip install -e . first). Only the floor is measured.\n",
+                flush=True,
+            )
+        for name in variants if cli is not None else []:
+            port = free_port()
+            extra = [a.replace("{work}", str(repo.parent)) for a in MODELPORT_VARIANTS[name]]
+            targets.append(
+                Target(
+                    name,
+                    [
+                        cli,
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        f"--rest_api_port={port}",
+                        "--model_name=mnist",
+                        f"--model_base_path={repo}",
+                        f"--intra_op_parallelism={args.intra}",
+                        f"--inter_op_parallelism={args.inter}",
+                        "--log_level=warning",
+                        *extra,
+                    ],
+                    f"http://127.0.0.1:{port}/v1/models/mnist:predict",
+                    f"http://127.0.0.1:{port}/v1/models/mnist",
+                    ready_text="AVAILABLE",
                 )
-            else:
-                port = free_port()
-                targets.append(
-                    Target(
-                        "modelport",
-                        [
-                            cli,
-                            "serve",
-                            "--host",
-                            "127.0.0.1",
-                            f"--rest_api_port={port}",
-                            "--model_name=mnist",
-                            f"--model_base_path={repo}",
-                            f"--intra_op_parallelism={args.intra}",
-                            f"--inter_op_parallelism={args.inter}",
-                            "--log_level=warning",
-                        ],
-                        f"http://127.0.0.1:{port}/v1/models/mnist:predict",
-                        f"http://127.0.0.1:{port}/v1/models/mnist",
-                        ready_text="AVAILABLE",
-                    )
-                )
+            )
         if "floor" in wanted:
             targets.append(floor_target("floor", model, free_port(), intra=args.intra, inter=args.inter))
     if not targets:

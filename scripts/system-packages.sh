@@ -13,6 +13,8 @@ for pkg in "$@"; do
     docker.io) command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing="$missing docker.io" ;;
     debootstrap) command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap" ;;
     nodejs) command -v node >/dev/null || missing="$missing nodejs" ;;
+    # Data, not a command: Fashion-MNIST's idx files (the drift test sends them to the MNIST model).
+    dataset-fashion-mnist) [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || missing="$missing dataset-fashion-mnist" ;;
     *) command -v "$pkg" >/dev/null || missing="$missing $pkg" ;;
   esac
 done

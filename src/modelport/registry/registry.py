@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.errors import Code, ModelportError, invalid
+from modelport.quality.profile import FILE as PROFILE_FILE
 from modelport.registry.store import ModelRecord, RegistryStore, SqliteStore, VersionRecord
 from modelport.repository.layout import COMPLETE_MARK, manifest, write_version
 
@@ -210,7 +211,11 @@ class Registry:
         expected_sha256: str | None = None,
         repository: Path | None = None,
         description: str = "",
+        profile: Mapping[str, Any] | None = None,
     ) -> VersionRecord:
+        """`profile`: the version's reference profile (`modelport evaluate` makes it), stored
+        beside its files as reference_profile.json, what the server measures drift against;
+        a folder that has one already keeps its own."""
         if not _NAME.fullmatch(name):
             raise invalid(f"model name {name!r} must match [A-Za-z0-9][A-Za-z0-9._-]*")
         files = manifest(folder)
@@ -222,6 +227,15 @@ class Registry:
                 f"the evaluation saw {expected_sha256[:12]}); evaluate again before publishing",
             )
         check_gates(dict(metrics or {}), dict(gates or {}))
+        extra: dict[str, bytes] = {}
+        if profile is not None and PROFILE_FILE not in files:
+            extra[PROFILE_FILE] = (json.dumps(profile, indent=1) + "\n").encode()
+            entry = {
+                "size": len(extra[PROFILE_FILE]),
+                "sha256": hashlib.sha256(extra[PROFILE_FILE]).hexdigest(),
+            }
+            files = {**files, PROFILE_FILE: entry}
+            digest = manifest_sha256(files)
         signature = signature_of(folder)
         self.store.create_model(
             ModelRecord(
@@ -237,7 +251,7 @@ class Registry:
             compatible_with_previous(name, signature, parent, allow_breaking),
         )  # fmt: skip
         try:
-            _copy(folder, self.artifact(name, record.version), files)
+            _copy(folder, self.artifact(name, record.version), files, extra)
         except BaseException:
             self.store.delete_version(name, record.version)  # the number is not reused
             shutil.rmtree(self.artifact(name, record.version), ignore_errors=True)
@@ -347,11 +361,16 @@ class Registry:
                 shutil.rmtree(trash, ignore_errors=True)
 
 
-def _copy(source: Path, target: Path, files: Mapping[str, Any]) -> None:
-    """A version folder into place atomically, verified against the manifest it was published with."""
+def _copy(
+    source: Path, target: Path, files: Mapping[str, Any], extra: Mapping[str, bytes] | None = None
+) -> None:
+    """A version folder into place atomically, verified against the manifest it was published
+    with; `extra` files (name -> bytes) are written beside the folder's own."""
 
     def fill(partial: Path) -> None:
         shutil.copytree(source, partial, dirs_exist_ok=True, ignore=shutil.ignore_patterns(COMPLETE_MARK))
+        for name, data in (extra or {}).items():
+            (partial / name).write_bytes(data)
 
     write_version(target, fill, expected=files)
 

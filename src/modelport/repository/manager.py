@@ -8,6 +8,7 @@ and never see a half-made state. The decisions are the pure functions of `policy
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -20,6 +21,8 @@ import numpy as np
 
 from modelport.clock import Clock
 from modelport.errors import Code, ModelportError, invalid, not_found
+from modelport.quality import profile as quality_profile
+from modelport.quality.profile import Profile
 from modelport.repository import layout
 from modelport.repository.config import ModelConfig, ModelServerConfig
 from modelport.repository.policy import (
@@ -31,7 +34,7 @@ from modelport.repository.policy import (
     compute_next_action,
 )
 from modelport.runtimes import Model, Runtime, find_model_file
-from modelport.runtimes.metadata import DEFAULT_SIGNATURE, read_metadata
+from modelport.runtimes.metadata import DEFAULT_SIGNATURE, LoggingSpec, read_metadata
 from modelport.runtimes.signature import Signature, build_signatures
 
 log = logging.getLogger("modelport.repository")
@@ -50,6 +53,8 @@ class Servable:
     model: Model
     signatures: Mapping[str, Signature]
     max_batch_size: int | None = None  # model.yaml's; None: the server's --max_batch_size
+    logging: LoggingSpec | None = None  # model.yaml's prediction log; None: the server's flags
+    profile: Profile | None = None  # reference_profile.json: what drift is measured against
 
     def signature(self, name: str | None) -> Signature:
         key = name or DEFAULT_SIGNATURE
@@ -299,10 +304,12 @@ class ModelManager:
         options = {**metadata.runtime, **config.runtime_options}
         model = runtime.load(model_file, options)
         signatures = build_signatures(model, metadata)
+        profile = _read_profile(record.path)
         _warm_up(model)
         return Servable(
-            name, record.version, record.path, runtime.platform, model, signatures, metadata.max_batch_size
-        )
+            name, record.version, record.path, runtime.platform, model, signatures,
+            metadata.max_batch_size, metadata.logging, profile,
+        )  # fmt: skip
 
     # -- publishing the view --
 
@@ -322,6 +329,19 @@ class ModelManager:
                 problem=state.problem,
             )
         self.view = MappingProxyType(views)
+
+
+def _read_profile(path: Path) -> Profile | None:
+    """The version's reference profile, if it has one; a broken one fails the load (as a broken
+    model.yaml does), naming the field."""
+    file = path / quality_profile.FILE
+    if not file.exists():
+        return None
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid(f"{file}: not valid JSON: {exc}") from None
+    return quality_profile.parse(doc, str(file))
 
 
 def _verify_checksums(path: Path) -> None:

@@ -7,6 +7,7 @@ under the signature `serving_default`. Example (the MNIST example ships this):
     model_file: model.onnx         # default: the one model file in the folder
     runtime: {intra_op_threads: 1} # passed to the runtime (ONNX Runtime session options)
     max_batch_size: 64             # rows per request; default: the server's --max_batch_size
+    logging: {sampleRate: 0.1, maxBytes: 67108864}   # the prediction log (opt-in; server/monitor.py)
     signatures:
       serving_default:
         inputs:
@@ -78,6 +79,16 @@ class SignatureSpec(_Strict):
     labels: list[str] | None = None  # class names for argmax outputs and :classify
 
 
+class LoggingSpec(_Strict):
+    """The prediction log (server/monitor.py): the share of requests written, and the most bytes
+    its files may take on disk (the current file and its rotated ones together)."""
+
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0, alias="sampleRate")
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096, alias="maxBytes")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
 class VersionMetadata(_Strict):
     platform: str | None = None
     model_file: str | None = None
@@ -87,6 +98,8 @@ class VersionMetadata(_Strict):
     # Rows a request may have (Triton's config.pbtxt and TF Serving's batcher use this name);
     # None: the server's --max_batch_size. Checked before any work (runtimes/limits.py).
     max_batch_size: int | None = Field(default=None, gt=0)
+    # The prediction log, opt-in per version (or for every model: serve --prediction_log_sample_rate).
+    logging: LoggingSpec | None = None
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

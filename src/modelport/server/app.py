@@ -36,6 +36,7 @@ from modelport.server.batching import Batchers
 from modelport.server.guard import Guard, retry_after_header, token_of
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
+from modelport.server.monitor import Monitor
 
 log = logging.getLogger("modelport.server")
 
@@ -46,11 +47,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _MODEL_ROUTE = re.compile(
     r"/v1/models/(?P<name>[^/:]+)"
     r"(?:/versions/(?P<version>-?[0-9]+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?/?",
+    r"(?:(?P<metadata>/metadata)|(?P<quality>/quality)|:(?P<verb>predict|classify|regress|feedback))?/?",
     re.IGNORECASE,
 )
 _V2_ROUTE = re.compile(
-    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer)?/?"
+    r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<tail>/ready|/infer|/feedback|/quality)?/?"
 )
 _JSON = [(b"content-type", b"application/json")]
 _V2_HEADER_LENGTH = b"inference-header-content-length"
@@ -76,8 +77,9 @@ class _Route(NamedTuple):
     name: str
     version: int | None
     label: str | None
-    verb: str | None  # predict | classify | regress | None
+    verb: str | None  # predict | classify | regress | feedback | None
     metadata: bool
+    quality: bool
 
 
 @functools.lru_cache(maxsize=1024)
@@ -92,6 +94,7 @@ def _parse_route(path: str) -> _Route | None:
         label=match["label"],
         verb=match["verb"].lower() if match["verb"] else None,
         metadata=bool(match["metadata"]),
+        quality=bool(match["quality"]),
     )
 
 
@@ -105,11 +108,14 @@ class RestApp:
         batchers: Batchers | None = None,
         inference: InferencePath | None = None,
         guard: Guard | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         """`inference`: the path shared with gRPC; by default one of this app's own.
-        `guard`: API keys required (None: anyone who reaches the port may call)."""
+        `guard`: API keys required (None: anyone who reaches the port may call). `monitor`: the
+        quality monitor (request memory for feedback, drift, the prediction log); None: off."""
         self._guard = guard
         self._manager = manager
+        self._monitor = monitor
         self._metrics = metrics
         self._options = options
         self._inference = inference or InferencePath(
@@ -162,9 +168,16 @@ class RestApp:
         if method != want:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
         self._admit(scope, "predict" if route.verb else "read", route.name)
-        if route.verb:
+        if route.verb == "feedback":
             body = await self._read_body(scope, receive)
-            await self._infer(send, route.name, route.version, route.label, route.verb, body, None)
+            version = self._labelled(route.name, route.version, route.label)
+            await self._feedback(send, route.name, version, body)
+        elif route.verb:
+            body = await self._read_body(scope, receive)
+            rid = scope[_REQUEST_ID]
+            await self._infer(send, route.name, route.version, route.label, route.verb, body, None, rid)
+        elif route.quality:
+            await self._quality(send, route.name, self._labelled(route.name, route.version, route.label))
         elif route.metadata:
             await self._timed(send, route, "metadata", self._metadata_body)
         else:
@@ -184,14 +197,18 @@ class RestApp:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
         name, tail = match["name"], match["tail"]
         version = v2.parse_version(match["version"])
-        want = "POST" if tail == "/infer" else "GET"
+        want = "POST" if tail in ("/infer", "/feedback") else "GET"
         if method != want and not (want == "GET" and method == "HEAD"):
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path} (use {want})")
-        self._admit(scope, "predict" if tail == "/infer" else "read", name)
+        self._admit(scope, "predict" if want == "POST" else "read", name)  # feedback: who may predict
         if tail == "/infer":
             body = await self._read_body(scope, receive)
             header_length = next((v for k, v in scope["headers"] if k == _V2_HEADER_LENGTH), None)
-            await self._infer(send, name, version, None, "infer", body, header_length)
+            await self._infer(send, name, version, None, "infer", body, header_length, scope[_REQUEST_ID])
+        elif tail == "/feedback":
+            await self._feedback(send, name, version, await self._read_body(scope, receive))
+        elif tail == "/quality":
+            await self._quality(send, name, version)
         elif tail == "/ready":
             # 200 means ready; a 4xx means not (Triton answers 400), here with the reason.
             view = self._manager.view.get(name)
@@ -217,10 +234,12 @@ class RestApp:
         verb: str,
         body: bytes,
         header_length: bytes | None,
+        request_id: bytes,
     ) -> None:
         started = time.perf_counter()
         deadline = Deadline.after(self._options.request_timeout_seconds)
         version: str | None = None
+        watch = None
         status = 500
         model = model_label(name, self._manager.view)
         gauge = self._metrics.in_flight(model)
@@ -229,7 +248,9 @@ class RestApp:
             servable = self._manager.model(name).resolve(version_wanted, label)
             version = str(servable.version)
             prepare = functools.partial(_prepare, servable, verb, body, header_length)
-            payload, json_length = await self._inference.run(servable, prepare, len(body), deadline)
+            if self._monitor is not None:
+                watch = self._monitor.observe(servable, request_id.decode(), verb)
+            payload, json_length = await self._inference.run(servable, prepare, len(body), deadline, watch)
             status = 200
             if json_length is None:  # which version answered, for gateways and canaries behind a Service
                 await self._respond(send, 200, payload, [*_JSON, (b"x-model-version", version.encode())])
@@ -245,7 +266,31 @@ class RestApp:
             gauge.dec()
             if version is None:  # not resolved: the version asked for, if the model has it
                 version = self._version_label(name, version_wanted)
-            self._metrics.observe(model, version, verb, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._metrics.observe(model, version, verb, status, seconds)
+            if watch is not None:
+                self._monitor.done(watch, seconds)  # type: ignore[union-attr]
+
+    async def _feedback(self, send: Send, name: str, version: int | None, body: bytes) -> None:
+        """True labels for answered requests (server/monitor.py says what is remembered)."""
+        if self._monitor is None:
+            raise ModelportError(Code.FAILED_PRECONDITION, "model monitoring is off on this server")
+        self._manager.model(name)  # a model not served here: 404
+        result = await self._monitor.feedback(name, version, body)
+        await self._respond(send, 200, orjson.dumps(result))
+
+    async def _quality(self, send: Send, name: str, version: int | None) -> None:
+        """Live figures per version: drift, live accuracy, the confusion matrix, the published accuracy."""
+        if self._monitor is None:
+            raise ModelportError(Code.FAILED_PRECONDITION, "model monitoring is off on this server")
+        report = await self._monitor.report(self._manager.model(name), version)
+        await self._respond(send, 200, orjson.dumps(report))
+
+    def _labelled(self, name: str, version: int | None, label: str | None) -> int | None:
+        """The version a /labels/{l} route names (the version itself otherwise)."""
+        if label is None:
+            return version
+        return self._manager.model(name).resolve(version, label).version
 
     async def _timed(
         self, send: Send, route: _Route, api: str, build: Callable[[_Route], dict[str, Any]]

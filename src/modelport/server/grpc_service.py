@@ -34,6 +34,7 @@ from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
 from modelport.server.guard import Guard, retry_after_header, token_of
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import UNKNOWN, ServerMetrics, model_label
+from modelport.server.monitor import Monitor
 
 log = logging.getLogger("modelport.grpc")
 
@@ -104,9 +105,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         inference: InferencePath,
         timeout_seconds: float,
         guard: Guard | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self._guard = guard
         self._manager = manager
+        self._monitor = monitor
         self._metrics = metrics
         self._inference = inference
         self._timeout = timeout_seconds
@@ -173,7 +176,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
-        version, status = "", 500
+        version, status, watch = "", 500, None
         # The call's id in its trailing metadata, as REST's x-request-id (on errors too).
         request_id = request_ids.from_metadata(context.invocation_metadata(), request.id)
         trailer = ((request_ids.METADATA_KEY, request_id),)
@@ -190,8 +193,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             remaining = context.time_remaining()
             seconds = self._timeout if remaining is None else min(self._timeout, remaining)
             prepare = functools.partial(_prepare, servable, request)
+            if self._monitor is not None:
+                watch = self._monitor.observe(servable, request_id, "grpc_infer")
             response = await self._inference.run(
-                servable, prepare, request.ByteSize(), Deadline.after(seconds)
+                servable, prepare, request.ByteSize(), Deadline.after(seconds), watch
             )
             status = 200
             return response
@@ -209,7 +214,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 view = self._manager.view.get(request.model_name)
                 known = {str(s.version) for s in view.statuses} if view is not None else set()
                 version = request.model_version if request.model_version in known else UNKNOWN
-            self._metrics.observe(model, version, "grpc_infer", status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._metrics.observe(model, version, "grpc_infer", status, seconds)
+            if watch is not None:
+                self._monitor.done(watch, seconds)  # type: ignore[union-attr]
 
 
 def _prepare(servable: Servable, request: Any, limits: RequestLimits) -> Job[Any]:

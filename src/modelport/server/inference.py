@@ -55,8 +55,16 @@ class Job(NamedTuple, Generic[R]):
     call: PreparedCall
     encode: Callable[[dict[str, np.ndarray]], R]
 
-    def answer(self, results: Mapping[str, np.ndarray]) -> R:
-        return self.encode(self.call.finish(results))
+    def answer(self, results: Mapping[str, np.ndarray], watch: Watch | None = None) -> R:
+        outputs = self.call.finish(results)
+        if watch is not None:
+            watch(self.call, outputs)
+        return self.encode(outputs)
+
+
+# What sees a request's model inputs and its answer's outputs (the quality monitor): called once
+# the model has answered, in the thread that encodes the answer; it must only keep references.
+Watch = Callable[[PreparedCall, dict[str, np.ndarray]], None]
 
 
 Prepare = Callable[[RequestLimits], Job[R]]
@@ -148,8 +156,16 @@ class InferencePath:
         self._expired = expired  # counts a request dropped, unstarted, at its deadline
         self._versions: WeakKeyDictionary[Servable, _PerVersion] = WeakKeyDictionary()
 
-    async def run(self, servable: Servable, prepare: Prepare[R], size: int, deadline: Deadline) -> R:
-        """`size`: the request's bytes on the wire, the first measure of how heavy it is."""
+    async def run(
+        self,
+        servable: Servable,
+        prepare: Prepare[R],
+        size: int,
+        deadline: Deadline,
+        watch: Watch | None = None,
+    ) -> R:
+        """`size`: the request's bytes on the wire, the first measure of how heavy it is.
+        `watch`: shown the request's inputs and outputs once answered (see Watch)."""
         version = self._versions.get(servable)
         if version is None:
             version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
@@ -160,24 +176,30 @@ class InferencePath:
             self._expired(servable)
             raise deadline.error(servable)
         if self._batchers is not None:
-            return await self._batched(servable, prepare, version, small, deadline)
+            return await self._batched(servable, prepare, version, small, deadline, watch)
         if small and 0.0 < least < LOOP_MAX_SECONDS:
             started = time.perf_counter()
             job = _prepared_on_the_loop(prepare, version)
             if job is not None:  # else its images are too big for the loop: all of it goes to the pool
                 outputs = _run_model(servable, job, deadline)
                 self._predicted(servable, outputs)
-                reply = job.answer(outputs)
+                reply = job.answer(outputs, watch)
                 cost.add(time.perf_counter() - started)
                 return reply
-        work = _whole(servable, prepare, version.limits, deadline, self._predicted)
+        work = _whole(servable, prepare, version.limits, deadline, self._predicted, watch)
         reply, seconds = await self._in_pool(servable, work, deadline, least)
         if small:
             cost.add(seconds)
         return reply
 
     async def _batched(
-        self, servable: Servable, prepare: Prepare[R], version: _PerVersion, small: bool, deadline: Deadline
+        self,
+        servable: Servable,
+        prepare: Prepare[R],
+        version: _PerVersion,
+        small: bool,
+        deadline: Deadline,
+        watch: Watch | None,
     ) -> R:
         """Prepare (on the loop if small, else in the pool), run in a shared batch, answer."""
         assert self._batchers is not None
@@ -194,8 +216,8 @@ class InferencePath:
         results = await self._awaited(servable, future, deadline)
         self._predicted(servable, results)
         if small:
-            return job.answer(results)
-        reply, _ = await self._in_pool(servable, functools.partial(job.answer, results), deadline)
+            return job.answer(results, watch)
+        reply, _ = await self._in_pool(servable, functools.partial(job.answer, results, watch), deadline)
         return reply
 
     async def _in_pool(
@@ -237,7 +259,7 @@ def _prepared_on_the_loop(prepare: Prepare[R], version: _PerVersion) -> Job[R] |
 
 def _whole(
     servable: Servable, prepare: Prepare[R], limits: RequestLimits, deadline: Deadline,
-    predicted: Callable[[Servable, Mapping[str, np.ndarray]], None],
+    predicted: Callable[[Servable, Mapping[str, np.ndarray]], None], watch: Watch | None,
 ) -> Callable[[], R]:  # fmt: skip
     """Prepare, run and encode: a request's whole work, for a pool thread."""
 
@@ -245,7 +267,7 @@ def _whole(
         job = prepare(limits)
         outputs = _run_model(servable, job, deadline)
         predicted(servable, outputs)
-        return job.answer(outputs)
+        return job.answer(outputs, watch)
 
     return work
 

@@ -42,6 +42,7 @@ from modelport.server.http_limits import ConnectionLimits
 from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
+from modelport.server.monitor import Monitor, MonitorOptions
 
 if TYPE_CHECKING:
     from modelport.server.grpc_service import GrpcServer
@@ -74,6 +75,7 @@ class ServeConfig:
     # TF Serving's --ssl_config_file.
     rest_tls: TlsIdentity | None = None
     grpc_tls: TlsIdentity | None = None
+    monitoring: MonitorOptions = field(default_factory=MonitorOptions)
 
 
 # File descriptors kept for what is not a client connection: models, logs, gRPC, the pool.
@@ -171,10 +173,14 @@ def serve(config: ServeConfig) -> None:
         log.info("batching on: %s", config.batching)
     inference = InferencePath(pool, batchers, config.options.limits, metrics.expired, metrics.predicted)
     guard = _guard(config, metrics)
-    app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard)
+    monitor = None
+    if config.monitoring.enabled:
+        monitor = Monitor(metrics.quality, config.monitoring, lambda: manager.view)
+        threads.append(threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True))
+    app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard, monitor)
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
-        grpc_server = _start_grpc(config, manager, metrics, inference, guard)
+        grpc_server = _start_grpc(config, manager, metrics, inference, guard, monitor)
         grpc_port = None if grpc_server is None else grpc_server.port
     _announce(config, port, grpc_port)
     for thread in threads:
@@ -235,6 +241,7 @@ def _start_grpc(
     metrics: ServerMetrics,
     inference: InferencePath,
     guard: Guard | None,
+    monitor: Monitor | None,
 ) -> GrpcServer | None:
     """The v2 gRPC API, or None (logged) when grpcio or protobuf cannot load here: a package that
     pins another version beside modelport must not take REST down with it."""
@@ -244,7 +251,7 @@ def _start_grpc(
         log.error("gRPC API not started (%s: %s); REST serves", type(exc).__name__, exc)
         return None
     options = config.options
-    servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds, guard)
+    servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds, guard, monitor)
     max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
     return GrpcServer(servicer, config.host, config.grpc_port, max_bytes, max_calls, config.grpc_tls)
 

@@ -16,6 +16,16 @@
     modelport_predictions_total{model,version,class}              counter (rows answered, by
                                                                   predicted class: a classifier's
                                                                   argmax, at most MAX_CLASSES)
+    modelport_drift_score{model,version,kind}                     gauge (input | prediction: JS
+                                                                  distance of the current window)
+    modelport_drift_threshold{model,version,kind}                 gauge (from the reference profile)
+    modelport_live_accuracy{model,version}                        gauge (sliding window of feedback)
+    modelport_live_precision{model,version,class}                 gauge (same window)
+    modelport_live_recall{model,version,class}                    gauge (same window)
+    modelport_published_accuracy{model,version}                   gauge (the evaluation's)
+    modelport_feedback_total{model,version}                       counter (rows with a true label)
+    modelport_prediction_log_dropped_total{model}                 counter (records not monitored
+                                                                  or logged: queue full, disk error)
     process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
 
 `api` is predict | classify | regress | status | metadata; `status` is the HTTP status code.
@@ -28,6 +38,7 @@ series: 20,000 of them took /metrics from 23 KB to 47.6 MB.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -134,6 +145,7 @@ class ServerMetrics:
             ["model", "version", "class"], registry=self.registry,
         )  # fmt: skip
         self._class_children: dict[tuple[str, int, str], Counter] = {}
+        self.quality = QualityMetrics(self.registry)
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
 
@@ -205,3 +217,61 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class QualityMetrics:
+    """Is the model still right (server/monitor.py sets these, from its own thread)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        versioned = ["model", "version"]
+        self.drift = Gauge(
+            "modelport_drift_score",
+            "Jensen-Shannon distance of the current window of requests from the version's reference "
+            "profile: kind=input (the largest input statistic's) or prediction (classes answered).",
+            [*versioned, "kind"], registry=registry,
+        )  # fmt: skip
+        self.drift_threshold = Gauge(
+            "modelport_drift_threshold", "Drift score above which traffic has drifted (the profile's).",
+            [*versioned, "kind"], registry=registry,
+        )  # fmt: skip
+        self.live_accuracy = Gauge(
+            "modelport_live_accuracy", "Accuracy over the sliding window of feedback.", versioned,
+            registry=registry,
+        )  # fmt: skip
+        self.live_precision = Gauge(
+            "modelport_live_precision", "Precision per class over the sliding window of feedback.",
+            [*versioned, "class"], registry=registry,
+        )  # fmt: skip
+        self.live_recall = Gauge(
+            "modelport_live_recall", "Recall per class over the sliding window of feedback.",
+            [*versioned, "class"], registry=registry,
+        )  # fmt: skip
+        self.published_accuracy = Gauge(
+            "modelport_published_accuracy", "Accuracy measured by `modelport evaluate` on held-out data.",
+            versioned, registry=registry,
+        )  # fmt: skip
+        self.feedback = Counter(
+            "modelport_feedback_total", "Answered rows whose true label came back as feedback.",
+            versioned, registry=registry,
+        )  # fmt: skip
+        self.dropped = Counter(
+            "modelport_prediction_log_dropped_total",
+            "Answers not monitored or logged: the monitor's queue was full, or the log could not be written.",
+            ["model"], registry=registry,
+        )  # fmt: skip
+
+    def forget(self, model: str, version: str, classes: Collection[str]) -> None:
+        """Drop an unloaded version's series (its labels stay bounded by what is served)."""
+        for metric in (self.live_accuracy, self.published_accuracy, self.feedback):
+            _remove(metric, model, version)
+        for kind in ("input", "prediction"):
+            _remove(self.drift, model, version, kind)
+            _remove(self.drift_threshold, model, version, kind)
+        for name in classes:
+            for metric in (self.live_precision, self.live_recall):
+                _remove(metric, model, version, name)
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never set
+        metric.remove(*labels)

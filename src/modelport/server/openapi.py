@@ -87,7 +87,39 @@ def _v1_paths() -> dict[str, Any]:
                     },
                 },
             }
+        paths.update(_quality_paths(base, common, "v1", _tag(suffix), which, head=False))
     return paths
+
+
+def _quality_paths(
+    base: str, common: dict[str, Any], prefix: str, tag: str, which: str, head: bool
+) -> dict[str, Any]:
+    """Feedback (true labels for answered requests) and the quality report (server/monitor.py)."""
+    feedback = base + (":feedback" if prefix == "v1" else "/feedback")
+    report = {
+        "operationId": f"{prefix}Quality{tag}",
+        "summary": f"Drift, live accuracy and the confusion matrix of {which}",
+        "tags": ["Model quality"],
+        "responses": {"200": json_response(ref("QualityReport"), "Quality per version."), **_LOOKUP_ERRORS},
+    }
+    return {
+        feedback: {
+            **common,
+            "post": {
+                "operationId": f"{prefix}Feedback{tag}",
+                "summary": f"True labels for requests answered by {which}",
+                "tags": ["Model quality"],
+                "requestBody": _request("FeedbackRequest"),
+                "responses": {
+                    "200": json_response(ref("FeedbackResponse"), "The labels taken."),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    "413": _ERROR,
+                },
+            },
+        },
+        base + "/quality": {**common, **(_get(report) if head else {"get": report})},
+    }
 
 
 def _tag(suffix: str) -> str:
@@ -205,6 +237,7 @@ def _v2_paths() -> dict[str, Any]:
                 },
             },
         }
+        paths.update(_quality_paths(base, common, "v2", name, "the model", head=True))
     return paths
 
 

@@ -82,6 +82,74 @@ _ANY: dict[str, Any] = {}  # any JSON value: a tensor as nested lists, a number,
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": obj({"error": {"type": "string", "minLength": 1}}, ["error"]),
+    "FeedbackRequest": obj(
+        {
+            "feedback": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 10000,
+                "items": obj(
+                    {
+                        "request_id": {"type": "string", "description": "An answer's x-request-id."},
+                        "label": {
+                            "oneOf": [{"type": "integer"}, {"type": "string"}],
+                            "description": "The true class of a one-row request: its index or name.",
+                        },
+                        "labels": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+                            "description": "The true class of each row of the request.",
+                        },
+                    },
+                    ["request_id"],
+                ),
+            }
+        },
+        ["feedback"],
+    ),
+    "FeedbackResponse": obj(
+        {
+            "accepted": {"type": "integer", "description": "Rows whose true label was taken."},
+            "versions": {
+                "type": "object",
+                "additionalProperties": obj(
+                    {"live_accuracy": {"type": "number", "nullable": True}, "feedback": {"type": "integer"}}
+                ),
+            },
+        },
+        ["accepted", "versions"],
+    ),
+    "QualityReport": obj(
+        {
+            "model": {"type": "string"},
+            "versions": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "version": {"type": "string"},
+                        "answered_rows": {"type": "integer"},
+                        "published_accuracy": {"type": "number", "nullable": True},
+                        "live": {
+                            **obj({"accuracy": {"type": "number", "nullable": True}}),
+                            "nullable": True,
+                            "description": "Over the sliding window of feedback: accuracy, per_class "
+                            "precision and recall, confusion_matrix [true][answered].",
+                        },
+                        "drift": {
+                            **obj({"scores": {"type": "object"}, "thresholds": {"type": "object"}}),
+                            "nullable": True,
+                            "description": "Jensen-Shannon distance of the window from the reference "
+                            "profile, per kind (input, prediction); null without a profile.",
+                        },
+                        "prediction_log": {"type": "object", "nullable": True},
+                    },
+                    ["version", "answered_rows", "published_accuracy", "live", "drift", "prediction_log"],
+                ),
+            },
+        },
+        ["model", "versions"],
+    ),
     "PredictRequest": {
         **obj(
             {

@@ -19,6 +19,8 @@ from modelport.pipeline.data import load_dataset, splits
 from modelport.pipeline.evaluate import classification_metrics, diagnose, evaluate
 from modelport.pipeline.train import pixels
 from modelport.pipeline.train.mlp import mlp_onnx
+from modelport.quality.profile import FILE as PROFILE_FILE
+from modelport.quality.profile import parse
 from modelport.registry import Registry
 
 
@@ -144,8 +146,17 @@ def test_publishing_what_was_evaluated_and_only_that(mlp_copy: Path, tmp_path: P
     report = evaluate(mlp_copy, out=tmp_path / "eval")
     registry = Registry.open(tmp_path / "home")
     version = registry.publish("mnist", mlp_copy, metrics=report["metrics"], expected_sha256=report["sha256"],
-                               gates={"accuracy": ">= 0.9"})  # fmt: skip
+                               gates={"accuracy": ">= 0.9"}, profile=report["reference_profile"])  # fmt: skip
     assert version.metrics["accuracy"] == report["metrics"]["accuracy"]
+    # The reference profile drift is measured against goes with the version, to the served folder.
+    profile = json.loads((tmp_path / "eval" / PROFILE_FILE).read_text())
+    assert profile == report["reference_profile"] and profile["rows"] == 500
+    assert profile["accuracy"] == report["metrics"]["accuracy"] and sum(
+        profile["predictions"]
+    ) == pytest.approx(1)
+    served = Path(registry.model("mnist").repository) / str(version.version) / PROFILE_FILE
+    assert json.loads(served.read_text()) == profile and PROFILE_FILE in version.files
+    assert parse(profile, "evaluation").inputs.keys() == {"pixels"}
     (mlp_copy / "model.yaml").write_text((mlp_copy / "model.yaml").read_text() + "\n")
     with pytest.raises(ModelportError, match="the files changed after they were evaluated"):
         registry.publish("mnist", mlp_copy, metrics=report["metrics"], expected_sha256=report["sha256"])

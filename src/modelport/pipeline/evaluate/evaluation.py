@@ -4,7 +4,9 @@ Accuracy; precision, recall, F1 and support per class; macro and weighted averag
 matrix; and a diagnosis of over- or under-fitting from the training curves, with the numbers
 that led to it. Written as evaluation.json (for machines, and for `registry publish`, which
 checks the folder's checksum against the one evaluated) and report.html (self-contained, the
-confusion matrix and learning curves drawn as inline SVG). Before measuring, the file is run on
+confusion matrix and learning curves drawn as inline SVG), and reference_profile.json (the test
+inputs' statistics and the model's answers on them, quality/profile.py: `registry publish` stores
+it with the version, the server measures drift against it). Before measuring, the file is run on
 the rows training recorded the framework model's answers for (`pipeline/reference.py`): a file
 that is not the trained model is refused.
 """
@@ -24,6 +26,8 @@ from modelport.errors import ModelportError, invalid
 from modelport.pipeline.data import load_dataset, splits
 from modelport.pipeline.reference import compare, describe, disagreement, read_reference, rows_sha256
 from modelport.pipeline.train import pixels
+from modelport.quality.profile import FILE as PROFILE_FILE
+from modelport.quality.profile import profile_of
 from modelport.registry import manifest, manifest_sha256
 
 # The figures evaluation.json's `metrics` holds: what a publish gate or a pipeline's gate may name.
@@ -130,6 +134,12 @@ def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None
     same_data = spec == record.get("config", {}).get("data")
     export_check = check_export(folder, record, session, images if same_data else None)
     metrics = classification_metrics(labels, logits.argmax(axis=1), data.classes)
+    # What the served version's live traffic is compared with (drift): these inputs, as the
+    # model saw them, and its answers on them.
+    profile = profile_of(
+        {session.get_inputs()[0].name: _feed(session, images)}, logits.argmax(axis=1), data.classes,
+        metrics["accuracy"],
+    )  # fmt: skip
     report = {
         "model": str(folder),
         "sha256": manifest_sha256(manifest(folder)),
@@ -145,20 +155,29 @@ def evaluate(folder: Path, data_spec: str | None = None, out: Path | None = None
         "export_check": export_check,
         "environment": record.get("environment", {}),
         "parent": (record.get("parent") or {}).get("version"),
+        "reference_profile": profile,
     }
     out = out or folder.parent / f"{folder.name}-evaluation"
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "report.html").write_text(render_html(report, data.classes))
+    (out / PROFILE_FILE).write_text(json.dumps(profile, indent=1) + "\n")
     return report
+
+
+def _feed(session: Any, images: np.ndarray) -> np.ndarray:
+    """uint8 images [N, H, W] as the model's one input takes them (float32 in [0, 1])."""
+    (feed,) = session.get_inputs()
+    x = pixels(images)
+    if len(feed.shape) == 4:
+        x = x.reshape(len(images), 1, *images.shape[1:])
+    return x
 
 
 def _run(session: Any, folder: Path, images: np.ndarray) -> np.ndarray:
     """The model's logits for uint8 images [N, H, W], shaped as its one input wants them."""
     (feed,) = session.get_inputs()
-    x = pixels(images)
-    if len(feed.shape) == 4:
-        x = x.reshape(len(images), 1, *images.shape[1:])
+    x = _feed(session, images)
     if feed.shape[-1] not in (x.shape[-1], None) and isinstance(feed.shape[-1], int):
         raise invalid(f"{folder}: the model takes {feed.shape}, the data gives {list(x.shape)}")
     logits: np.ndarray = session.run(["logits"], {feed.name: x})[0]

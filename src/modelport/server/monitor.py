@@ -1,0 +1,643 @@
+"""Is the model still right: per version, the classes it answers, drift from its reference
+profile, live accuracy from feedback, and the prediction log.
+
+The request's own cost is O(1): `observe` makes one small object the inference path shows the
+request's model inputs and outputs to (references only, no copy), and `done` appends it to a
+queue. Everything else runs in the monitor's thread, batch by batch (every 50 ms): the class of
+each answered row, the input statistics and their bins, the drift windows and scores, the
+request ids remembered for feedback, the prediction log's lines and files. The queue holds at
+most `queue_size` answers; past that an answer is counted in
+`modelport_prediction_log_dropped_total` and not monitored, never waited for.
+
+Feedback (`feedback`) names request ids with their true labels. The server remembers the
+classes it answered for the last `feedback_requests` request ids (100,000 by default, about
+25 MB), each for at most `feedback_seconds` (7 days), in memory: an id older than either, or
+answered before a restart or by another replica, is unknown. Each row's (true, answered) pair
+goes into its version's sliding window of the last `feedback_window` pairs (1,000): accuracy,
+precision and recall per class, and the confusion matrix (quality/feedback.py).
+
+Prediction log (opt-in: model.yaml `logging: {sampleRate, maxBytes}`, or the server's
+--prediction_log_sample_rate for versions that set none): JSON lines in
+`<dir>/<model>/<version>.jsonl`, one per sampled request:
+
+    {"time": "2026-12-07T15:40:01.123456Z", "request_id": "...", "model": "mnist", "version": "1",
+     "api": "predict", "latency_ms": 0.41,
+     "inputs": {"pixels": {"shape": [1, 784], "intensity": [0.13], "ink": [0.14],
+                           "hash": ["5c1d0e9a4f7b2c33"]}},
+     "outputs": {"classes": [7], "probabilities": [[0.0, ...]]}}
+
+Inputs are summarised, never written: per row its mean (`intensity`), its share of values above
+the middle of its range (`ink`: for images and profiled inputs) and a hash of the row as the model
+saw it (for an image: of its thumbnail, the decoded 28x28 pixels), so a row can be matched, not
+read back. An output of more than 1,000 values per request is written as its shape. The file
+rotates at a quarter of maxBytes into `.1`, `.2`, `.3`: on disk at most maxBytes per version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelport.errors import Code, ModelportError, invalid
+from modelport.quality.drift import DriftWindows
+from modelport.quality.feedback import Confusion
+from modelport.quality.profile import statistics
+from modelport.repository.manager import ModelView, Servable
+from modelport.runtimes.signature import PreparedCall
+from modelport.server.metrics import QualityMetrics
+
+log = logging.getLogger("modelport.monitor")
+
+_EVERY = 0.05  # seconds between the monitor thread's batches
+_KEEP = 3  # rotated prediction log files kept beside the current one
+_MAX_LOGGED_VALUES = 1000  # an output larger than this is logged as its shape
+_MAX_FEEDBACK_ITEMS = 10_000
+_LEAST_ROWS = 100  # a drift score is exported once its window holds this many rows
+
+
+def default_log_dir() -> Path:
+    home = os.environ.get("MODELPORT_HOME") or Path.home() / ".modelport"
+    return Path(home).expanduser() / "prediction-logs"
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    enabled: bool = True
+    log_dir: Path | None = None  # None: $MODELPORT_HOME/prediction-logs
+    sample_rate: float = 0.0  # the prediction log, for versions whose model.yaml sets none
+    max_bytes: int = 64 * 1024 * 1024
+    queue_size: int = 10_000
+    feedback_requests: int = 100_000
+    feedback_seconds: float = 7 * 24 * 3600.0
+    feedback_window: int = 1000
+
+
+class Observation:
+    """One answered request, as the monitor thread needs it (references, not copies)."""
+
+    __slots__ = ("api", "call", "latency", "outputs", "request_id", "servable", "time")
+
+    def __init__(self, servable: Servable, request_id: str, api: str) -> None:
+        self.servable = servable
+        self.request_id = request_id
+        self.api = api
+        self.call: PreparedCall | None = None
+        self.outputs: dict[str, np.ndarray] = {}
+        self.latency = 0.0
+        self.time = 0.0
+
+    def __call__(self, call: PreparedCall, outputs: dict[str, np.ndarray]) -> None:
+        self.call = call
+        self.outputs = outputs
+
+
+@dataclass
+class _Answer:
+    """What the server answered for one request id, kept for its feedback."""
+
+    model: str
+    version: str
+    classes: np.ndarray  # class index per row
+    at: float  # time.monotonic()
+    judged: bool = False  # feedback came
+
+
+class _LogFile:
+    """JSON lines, rotated at max_bytes / 4 into .1 .. .3 (the oldest dropped)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.limit = max(1024, max_bytes // (_KEEP + 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self._size = self._file.tell()
+
+    def write(self, line: bytes) -> None:
+        if self._size and self._size + len(line) > self.limit:
+            self._rotate()
+        self._file.write(line)
+        self._size += len(line)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for i in range(_KEEP - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class _Version:
+    """The monitor thread's state for one served version."""
+
+    model: str
+    version: str
+    names: tuple[str, ...]  # class names (profile's, else the signature's labels, else indices)
+    ranges: dict[str, tuple[float, float]]  # input tensor -> value range, where known
+    drift: DriftWindows | None
+    thresholds: Mapping[str, float]
+    sample_rate: float
+    log: _LogFile | None
+    confusion: Confusion | None = None
+    answered: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+class Monitor:
+    def __init__(
+        self, metrics: QualityMetrics, options: MonitorOptions, view: Callable[[], Mapping[str, ModelView]]
+    ) -> None:
+        self._metrics = metrics
+        self._options = options
+        self._view = view  # what is served now: versions no longer in it are forgotten
+        self._queue: deque[Observation | Future[None]] = deque()
+        self._versions: dict[Servable, _Version] = {}
+        self._answers: OrderedDict[str, _Answer] = OrderedDict()
+        self._lock = threading.Lock()  # the thread's batches and feedback change the same state
+        self._log_dir = options.log_dir or default_log_dir()
+        self._last_sweep = 0.0
+
+    # -- the request's side: O(1) --
+
+    def observe(self, servable: Servable, request_id: str, api: str) -> Observation | None:
+        return Observation(servable, request_id, api) if self._options.enabled else None
+
+    def done(self, observation: Observation | None, seconds: float) -> None:
+        if observation is None or observation.call is None:  # the model never answered
+            return
+        if len(self._queue) >= self._options.queue_size:
+            self._metrics.dropped.labels(observation.servable.model_name).inc()
+            return
+        observation.latency = seconds
+        observation.time = time.time()
+        self._queue.append(observation)
+
+    # -- the monitor's thread --
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(_EVERY):
+            self.step()
+        self.step()
+        for state in self._versions.values():
+            if state.log is not None:
+                state.log.close()
+
+    def step(self) -> None:
+        """Take every answer queued so far, in order; answer the flushes among them."""
+        batch: list[Observation] = []
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, Future):
+                self._take(batch)
+                batch = []
+                item.set_result(None)
+            else:
+                batch.append(item)
+        self._take(batch)
+        now = time.monotonic()
+        if now - self._last_sweep >= 1.0:
+            self._last_sweep = now
+            self._sweep()
+
+    def _take(self, batch: Sequence[Observation]) -> None:
+        if not batch:
+            return
+        groups: dict[Servable, list[Observation]] = {}
+        for observation in batch:
+            groups.setdefault(observation.servable, []).append(observation)
+        with self._lock:
+            for servable, observations in groups.items():
+                state = self._versions.get(servable)
+                if state is None:
+                    state = self._versions[servable] = self._start(servable)
+                try:
+                    self._take_version(state, servable, observations)
+                except Exception:  # a model whose outputs we misread must not stop the monitor
+                    log.exception("monitoring %s version %s failed", state.model, state.version)
+
+    def _start(self, servable: Servable) -> _Version:
+        signature = servable.signature(None) if servable.signatures else None
+        profile = servable.profile
+        names = profile.classes if profile else (signature.labels or ()) if signature else ()
+        ranges = {name: (p.lo, p.hi) for name, p in profile.inputs.items()} if profile else {}
+        if signature is not None:
+            for binding in signature.inputs.values():
+                if binding.image is not None:
+                    ranges.setdefault(binding.tensor.name, tuple(binding.image.scale))  # type: ignore[arg-type]
+        if not names and signature is not None:  # class indices, as many as the model's outputs have
+            names = _index_names(signature.outputs.values())
+        model, version = servable.model_name, str(servable.version)
+        drift = None
+        if profile is not None:
+            references = {
+                f"{name}.{stat}": shares
+                for name, p in profile.inputs.items()
+                for stat, shares in p.histograms.items()
+            }
+            drift = DriftWindows(profile.predictions, references, profile.window)
+            for kind, value in profile.thresholds.items():
+                self._metrics.drift_threshold.labels(model, version, kind).set(value)
+            if profile.accuracy is not None:
+                self._metrics.published_accuracy.labels(model, version).set(profile.accuracy)
+        spec = servable.logging
+        rate = spec.sample_rate if spec is not None else self._options.sample_rate
+        max_bytes = spec.max_bytes if spec is not None else self._options.max_bytes
+        log_file = _LogFile(self._log_dir / model / f"{version}.jsonl", max_bytes) if rate > 0 else None
+        return _Version(
+            model, version, tuple(names), ranges, drift,
+            profile.thresholds if profile else {}, rate, log_file,
+        )  # fmt: skip
+
+    def _take_version(self, state: _Version, servable: Servable, observations: Sequence[Observation]) -> None:
+        classes = [_classes_of(o, state.names) for o in observations]
+        now = time.monotonic()
+        answered = [c for c in classes if c is not None]
+        if answered:
+            rows = np.concatenate(answered)
+            rows = rows[rows >= 0]
+            if not state.names:
+                state.names = tuple(str(i) for i in range(int(rows.max()) + 1))
+            state.answered += len(rows)  # (modelport_predictions_total is counted on the request path)
+        for observation, row_classes in zip(observations, classes, strict=True):
+            if row_classes is not None:
+                self._remember(observation.request_id, _Answer(state.model, state.version, row_classes, now))
+        if state.drift is not None:
+            self._drift(state, observations, answered)
+        if state.log is not None:
+            self._write_log(state, observations, classes)
+
+    def _drift(
+        self, state: _Version, observations: Sequence[Observation], answered: list[np.ndarray]
+    ) -> None:
+        assert state.drift is not None
+        servable = observations[0].servable
+        assert servable.profile is not None
+        k = len(servable.profile.classes)
+        if answered:
+            rows = np.concatenate(answered)
+            state.drift.predictions.add(rows[rows < k])
+        for name, input_profile in servable.profile.inputs.items():
+            feeds = [o.call.feeds[name] for o in observations if o.call is not None and name in o.call.feeds]
+            if not feeds:
+                continue
+            bins = input_profile.bins(np.concatenate([f.reshape(len(f), -1) for f in feeds]))
+            for stat, values in bins.items():
+                state.drift.inputs[f"{name}.{stat}"].add(values)
+        state.scores = state.drift.scores(min(_LEAST_ROWS, state.drift.predictions.size))
+        for kind, value in state.scores.items():
+            self._metrics.drift.labels(state.model, state.version, kind).set(value)
+
+    def _write_log(
+        self, state: _Version, observations: Sequence[Observation], classes: Sequence[np.ndarray | None]
+    ) -> None:
+        assert state.log is not None
+        try:
+            for observation in observations:
+                if state.sample_rate >= 1.0 or random.random() < state.sample_rate:
+                    state.log.write(_record(state, observation))
+            state.log.flush()
+        except OSError as exc:
+            log.warning("prediction log %s: %s", state.log.path, exc)
+            self._metrics.dropped.labels(state.model).inc(len(observations))
+
+    def _remember(self, request_id: str, answer: _Answer) -> None:
+        answers = self._answers
+        answers.pop(request_id, None)  # a client reusing an id: the latest answer counts
+        answers[request_id] = answer
+        while len(answers) > self._options.feedback_requests:
+            answers.popitem(last=False)
+
+    def _sweep(self) -> None:
+        """Forget versions no longer served, and answers too old for feedback."""
+        served = {s for view in self._view().values() for s in view.versions.values()}
+        with self._lock:
+            for servable in [s for s in self._versions if s not in served]:
+                state = self._versions.pop(servable)
+                if state.log is not None:
+                    state.log.close()
+                self._metrics.forget(state.model, state.version, state.names)
+            oldest = time.monotonic() - self._options.feedback_seconds
+            while self._answers and next(iter(self._answers.values())).at < oldest:
+                self._answers.popitem(last=False)
+
+    # -- feedback and the report (the event loop's side) --
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every answer queued before now has been taken by the monitor thread."""
+        marker: Future[None] = Future()
+        self._queue.append(marker)
+        await asyncio.wait_for(asyncio.wrap_future(marker), timeout)
+
+    async def feedback(self, model: str, version: int | None, body: bytes) -> dict[str, Any]:
+        if not self._options.enabled:
+            raise ModelportError(
+                Code.FAILED_PRECONDITION,
+                "model monitoring is off on this server (--disable_model_monitoring)",
+            )
+        items = _parse_feedback(body)
+        await self.flush()
+        with self._lock:
+            pairs = self._judge(model, version, items)
+            accepted: dict[str, int] = {}
+            for answer, truth in pairs:
+                state = self._state_of(answer.model, answer.version)
+                if state is None:
+                    continue  # unloaded between the check and now: nothing to add it to
+                if state.confusion is None:
+                    state.confusion = Confusion(len(state.names), self._options.feedback_window)
+                state.confusion.add(truth, answer.classes)
+                answer.judged = True
+                self._metrics.feedback.labels(answer.model, answer.version).inc(len(truth))
+                accepted[answer.version] = accepted.get(answer.version, 0) + len(truth)
+            for key in accepted:
+                state = self._state_of(model, key)
+                if state is not None:
+                    self._export_live(state)
+        return {"accepted": sum(accepted.values()), "versions": self._live_summary(model, set(accepted))}
+
+    def _judge(
+        self, model: str, version: int | None, items: Sequence[tuple[str, list[Any]]]
+    ) -> list[tuple[_Answer, np.ndarray]]:
+        """Every item's answer and true classes, or one error naming every problem."""
+        unknown: list[str] = []
+        problems: list[str] = []
+        pairs: list[tuple[_Answer, np.ndarray]] = []
+        seen: set[str] = set()
+        for request_id, labels in items:
+            answer = self._answers.get(request_id)
+            if (
+                answer is None
+                or answer.model != model
+                or self._state_of(answer.model, answer.version) is None
+            ):
+                unknown.append(request_id)
+                continue
+            if version is not None and answer.version != str(version):
+                problems.append(
+                    f"request {request_id} was answered by version {answer.version}, not {version}"
+                )
+            elif answer.judged or request_id in seen:
+                problems.append(f"request {request_id} already has its feedback")
+            elif len(labels) != len(answer.classes):
+                problems.append(
+                    f"request {request_id} had {len(answer.classes)} rows: "
+                    f"give {len(answer.classes)} labels, not {len(labels)}"
+                )
+            else:
+                state = self._state_of(answer.model, answer.version)
+                assert state is not None
+                truth, bad = _class_indices(labels, state.names)
+                if bad:
+                    problems.append(f"request {request_id}: {bad}")
+                else:
+                    pairs.append((answer, truth))
+            seen.add(request_id)
+        if problems:
+            if unknown:
+                problems.append(_unknown_message(unknown, model, self._options))
+            raise invalid("; ".join(problems))
+        if unknown:
+            raise ModelportError(Code.NOT_FOUND, _unknown_message(unknown, model, self._options))
+        return pairs
+
+    def _state_of(self, model: str, version: str) -> _Version | None:
+        for state in self._versions.values():
+            if state.model == model and state.version == version:
+                return state
+        return None
+
+    def _export_live(self, state: _Version) -> None:
+        confusion = state.confusion
+        if confusion is None or confusion.accuracy is None:
+            return
+        self._metrics.live_accuracy.labels(state.model, state.version).set(confusion.accuracy)
+        for name, figures in confusion.per_class(state.names).items():
+            if figures["precision"] is not None:
+                self._metrics.live_precision.labels(state.model, state.version, name).set(
+                    figures["precision"]
+                )
+            if figures["recall"] is not None:
+                self._metrics.live_recall.labels(state.model, state.version, name).set(figures["recall"])
+
+    def _live_summary(self, model: str, versions: set[str]) -> dict[str, Any]:
+        out = {}
+        for state in self._versions.values():
+            if state.model == model and state.version in versions and state.confusion is not None:
+                out[state.version] = {
+                    "live_accuracy": state.confusion.accuracy,
+                    "feedback": state.confusion.total,
+                }
+        return out
+
+    async def report(self, view: ModelView, version: int | None) -> dict[str, Any]:
+        """The model's quality figures per served version (or the one asked for)."""
+        await self.flush()
+        servables = [view.resolve(version)] if version is not None else list(view.versions.values())
+        with self._lock:
+            versions = [self._report_version(s) for s in sorted(servables, key=lambda s: s.version)]
+        return {"model": view.name, "versions": versions}
+
+    def _report_version(self, servable: Servable) -> dict[str, Any]:
+        state = self._versions.get(servable)
+        profile = servable.profile
+        confusion = state.confusion if state is not None else None
+        names = state.names if state is not None else ()
+        drift = None
+        if profile is not None:
+            drift = {
+                "scores": dict(state.scores) if state is not None else {},
+                "thresholds": dict(profile.thresholds),
+                "window": profile.window,
+                "rows": state.drift.predictions.filled if state is not None and state.drift else 0,
+                "over": sorted(
+                    k for k, v in (state.scores if state else {}).items() if v > profile.thresholds[k]
+                ),
+            }
+        live = None
+        if confusion is not None:
+            live = {
+                "accuracy": confusion.accuracy,
+                "feedback": confusion.total,
+                "window": confusion.size,
+                "rows": confusion.filled,
+                "per_class": confusion.per_class(names),
+                "confusion_matrix": confusion.matrix.tolist(),
+                "classes": list(names),
+            }
+        return {
+            "version": str(servable.version),
+            "answered_rows": state.answered if state is not None else 0,
+            "published_accuracy": profile.accuracy if profile is not None else None,
+            "live": live,
+            "drift": drift,
+            "prediction_log": (
+                {"path": str(state.log.path), "sample_rate": state.sample_rate}
+                if state is not None and state.log is not None
+                else None
+            ),
+        }
+
+
+def _classes_of(observation: Observation, names: tuple[str, ...]) -> np.ndarray | None:
+    """The class index of each row of the answer: an argmax output's, else the argmax of a
+    2-D output (probabilities, scores, logits); None when the answer has no classes."""
+    call = observation.call
+    if call is None:
+        return None
+    for binding in call.wanted:
+        if binding.transform == "argmax":
+            value = observation.outputs[binding.name]
+            if value.dtype.kind in "iu":
+                return value.reshape(-1).astype(np.int64, copy=False)
+            index = {name: i for i, name in enumerate(binding.labels or names)}
+            return np.asarray([index.get(str(v), -1) for v in value.reshape(-1)], dtype=np.int64)
+    for binding in call.wanted:
+        value = observation.outputs[binding.name]
+        if value.ndim == 2 and value.shape[1] > 1 and value.dtype.kind == "f":
+            indices: np.ndarray = value.argmax(axis=1)
+            return indices
+    return None
+
+
+def _index_names(outputs: Any) -> tuple[str, ...]:
+    for binding in outputs:
+        size = binding.source.shape[-1] if binding.source.shape else -1
+        if binding.transform in ("argmax", "softmax") and size > 0:
+            return tuple(str(i) for i in range(size))
+    return ()
+
+
+def _record(state: _Version, observation: Observation) -> bytes:
+    call = observation.call
+    assert call is not None
+    inputs = {}
+    for name, value in call.feeds.items():
+        inputs[name] = _summary(value, state.ranges.get(name))
+    outputs = {
+        name: (
+            value
+            if value.size <= _MAX_LOGGED_VALUES
+            else {"shape": list(value.shape), "dtype": str(value.dtype)}
+        )
+        for name, value in observation.outputs.items()
+    }
+    stamp = datetime.datetime.fromtimestamp(observation.time, datetime.UTC).isoformat().replace("+00:00", "Z")
+    record = {
+        "time": stamp,
+        "request_id": observation.request_id,
+        "model": state.model,
+        "version": state.version,
+        "api": observation.api,
+        "latency_ms": round(observation.latency * 1000, 3),
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):  # object arrays (labels), non-contiguous ones
+        return value.tolist()
+    if isinstance(value, np.generic | bytes):
+        return str(value)
+    raise TypeError
+
+
+def _summary(value: np.ndarray, bounds: tuple[float, float] | None) -> dict[str, Any]:
+    """A model input's rows summarised: shape, mean, ink share (range known), a hash per row."""
+    out: dict[str, Any] = {"shape": list(value.shape)}
+    if value.dtype.kind not in "fiub" or value.ndim == 0:
+        return out
+    rows = value.reshape(len(value), -1) if value.ndim > 1 else value.reshape(-1, 1)
+    lo, hi = bounds if bounds is not None else (0.0, 0.0)
+    stats = statistics(rows, lo, hi)
+    out["intensity"] = [round(v, 5) for v in stats["intensity"].tolist()]
+    if bounds is not None:
+        out["ink"] = [round(v, 5) for v in stats["ink"].tolist()]
+    contiguous = np.ascontiguousarray(rows)
+    out["hash"] = [hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in contiguous]
+    return out
+
+
+def _parse_feedback(body: bytes) -> list[tuple[str, list[Any]]]:
+    """`{"feedback": [{"request_id": "...", "label": 3}, {"request_id": "...", "labels": [1, 4]}]}`
+    -> [(request id, labels)]; a label is a class index or a class name."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"feedback: not JSON: {exc}") from None
+    items = doc.get("feedback") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items:
+        raise invalid('feedback: give {"feedback": [{"request_id": "...", "label": ...}, ...]}')
+    if len(items) > _MAX_FEEDBACK_ITEMS:
+        raise invalid(f"feedback: {len(items)} items; send at most {_MAX_FEEDBACK_ITEMS} at a time")
+    parsed = []
+    for i, item in enumerate(items):
+        where = f"feedback[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
+            raise invalid(f"{where}: must be an object with a string request_id")
+        has_one, has_many = "label" in item, "labels" in item
+        if has_one == has_many or set(item) - {"request_id", "label", "labels"}:
+            raise invalid(f"{where}: give request_id and one of label (one row) or labels (one per row)")
+        labels = [item["label"]] if has_one else item["labels"]
+        if not isinstance(labels, list) or not labels:
+            raise invalid(f"{where}.labels: must be a non-empty list, one label per row of the request")
+        for label in labels:
+            if isinstance(label, bool) or not isinstance(label, int | str):
+                raise invalid(
+                    f"{where}: label {orjson.dumps(label).decode()[:60]} must be a class index (integer) "
+                    "or a class name (string)"
+                )
+        parsed.append((item["request_id"], labels))
+    return parsed
+
+
+def _class_indices(labels: Sequence[Any], names: tuple[str, ...]) -> tuple[np.ndarray, str]:
+    """Labels -> class indices, or the problem with them."""
+    index = {name: i for i, name in enumerate(names)}
+    out = []
+    for label in labels:
+        if isinstance(label, int) and 0 <= label < len(names):
+            out.append(label)
+        elif isinstance(label, str) and label in index:
+            out.append(index[label])
+        else:
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            return np.zeros(0, dtype=np.int64), (
+                f"label {label!r} is not a class of this model "
+                f"(indices 0-{len(names) - 1}, or names: {shown})"
+            )
+    return np.asarray(out, dtype=np.int64), ""
+
+
+def _unknown_message(unknown: Sequence[str], model: str, options: MonitorOptions) -> str:
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    return (
+        f"request ids not known for model '{model}': {shown} (an id is remembered for "
+        f"{options.feedback_seconds / 86400:g} days, the last {options.feedback_requests} of them, by the "
+        "replica that answered it, until it restarts or the version is unloaded)"
+    )
