@@ -7,6 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 from modelport.server.metrics import ServerMetrics
 from modelport.server.monitor import Monitor, MonitorOptions, Observation, _LogFile
 
@@ -33,9 +35,16 @@ def test_a_full_queue_drops_and_counts_and_never_waits() -> None:
     for i in range(5):
         observation = monitor.observe(servable, f"r{i}", "predict")
         assert isinstance(observation, Observation)
-        observation(SimpleNamespace(feeds={}, wanted=[]), {})  # type: ignore[arg-type]
+        observation(SimpleNamespace(feeds={"x": np.zeros(4)}, wanted=[]), {})  # type: ignore[arg-type]
         monitor.done(observation, 0.001)
     assert b'modelport_prediction_log_dropped_total{model="m"} 3.0' in metrics.render()
+    heavy = Monitor(metrics.quality, MonitorOptions(queue_bytes=100), dict)  # bytes bound too: 3 x 32
+    for i in range(5):
+        observation = heavy.observe(servable, f"h{i}", "predict")
+        assert observation is not None
+        observation(SimpleNamespace(feeds={"x": np.zeros(4)}, wanted=[]), {})  # type: ignore[arg-type]
+        heavy.done(observation, 0.001)
+    assert b'modelport_prediction_log_dropped_total{model="m"} 5.0' in metrics.render()
     unanswered = monitor.observe(servable, "never", "predict")
     monitor.done(unanswered, 0.001)  # the model never answered: nothing queued, nothing dropped
-    assert b'modelport_prediction_log_dropped_total{model="m"} 3.0' in metrics.render()
+    assert b'modelport_prediction_log_dropped_total{model="m"} 5.0' in metrics.render()

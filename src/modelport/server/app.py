@@ -268,7 +268,7 @@ class RestApp:
                 version = self._version_label(name, version_wanted)
             seconds = time.perf_counter() - started
             self._metrics.observe(model, version, verb, status, seconds)
-            if watch is not None:
+            if watch is not None and status == 200:
                 self._monitor.done(watch, seconds)  # type: ignore[union-attr]
 
     async def _feedback(self, send: Send, name: str, version: int | None, body: bytes) -> None:

@@ -216,7 +216,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 version = request.model_version if request.model_version in known else UNKNOWN
             seconds = time.perf_counter() - started
             self._metrics.observe(model, version, "grpc_infer", status, seconds)
-            if watch is not None:
+            if watch is not None and status == 200:
                 self._monitor.done(watch, seconds)  # type: ignore[union-attr]
 
 

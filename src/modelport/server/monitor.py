@@ -6,7 +6,8 @@ request's model inputs and outputs to (references only, no copy), and `done` app
 queue. Everything else runs in the monitor's thread, batch by batch (every 50 ms): the class of
 each answered row, the input statistics and their bins, the drift windows and scores, the
 request ids remembered for feedback, the prediction log's lines and files. The queue holds at
-most `queue_size` answers; past that an answer is counted in
+most `queue_size` answers holding at most `queue_bytes` of model inputs; past that an answer is
+counted in
 `modelport_prediction_log_dropped_total` and not monitored, never waited for.
 
 Feedback (`feedback`) names request ids with their true labels. The server remembers the
@@ -82,6 +83,7 @@ class MonitorOptions:
     sample_rate: float = 0.0  # the prediction log, for versions whose model.yaml sets none
     max_bytes: int = 64 * 1024 * 1024
     queue_size: int = 10_000
+    queue_bytes: int = 256 * 1024 * 1024  # model inputs held by the queue (an image model's are large)
     feedback_requests: int = 100_000
     feedback_seconds: float = 7 * 24 * 3600.0
     feedback_window: int = 1000
@@ -90,7 +92,7 @@ class MonitorOptions:
 class Observation:
     """One answered request, as the monitor thread needs it (references, not copies)."""
 
-    __slots__ = ("api", "call", "latency", "outputs", "request_id", "servable", "time")
+    __slots__ = ("api", "call", "latency", "outputs", "request_id", "servable", "size", "time")
 
     def __init__(self, servable: Servable, request_id: str, api: str) -> None:
         self.servable = servable
@@ -100,6 +102,7 @@ class Observation:
         self.outputs: dict[str, np.ndarray] = {}
         self.latency = 0.0
         self.time = 0.0
+        self.size = 0  # bytes of model inputs it holds
 
     def __call__(self, call: PreparedCall, outputs: dict[str, np.ndarray]) -> None:
         self.call = call
@@ -178,6 +181,8 @@ class Monitor:
         self._versions: dict[Servable, _Version] = {}
         self._answers: OrderedDict[str, _Answer] = OrderedDict()
         self._lock = threading.Lock()  # the thread's batches and feedback change the same state
+        self._size_lock = threading.Lock()
+        self._queued = 0  # bytes of model inputs queued
         self._log_dir = options.log_dir or default_log_dir()
         self._last_sweep = 0.0
 
@@ -187,11 +192,21 @@ class Monitor:
         return Observation(servable, request_id, api) if self._options.enabled else None
 
     def done(self, observation: Observation | None, seconds: float) -> None:
+        """`observation` answered (status 200) in `seconds`: queue it for the monitor's thread."""
         if observation is None or observation.call is None:  # the model never answered
             return
-        if len(self._queue) >= self._options.queue_size:
-            self._metrics.dropped.labels(observation.servable.model_name).inc()
-            return
+        size = 0
+        for array in observation.call.feeds.values():
+            size += array.nbytes
+        with self._size_lock:  # the REST and gRPC loops both queue
+            if (
+                len(self._queue) >= self._options.queue_size
+                or self._queued + size > self._options.queue_bytes
+            ):
+                self._metrics.dropped.labels(observation.servable.model_name).inc()
+                return
+            self._queued += size
+        observation.size = size
         observation.latency = seconds
         observation.time = time.time()
         self._queue.append(observation)
@@ -217,6 +232,8 @@ class Monitor:
                 item.set_result(None)
             else:
                 batch.append(item)
+                with self._size_lock:
+                    self._queued -= item.size
         self._take(batch)
         now = time.monotonic()
         if now - self._last_sweep >= 1.0:
@@ -266,7 +283,12 @@ class Monitor:
         spec = servable.logging
         rate = spec.sample_rate if spec is not None else self._options.sample_rate
         max_bytes = spec.max_bytes if spec is not None else self._options.max_bytes
-        log_file = _LogFile(self._log_dir / model / f"{version}.jsonl", max_bytes) if rate > 0 else None
+        log_file = None
+        if rate > 0:
+            try:
+                log_file = _LogFile(self._log_dir / model / f"{version}.jsonl", max_bytes)
+            except OSError as exc:  # an unwritable folder costs the log, not the monitoring
+                log.error("prediction log of %s version %s not written: %s", model, version, exc)
         return _Version(
             model, version, tuple(names), ranges, drift,
             profile.thresholds if profile else {}, rate, log_file,
@@ -350,7 +372,12 @@ class Monitor:
         """Wait until every answer queued before now has been taken by the monitor thread."""
         marker: Future[None] = Future()
         self._queue.append(marker)
-        await asyncio.wait_for(asyncio.wrap_future(marker), timeout)
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(marker), timeout)
+        except TimeoutError:
+            raise ModelportError(
+                Code.UNAVAILABLE, f"the quality monitor is more than {timeout:g} s behind; try again"
+            ) from None
 
     async def feedback(self, model: str, version: int | None, body: bytes) -> dict[str, Any]:
         if not self._options.enabled:
