@@ -7,7 +7,10 @@ by `apply`, naming the field. Real clients: requests with the test CA.
 
 Tokens: a `services:get` token reads Services of its namespace and nothing else (403 naming what
 is needed); a revoked one is refused (401); a gateway replica is given such a token, never the
-admin token."""
+admin token.
+
+Allow-list: apply refuses a Deployment whose args would change where, as whom or what code a replica
+runs, or whose basePath is outside the control plane's model roots, naming the field."""
 
 from __future__ import annotations
 
@@ -35,13 +38,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Plane]:
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory, pki: Pki, models: Path) -> Iterator[Plane]:
     plane = Plane(tmp_path_factory.mktemp("home"))
     secret = plane.home / "secrets" / "default" / "mnist-tls"
     secret.mkdir(parents=True)
     shutil.copy(pki.server_cert, secret / "tls.crt")
     shutil.copy(pki.server_key, secret / "tls.key")
-    plane.up()
+    plane.up("--model-root", str(models))
     yield plane
     plane.stop()
 
@@ -60,12 +68,11 @@ def _with_tls(name: str, base: Path, tls: dict[str, str]) -> list[dict[str, obje
 
 
 @pytest.fixture(scope="module")
-def mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mnist(models: Path) -> Path:
     from modelport.examples import write_mnist_repository
 
-    root = tmp_path_factory.mktemp("models") / "mnist"
-    write_mnist_repository(root)
-    return root
+    write_mnist_repository(models / "mnist")
+    return models / "mnist"
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +219,24 @@ def test_a_gateway_replica_gets_a_services_get_token_never_the_admin_token(
         answer = requests.post(url + "/", files={"img": image}, timeout=10)
     assert answer.json() == {"result": [5]}
     plane.cli("delete", "deployment", "front")
+
+
+def test_apply_refuses_unsafe_args_and_a_base_path_outside_the_model_roots(
+    plane: Plane, mnist: Path, models: Path, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(deployment_yaml("risky", mnist, replicas=1, model="mnist", service_port=None))
+    doc["spec"]["template"]["spec"]["args"] = ["--enable_batching", "--allow_pickle", "--host=0.0.0.0"]
+    out = _apply(plane, tmp_path, [doc], check=False)  # as a person sees it
+    assert "Error from server (Invalid): error when creating" in out or "Invalid" in out, out
+    assert "spec.template.spec.args[1]: --allow_pickle is not allowed: it runs the code inside pickled" in out
+    assert "spec.template.spec.args[2]: --host is not allowed" in out
+    assert "modelport up --allow-unsafe-args" in out
+    for outside in (tmp_path, models / ".." / tmp_path.name):
+        doc["spec"]["template"]["spec"]["args"] = []
+        doc["spec"]["template"]["spec"]["model"]["basePath"] = str(outside)
+        with pytest.raises(ModelportError) as refusal:
+            plane.client().create(doc)
+        assert refusal.value.message.startswith(
+            f"spec.template.spec.model.basePath: '{outside}' is outside the model roots ({models})"
+        )
+    assert "risky" not in {d["metadata"]["name"] for d in plane.items("Deployment")}

@@ -95,11 +95,26 @@ def fail(message: str, code: int = 1) -> None:
     show_default=True,
     help="Log files kept per replica: the live one and the rotated parts.",
 )
+@click.option(
+    "--model-root",
+    "model_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="A folder Deployments may serve models from (repeat for more); registry:// is always "
+    "allowed. [default: any folder]",
+)
+@click.option(
+    "--allow-unsafe-args",
+    is_flag=True,
+    help="Let a Deployment's args hold any `modelport serve` flag (--allow_pickle, --host, --auth=off, "
+    "...): only when everyone who may apply is trusted with this machine.",
+)
 def up(detach: bool, home: Path | None, **settings: Any) -> None:
     """Start the control plane: the API on loopback and the controllers."""
     from modelport.controlplane.main import ControlPlane, Options
 
     home = home or default_home()
+    settings["model_roots"] = tuple(str(Path(r).resolve()) for r in settings["model_roots"])
     options = Options(**settings)
     if detach:
         _detach(home, options)
@@ -131,8 +146,14 @@ def _detach(home: Path, options: Options) -> None:
     log_path = state / "controlplane.log"
     args = [sys.executable, "-m", "modelport", "up", "--home", str(home)]
     for name, value in dataclasses.asdict(options).items():
-        if value is not None:
-            args += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        if name == "model_roots":
+            for root in value:
+                args += ["--model-root", root]
+        elif isinstance(value, bool):
+            args += [flag] if value else []
+        elif value is not None:
+            args += [flag, str(value)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

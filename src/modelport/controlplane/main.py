@@ -72,6 +72,8 @@ class Options:
     prometheus_url: str | None = None  # for Object/External metrics (PromQL)
     container_log_max_size: str = "10Mi"  # a replica's log is rotated beyond this (Kubernetes' name)
     container_log_max_files: int = 5  # the live log and 4 rotated parts
+    model_roots: tuple[str, ...] = ()  # a Deployment's basePath must be inside one (empty: anywhere)
+    allow_unsafe_args: bool = False  # take any flag in a Deployment's args (security/allowlist.py)
 
 
 class ControlPlane:
@@ -115,7 +117,7 @@ class ControlPlane:
         )  # fmt: skip
         self.api = Api(
             self.store, self.recorder, self._usage, self._request_shutdown, self.autoscaler.history,
-            Admission(secrets),
+            Admission(secrets, tuple(Path(r) for r in options.model_roots), options.allow_unsafe_args),
         )  # fmt: skip
         self._stop = threading.Event()
         self._keep_replicas = False
@@ -183,6 +185,12 @@ class ControlPlane:
                 signum, lambda *_: threading.Thread(target=self._request_shutdown, args=(False,)).start()
             )
         log.info("control plane listening on http://127.0.0.1:%d", self.port)
+        if self.options.allow_unsafe_args:
+            log.warning(
+                "--allow-unsafe-args: apply takes any flag in a Deployment's args (--allow_pickle, ...)"
+            )
+        if not self.options.model_roots:
+            log.info("no --model-root: a Deployment's basePath may be any folder")
         try:
             self._server.serve_forever(poll_interval=0.2)
         finally:
