@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +26,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from modelport.errors import ModelportError
 from modelport.examples import write_mnist_repository
+from modelport.registry.convert import check_conversion
 from support import Server, flask_app, half_plus_two, mark_complete, port_below_the_ephemeral_range, running
 from tf_mnist import export_saved_model, held_out, png, train
 
@@ -315,3 +319,63 @@ def test_servers_without_tf_models_do_not_load_it_and_a_tf_model_names_the_extra
         assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {
             "predictions": [[3.0]]
         }
+
+
+ONNX_YAML = """\
+signatures:
+  serving_default:
+    inputs:
+      image_bytes:
+        tensor: pixels
+        image: {mode: L, width: 28, height: 28, scale: [0.0, %s]}
+    outputs:
+      classes: {from: probabilities, transform: argmax}
+      probabilities: {from: probabilities}
+"""
+
+
+def _publish(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MODELPORT_HOME": str(home)}
+    command = [sys.executable, "-m", "modelport", "registry", "publish", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_publish_convert_onnx_serves_the_same_classes_and_a_disagreement_is_refused(
+    article: Server, built: dict[str, Any], tmp_path: Path
+) -> None:
+    """The SavedModel's `pixels` signature converted with tf2onnx; the image decoding the graph
+    did is declared for modelport (--model-yaml); the check asks both the whole test split."""
+    requests_ = [{"image_bytes": _b64(png(i))} for i in built["images"]]
+    (tmp_path / "eval.json").write_text(json.dumps({"instances": requests_}))
+    (tmp_path / "onnx.yaml").write_text(ONNX_YAML % "1.0")
+    home, repo = tmp_path / "home", tmp_path / "repo"
+    saved_model = str(built["root"] / "saved_model" / "1")
+    convert = ["--convert", "onnx", "--signature", "pixels", "--eval-data", str(tmp_path / "eval.json")]
+    done = _publish(home, "mnist", saved_model, *convert, "--model-yaml", str(tmp_path / "onnx.yaml"),
+                    "--repository", str(repo))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "converted to ONNX and checked on 500 rows: classes 0, probabilities" in done.stdout
+    version = repo / "1"
+    assert (version / "model.onnx").is_file() and (version / "saved_model" / "saved_model.pb").is_file()
+    check = json.loads((version / "conversion.json").read_text())
+    assert check["agrees"] and check["rows"] == 500 and check["outputs"]["classes"] == {"values_different": 0}
+    assert check["outputs"]["probabilities"]["max_abs_diff"] < 1e-4
+    # Scaled to 0..255 where the graph scaled to 0..1: the answers differ, and the check says so.
+    wrong = tmp_path / "wrong"
+    shutil.copytree(version, wrong)
+    (wrong / "model.yaml").write_text("platform: onnx\nmodel_file: model.onnx\n" + ONNX_YAML % "255.0")
+    with pytest.raises(ModelportError, match=r"conversion refused: .*\(500 rows\).*output 'probabilities': "):
+        check_conversion(wrong, tmp_path / "eval.json")
+    # The ONNX version served: the same classes as the SavedModel for every digit of the split.
+    work = tmp_path / "serve"
+    work.mkdir()
+    with running(["--model_name", "mnist", "--model_base_path", str(repo)], work) as onnx_server:
+        onnx_server.wait_ready(60)
+        assert (
+            onnx_server.get("/v1/models/mnist/metadata").json()["metadata"]["modelport"]["platform"] == "onnx"
+        )
+        for start in range(0, len(requests_), 64):
+            body = {"instances": requests_[start : start + 64]}
+            tf_rows = article.post("/v1/models/mnist:predict", body).json()["predictions"]
+            onnx_rows = onnx_server.post("/v1/models/mnist:predict", body).json()["predictions"]
+            assert [r["classes"] for r in onnx_rows] == [r["classes"] for r in tf_rows]

@@ -50,6 +50,17 @@ def registry() -> None:
 @click.option("--repository", type=click.Path(file_okay=False, path_type=Path),
               help="The model repository a server watches (first publish only).")  # fmt: skip
 @click.option("--description", default="")
+@click.option("--convert", "convert_to", type=click.Choice(["onnx"]),
+              help="Convert a TensorFlow SavedModel (tf2onnx), serve the ONNX, keep the original; "
+              "refused if the two answer --eval-data differently.")  # fmt: skip
+@click.option("--signature", default="serving_default", show_default=True,
+              help="With --convert: the SavedModel signature to convert.")  # fmt: skip
+@click.option("--model-yaml", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --convert: the ONNX model's model.yaml (how its images are decoded).")  # fmt: skip
+@click.option("--eval-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --convert: a TF Serving request body both models must answer alike.")  # fmt: skip
+@click.option("--atol", type=float, help="With --convert: absolute tolerance on float outputs [1e-4].")
+@click.option("--rtol", type=float, help="With --convert: relative tolerance on float outputs [1e-3].")
 @_errors
 def publish(
     name: str,
@@ -60,6 +71,12 @@ def publish(
     allow_breaking: bool,
     repository: Path | None,
     description: str,
+    convert_to: str | None,
+    signature: str,
+    model_yaml: Path | None,
+    eval_data: Path | None,
+    atol: float | None,
+    rtol: float | None,
 ) -> None:
     """Publish FOLDER (a model version: model file, model.yaml, ...) as the next version of NAME."""
     metrics: dict[str, float] = {}
@@ -81,12 +98,24 @@ def publish(
         if not sep:
             raise click.BadParameter(f"{gate!r}: write it like 'accuracy>=0.98'", param_hint="--gate")
         parsed[metric.strip()] = sep + rule
-    record = _open().publish(
-        name, folder, metrics=metrics, environment=environment, parent=parent, gates=parsed,
+    common: dict[str, Any] = dict(
+        metrics=metrics, environment=environment, parent=parent, gates=parsed,
         allow_breaking=allow_breaking, expected_sha256=expected,
         repository=repository.resolve() if repository else None, description=description,
         profile=profile,
     )  # fmt: skip
+    if convert_to is None:
+        record = _open().publish(name, folder, **common)
+    else:
+        record = _open().publish_converted(
+            name, folder, to=convert_to, signature=signature, model_yaml=model_yaml,
+            eval_data=eval_data, atol=atol, rtol=rtol, **common,
+        )  # fmt: skip
+        check = record.environment["conversion"]
+        differences = ", ".join(
+            f"{k} {v.get('max_abs_diff', v.get('values_different'))}" for k, v in check["outputs"].items()
+        )
+        click.echo(f"converted to ONNX and checked on {check['rows']} rows: {differences}")
     click.echo(f"published {name} version {record.version} (sha256 {record.sha256[:12]})")
 
 

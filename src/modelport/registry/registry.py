@@ -260,6 +260,37 @@ class Registry:
         self.sync(name)
         return self.version(name, record.version)
 
+    def publish_converted(
+        self,
+        name: str,
+        folder: Path,
+        *,
+        to: str = "onnx",
+        signature: str = "serving_default",
+        model_yaml: Path | None = None,
+        eval_data: Path | None = None,
+        atol: float | None = None,
+        rtol: float | None = None,
+        **publish: Any,
+    ) -> VersionRecord:
+        """`publish`, of FOLDER (a SavedModel) converted to ONNX and checked against it
+        (registry/convert.py); the check's record goes into the version and its environment."""
+        from modelport.registry import convert
+
+        if to != "onnx":
+            raise invalid(f"--convert {to!r}: only onnx is a conversion target")
+        staging = self.root / "staging" / uuid.uuid4().hex
+        try:
+            record = convert.convert_to_onnx(
+                folder, staging, signature=signature, model_yaml=model_yaml, eval_data=eval_data,
+                atol=convert.DEFAULT_ATOL if atol is None else atol,
+                rtol=convert.DEFAULT_RTOL if rtol is None else rtol,
+            )  # fmt: skip
+            environment = {**dict(publish.pop("environment", None) or {}), "conversion": record}
+            return self.publish(name, staging, environment=environment, **publish)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
     def label(self, name: str, label: str, version: int | None) -> None:
         if not _LABEL.fullmatch(label):
             raise invalid(f"label {label!r} must match [A-Za-z][A-Za-z0-9_-]*")
