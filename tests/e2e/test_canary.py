@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import psutil
 import pytest
 import requests
 import yaml
@@ -88,8 +91,10 @@ class Load:
     """Requests from threads through the Service, each outcome kept: (time, the answering model
     version, or what went wrong)."""
 
-    def __init__(self, url: str, bodies: list[dict[str, Any]], threads: int = 3) -> None:
-        self.url, self.bodies = url + "/v1/models/mnist:predict", bodies
+    def __init__(
+        self, url: str, bodies: list[dict[str, Any]], threads: int = 3, model: str = "mnist"
+    ) -> None:
+        self.url, self.bodies = f"{url}/v1/models/{model}:predict", bodies
         self.outcomes: list[tuple[float, str]] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
@@ -126,13 +131,21 @@ class Load:
         return [o for _, o in self.outcomes[start:]]
 
 
-def rollout_yaml(name: str, base: Path, steps: list[Any], deadline: int = 20) -> str:
+def rollout_yaml(
+    name: str,
+    base: Path,
+    steps: list[Any],
+    deadline: int = 20,
+    model: str = "mnist",
+    args: tuple[str, ...] = (),
+    replicas: int = 2,
+) -> str:
     docs = [
         {"apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": name},
-         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                   "progressDeadlineSeconds": deadline,
                   "template": {"metadata": {"labels": {"app": name}},
-                               "spec": {"model": {"name": "mnist", "basePath": str(base)}}},
+                               "spec": {"model": {"name": model, "basePath": str(base)}, "args": list(args)}},
                   "strategy": {"canary": {"steps": steps, "abortScaleDownDelaySeconds": 2}}}},
         {"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
          "spec": {"selector": {"app": name}, "ports": [{"port": 0}]}},
@@ -188,6 +201,19 @@ def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(
         assert abs(share - 0.20) <= 0.03, share
         got = plane.cli("get", "rollout", "good").stdout
         assert "Paused" in got and "20%" in got and "1/5" in got, got
+        # The control plane dies mid-step: the step and the weights are in the store and HAProxy.
+        pid = plane.pid
+        os.kill(pid, signal.SIGKILL)
+        plane.wait(
+            lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 10, "it to die"
+        )
+        plane.up()
+        again = len(load.outcomes)
+        plane.wait(lambda: len(load.outcomes) >= again + 250, 60, "250 answers after the restart")
+        share = load.since(again)[:250].count(CANARY) / 250
+        assert abs(share - 0.20) <= 0.03, share
+        st = status(plane, "good")
+        assert (st["phase"], st["currentStepIndex"], st["canaryWeight"]) == ("Paused", 1, 20)
         plane.cli("rollout", "promote", "rollout/good")
         began = time.monotonic()
         plane.cli("rollout", "status", "rollout/good", "--timeout", "120")
@@ -202,72 +228,127 @@ def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(
     assert "class-distance: Successful" in described and "canary and" in described, described
 
 
+# One Rollout of v1 for the next three tests, each moving its template to another model: the
+# stable revision stays v1 throughout (a canary that is aborted is never promoted).
+SHARED_STEPS = [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "shared-health"}]}}]
+
+
+@pytest.fixture(scope="module")
+def shared(plane: Plane, models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> str:
+    return deployed(plane, tmp_path_factory.mktemp("shared"), models, "shared", SHARED_STEPS)
+
+
 def test_a_bad_version_is_aborted_by_the_distribution_analysis_and_no_request_fails(
-    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path, shared: str
 ) -> None:
-    check = {"analysis": {"templates": [{"templateName": "bad-health"}]}}
-    steps = [{"setWeight": 20}, check, {"setWeight": 100}]
-    url = deployed(plane, tmp_path, models, "bad", steps)
-    with Load(url, digits) as load:
-        moved(plane, tmp_path, "bad", models["bad"], steps)
-        plane.wait(lambda: status(plane, "bad").get("canaryWeight") == 20, 60, "the canary at 20%")
+    with Load(shared, digits) as load:
+        moved(plane, tmp_path, "shared", models["bad"], SHARED_STEPS)
+        plane.wait(lambda: status(plane, "shared").get("canaryWeight") == 20, 60, "the canary at 20%")
         weighted = time.monotonic()
-        plane.wait(lambda: status(plane, "bad")["phase"] == "Degraded", 30, "the bad canary aborted")
+        plane.wait(lambda: status(plane, "shared")["phase"] == "Degraded", 30, "the bad canary aborted")
         took = time.monotonic() - weighted
         print(f"bad canary aborted {took:.1f} s after its weight was set (analysis interval 2 s)")
         aborted = len(load.outcomes)
         plane.wait(lambda: len(load.outcomes) >= aborted + 200, 30, "200 answers after the abort")
-    st = status(plane, "bad")
+    st = status(plane, "shared")
     assert st["canaryWeight"] == 0 and st["stableHash"] != st["currentPodHash"]
     assert 'Metric "class-distance" assessed Failed' in st["message"], st["message"]
     assert took < 2 * 2 + 3  # two analysis intervals, and a margin for the controllers' rounds
     assert load.failures() == [], load.failures()[:5]
     assert CANARY in load.since(0) and set(load.since(aborted + 20)) == {STABLE}
-    done = plane.cli("rollout", "status", "rollout/bad", check=False)
+    done = plane.cli("rollout", "status", "rollout/shared", check=False)
     assert done.returncode == 1 and "aborted" in done.stderr, done
+    watched = plane.cli("get", "rollout", "shared", "-w", "--watch-timeout", "0.5").stdout
+    assert "Degraded" in watched and "0%" in watched, watched
     events = [e for e in plane.items("Event") if e["reason"] == "RolloutAborted"]
     assert any("class-distance" in e["message"] for e in events)
 
     def scaled_down() -> bool:
-        pods = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "bad"]
-        return len(pods) == 2 and all(
-            p["metadata"]["labels"]["pod-template-hash"] == st["stableHash"] for p in pods
-        )
+        pods = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "shared"]
+        hashes = [p["metadata"]["labels"]["pod-template-hash"] for p in pods]
+        return hashes == [st["stableHash"]] * 2
 
     plane.wait(scaled_down, 30, "the aborted canary scaled down")
 
 
 def test_a_canary_that_never_gets_ready_never_gets_a_request(
-    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path, shared: str
 ) -> None:
-    steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
-    url = deployed(plane, tmp_path, models, "crash", steps)
-    with Load(url, digits) as load:
-        moved(plane, tmp_path, "crash", models["missing"], steps, deadline=6)
-        plane.wait(lambda: status(plane, "crash")["phase"] == "Degraded", 60, "the deadline to abort it")
-    st = status(plane, "crash")
-    assert "ProgressDeadlineExceeded" in st["message"], st["message"]
+    with Load(shared, digits) as load:
+        moved(plane, tmp_path, "shared", models["missing"], SHARED_STEPS, deadline=6)
+        plane.wait(
+            lambda: "ProgressDeadlineExceeded" in status(plane, "shared")["message"], 60, "the deadline"
+        )
+    assert status(plane, "shared")["phase"] == "Degraded"
     assert load.failures() == [] and set(load.since(0)) == {STABLE}, load.failures()[:5]
 
 
 def test_a_canary_with_no_traffic_is_inconclusive_never_successful(
-    plane: Plane, models: dict[str, Path], tmp_path: Path
+    plane: Plane, models: dict[str, Path], tmp_path: Path, shared: str
 ) -> None:
-    steps = [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "quiet-health"}]}}]
-    deployed(plane, tmp_path, models, "quiet", steps)
-    moved(plane, tmp_path, "quiet", models["good"], steps)
+    moved(plane, tmp_path, "shared", models["good"], SHARED_STEPS)
 
     def ended() -> bool:
-        st = status(plane, "quiet")
+        st = status(plane, "shared")
         return bool(st["phase"] == "Paused" and "inconclusive" in st["message"])
 
     plane.wait(ended, 60, "the analysis to end")
-    run = next(r for r in plane.items("AnalysisRun") if r["metadata"]["labels"]["rollout"] == "quiet")
+    canary = status(plane, "shared")["canaryHash"]
+    run = next(r for r in plane.items("AnalysisRun") if r["metadata"]["labels"]["canary-hash"] == canary)
     assert run["status"]["phase"] == "Inconclusive"
     measured = [m for r in run["status"]["metricResults"] for m in r["measurements"]]
     assert measured and all(m["phase"] == "Inconclusive" and m["value"] is None for m in measured)
     assert "fewer than minSamples" in measured[0]["message"]
     # A person decides: abort takes the weight back and says why.
-    plane.cli("rollout", "abort", "rollout/quiet")
-    plane.wait(lambda: status(plane, "quiet")["phase"] == "Degraded", 30, "the abort")
-    assert "modelport rollout abort" in status(plane, "quiet")["message"]
+    plane.cli("rollout", "abort", "rollout/shared")
+    plane.wait(lambda: "modelport rollout abort" in status(plane, "shared")["message"], 30, "the abort")
+    assert status(plane, "shared")["phase"] == "Degraded"
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small scikit-learn classifier (pickled: the replicas run with --allow_pickle) as version 1,
+    and the same one answering 80 ms late as version 2 of another repository."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from modelport.testing.slow import Slowed
+
+    root = tmp_path_factory.mktemp("iris")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(90, 4))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int))
+    for folder, estimator in (("fast/1", model), ("slow/2", Slowed(model, 0.08))):
+        (root / folder).mkdir(parents=True)
+        joblib.dump(estimator, root / folder / "model.joblib")
+    return {"fast": root / "fast", "slow": root / "slow"}
+
+
+def test_a_slow_version_is_aborted_by_the_p99_analysis(
+    plane: Plane, iris: dict[str, Path], tmp_path: Path
+) -> None:
+    steps = [{"setWeight": 25}, {"analysis": {"templates": [{"templateName": "slow-latency"}]}}]
+    p99 = {"name": "p99", "interval": "2s", "count": 2, "successCondition": "result < 0.05",
+           "provider": {"modelport": {"metric": "latencyP99", "minSamples": 5}}}  # fmt: skip
+    latency = {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate", "metadata": {"name": "slow-latency"},
+               "spec": {"metrics": [p99]}}  # fmt: skip
+    extra = "---\n" + yaml.safe_dump(latency)
+    args = ("--allow_pickle",)
+    apply(
+        plane,
+        tmp_path,
+        rollout_yaml("slow", iris["fast"], steps, model="iris", args=args, replicas=1) + extra,
+    )
+    plane.cli("rollout", "status", "rollout/slow", "--timeout", "120")
+    body = [{"instances": [[0.5, -0.2, 0.1, 0.3]]}]
+    with Load(plane.service_url("slow"), body, model="iris") as load:
+        apply(
+            plane,
+            tmp_path,
+            rollout_yaml("slow", iris["slow"], steps, model="iris", args=args, replicas=1) + extra,
+        )
+        plane.wait(lambda: status(plane, "slow")["phase"] == "Degraded", 60, "the slow canary aborted")
+    message = status(plane, "slow")["message"]
+    assert 'Metric "p99" assessed Failed' in message, message
+    assert load.failures() == [], load.failures()[:5]
+    assert CANARY in load.since(0)  # it was called, and found slow
