@@ -107,10 +107,13 @@ def test_write_repository_publishes_a_complete_version(tmp_path: Path) -> None:
 
 
 def test_the_example_objects_are_valid() -> None:
-    """examples/mnist/deploy.yaml and hpa.yaml, as the README applies them."""
+    """examples/mnist/deploy.yaml, hpa.yaml, analysis.yaml and rollout.yaml, as the README applies them."""
     from modelport.spec import load_objects
 
     root = Path(__file__).resolve().parents[2] / "examples" / "mnist"
-    files = ("deploy.yaml", "hpa.yaml")
+    files = ("deploy.yaml", "hpa.yaml", "analysis.yaml", "rollout.yaml")
     kinds = [o.kind for name in files for o in load_objects((root / name).read_text(), name)]
-    assert kinds == ["Deployment", "Service", "Deployment", "Service", "HorizontalPodAutoscaler"]
+    assert kinds == [
+        "Deployment", "Service", "Deployment", "Service", "HorizontalPodAutoscaler",
+        "AnalysisTemplate", "Rollout", "Service",
+    ]  # fmt: skip

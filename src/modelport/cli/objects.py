@@ -250,25 +250,26 @@ def set_() -> None:
 @click.option("--name", default=None, help="The model's name, if it changes too.")
 @namespace_option
 def set_model(ref: str, base_path: str, name: str | None, namespace: str) -> None:
-    """Point deployment/NAME at another model folder or registry://MODEL@LABEL (like `kubectl set image`)."""
+    """Point deployment/NAME (or rollout/NAME: a canary) at another model folder or
+    registry://MODEL@LABEL (like `kubectl set image`)."""
     with reporting():
         kind, deployment = split_ref(ref, None)
-        if kind != "Deployment" or not deployment:
-            raise ModelportError(Code.INVALID_ARGUMENT, "set model works on deployment/NAME")
+        if kind not in ("Deployment", "Rollout") or not deployment:
+            raise ModelportError(Code.INVALID_ARGUMENT, "set model works on deployment/NAME or rollout/NAME")
 
         def change(d: Obj) -> None:
             model = d["spec"]["template"]["spec"].get("model")
             if model is None:
                 raise ModelportError(
-                    Code.INVALID_ARGUMENT, f"deployment/{deployment} runs no model (a gateway?)"
+                    Code.INVALID_ARGUMENT, f"{kind.lower()}/{deployment} runs no model (a gateway?)"
                 )
             model["basePath"] = base_path
             if name:
                 model["name"] = name
             d["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = f"modelport set model {base_path}"
 
-        update_with_retry(client(), "Deployment", deployment, namespace, change)
-        click.echo(f"deployment/{deployment} model updated")
+        update_with_retry(client(), kind, deployment, namespace, change)
+        click.echo(f"{kind.lower()}/{deployment} model updated")
 
 
 COMMANDS = [apply, get, describe_, delete, scale, set_]
