@@ -12,9 +12,12 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 def line_chart(
     series: Mapping[str, Sequence[tuple[float, float]]], title: str, x_label: str,
     width: int = 420, height: int = 240, step: bool = False, floor: float | None = None,
+    marks: Sequence[tuple[float, str]] = (),
 ) -> str:  # fmt: skip
     """One polyline per named series of (x, y) points; `step` draws values held until the next
-    point (counts such as replicas); `floor` pins the y axis' low end (0 for counts)."""
+    point (counts such as replicas); `floor` pins the y axis' low end (0 for counts); `marks`
+    are events at an x (an autoscaler's decisions): a dashed vertical line, the words as its
+    tooltip."""
     pad = 40
     points_all = [p for points in series.values() for p in points]
     if not points_all:
@@ -53,5 +56,12 @@ def line_chart(
             f'<text x="{width - pad}" y="{pad + 14 * i}" text-anchor="end" fill="{color}">'
             f"{escape(name)}</text>"
         )
+    for x, words in marks:
+        if first <= x <= last:
+            left, _ = at(x, low).split(",")
+            parts.append(
+                f'<line class="mark" x1="{left}" y1="{pad}" x2="{left}" y2="{height - pad}" stroke="#555" '
+                f'stroke-dasharray="4 3"><title>{escape(words)}</title></line>'
+            )
     parts.append("</svg>")
     return "".join(parts)

@@ -7,6 +7,7 @@ import click
 from modelport import __version__
 from modelport.cli.build import build
 from modelport.cli.cluster import down, up
+from modelport.cli.dashboard import dashboard
 from modelport.cli.diagnose import diagnose
 from modelport.cli.evaluate import evaluate
 from modelport.cli.example import example
@@ -48,6 +49,7 @@ for command in [
     prometheus_config,
     monitoring,
     diagnose,
+    dashboard,
     gateway,
     render,
     build,

@@ -11,6 +11,9 @@
     GET    /api/prometheus/targets                                replicas and load balancers, for
                                                                   Prometheus' http_sd
     GET    /metrics                                               the objects' state (state_metrics.py)
+    GET    /dashboard[/{ns}/{name}[/versions/{v}]]                HTML pages (dashboard_page.py); a
+                                                                  browser passes the token once as
+                                                                  ?token=, then by cookie
     GET    /api/history/{ns}/{hpa}                                an HPA's decisions over time
     POST   /api/shutdown                                          {"keepReplicas": bool}
     GET    /healthz                                               (the only path without the token)
@@ -31,6 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from modelport.controlplane.admission import Admission
+from modelport.controlplane.dashboard import History
+from modelport.controlplane.dashboard_page import Dashboard
 from modelport.controlplane.meta import (
     HASH_LABEL,
     Recorder,
@@ -72,6 +77,7 @@ class Api:
         shutdown: Callable[[bool], None],
         history: Callable[[str, str], list[Obj]] = lambda namespace, name: [],
         admission: Admission | None = None,
+        dashboard: Dashboard | None = None,
     ) -> None:
         self.store = store
         self._events = recorder
@@ -80,6 +86,7 @@ class Api:
         self._history = history
         self._admission = admission or Admission()
         self._state_metrics = state_registry(store)
+        self.dashboard = dashboard or Dashboard(lambda kind: store.list_kind(kind)[0], History())
 
     def create(self, kind: str, namespace: str, body: Obj) -> Obj:
         obj = self._validated(kind, namespace, body)

@@ -11,6 +11,7 @@ change until the watch ends).
 from __future__ import annotations
 
 import hmac
+import http.cookies
 import json
 import math
 import re
@@ -37,6 +38,7 @@ class Call:
     name: str
     query: dict[str, str]
     body: Callable[[], Obj]
+    version: str = ""  # a dashboard version page's
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ _BOOLS = {
     **dict.fromkeys(("1", "t", "T", "true", "TRUE", "True"), True),
     **dict.fromkeys(("0", "f", "F", "false", "FALSE", "False"), False),
 }
+COOKIE = "modelport_token"
 _DIGITS = re.compile("[0-9]+")  # str.isdigit() would take "²" and int() "+1", " 1" and "1_0"
 
 
@@ -114,6 +117,10 @@ def _changes(api: Api, kind: str, namespace: str | None, query: dict[str, str]) 
     )
 
 
+def _html(page: str) -> Reply:
+    return Reply(200, raw=("text/html; charset=utf-8", page.encode()))
+
+
 def _rollback(api: Api, call: Call) -> Obj:
     to = call.body().get("toRevision", 0)
     if not isinstance(to, int) or to < 0:
@@ -136,6 +143,10 @@ _TABLE: list[tuple[str, str, Route]] = [
     ("GET", "/api/top", lambda api, c: api.top()),
     ("GET", "/api/prometheus/targets", lambda api, c: api.prometheus_targets()),
     ("GET", "/metrics", lambda api, c: Reply(200, raw=(METRICS_TYPE, api.metrics()))),
+    ("GET", "/dashboard", lambda api, c: _html(api.dashboard.index())),
+    ("GET", f"/dashboard/{_NS}/{_NAME}", lambda api, c: _html(api.dashboard.deployment(c.namespace, c.name))),
+    ("GET", f"/dashboard/{_NS}/{_NAME}/versions/(?P<version>[^/]+)",
+     lambda api, c: _html(api.dashboard.version(c.namespace, c.name, c.version))),
     ("GET", f"/api/history/{_NS}/{_NAME}", lambda api, c: api.history(c.namespace, c.name)),
     ("POST", "/api/shutdown", _shutdown),
     ("POST", f"{PREFIX}/namespaces/{_NS}/(?P<plural>deployments)/{_NAME}/rollback", _rollback),
@@ -157,7 +168,8 @@ def route(method: str, path: str, query: dict[str, str], body: Callable[[], Obj]
         if match and wanted == method:
             parts = match.groupdict()
             kind = _kind(parts["plural"]) if "plural" in parts else ""
-            return found, Call(kind, parts.get("namespace") or "", parts.get("name") or "", query, body)
+            namespace, name = parts.get("namespace") or "", parts.get("name") or ""
+            return found, Call(kind, namespace, name, query, body, parts.get("version") or "")
     match = _ANY_OBJECT.fullmatch(path)
     if match is None:
         raise ModelportError(Code.NOT_FOUND, f"no such path: {path}")
@@ -200,12 +212,14 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ApiServer
     _length = 0  # the request's Content-Length, checked before anything else
+    _cookie: str | None = None  # the dashboard's, to set with this answer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _handle(self) -> None:
         url = urllib.parse.urlsplit(self.path)
+        self._cookie = None  # one handler serves every request of a kept-alive connection
         try:
             try:
                 self._length = content_length(self.headers.get_all("Content-Length") or [])
@@ -215,8 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path == "/healthz":
                 self._send(200, {"status": "ok"})
                 return
-            who = self.server.principal(self.headers.get("Authorization", ""))
-            query = checked_query(dict(urllib.parse.parse_qsl(url.query)))
+            raw = dict(urllib.parse.parse_qsl(url.query))
+            who, self._cookie = self._authenticate(url.path, raw)
+            query = checked_query(raw)
             found, call = route(self.command, url.path, query, self._body)
             if not who.allows(self.command, call.kind, call.namespace or None):
                 raise ModelportError(
@@ -237,11 +252,27 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def _authenticate(self, path: str, query: dict[str, str]) -> tuple[Principal, str | None]:
+        """Who sends the request, by its bearer token; for the dashboard's pages (GET, read-only)
+        also by the token a browser was given in the URL (`modelport dashboard` prints it),
+        answered with a cookie so the pages' links need not carry it, or by that cookie.
+        Returns the principal and the cookie to set, if any."""
+        given = self.headers.get("Authorization", "")
+        if given or self.command != "GET" or not (path == "/dashboard" or path.startswith("/dashboard/")):
+            return self.server.principal(given), None
+        if "token" in query:
+            who = self.server.principal(f"Bearer {query['token']}")
+            return who, f"{COOKIE}={query['token']}; Path=/dashboard; HttpOnly; SameSite=Strict"
+        cookies = http.cookies.SimpleCookie(self.headers.get("Cookie", ""))
+        return self.server.principal(f"Bearer {cookies[COOKIE].value}" if COOKIE in cookies else ""), None
+
     def _send(self, code: int, body: Obj | Objs | None) -> None:
         self._send_raw(code, "application/json", json.dumps(body).encode())
 
     def _send_raw(self, code: int, content_type: str, data: bytes) -> None:
         headers = {"Content-Type": content_type, "Content-Length": str(len(data))}
+        if self._cookie:
+            headers["Set-Cookie"] = self._cookie
         if self.close_connection:  # the client asked, or the request's framing is broken: say so
             headers["Connection"] = "close"
         self._head(code, headers)

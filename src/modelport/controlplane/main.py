@@ -19,6 +19,7 @@ controller ends only that controller's pass. Either way the next round retries.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -36,6 +37,8 @@ from modelport.controlplane.analysis import AnalysisController
 from modelport.controlplane.api import Api
 from modelport.controlplane.apiserver import make_server
 from modelport.controlplane.autoscaler import Autoscaler, PodMetrics
+from modelport.controlplane.dashboard import History
+from modelport.controlplane.dashboard_page import Dashboard
 from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
 from modelport.controlplane.home import (
     check_token_file,
@@ -115,9 +118,12 @@ class ControlPlane:
             self.store, self.clock, self.recorder, PodMetrics(self.metrics, options.prometheus_url),
             options.hpa_sync_seconds, self.dir / "hpa",
         )  # fmt: skip
+        self.history = History()
+        dashboard = Dashboard(lambda kind: self.store.list_kind(kind)[0], self.history, self._published)
         self.api = Api(
             self.store, self.recorder, self._usage, self._request_shutdown, self.autoscaler.history,
             Admission(secrets, tuple(Path(r) for r in options.model_roots), options.allow_unsafe_args),
+            dashboard,
         )  # fmt: skip
         self._stop = threading.Event()
         self._keep_replicas = False
@@ -132,6 +138,21 @@ class ControlPlane:
                 namespace, pod = key.split(".", 1)
                 items.append({"pod": pod, "namespace": namespace, **usage})
         return {"items": items}
+
+    def _published(self, model: str, version: int) -> dict[str, Any] | None:
+        """The registry's record of a version (for the dashboard), None if it has none."""
+        if not (self.home / "registry.db").exists():  # opening it would make one
+            return None
+        from modelport.registry import Registry
+
+        try:
+            return dataclasses.asdict(Registry.open(self.home).version(model, version))
+        except ModelportError:
+            return None
+
+    def _record_history(self) -> None:
+        kinds = ("Deployment", "ReplicaSet", "Pod", "HorizontalPodAutoscaler", "Event")
+        self.history.record(self.clock.now(), {k: self.store.list_kind(k)[0] for k in kinds}, self.metrics)
 
     def _request_shutdown(self, keep_replicas: bool) -> None:
         self._keep_replicas = keep_replicas
@@ -149,7 +170,11 @@ class ControlPlane:
                 controller.sync_all()
             except Exception:  # one bad object must not stop the control plane
                 log.exception("%s failed; retrying next round", type(controller).__name__)
-        self.metrics.collect(self.kubelet.processes())
+        if self.metrics.collect(self.kubelet.processes()):
+            try:
+                self._record_history()
+            except Exception:  # the dashboard's memory must not stop the controllers
+                log.exception("recording the dashboard's history failed")
         # Its own log too (`up --detach` makes it its output), by the replicas' rule: a Pod that
         # fails every round logs a traceback every round, and that must not fill the disk either.
         rotate_if_full(self.dir / "controlplane.log", self._logs)

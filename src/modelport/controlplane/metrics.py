@@ -41,29 +41,51 @@ class Sample:
     requests: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # latency histogram, cumulative
     gauges: dict[str, float] = field(default_factory=dict)
+    errors: float = 0.0  # predictions answered 5xx
+    versions: dict[tuple[str, str], float] = field(default_factory=dict)  # predictions by (model, version)
+    quality: dict[tuple[str, str, str, str], float] = field(
+        default_factory=dict
+    )  # (metric, model, version, kind)
 
 
-def scrape(port: int, timeout: float = 0.5) -> tuple[float, dict[float, float], dict[str, float]] | None:
-    """Requests answered, the latency histogram, and every gauge, from a replica's /metrics."""
+# The model-quality gauges kept with their labels (for the dashboard), not only summed.
+QUALITY = ("modelport_drift_score", "modelport_drift_threshold", "modelport_live_accuracy",
+           "modelport_published_accuracy")  # fmt: skip
+PREDICTING = ("predict", "classify", "regress", "infer", "grpc_infer")
+
+
+def scrape(port: int, timeout: float = 0.5) -> Sample | None:
+    """Requests answered (and those of them that are predictions, by version, and 5xx), the
+    latency histogram, every gauge summed over its labels, and the quality gauges by their
+    labels, from a replica's /metrics; in a Sample without its time and process figures."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as answer:
             text = answer.read().decode()
     except OSError:
         return None
-    requests = 0.0
-    buckets: dict[float, float] = {}
-    gauges: dict[str, float] = {}
+    found = Sample(0.0, 0.0, 0.0, 0.0)
     for family in text_string_to_metric_families(text):
         if family.name == "modelport_requests":
-            requests += sum(s.value for s in family.samples if s.name == "modelport_requests_total")
+            for s in family.samples:
+                if s.name == "modelport_requests_total":
+                    found.requests += s.value
+                    if s.labels.get("api") in PREDICTING:
+                        key = (s.labels.get("model", ""), s.labels.get("version", ""))
+                        found.versions[key] = found.versions.get(key, 0.0) + s.value
+                        found.errors += s.value if s.labels.get("status", "").startswith("5") else 0.0
         elif family.name == "modelport_request_duration_seconds":
             for s in family.samples:
                 if s.name.endswith("_bucket"):
                     bound = float(s.labels["le"])
-                    buckets[bound] = buckets.get(bound, 0.0) + s.value
+                    found.buckets[bound] = found.buckets.get(bound, 0.0) + s.value
         elif family.type == "gauge":
-            gauges[family.name] = sum(s.value for s in family.samples)
-    return requests, buckets, gauges
+            found.gauges[family.name] = sum(s.value for s in family.samples)
+            if family.name in QUALITY:
+                for s in family.samples:
+                    labels = s.labels
+                    found.quality[(family.name, labels.get("model", ""), labels.get("version", ""),
+                                   labels.get("kind", ""))] = s.value  # fmt: skip
+    return found
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float | None:
@@ -91,11 +113,11 @@ class MetricsCollector:
         self._samples: dict[str, deque[Sample]] = {}
         self._last = -1e18
 
-    def collect(self, replicas: dict[str, tuple[int | None, int | None]]) -> None:
-        """Sample each replica (name -> (pid, REST port)) if an interval has passed."""
+    def collect(self, replicas: dict[str, tuple[int | None, int | None]]) -> bool:
+        """Sample each replica (name -> (pid, REST port)) if an interval has passed (True then)."""
         now = self._clock.monotonic()
         if now - self._last < self.interval:
-            return
+            return False
         self._last = now
         for name in set(self._samples) - set(replicas):
             del self._samples[name]
@@ -114,6 +136,7 @@ class MetricsCollector:
             series.append(sample)
             while series and now - series[0].at > self.window:
                 series.popleft()
+        return True
 
     def _sample(self, pid: int | None, port: int | None, now: float) -> Sample | None:
         if pid is None or port is None:
@@ -126,7 +149,8 @@ class MetricsCollector:
             return None
         scraped = scrape(port)
         if scraped is not None:
-            sample.requests, sample.buckets, sample.gauges = scraped
+            sample.requests, sample.buckets, sample.gauges = scraped.requests, scraped.buckets, scraped.gauges
+            sample.errors, sample.versions, sample.quality = scraped.errors, scraped.versions, scraped.quality
         return sample
 
     def pod(self, name: str) -> dict[str, Any] | None:
@@ -154,3 +178,45 @@ class MetricsCollector:
             if found is not None:
                 values[key] = found
         return values
+
+    def figures(self, names: list[str]) -> Figures | None:
+        """A group of replicas' (a Deployment's) figures over the window: rates summed, latency
+        quantiles from their histograms merged, quality gauges averaged; None while no replica
+        of the group has two samples."""
+        windows = [(s[0], s[-1]) for s in (self._samples.get(n) for n in names) if s and len(s) >= 2]
+        windows = [(first, last) for first, last in windows if last.at > first.at]
+        if not windows:
+            return None
+        rate = 0.0
+        errors = cpu = 0.0
+        buckets: dict[float, float] = {}
+        versions: dict[str, float] = {}
+        quality: dict[tuple[str, str, str, str], list[float]] = {}
+        for first, last in windows:
+            elapsed = last.at - first.at
+            rate += max(0.0, last.requests - first.requests) / elapsed
+            errors += max(0.0, last.errors - first.errors) / elapsed
+            cpu += max(0.0, last.cpu_seconds - first.cpu_seconds) / elapsed
+            for bound, count in last.buckets.items():
+                buckets[bound] = buckets.get(bound, 0.0) + count - first.buckets.get(bound, 0.0)
+            for (model, version), count in last.versions.items():
+                key = f"{model} v{version}"
+                added = max(0.0, count - first.versions.get((model, version), 0.0))
+                versions[key] = versions.get(key, 0.0) + added / elapsed
+            for labels, value in last.quality.items():
+                quality.setdefault(labels, []).append(value)
+        return Figures(
+            rate, errors, quantile(0.5, buckets), quantile(0.99, buckets), cpu, versions,
+            {key: sum(values) / len(values) for key, values in quality.items()},
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Figures:
+    requests_per_second: float  # every answered request
+    errors_per_second: float  # predictions answered 5xx
+    p50: float | None
+    p99: float | None
+    cpu: float  # cores
+    versions: dict[str, float]  # predictions per second by "model vN"
+    quality: dict[tuple[str, str, str, str], float]  # (metric, model, version, kind) -> value
