@@ -10,11 +10,15 @@ is needed); a revoked one is refused (401); a gateway replica is given such a to
 admin token.
 
 Allow-list: apply refuses a Deployment whose args would change where, as whom or what code a replica
-runs, or whose basePath is outside the control plane's model roots, naming the field."""
+runs, or whose basePath is outside the control plane's model roots, naming the field.
+
+Audit: every write to the control plane and the registry and every refused credential (control
+plane or model server) is a line of the home's audit log, read with `modelport audit`; no secret in it."""
 
 from __future__ import annotations
 
 import base64
+import getpass
 import json
 import shutil
 import subprocess
@@ -240,3 +244,46 @@ def test_apply_refuses_unsafe_args_and_a_base_path_outside_the_model_roots(
             f"spec.template.spec.model.basePath: '{outside}' is outside the model roots ({models})"
         )
     assert "risky" not in {d["metadata"]["name"] for d in plane.items("Deployment")}
+
+
+def test_the_audit_log_has_writes_and_refusals_and_no_secret(
+    plane: Plane, service_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelport.registry import Registry
+    from support import half_plus_two, mark_complete, running
+
+    half_plus_two(tmp_path / "half" / "1")
+    mark_complete(tmp_path / "half" / "1")
+    Registry.open(plane.home).publish("half", tmp_path / "half" / "1")
+    services = "/apis/modelport/v1/namespaces/default/services"
+    assert _api(plane, "mpt_0000abcd_" + "x" * 43, "GET", services).status_code == 401
+    scoped = plane.cli("tokens", "create", "auditor").stdout.strip()
+    assert _api(plane, scoped, "DELETE", services + "/mnist").status_code == 403
+    plane.cli("tokens", "revoke", "auditor")
+    monkeypatch.setenv("MODELPORT_HOME", str(plane.home))  # the model server's keys and audit log
+    with running(
+        ["--model_name", "half", "--model_base_path", str(tmp_path / "half"), "--auth=on"], tmp_path
+    ) as srv:
+        srv.wait_ready()
+        assert srv.post("/v1/models/half:predict", {"instances": [[1.0]]}).status_code == 401
+        bad_key = {"Authorization": "Bearer mpk_deadbeef_" + "y" * 43}
+        assert srv.post("/v1/models/half:predict", {"instances": [[1.0]]}, headers=bad_key).status_code == 401
+    events = plane.json("audit", "--since", "1h")
+    seen = {(e["source"], e["actor"], e["action"], e["object"], e["result"]) for e in events}
+    assert ("controlplane", "token:admin", "create", "/apis/modelport/v1/namespaces/default/deployments",
+            201) in seen  # fmt: skip
+    assert ("controlplane", "anonymous", "get", "/apis/modelport/v1/namespaces/default/services", 401) in seen
+    assert ("registry", f"user:{getpass.getuser()}", "publish", "models/half/versions/1", "ok") in seen
+    assert ("model-server", "anonymous", "predict", "models/half", 401) in seen
+    assert ("model-server", "key:deadbeef", "predict", "models/half", 401) in seen
+    assert ("controlplane", f"token:{scoped[4:12]}", "delete", services + "/mnist", 403) in seen
+    assert ("cli", f"user:{getpass.getuser()}", "revoke-token", "tokens/auditor", "ok") in seen
+    assert all(e["client"] in ("127.0.0.1", "local") for e in events)
+    log = plane.home / "audit.log"
+    assert log.stat().st_mode & 0o777 == 0o600
+    text = log.read_text()
+    admin = (plane.home / "controlplane" / "token").read_text().strip()
+    assert admin not in text and "y" * 43 not in text and "x" * 43 not in text
+    table = plane.cli("audit").stdout.splitlines()
+    assert table[0].split() == ["TIME", "SOURCE", "ACTOR", "CLIENT", "ACTION", "OBJECT", "RESULT"]
+    assert len(table) == len(events) + 1

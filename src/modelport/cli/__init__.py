@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from modelport import __version__
+from modelport.cli.audit import audit
 from modelport.cli.build import build
 from modelport.cli.cluster import down, up
 from modelport.cli.dashboard import dashboard
@@ -37,6 +38,7 @@ cli.add_command(example)
 cli.add_command(registry)
 cli.add_command(keys)
 cli.add_command(tokens)
+cli.add_command(audit)
 cli.add_command(train)
 cli.add_command(evaluate)
 for command in [

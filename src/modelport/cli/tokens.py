@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from modelport.security.tokens import TokenFile
 
 
+def _record(action: str, name: str, result: str) -> None:
+    import getpass
+
+    from modelport.controlplane.home import default_home
+    from modelport.security.audit import AuditEvent, AuditLog, audit_path
+
+    event = AuditEvent("cli", f"user:{getpass.getuser()}", "local", action, f"tokens/{name}", result)
+    AuditLog(audit_path(default_home())).record(event)
+
+
 def _tokens() -> TokenFile:
     from modelport.controlplane.home import default_home, tokens_path
     from modelport.security.tokens import TokenFile
@@ -42,7 +52,9 @@ def create(name: str, scope: str, namespace: str) -> None:
     try:
         secret = _tokens().create(name, scope, namespace)
     except ModelportError as exc:
+        _record("create-token", name, exc.code.reason)
         raise click.UsageError(exc.message) from exc
+    _record("create-token", name, "ok")
     click.echo(secret)
     click.echo(f"token {name} created ({scope}); it is shown only now", err=True)
 
@@ -74,5 +86,7 @@ def revoke(name: str) -> None:
     try:
         gone = _tokens().revoke(name)
     except ModelportError as exc:
+        _record("revoke-token", name, exc.code.reason)
         raise click.UsageError(exc.message) from exc
+    _record("revoke-token", name, "ok")
     click.echo(f"token {gone.name} ({gone.id}) revoked")

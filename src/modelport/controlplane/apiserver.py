@@ -26,6 +26,7 @@ from modelport.controlplane.api import PREFIX, Api, Obj, Objs, status_body
 from modelport.controlplane.meta import KINDS
 from modelport.controlplane.state_metrics import METRICS_TYPE
 from modelport.errors import Code, ModelportError
+from modelport.security.audit import AuditEvent, AuditLog
 from modelport.security.tokens import ADMIN_PRINCIPAL, Principal, TokenFile
 
 
@@ -191,6 +192,7 @@ class ApiServer(ThreadingHTTPServer):
     api: Api
     token: str  # the admin token
     tokens: TokenFile | None  # the scoped ones (None: admin only)
+    audit: AuditLog | None  # where writes and refused credentials are recorded
 
     def principal(self, authorization: str) -> Principal:
         """Who `Authorization: Bearer <token>` is; UNAUTHENTICATED (401) when no one."""
@@ -219,7 +221,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         url = urllib.parse.urlsplit(self.path)
+        self._who: Principal | None = None
         self._cookie = None  # one handler serves every request of a kept-alive connection
+        self._status = 0
+        try:
+            self._answer(url)
+        finally:
+            self._audit(url.path)
+
+    def _audit(self, path: str) -> None:
+        """A write, or a refused credential, as one line in the audit log (security/audit.py)."""
+        write = self.command in ("POST", "PUT", "DELETE")
+        if self.server.audit is None or not (write or self._status in (401, 403)):
+            return
+        who = self._who
+        self.server.audit.record(
+            AuditEvent(
+                "controlplane", f"token:{who.id}" if who else "anonymous", self.client_address[0],
+                _action(self.command, path), path, self._status,
+            )
+        )  # fmt: skip
+
+    def _answer(self, url: urllib.parse.SplitResult) -> None:
         try:
             try:
                 self._length = content_length(self.headers.get_all("Content-Length") or [])
@@ -231,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             raw = dict(urllib.parse.parse_qsl(url.query))
             who, self._cookie = self._authenticate(url.path, raw)
+            self._who = who
             query = checked_query(raw)
             found, call = route(self.command, url.path, query, self._body)
             if not who.allows(self.command, call.kind, call.namespace or None):
@@ -286,6 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def _head(self, code: int, headers: dict[str, str]) -> None:
+        self._status = code
         self.send_response(code)
         for header, value in headers.items():
             self.send_header(header, value)
@@ -304,7 +329,19 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _handle  # the method is in self.command
 
 
-def make_server(api: Api, token: str, port: int = 0, tokens: TokenFile | None = None) -> ApiServer:
+def make_server(
+    api: Api, token: str, port: int = 0, tokens: TokenFile | None = None, audit: AuditLog | None = None
+) -> ApiServer:
     server = ApiServer(("127.0.0.1", port), _Handler)
-    server.api, server.token, server.tokens = api, token, tokens
+    server.api, server.token, server.tokens, server.audit = api, token, tokens, audit
     return server
+
+
+def _action(method: str, path: str) -> str:
+    """The audit log's word for a request: create, replace, delete, rollback, shutdown, or (a
+    refused read) get."""
+    if path.endswith("/rollback"):
+        return "rollback"
+    if path == "/api/shutdown":
+        return "shutdown"
+    return {"POST": "create", "PUT": "replace", "DELETE": "delete"}.get(method, "get")

@@ -57,6 +57,7 @@ from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.logs import LogPolicy, rotate_if_full
 from modelport.dataplane.supervisor import BackOffPolicy
 from modelport.errors import Code, ModelportError
+from modelport.security.audit import AuditLog, audit_path
 from modelport.security.tokens import TokenFile
 from modelport.spec import quantity
 
@@ -127,7 +128,9 @@ class ControlPlane:
         )  # fmt: skip
         self._stop = threading.Event()
         self._keep_replicas = False
-        self._server = make_server(self.api, token, options.port, TokenFile(tokens_path(home)))
+        self._server = make_server(
+            self.api, token, options.port, TokenFile(tokens_path(home)), AuditLog(audit_path(home))
+        )
         self.port = int(self._server.server_address[1])
 
     def _usage(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
 import getpass
 import hashlib
 import json
@@ -27,12 +28,13 @@ import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from modelport.errors import Code, ModelportError, invalid
 from modelport.quality.profile import FILE as PROFILE_FILE
 from modelport.registry.store import ModelRecord, RegistryStore, SqliteStore, VersionRecord
 from modelport.repository.layout import COMPLETE_MARK, manifest, write_version
+from modelport.security.audit import AuditEvent, AuditLog, audit_path
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -153,15 +155,46 @@ def _publisher() -> str:
         return str(os.getuid())
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _audited(action: str, obj: Callable[..., str]) -> Callable[[_Method], _Method]:
+    """A registry write, recorded in the home's audit log (security/audit.py) whether it succeeds
+    ("ok") or is refused (the error's reason): who (the OS user), what, on which object."""
+
+    def wrap(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def audited(self: Registry, *args: Any, **kwargs: Any) -> Any:
+            target = obj(*args, **kwargs)
+            try:
+                result = method(self, *args, **kwargs)
+            except ModelportError as exc:
+                self._record(action, target, exc.code.reason)
+                raise
+            if isinstance(result, VersionRecord):
+                target = f"{target}/versions/{result.version}"
+            self._record(action, target, "ok")
+            return result
+
+        return cast(_Method, audited)
+
+    return wrap
+
+
 class Registry:
-    def __init__(self, store: RegistryStore, root: Path) -> None:
+    def __init__(self, store: RegistryStore, root: Path, audit: AuditLog | None = None) -> None:
         self.store = store
         self.root = root
+        self.audit = audit
+
+    def _record(self, action: str, target: str, result: str) -> None:
+        if self.audit is not None:
+            self.audit.record(AuditEvent("registry", f"user:{_publisher()}", "local", action, target, result))
 
     @classmethod
     def open(cls, root: Path | None = None) -> Registry:
         root = root or home()
-        return cls(SqliteStore(root / "registry.db"), root)
+        return cls(SqliteStore(root / "registry.db"), root, AuditLog(audit_path(root)))
 
     # -- reading --
 
@@ -198,6 +231,7 @@ class Registry:
 
     # -- writing --
 
+    @_audited("publish", lambda name, *a, **k: f"models/{name}")
     def publish(
         self,
         name: str,
@@ -291,6 +325,7 @@ class Registry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    @_audited("label", lambda name, label, version: f"models/{name}/labels/{label}={version}")
     def label(self, name: str, label: str, version: int | None) -> None:
         if not _LABEL.fullmatch(label):
             raise invalid(f"label {label!r} must match [A-Za-z][A-Za-z0-9_-]*")
@@ -305,6 +340,7 @@ class Registry:
         self.store.set_label(name, label, version)
         self.sync(name)
 
+    @_audited("set-policy", lambda name, policy: f"models/{name}/policy")
     def set_policy(self, name: str, policy: Mapping[str, Any]) -> None:
         self.model(name)
         if "pin" in policy:
@@ -317,11 +353,13 @@ class Registry:
         self.store.set_policy(name, dict(policy))
         self.sync(name)
 
+    @_audited("deprecate", lambda name, version: f"models/{name}/versions/{version}")
     def deprecate(self, name: str, version: int) -> None:
         self.version(name, version)
         self.store.set_state(name, version, "deprecated")
         self.sync(name)
 
+    @_audited("delete", lambda name, version, force=False: f"models/{name}/versions/{version}")
     def delete(self, name: str, version: int, force: bool = False) -> None:
         record = self.version(name, version)
         if not force and (version in self.served(name) or record.labels):

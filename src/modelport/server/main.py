@@ -32,7 +32,8 @@ from modelport.repository.config import ModelServerConfig, load_model_config_fil
 from modelport.repository.manager import ModelManager
 from modelport.repository.policy import State
 from modelport.runtimes import default_runtimes
-from modelport.security.auth import Authenticator
+from modelport.security.audit import AuditEvent, AuditLog, audit_path
+from modelport.security.auth import Authenticator, AuthFailure
 from modelport.security.keys import SqliteKeyStore, default_path
 from modelport.security.tls import TlsIdentity
 from modelport.server.app import RestApp, ServerOptions
@@ -227,12 +228,23 @@ def _guard(config: ServeConfig, metrics: ServerMetrics) -> Guard | None:
             )
         return None
     store = SqliteKeyStore(config.key_store or default_path())
-    auth = Authenticator(store, SystemClock())
+    audit = AuditLog(audit_path(store.path.parent))  # beside the keys: the home's one log
+    auth = Authenticator(store, SystemClock(), on_failure=lambda failure: _audit_refusal(audit, failure))
     log.info(
         "API keys required (%d in %s; create one with `modelport keys create NAME --model M`)",
         len(auth.key_ids()), store.path,
     )  # fmt: skip
     return Guard(auth, metrics)
+
+
+def _audit_refusal(audit: AuditLog, failure: AuthFailure) -> None:
+    """A refused key (401) or a key without the right (403) in the audit log; a rate-limited
+    call (429) is counted in /metrics instead (one line each would let a client fill the disk)."""
+    if failure.status not in (401, 403):
+        return
+    obj = f"models/{failure.model}" if failure.model else "server"
+    actor = f"key:{failure.key_id}" if failure.key_id else "anonymous"
+    audit.record(AuditEvent("model-server", actor, failure.client, failure.action, obj, failure.status))
 
 
 def _start_grpc(
