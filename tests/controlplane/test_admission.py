@@ -54,3 +54,9 @@ def test_refusals_name_the_field_and_the_opt_in_lifts_only_the_args() -> None:
     trusting = Admission(model_roots=(Path("/srv/models"),), allow_unsafe_args=True)
     assert trusting.problems(_deployment(["--allow_pickle"])) == []
     assert len(trusting.problems(_deployment(["--allow_pickle"], "/etc/models"))) == 1
+
+
+def test_a_rollout_is_held_to_the_same_list_as_a_deployment() -> None:
+    rollout = {**_deployment(["--host=0.0.0.0"]), "kind": "Rollout"}
+    (problem,) = Admission().problems(rollout)
+    assert problem.startswith("spec.template.spec.args[0]: --host is not allowed")

@@ -16,7 +16,7 @@ from typing import Any
 from modelport.controlplane.secrets import check_tls_files
 from modelport.errors import ModelportError
 from modelport.security.allowlist import arg_problems, base_path_problem
-from modelport.spec import Deployment, Service
+from modelport.spec import ReplicaSpec, Service
 
 Obj = dict[str, Any]
 
@@ -30,12 +30,11 @@ class Admission:
     def problems(self, obj: Obj) -> list[str]:
         if obj.get("kind") == "Service":
             return self._service(Service.model_validate(obj))
-        if obj.get("kind") == "Deployment":
-            return self._deployment(Deployment.model_validate(obj))
+        if obj.get("kind") in ("Deployment", "Rollout"):  # a Rollout: a Deployment with a canary
+            return self._replicas(ReplicaSpec.model_validate(obj["spec"]["template"]["spec"]))
         return []
 
-    def _deployment(self, deployment: Deployment) -> list[str]:
-        replica = deployment.spec.template.spec
+    def _replicas(self, replica: ReplicaSpec) -> list[str]:
         program = "gateway" if replica.gateway is not None else "serve"
         problems = arg_problems(replica.args, program, self.allow_unsafe_args)
         if replica.model is not None:
