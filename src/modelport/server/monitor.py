@@ -37,7 +37,6 @@ rotates at a quarter of maxBytes into `.1`, `.2`, `.3`: on disk at most maxBytes
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hashlib
 import logging
 import os
@@ -57,7 +56,7 @@ import orjson
 from modelport.errors import Code, ModelportError, invalid
 from modelport.quality.drift import DriftWindows
 from modelport.quality.feedback import Confusion
-from modelport.quality.profile import statistics
+from modelport.quality.profile import Profile, statistics
 from modelport.repository.manager import ModelView, Servable
 from modelport.runtimes.signature import PreparedCall
 from modelport.server.metrics import QualityMetrics
@@ -109,7 +108,7 @@ class Observation:
         self.outputs = outputs
 
 
-@dataclass
+@dataclass(slots=True)
 class _Answer:
     """What the server answered for one request id, kept for its feedback."""
 
@@ -307,40 +306,41 @@ class Monitor:
         for observation, row_classes in zip(observations, classes, strict=True):
             if row_classes is not None:
                 self._remember(observation.request_id, _Answer(state.model, state.version, row_classes, now))
-        if state.drift is not None:
-            self._drift(state, observations, answered)
-        if state.log is not None:
-            self._write_log(state, observations, classes)
+        logged = [] if state.log is None else _sampled(observations, state.sample_rate)
+        if state.drift is not None and servable.profile is not None:
+            self._drift(state, servable.profile, observations, answered)
+        if logged:  # the inputs' summaries, for the whole batch at once
+            self._write_log(state, logged, _batch_inputs(logged, state.ranges))
 
     def _drift(
-        self, state: _Version, observations: Sequence[Observation], answered: list[np.ndarray]
+        self,
+        state: _Version,
+        profile: Profile,
+        observations: Sequence[Observation],
+        answered: list[np.ndarray],
     ) -> None:
         assert state.drift is not None
-        servable = observations[0].servable
-        assert servable.profile is not None
-        k = len(servable.profile.classes)
         if answered:
             rows = np.concatenate(answered)
-            state.drift.predictions.add(rows[rows < k])
-        for name, input_profile in servable.profile.inputs.items():
+            state.drift.predictions.add(rows[rows < len(profile.classes)])
+        for name, input_profile in profile.inputs.items():
             feeds = [o.call.feeds[name] for o in observations if o.call is not None and name in o.call.feeds]
             if not feeds:
                 continue
-            bins = input_profile.bins(np.concatenate([f.reshape(len(f), -1) for f in feeds]))
-            for stat, values in bins.items():
+            rows = np.concatenate([f.reshape(len(f), -1) for f in feeds])
+            for stat, values in input_profile.bins(rows).items():
                 state.drift.inputs[f"{name}.{stat}"].add(values)
         state.scores = state.drift.scores(min(_LEAST_ROWS, state.drift.predictions.size))
         for kind, value in state.scores.items():
             self._metrics.drift.labels(state.model, state.version, kind).set(value)
 
     def _write_log(
-        self, state: _Version, observations: Sequence[Observation], classes: Sequence[np.ndarray | None]
+        self, state: _Version, observations: Sequence[Observation], inputs: Mapping[str, _BatchInput]
     ) -> None:
         assert state.log is not None
         try:
-            for observation in observations:
-                if state.sample_rate >= 1.0 or random.random() < state.sample_rate:
-                    state.log.write(_record(state, observation))
+            for i, observation in enumerate(observations):
+                state.log.write(_record(state, observation, inputs, i))
             state.log.flush()
         except OSError as exc:
             log.warning("prediction log %s: %s", state.log.path, exc)
@@ -558,12 +558,78 @@ def _index_names(outputs: Any) -> tuple[str, ...]:
     return ()
 
 
-def _record(state: _Version, observation: Observation) -> bytes:
+@dataclass
+class _BatchInput:
+    """One model input over a batch of observations: each observation's slice of the summary."""
+
+    shapes: list[list[int]]
+    offsets: list[int]  # observation i's rows are [offsets[i], offsets[i + 1])
+    intensity: list[float]
+    ink: list[float] | None
+    hashes: list[str]
+
+    def summary(self, i: int) -> dict[str, Any]:
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        out: dict[str, Any] = {"shape": self.shapes[i], "intensity": self.intensity[lo:hi]}
+        if self.ink is not None:
+            out["ink"] = self.ink[lo:hi]
+        out["hash"] = self.hashes[lo:hi]
+        return out
+
+
+def _sampled(observations: Sequence[Observation], rate: float) -> list[Observation]:
+    if rate >= 1.0:
+        return list(observations)
+    return [o for o in observations if random.random() < rate]
+
+
+def _batch_inputs(
+    observations: Sequence[Observation], ranges: Mapping[str, tuple[float, float]]
+) -> dict[str, _BatchInput]:
+    """Every numeric model input the batch's observations all have, summarised at once: per row
+    its mean, its ink share (range known), a hash of its 8-bit image (of its raw bytes otherwise)."""
+    first = observations[0].call
+    assert first is not None
+    out = {}
+    for name, sample in first.feeds.items():
+        feeds = [o.call.feeds.get(name) for o in observations if o.call is not None]
+        if sample.dtype.kind not in "fiub" or sample.ndim == 0 or any(f is None for f in feeds):
+            continue
+        arrays = [np.asarray(f) for f in feeds]
+        rows = np.concatenate([a.reshape(len(a), -1) if a.ndim > 1 else a.reshape(-1, 1) for a in arrays])
+        bounds = ranges.get(name)
+        lo, hi = bounds if bounds is not None else (0.0, 0.0)
+        stats = statistics(rows, lo, hi)
+        if bounds is not None and hi > lo:  # 8 bits a value: the row as a thumbnail
+            hashed = np.clip((rows - lo) * (255 / (hi - lo)), 0, 255).astype(np.uint8)
+        else:
+            hashed = np.ascontiguousarray(rows)
+        out[name] = _BatchInput(
+            shapes=[list(a.shape) for a in arrays],
+            offsets=[0, *np.cumsum([len(a) if a.ndim else 1 for a in arrays]).tolist()],
+            intensity=np.round(stats["intensity"], 5).tolist(),
+            ink=np.round(stats["ink"], 5).tolist() if bounds is not None else None,
+            hashes=[hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in hashed],
+        )
+    return out
+
+
+_STAMPS: dict[int, str] = {}
+
+
+def _stamp(at: float) -> str:
+    """ISO 8601 UTC with microseconds; the part up to the second made once per second."""
+    second = int(at)
+    prefix = _STAMPS.get(second)
+    if prefix is None:
+        _STAMPS.clear()
+        prefix = _STAMPS[second] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{prefix}.{int((at - second) * 1e6):06d}Z"
+
+
+def _record(state: _Version, observation: Observation, inputs: Mapping[str, _BatchInput], i: int) -> bytes:
     call = observation.call
     assert call is not None
-    inputs = {}
-    for name, value in call.feeds.items():
-        inputs[name] = _summary(value, state.ranges.get(name))
     outputs = {
         name: (
             value
@@ -572,15 +638,17 @@ def _record(state: _Version, observation: Observation) -> bytes:
         )
         for name, value in observation.outputs.items()
     }
-    stamp = datetime.datetime.fromtimestamp(observation.time, datetime.UTC).isoformat().replace("+00:00", "Z")
     record = {
-        "time": stamp,
+        "time": _stamp(observation.time),
         "request_id": observation.request_id,
         "model": state.model,
         "version": state.version,
         "api": observation.api,
         "latency_ms": round(observation.latency * 1000, 3),
-        "inputs": inputs,
+        "inputs": {
+            name: inputs[name].summary(i) if name in inputs else {"shape": list(np.shape(value))}
+            for name, value in call.feeds.items()
+        },
         "outputs": outputs,
     }
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE, default=_plain)
@@ -592,22 +660,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic | bytes):
         return str(value)
     raise TypeError
-
-
-def _summary(value: np.ndarray, bounds: tuple[float, float] | None) -> dict[str, Any]:
-    """A model input's rows summarised: shape, mean, ink share (range known), a hash per row."""
-    out: dict[str, Any] = {"shape": list(value.shape)}
-    if value.dtype.kind not in "fiub" or value.ndim == 0:
-        return out
-    rows = value.reshape(len(value), -1) if value.ndim > 1 else value.reshape(-1, 1)
-    lo, hi = bounds if bounds is not None else (0.0, 0.0)
-    stats = statistics(rows, lo, hi)
-    out["intensity"] = [round(v, 5) for v in stats["intensity"].tolist()]
-    if bounds is not None:
-        out["ink"] = [round(v, 5) for v in stats["ink"].tolist()]
-    contiguous = np.ascontiguousarray(rows)
-    out["hash"] = [hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in contiguous]
-    return out
 
 
 def _parse_feedback(body: bytes) -> list[tuple[str, list[Any]]]:
