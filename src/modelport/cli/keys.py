@@ -90,6 +90,7 @@ def create(
         created=now, expires=None if lifetime is None else now + lifetime,
     )  # fmt: skip
     store.create(key)
+    _record(store, "create-key", key)
     click.echo(f"created key {name} (id {key_id}); its secret, shown only now:", err=True)
     click.echo(token)
 
@@ -129,6 +130,7 @@ def revoke(name_or_id: str) -> None:
     store = _store()
     key = _find(store, name_or_id)
     store.update(replace(key, revoked=time.time()))
+    _record(store, "revoke-key", key)
     click.echo(f"revoked key {key.name} (id {key.id})")
 
 
@@ -142,8 +144,16 @@ def rotate(name_or_id: str) -> None:
     key = _find(store, name_or_id)
     _, token, digest = new_token(key.id)
     store.update(replace(key, digest=digest))
+    _record(store, "rotate-key", key)
     click.echo(f"rotated key {key.name} (id {key.id}); its new secret, shown only now:", err=True)
     click.echo(token)
+
+
+def _record(store: SqliteKeyStore, action: str, key: ApiKey) -> None:
+    """The write in the audit log beside the store (security/audit.py): the key's id, never its secret."""
+    from modelport.security.audit import record_local
+
+    record_local(store.path.parent, action, f"keys/{key.id}")
 
 
 def _find(store: SqliteKeyStore, name_or_id: str) -> ApiKey:

@@ -16,13 +16,10 @@ if TYPE_CHECKING:
 
 
 def _record(action: str, name: str, result: str) -> None:
-    import getpass
-
     from modelport.controlplane.home import default_home
-    from modelport.security.audit import AuditEvent, AuditLog, audit_path
+    from modelport.security.audit import record_local
 
-    event = AuditEvent("cli", f"user:{getpass.getuser()}", "local", action, f"tokens/{name}", result)
-    AuditLog(audit_path(default_home())).record(event)
+    record_local(default_home(), action, f"tokens/{name}", result)
 
 
 def _tokens() -> TokenFile:

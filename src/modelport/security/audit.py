@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import getpass
 import json
 import logging
 import os
@@ -89,6 +90,15 @@ class AuditLog:
 
 def audit_path(home: Path) -> Path:
     return home / "audit.log"
+
+
+def record_local(home: Path, action: str, obj: str, result: str = "ok") -> None:
+    """A write made by a local command (`modelport tokens`, `modelport keys`), by the OS user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    AuditLog(audit_path(home)).record(AuditEvent("cli", f"user:{user}", "local", action, obj, result))
 
 
 def read_events(path: Path, since: datetime.datetime | None = None) -> Iterator[dict[str, object]]:
