@@ -88,7 +88,7 @@ class ReleaseStage(_Fields):
     """Point the Deployment (or Rollout) at the new version and wait for its rollout to finish; on
     failure, roll it back. `manifest`: objects to create first if they do not exist yet."""
 
-    deployment: str
+    name: str  # the Deployment or Rollout
     kind: Literal["Deployment", "Rollout"] = "Deployment"
     namespace: str = "default"
     manifest: str | None = None
@@ -102,7 +102,7 @@ class PromoteStage(_Fields):
 class RollbackStage(_Fields):
     """Put the Deployment back on the version `label` points at (run when an input stage failed)."""
 
-    deployment: str
+    name: str
     kind: Literal["Deployment", "Rollout"] = "Deployment"
     namespace: str = "default"
     label: str = "production"

@@ -43,7 +43,7 @@ def release_version(
     from modelport.delivery.stages import StageFailed
 
     api = Client.from_home()
-    kind, name, namespace = settings.kind, settings.deployment, settings.namespace
+    kind, name, namespace = settings.kind, settings.name, settings.namespace
     target = base_path(model, version)
     before = _get(api, kind, name, namespace)
     if before is None:
@@ -152,7 +152,7 @@ def _create_from(
         if target is not None:
             raise ModelportError(
                 Code.NOT_FOUND,
-                f"release: {settings.kind.lower()}/{settings.deployment} does not exist; create it, or name "
+                f"release: {settings.kind.lower()}/{settings.name} does not exist; create it, or name "
                 "a manifest that holds it (release.manifest)",
             )
         return
@@ -164,14 +164,14 @@ def _create_from(
         meta.setdefault("namespace", settings.namespace)
         if _get(api, obj["kind"], meta["name"], meta["namespace"]) is not None:
             continue
-        released = obj["kind"] == settings.kind and meta["name"] == settings.deployment
+        released = obj["kind"] == settings.kind and meta["name"] == settings.name
         if released and target is not None:
             _point(obj["spec"]["template"], target)
             meta.setdefault("annotations", {})[CHANGE_CAUSE] = cause
         api.create(obj)
     if target is not None and not any(
-        o["kind"] == settings.kind and o["metadata"]["name"] == settings.deployment for o in objects
+        o["kind"] == settings.kind and o["metadata"]["name"] == settings.name for o in objects
     ):
         raise ModelportError(
-            Code.NOT_FOUND, f"release: {manifest} holds no {settings.kind} named {settings.deployment}"
+            Code.NOT_FOUND, f"release: {manifest} holds no {settings.kind} named {settings.name}"
         )

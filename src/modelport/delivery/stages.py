@@ -303,7 +303,7 @@ def rollback(ctx: StageContext) -> Outputs:
     found = _baseline(ctx.model, settings.label)
     if found is None:
         raise StageFailed(f"no version of {ctx.model} is labelled {settings.label}: nothing to roll back to")
-    target = ReleaseStage(deployment=settings.deployment, kind=settings.kind, namespace=settings.namespace,
+    target = ReleaseStage(name=settings.name, kind=settings.kind, namespace=settings.namespace,
                           timeoutSeconds=settings.timeout_seconds)  # fmt: skip
     cause = f"pipeline {ctx.definition.name} run {ctx.run_id}: back to {settings.label} (version {found[0]})"
     revision = release_version(target, ctx.model, found[0], None, cause, ctx.report)
@@ -312,7 +312,7 @@ def rollback(ctx: StageContext) -> Outputs:
 
 def released(settings: ReleaseStage, model: str, version: int, revision: int) -> Artifact:
     return value_artifact("release", {
-        "model": model, "version": version, "deployment": settings.deployment, "kind": settings.kind,
+        "model": model, "version": version, "name": settings.name, "kind": settings.kind,
         "namespace": settings.namespace, "revision": revision,
     })  # fmt: skip
 
@@ -346,7 +346,5 @@ def still_valid(kind: str, outputs: Outputs) -> bool:
         from modelport.delivery.release import points_at
 
         value = next(iter(outputs.values())).value
-        return points_at(
-            value["kind"], value["deployment"], value["namespace"], value["model"], value["version"]
-        )
+        return points_at(value["kind"], value["name"], value["namespace"], value["model"], value["version"])
     return True
