@@ -29,6 +29,12 @@ from onnx import TensorProto, helper, numpy_helper
 # start-ups and controllers take several times longer than idle, so each deadline is multiplied by
 # this factor (MODELPORT_TEST_PATIENCE, default 3) rather than tuned to an idle machine.
 PATIENCE = float(os.environ.get("MODELPORT_TEST_PATIENCE", "3"))
+# Screenshots and other files a person may want to look at after a run (kept by CI).
+ARTIFACTS = Path(
+    os.environ.get(
+        "MODELPORT_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
+    )
+)
 
 
 def linear_onnx(
@@ -489,3 +495,26 @@ def flask_app(url: str):  # type: ignore[no-untyped-def]
         return jsonify({"result": result})
 
     return app
+
+
+@contextmanager
+def chromium(width: int, height: int) -> Iterator[Any]:
+    """Headless Chromium (Debian's chromium and chromedriver, driven by Selenium) with its
+    background networking off: nothing leaves the machine."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update"]  # fmt: skip
+    for flag in flags:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(
+        options=options, service=DriverService(shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    )
+    driver.set_window_size(width, height)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -6,26 +6,17 @@ live figures. Screenshots are kept in build/test-artifacts/."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 
 from modelport.examples import write_mnist_repository
-from support import Load, Plane, deployment_yaml
+from support import ARTIFACTS, Load, Plane, chromium, deployment_yaml
 
-ARTIFACTS = Path(
-    os.environ.get(
-        "MODELPORT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-    )
-)
 HPA = {"apiVersion": "modelport/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "mnist"},
        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "mnist"}, "minReplicas": 1, "maxReplicas": 2,
                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
@@ -69,18 +60,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plane, str]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update"]  # fmt: skip
-    for flag in flags:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        options=options, service=DriverService(shutil.which("chromedriver") or "/usr/bin/chromedriver")
-    )
-    driver.set_window_size(1280, 1000)
-    yield driver
-    driver.quit()
+    with chromium(1280, 1000) as driver:
+        yield driver
 
 
 def _screenshot(driver: webdriver.Chrome, name: str) -> None:
@@ -113,6 +94,8 @@ def test_the_dashboard_shows_the_deployment_live(site: tuple[Plane, str], browse
         replicas.get_attribute("outerHTML") + browser.find_element(By.TAG_NAME, "body").text
     )
     assert "mnist v1" in charts["Traffic by version (req/s)"].text
+    # The MNIST example's reference profile carries its published accuracy: the replicas export it.
+    assert "mnist v1 published" in charts["Live accuracy"].text
     assert len(charts["Requests per second"].find_elements(By.TAG_NAME, "polyline")) >= 1
     page = browser.find_element(By.TAG_NAME, "body").text
     assert "SuccessfulRescale" in page and "HPA mnist: 1 -> 2" in page

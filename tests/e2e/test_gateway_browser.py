@@ -6,8 +6,6 @@ it all again on a phone-sized screen. Screenshots are kept in build/test-artifac
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,19 +13,12 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from modelport.examples import write_mnist_repository
-from support import Plane, deployment_yaml
-
-ARTIFACTS = Path(
-    os.environ.get(
-        "MODELPORT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-    )
-)
+from support import ARTIFACTS, Plane, chromium, deployment_yaml
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +52,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update"]  # fmt: skip
-    for flag in flags:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(
-        options=options, service=DriverService(shutil.which("chromedriver") or "/usr/bin/chromedriver")
-    )
-    driver.set_window_size(1100, 900)
-    yield driver
-    driver.quit()
+    with chromium(1100, 900) as driver:
+        yield driver
 
 
 def answer_text(driver: webdriver.Chrome) -> str:

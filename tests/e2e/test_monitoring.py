@@ -89,6 +89,35 @@ def test_recording_rules_answer_from_live_predictions(monitored: Monitored) -> N
     assert len(alerts) >= 7 and all(r["health"] == "ok" for g in rules for r in g["rules"])
 
 
+def test_a_crash_loop_fires_its_alert_and_diagnose_names_it(monitored: Monitored) -> None:
+    """A replica over its memory limit restarts; Prometheus fires ModelportReplicaRestarting from
+    the control plane's metrics, and `diagnose` shows the firing alert beside the cause."""
+    plane, prometheus = monitored
+    half = plane.home.parent / "half"
+    tight, _ = yaml.safe_load_all(deployment_yaml("tight", half, replicas=1))
+    tight["spec"]["template"]["spec"]["resources"] = {"limits": {"memory": "64Mi"}}  # cannot even start
+    (plane.home.parent / "tight.yaml").write_text(yaml.safe_dump(tight))
+    plane.cli("apply", "-f", str(plane.home.parent / "tight.yaml"))
+    try:
+        firing = prometheus.wait(
+            'ALERTS{alertname="ModelportReplicaRestarting",alertstate="firing",deployment="tight"}', 60
+        )
+        assert firing[0]["metric"]["severity"] == "page"
+        said = plane.cli("diagnose", "deployment/tight").stdout
+        assert "alert ModelportReplicaRestarting firing" in said, said
+        report = json.loads(plane.cli("diagnose", "deployment/tight", "-o", "json").stdout)
+        first = report["findings"][0]
+        assert first["severity"] == 3 and "restarts (" in first["cause"], first
+        assert "at its 64Mi memory limit; last log line: " in first["cause"], first
+        assert "failed to map segment" in first["cause"] or "MemoryError" in first["cause"], first
+        name = report["replicas"][0]["name"]
+        assert report["logs"][name] and report["replicas"][0]["restarts"] >= 1
+        assert any(e["reason"] == "BackOff" for e in report["events"])
+        assert any(a["labels"]["alertname"] == "ModelportReplicaRestarting" for a in report["alerts"])
+    finally:
+        plane.cli("delete", "deployment", "tight")
+
+
 def test_monitoring_up_again_reloads_the_running_prometheus(monitored: Monitored) -> None:
     plane, prometheus = monitored
     before = json.loads((plane.home / "monitoring" / "prometheus.json").read_text())

@@ -75,7 +75,8 @@ def compute_findings(facts: Facts, slo_p99: float = SLO_P99_SECONDS) -> list[Fin
         *_hpa_at_max(facts, slo_p99),
     ]
     found += [
-        Finding(1, f"alert {a['labels'].get('alertname')} firing", [_alert_words(a)]) for a in facts.alerts
+        Finding(1, f"alert {a['labels'].get('alertname')} firing", [_alert_words(a)], a.get("activeAt"))
+        for a in facts.alerts
     ]
     if not found:
         ready = sum(1 for r in facts.replicas if r.status.get("ready"))
