@@ -118,6 +118,8 @@ def main() -> int:
                     str(work / "gateway.json"),
                     "--model-url",
                     f"http://127.0.0.1:{model_port}",
+                    "--per-client",  # wrk is one client address: measure the gateway, not its limit
+                    "off",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

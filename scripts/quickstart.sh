@@ -42,6 +42,11 @@ sed -e "s#/tmp/tfserving/saved_model#$home/saved_model#" -e "s#port: 8501#port: 
   "$root/examples/mnist/deploy.yaml" > "$home/deploy.yaml"
 mp="$bin/modelport"
 "$mp" get deployments >/dev/null 2>&1 || "$mp" up --detach
+# The gateway's own API key to the model service, made once, in a file only this user reads
+# (gateways read $MODELPORT_HOME/gateway.key; the secret is never on a command line).
+if [ ! -s "$MODELPORT_HOME/gateway.key" ]; then
+  (umask 077 && "$mp" keys create gateway --model mnist --scope predict,read > "$MODELPORT_HOME/gateway.key")
+fi
 "$mp" apply -f "$home/deploy.yaml"
 "$mp" rollout status deployment/mnist --timeout 120
 "$mp" rollout status deployment/gateway --timeout 120
@@ -62,6 +67,10 @@ cat <<MSG
     curl -s -H 'content-type: application/json' -d @$home/example/samples/request.json \\
       http://localhost:$port/v1/models/mnist:predict
 
+  The Service is ClusterIP (this machine only): no key needed here. Exposed (type: NodePort) its
+  replicas require API keys; make one for curl and send it:
+    key=\$(MODELPORT_HOME=$MODELPORT_HOME modelport keys create curl --model mnist --scope predict,read)
+    curl -s -H "Authorization: Bearer \$key" http://localhost:$port/v1/models/mnist
   Look around (export MODELPORT_HOME=$MODELPORT_HOME first):
     modelport get pods          modelport describe deployment mnist          modelport top pods
     modelport scale deployment/mnist --replicas 3

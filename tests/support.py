@@ -127,7 +127,8 @@ def uvicorn_in_thread(app: Any, http: Any) -> Iterator[tuple[str, int]]:
 class Server:
     """`modelport serve` as a real process on loopback, port 0, port read back from a file."""
 
-    def __init__(self, args: Sequence[str], workdir: Path) -> None:
+    def __init__(self, args: Sequence[str], workdir: Path, host: str | None = "127.0.0.1") -> None:
+        """`host`: the --host given (None: none, the server's default)."""
         self.workdir = workdir
         self.log_path = workdir / "server.log"
         port_file = workdir / "port.json"
@@ -135,7 +136,7 @@ class Server:
         # gRPC on a free port too, unless the test chooses --port itself.
         grpc = [] if any(a == "--port" or a.startswith("--port=") for a in args) else ["--port", "0"]
         cmd = [
-            sys.executable, "-m", "modelport", "serve", "--host", "127.0.0.1",
+            sys.executable, "-m", "modelport", "serve", *(["--host", host] if host else []),
             "--rest_api_port", "0", *grpc, "--port_file", str(port_file), *args,
         ]  # fmt: skip
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

@@ -8,8 +8,10 @@ import asyncio
 import base64
 import io
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +20,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
+from modelport.clock import SystemClock
 from modelport.gateway.app import PNG_SIGNATURE, Gateway, GatewayConfig
+from modelport.security.auth import Authenticator
+from modelport.security.keys import ApiKey, SqliteKeyStore, new_token
+from modelport.security.limits import Limits
 
 
 @dataclass
@@ -30,6 +36,7 @@ class Stub:
     status: int = 200  # anything else: answered with {"error": "<status> from the stub"}
     connections: int = 0
     images: list[bytes] = field(default_factory=list)
+    api_keys: list[str | None] = field(default_factory=list)  # each request's x-api-key
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -42,6 +49,9 @@ class Stub:
                 length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                                   if line.lower().startswith(b"content-length")))  # fmt: skip
                 body = json.loads(await reader.readexactly(length))
+                key = [line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"x-api-key:")]  # fmt: skip
+                self.api_keys.append(key[0] if key else None)
                 self.images += [base64.b64decode(i["image_bytes"]["b64"]) for i in body["instances"]]
                 predictions = [{"classes": 7, "probabilities": [1.0]}] * len(body["instances"])
                 answer = json.dumps(
@@ -174,3 +184,44 @@ def test_conversions_wait_in_a_bounded_queue() -> None:
         assert await first == (200, {"result": [7]})
 
     _run(Stub(), check, converters=1, max_waiting_conversions=0)
+
+
+def test_the_gateway_calls_the_model_service_with_its_own_key() -> None:
+    async def check(client: TestClient, stub: Stub) -> None:
+        assert await _post(client, _encoded("PNG"), "a.png") == (200, {"result": [7]})
+        assert stub.api_keys == ["mpk_0123abcd_gateways-own"]
+
+    _run(Stub(), check, api_key="mpk_0123abcd_gateways-own")
+
+
+def test_one_client_address_over_its_limit_gets_429_with_retry_after() -> None:
+    async def check(client: TestClient, stub: Stub) -> None:
+        for _ in range(3):  # the burst
+            assert await _post(client, _encoded("PNG"), "a.png") == (200, {"result": [7]})
+        form = aiohttp.FormData()
+        form.add_field("img", _encoded("PNG"), filename="a.png")
+        over = await client.post("/", data=form)
+        assert over.status == 429 and 1 <= int(over.headers["Retry-After"]) <= 60
+        assert (await over.json())["error"].startswith("too many requests from 127.0.0.1: retry in ")
+        assert len(stub.images) == 3  # the fourth never reached the model service
+        assert (await client.get("/")).status == 200  # the page itself is not counted
+
+    _run(Stub(), check, per_client=Limits(rate=1 / 60, burst=3))
+
+
+def test_callers_need_a_key_when_the_operator_asks(tmp_path: Path) -> None:
+    store = SqliteKeyStore(tmp_path / "registry.db")
+    key_id, token, digest = new_token()
+    store.create(ApiKey(key_id, "caller", digest, ("predict",), ("m",), created=time.time()))
+
+    async def check(client: TestClient, stub: Stub) -> None:
+        form = aiohttp.FormData()
+        form.add_field("img", _encoded("PNG"), filename="a.png")
+        refused = await client.post("/", data=form)
+        assert refused.status == 401 and refused.headers["WWW-Authenticate"] == 'Bearer realm="modelport"'
+        form = aiohttp.FormData()
+        form.add_field("img", _encoded("PNG"), filename="a.png")
+        answer = await client.post("/", data=form, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status == 200 and len(stub.images) == 1
+
+    _run(Stub(), check, require_key=Authenticator(store, SystemClock()))

@@ -8,6 +8,7 @@ import logging
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -57,11 +58,29 @@ log = logging.getLogger("modelport.gateway")
     default=None,
     help='Write {"port": N} here once listening.',
 )
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The gateway's own API key to the model service, in a file (never on the command line). "
+    "[default: $MODELPORT_HOME/gateway.key if it exists]",
+)
+@click.option(
+    "--per-client",
+    default="20/s",
+    show_default=True,
+    help="POSTs one client address may send (a rate: 20/s, 600/min), or 'off'.",
+)
+@click.option("--per-client-burst", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option(
+    "--require-key", is_flag=True, help="Callers need an API key of their own (scope predict on --model)."
+)
 def gateway(
     port: int, host: str, service: str | None, namespace: str, token_file: Path | None, model_url: str | None,
     model: str,
     timeout: float, max_bytes: int, max_pixels: int, max_request_pixels: int, ssl_cert_file: str | None,
     ssl_key_file: str | None, model_ca_file: str | None, port_file: Path | None,
+    api_key_file: Path | None, per_client: str, per_client_burst: int, require_key: bool,
 ) -> None:  # fmt: skip
     """Serve the page and the image API (POST / with a file field `img`) in front of a model."""
     from modelport.gateway.app import GatewayConfig, serve  # aiohttp, PIL: only when serving
@@ -84,8 +103,10 @@ def gateway(
     except ModelportError as exc:
         raise click.UsageError(exc.message) from None
     config = GatewayConfig(
-        model_url, model, timeout, max_bytes, max_pixels, max_request_pixels, model_tls=calling
-    )
+        model_url, model, timeout, max_bytes, max_pixels, max_request_pixels, model_tls=calling,
+        api_key=_api_key(api_key_file), per_client=_per_client(per_client, per_client_burst),
+        require_key=_authenticator() if require_key else None,
+    )  # fmt: skip
     scheme = "https" if serving else "http"
 
     def bound(actual: int) -> None:
@@ -121,3 +142,36 @@ def _tls(
         )
     calling = client_context(read_pem("--model-ca-file", model_ca)) if model_ca else None
     return serving, calling
+
+
+def _api_key(path: Path | None) -> str | None:
+    from modelport.security.keys import default_path
+
+    default = default_path().parent / "gateway.key"
+    if path is None and not default.exists():
+        return None
+    path = path or default
+    try:
+        return path.read_text().strip() or None
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: {exc.strerror}", param_hint="--api-key-file") from exc
+
+
+def _per_client(text: str, burst: int) -> Any:
+    from modelport.security.keys import parse_rate
+    from modelport.security.limits import Limits
+
+    if text == "off":
+        return None
+    try:
+        return Limits(rate=parse_rate(text), burst=burst)
+    except ModelportError as exc:
+        raise click.BadParameter(exc.message, param_hint="--per-client") from exc
+
+
+def _authenticator() -> Any:
+    from modelport.clock import SystemClock
+    from modelport.security.auth import Authenticator
+    from modelport.security.keys import SqliteKeyStore, default_path
+
+    return Authenticator(SqliteKeyStore(default_path()), SystemClock())

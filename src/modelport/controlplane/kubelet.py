@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock
-from modelport.controlplane.meta import Recorder, iso, terminating
+from modelport.controlplane.meta import Recorder, iso, selects, terminating
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.launcher import Launcher
 from modelport.dataplane.logs import LogPolicy
@@ -36,6 +36,19 @@ from modelport.spec import ReplicaSpec
 
 Obj = dict[str, Any]
 log = logging.getLogger("modelport.controlplane")
+AUTH_ON = "--auth=on"
+
+
+def needs_keys(pod: Obj, services: list[Obj]) -> bool:
+    """A model replica behind a NodePort or LoadBalancer Service (reachable beyond this machine)
+    requires API keys; one behind ClusterIP Services only does not (its args may still ask)."""
+    labels = pod["metadata"].get("labels", {})
+    return any(
+        s["metadata"]["namespace"] == pod["metadata"]["namespace"]
+        and s["spec"].get("type", "ClusterIP") != "ClusterIP"
+        and selects(s["spec"].get("selector", {}), labels)
+        for s in services
+    )
 
 
 @dataclass(frozen=True)
@@ -86,10 +99,12 @@ class Kubelet:
         self._grace = grace_seconds
         self.supervisor = Supervisor(clock, prober=prober, launcher=launcher, log_policy=log_policy)
         self._written: dict[str, Obj] = {}
+        self._services: list[Obj] = []
         self._stopping: set[str] = set()
         self._lock = threading.Lock()
 
-    def _replica(self, pod: PodView) -> Replica:
+    def _replica(self, pod: PodView, keys: bool = False) -> Replica:
+        """`keys`: the replica must require API keys (`needs_keys`)."""
         spec = pod.spec()
         if spec.gateway is not None:
             front = spec.gateway
@@ -100,6 +115,8 @@ class Kubelet:
         else:
             assert spec.model is not None  # validation: a replica serves a model or is a gateway
             args = ["--model_name", spec.model.name, "--model_base_path", spec.model.base_path]
+            if keys:
+                args.append(AUTH_ON)
         return Replica(
             pod.key,
             [*args, *spec.args],
@@ -114,10 +131,11 @@ class Kubelet:
     def adopt(self) -> list[str]:
         """On start: take over the replicas a previous control plane left running; stop orphans."""
         pods, _ = self._store.list_kind("Pod")
+        services, _ = self._store.list_kind("Service")
         adopted = []
         for pod in map(PodView.of, pods):
             status = pod.status
-            replica = self._replica(pod)
+            replica = self._replica(pod, needs_keys(pod.raw, services))
             if status.get("pid") and self.supervisor.adopt(
                 replica, status["pid"], status.get("port"), status.get("grpcPort")
             ):
@@ -135,6 +153,7 @@ class Kubelet:
         """Start a replica for each new Pod, stop those of retiring or deleted Pods, probe, and
         report. One Pod that fails is logged and retried next round; the others go on."""
         pods = [PodView.of(raw) for raw in self._store.list_kind("Pod")[0]]
+        self._services = self._store.list_kind("Service")[0]
         for pod in pods:
             self._each(pod, self._start_or_stop)
         for key in set(self.supervisor.replicas) - {pod.key for pod in pods}:  # its Pod was deleted
@@ -155,8 +174,19 @@ class Kubelet:
     def _start_or_stop(self, pod: PodView) -> None:
         if pod.retiring:
             self._terminate(pod)
-        elif pod.key not in self.supervisor.replicas:
-            self.supervisor.add(self._replica(pod))
+            return
+        keys = pod.spec().gateway is None and needs_keys(pod.raw, self._services)
+        current = self.supervisor.replicas.get(pod.key)
+        if current is not None and keys and AUTH_ON not in current.args:
+            # An exposed Service now selects it: restart it requiring keys (until then it is
+            # kept out of that Service's endpoints).
+            self._events.event(pod.raw, "Normal", "Restarting", "A NodePort/LoadBalancer Service selects "
+                               "this replica: restarting it with API keys required")  # fmt: skip
+            replica = self.supervisor.replicas.pop(pod.key)
+            threading.Thread(target=stop_replica, args=(replica, self._grace), daemon=True).start()
+            current = None
+        if current is None:
+            self.supervisor.add(self._replica(pod, keys))
 
     def _report(self, pod: PodView) -> None:
         key = pod.key
@@ -177,6 +207,7 @@ class Kubelet:
             "grpcPort": replica.grpc_port,
             "restartCount": replica.restarts,
             "logPath": str(replica.log_path),
+            "apiKeys": AUTH_ON in replica.args,
             "startTime": before.get("startTime") or iso(self._clock.now()),
         }
         # When `ready` last changed, either way (the Ready condition's lastTransitionTime): the HPA

@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from modelport.dataplane.logs import LogPolicy, rotate_if_full
 from modelport.dataplane.supervisor import BackOffPolicy
 from modelport.errors import Code, ModelportError
 from modelport.security.audit import AuditLog, audit_path
+from modelport.security.keys import ALL_MODELS, METRICS, ApiKey, SqliteKeyStore, new_token
 from modelport.security.tokens import TokenFile
 from modelport.spec import quantity
 
@@ -78,6 +79,23 @@ class Options:
     container_log_max_files: int = 5  # the live log and 4 rotated parts
     model_roots: tuple[str, ...] = ()  # a Deployment's basePath must be inside one (empty: anywhere)
     allow_unsafe_args: bool = False  # take any flag in a Deployment's args (security/allowlist.py)
+
+
+METRICS_KEY = "controlplane-metrics"
+
+
+def metrics_key(home: Path, now: float) -> str:
+    """The control plane's own API key (scope `metrics`, every model) to read replicas that
+    require keys: made on first start, given a new secret on every start (the secret lives only
+    in this process's memory; the store keeps its hash)."""
+    store = SqliteKeyStore(home / "registry.db")
+    existing = [k for k in store.list_keys() if k.active(now) and k.name == METRICS_KEY]
+    key_id, token, digest = new_token(existing[0].id if existing else None)
+    if existing:
+        store.update(replace(existing[0], digest=digest))
+    else:
+        store.create(ApiKey(key_id, METRICS_KEY, digest, (METRICS,), (ALL_MODELS,), created=now))
+    return token
 
 
 class ControlPlane:
@@ -114,7 +132,9 @@ class ControlPlane:
         self.services = ServiceController(
             self.store, self.clock, self.recorder, self.dir / "services", secrets=secrets
         )
-        self.metrics = MetricsCollector(self.clock, options.metrics_seconds, options.metrics_window)
+        self.metrics = MetricsCollector(
+            self.clock, options.metrics_seconds, options.metrics_window, metrics_key(home, self.clock.now())
+        )
         self.autoscaler = Autoscaler(
             self.store, self.clock, self.recorder, PodMetrics(self.metrics, options.prometheus_url),
             options.hpa_sync_seconds, self.dir / "hpa",

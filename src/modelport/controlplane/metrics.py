@@ -54,12 +54,16 @@ QUALITY = ("modelport_drift_score", "modelport_drift_threshold", "modelport_live
 PREDICTING = ("predict", "classify", "regress", "infer", "grpc_infer")
 
 
-def scrape(port: int, timeout: float = 0.5) -> Sample | None:
+def scrape(port: int, timeout: float = 0.5, api_key: str | None = None) -> Sample | None:
     """Requests answered (and those of them that are predictions, by version, and 5xx), the
     latency histogram, every gauge summed over its labels, and the quality gauges by their
-    labels, from a replica's /metrics; in a Sample without its time and process figures."""
+    labels, from a replica's /metrics (with `api_key` for a replica that requires keys); in a
+    Sample without its time and process figures."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if api_key is not None:
+        request.add_header("x-api-key", api_key)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             text = answer.read().decode()
     except OSError:
         return None
@@ -106,7 +110,11 @@ def quantile(q: float, buckets: dict[float, float]) -> float | None:
 
 
 class MetricsCollector:
-    def __init__(self, clock: Clock, interval: float = 5.0, window: float = 30.0) -> None:
+    def __init__(
+        self, clock: Clock, interval: float = 5.0, window: float = 30.0, api_key: str | None = None
+    ) -> None:
+        """`api_key`: a key with the `metrics` scope, for replicas that require keys."""
+        self._api_key = api_key
         self._clock = clock
         self.interval = interval
         self.window = window
@@ -147,7 +155,7 @@ class MetricsCollector:
             sample = Sample(now, self._clock.now(), times.user + times.system, float(proc.memory_info().rss))
         except psutil.Error:
             return None
-        scraped = scrape(port)
+        scraped = scrape(port, api_key=self._api_key)
         if scraped is not None:
             sample.requests, sample.buckets, sample.gauges = scraped.requests, scraped.buckets, scraped.gauges
             sample.errors, sample.versions, sample.quality = scraped.errors, scraped.versions, scraped.quality

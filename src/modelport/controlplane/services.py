@@ -45,6 +45,7 @@ class BalancerConfig:
     # TLS: the certificate's and key's files and their modification times (a renewed
     # certificate restarts the load balancer with it); None: plain HTTP.
     tls: tuple[str, str, int] | None = None
+    address: str = "127.0.0.1"
 
     @classmethod
     def of(cls, service: Service, secrets: Path | None = None) -> BalancerConfig:
@@ -54,8 +55,18 @@ class BalancerConfig:
             cert, key, _ = tls_files(spec.tls, service.metadata.namespace, secrets)
             tls = (str(cert), str(key), _mtime(cert) + _mtime(key))
         return cls(
-            spec.ports[0].port, spec.load_balancing, spec.session_affinity, spec.max_requests_per_replica, tls
-        )
+            spec.ports[0].port, spec.load_balancing, spec.session_affinity, spec.max_requests_per_replica,
+            tls, config_address(service),
+        )  # fmt: skip
+
+
+def exposed(service: Service) -> bool:
+    """NodePort and LoadBalancer Services listen on every interface: beyond this machine."""
+    return service.spec.type != "ClusterIP"
+
+
+def config_address(service: Service) -> str:
+    return "0.0.0.0" if exposed(service) else "127.0.0.1"
 
 
 def _mtime(path: Path) -> int:
@@ -70,8 +81,10 @@ def key_of(service: Service) -> str:
 
 
 def endpoints_for(service: Service, pods: list[Obj]) -> dict[str, int]:
-    """The ready, not-retiring Pods the Service selects: name -> port."""
+    """The ready, not-retiring Pods the Service selects: name -> port. An exposed Service
+    (`exposed`) takes only Pods whose replica requires API keys (status.apiKeys)."""
     ns = service.metadata.namespace
+    keys_needed = exposed(service)
     return {
         pod["metadata"]["name"]: pod["status"]["port"]
         for pod in pods
@@ -80,6 +93,7 @@ def endpoints_for(service: Service, pods: list[Obj]) -> dict[str, int]:
         and not terminating(pod)
         and pod.get("status", {}).get("ready")
         and pod["status"].get("port")
+        and (pod["status"].get("apiKeys") or not keys_needed)
     }
 
 
@@ -172,7 +186,7 @@ class ServiceController:
             pem = self._tls_pem(service, key)
             lb = self._new_balancer(
                 self.workdir, key, config.port, config.balance, config.affinity,
-                adopt_pid=adopt_pid, per_replica=config.per_replica, tls_pem=pem,
+                adopt_pid=adopt_pid, per_replica=config.per_replica, tls_pem=pem, address=config.address,
             )  # fmt: skip
         except (ModelportError, OSError, TimeoutError) as exc:
             self._failed_at[key] = self._clock.monotonic()
@@ -242,7 +256,7 @@ class ServiceController:
                 {"pod": name, "port": port, **({"weight": lb.weights.get(name, 1)} if weights else {})}
                 for name, port in sorted(lb.endpoints.items())
             ],
-            "conditions": [_condition(True, "Listening", f"127.0.0.1:{lb.port}")],
+            "conditions": [_condition(True, "Listening", f"{config_address(service)}:{lb.port}")],
         })  # fmt: skip
 
     def _running(self, raw: Obj, service: Service) -> Balancer | None:
@@ -264,7 +278,7 @@ class ServiceController:
         lb = self._start(raw, service)
         if lb is not None:
             self._failed_at.pop(key, None)
-            message = f"Listening on 127.0.0.1:{lb.port} (HAProxy pid {lb.pid})"
+            message = f"Listening on {config_address(service)}:{lb.port} (HAProxy pid {lb.pid})"
             self._events.event(raw, "Normal", "LoadBalancerStarted", message)
         return lb
 

@@ -36,11 +36,11 @@ class Balancer(Protocol):
 class BalancerFactory(Protocol):
     def __call__(
         self, workdir: Path, name: str, port: int, balance: str, affinity: str, *,
-        adopt_pid: int | None, per_replica: int, tls_pem: Path | None = None,
+        adopt_pid: int | None, per_replica: int, tls_pem: Path | None = None, address: str = "127.0.0.1",
     ) -> Balancer:  # fmt: skip
-        """Start one for a Service (or, given `adopt_pid`, take over the one running with this
-        configuration); with `tls_pem` (certificate and key in one PEM file) it serves TLS. Raises
-        ModelportError, OSError or TimeoutError when it cannot."""
+        """Start one for a Service, listening on `address` (or, given `adopt_pid`, take over the
+        one running with this configuration); with `tls_pem` (certificate and key in one PEM file)
+        it serves TLS. Raises ModelportError, OSError or TimeoutError when it cannot."""
 
 
 __all__ = ["Balancer", "BalancerFactory"]

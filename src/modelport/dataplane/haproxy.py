@@ -38,10 +38,11 @@ MAX_WEIGHT = 256  # HAProxy's
 
 def render_config(
     socket_path: Path, port: int, balance: str, affinity: str, health_path: str, per_replica: int,
-    tls_pem: Path | None = None,
+    tls_pem: Path | None = None, address: str = "127.0.0.1",
 ) -> str:  # fmt: skip
-    """HAProxy's configuration for one Service; with `tls_pem` (certificate and key in one file)
-    its port serves HTTPS (TLS ends here: the replicas behind it are plain HTTP on loopback)."""
+    """HAProxy's configuration for one Service, listening on `address`; with `tls_pem`
+    (certificate and key in one file) its port serves HTTPS (TLS ends here: the replicas behind it
+    are plain HTTP on loopback)."""
     tls = f" ssl crt {tls_pem} alpn http/1.1" if tls_pem is not None else ""
     stick = (
         "    stick-table type ip size 200k expire 30m\n    stick on src\n" if affinity == "ClientIP" else ""
@@ -65,7 +66,7 @@ defaults
     option http-buffer-request
     option http-keep-alive
 frontend service
-    bind 127.0.0.1:{port}{tls}
+    bind {address}:{port}{tls}
     # HAProxy's own Prometheus exporter, on the Service's port at a path no model server has.
     http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}
     default_backend {BACKEND}
@@ -121,6 +122,7 @@ class LoadBalancer:
         adopt_pid: int | None = None,
         per_replica: int = 4,
         tls_pem: Path | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
         """Start HAProxy for a Service; or, given `adopt_pid`, take over the one an earlier control
         plane started with this same configuration, if it still runs (its traffic never stops)."""
@@ -142,7 +144,7 @@ class LoadBalancer:
         self.log_path = workdir / f"{name}.haproxy.log"
         self.slots_path = workdir / f"{name}.slots.json"
         config = render_config(
-            self.socket_path, self.port, balance, affinity, health_path, per_replica, tls_pem
+            self.socket_path, self.port, balance, affinity, health_path, per_replica, tls_pem, address
         )
         self._ports: dict[str, int] = {}
         self._slots: dict[str, str] = {}  # replica name -> server slot

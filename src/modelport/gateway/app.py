@@ -31,8 +31,9 @@ import ssl
 import struct
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -46,9 +47,16 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from modelport.errors import Code, ModelportError
 from modelport.runtimes.codecs import IMAGE_FORMATS, unreadable
+from modelport.security.auth import REALM, Authenticator, Refused, retry_after_header, token_of
+from modelport.security.limits import Limits, Usage, compute_take
 
 PASS_THROUGH = {"PNG", "JPEG"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# What one address may send the public page by default: a person clicking, a script at a steady
+# 20 a second; not a flood from one place.
+PER_CLIENT = Limits(rate=20.0, burst=40)
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,28 @@ class GatewayConfig:
     max_waiting_conversions: int = 64  # requests waiting for a converter; beyond: 503 at once
     # An https model URL (a Service that serves TLS) is verified with this (None: the system's CAs).
     model_tls: ssl.SSLContext | None = None
+    api_key: str | None = field(default=None, repr=False)  # the gateway's own key to the model service
+    per_client: Limits | None = PER_CLIENT  # POSTs per client address; None: no limit
+    require_key: Authenticator | None = None  # callers need a key of their own (scope predict)
+
+
+class ClientLimiter:
+    """A token bucket per client address (security.limits' arithmetic, in memory): the public
+    page's POSTs. The addresses remembered are bounded: past `max_clients` the least recently
+    seen is forgotten (it starts again with a full bucket)."""
+
+    def __init__(self, limits: Limits, max_clients: int = 10_000) -> None:
+        self._limits = limits
+        self._max = max_clients
+        self._usage: OrderedDict[str, Usage] = OrderedDict()
+
+    def admit(self, client: str, now: float) -> float | None:
+        """None: go ahead; else seconds until the next request would be let in."""
+        usage, granted, retry = compute_take(self._usage.pop(client, None), self._limits, 1, now)
+        self._usage[client] = usage
+        if len(self._usage) > self._max:
+            self._usage.popitem(last=False)
+        return None if granted else retry
 
 
 @dataclass(frozen=True)
@@ -214,6 +244,8 @@ class Gateway:
         self._converters: ThreadPoolExecutor | None = None
         self._waiting = 0  # requests whose images are being converted or wait for a converter
         self._page = resources.files("modelport.gateway").joinpath("page.html").read_bytes()
+        self._limiter = ClientLimiter(config.per_client) if config.per_client is not None else None
+        self._key_header = {"x-api-key": config.api_key} if config.api_key else {}
         self._predict_url = f"{config.model_url.rstrip('/')}/v1/models/{config.model}:predict"
         self._status_url = f"{config.model_url.rstrip('/')}/v1/models/{config.model}"
 
@@ -267,7 +299,7 @@ class Gateway:
                 "instances": [{"image_bytes": {"b64": base64.b64encode(i).decode()}} for i in images],
             }
         )
-        headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json", **self._key_header}
         started = time.perf_counter()
         for attempt in (1, 2):
             try:
@@ -339,6 +371,7 @@ class Gateway:
         started = time.perf_counter()
         status = 500
         try:
+            self._admit(request)
             uploads = await self._uploads(request)
             images = await self.images(uploads)
             predictions, version, took = await self.predict(images)
@@ -363,12 +396,27 @@ class Gateway:
                     ],
                 },
             )
+        except Refused as exc:
+            status = exc.http_status
+            return _json(status, {"error": exc.message}, _refusal_headers(exc))
         except ModelportError as exc:
             status = exc.http_status
             return _json(exc.http_status, {"error": exc.message})
         finally:
             self._requests.labels(endpoint, str(status)).inc()
             self._latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    def _admit(self, request: web.Request) -> None:
+        """The caller's key, if the operator asks for one; then the caller address's limit."""
+        client = request.remote or ""
+        if self.config.require_key is not None:
+            headers = [(k.lower(), v) for k, v in request.headers.items()]
+            self.config.require_key.check(token_of(headers), "predict", self.config.model, client)
+        if self._limiter is not None:
+            retry = self._limiter.admit(client, time.time())
+            if retry is not None:
+                message = f"too many requests from {client}: retry in {retry:.2g} s"
+                raise Refused(Code.RESOURCE_EXHAUSTED, message, None, retry)
 
     async def index_post(self, request: web.Request) -> web.Response:
         return await self._answer(request, "/")
@@ -389,7 +437,9 @@ class Gateway:
         load balancer's bare 503."""
         assert self._session is not None
         try:
-            async with self._session.get(self._status_url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
+            async with self._session.get(
+                self._status_url, timeout=aiohttp.ClientTimeout(total=2), headers=self._key_header
+            ) as answer:
                 data = await answer.json(content_type=None)
             states = [v.get("state") for v in data.get("model_version_status", [])]
             available = answer.status == 200 and "AVAILABLE" in states
@@ -437,8 +487,17 @@ def upstream_error(status: int, message: object) -> ModelportError:
     return ModelportError(code, f"the model refused the request: {message}")
 
 
-def _json(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    body_bytes = orjson.dumps(body)
+    return web.Response(status=status, body=body_bytes, content_type="application/json", headers=headers)
+
+
+def _refusal_headers(exc: Refused) -> dict[str, str]:
+    if exc.http_status == 401:
+        return {"WWW-Authenticate": REALM}
+    if exc.http_status == 429:
+        return {"Retry-After": retry_after_header(exc)}
+    return {}
 
 
 # On SIGTERM, how long the requests under way may take to finish (the rendered Pods' grace

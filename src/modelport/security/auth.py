@@ -14,8 +14,9 @@ reported to `on_failure` (the audit log's hook) with the key id, never the secre
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from modelport.clock import Clock
@@ -144,3 +145,20 @@ def _describe(key: ApiKey) -> str:
     if key.limits.quota is not None:
         parts.append(f"{key.limits.quota}/day")
     return ", ".join(parts)
+
+
+def token_of(headers: Iterable[tuple[str, str]]) -> str | None:
+    """The key in `authorization: Bearer K` or `x-api-key: K` (names in lower case)."""
+    for name, value in headers:
+        if name == "x-api-key":
+            return value.strip()
+        if name == "authorization":
+            kind, _, token = value.strip().partition(" ")
+            if kind.lower() == "bearer":
+                return token.strip()
+    return None
+
+
+def retry_after_header(exc: Refused) -> str:
+    """Whole seconds, rounded up (HTTP's Retry-After has no fractions)."""
+    return str(max(1, math.ceil(exc.retry_after)))

@@ -30,10 +30,10 @@ from modelport import __version__
 from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.limits import RequestLimits
-from modelport.security.auth import REALM, Refused
+from modelport.security.auth import REALM, Refused, retry_after_header, token_of
 from modelport.server import openapi, request_ids, tfserving, v2
 from modelport.server.batching import Batchers
-from modelport.server.guard import Guard, retry_after_header, token_of
+from modelport.server.guard import Guard
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
 from modelport.server.monitor import Monitor

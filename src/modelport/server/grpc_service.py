@@ -26,12 +26,12 @@ from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, Servable
 from modelport.runtimes.limits import RequestLimits
 from modelport.runtimes.signature import InputValue, Signature
-from modelport.security.auth import Refused
+from modelport.security.auth import Refused, retry_after_header, token_of
 from modelport.security.tls import TlsIdentity
 from modelport.server import request_ids, v2
 from modelport.server.grpc_v2 import inference_pb2 as pb
 from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
-from modelport.server.guard import Guard, retry_after_header, token_of
+from modelport.server.guard import Guard
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import UNKNOWN, ServerMetrics, model_label
 from modelport.server.monitor import Monitor

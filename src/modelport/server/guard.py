@@ -14,7 +14,6 @@ metadata alike).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 
 from modelport.security.auth import Authenticator, Refused
 from modelport.security.keys import ApiKey
@@ -34,23 +33,6 @@ class Guard:
             raise
         self._metrics.key_request(key.id, 200)
         return key
-
-
-def token_of(headers: Iterable[tuple[str, str]]) -> str | None:
-    """The key in `authorization: Bearer K` or `x-api-key: K` (names in lower case)."""
-    for name, value in headers:
-        if name == "x-api-key":
-            return value.strip()
-        if name == "authorization":
-            kind, _, token = value.strip().partition(" ")
-            if kind.lower() == "bearer":
-                return token.strip()
-    return None
-
-
-def retry_after_header(exc: Refused) -> str:
-    """Whole seconds, rounded up (HTTP's Retry-After has no fractions)."""
-    return str(max(1, int(-(-exc.retry_after // 1))))
 
 
 def is_loopback(host: str) -> bool:

@@ -142,7 +142,9 @@ class ServiceTLS(_Spec):
 class ServiceSpec(_Spec):
     selector: dict[str, str]
     ports: list[ServicePort] = Field(min_length=1)
-    type: Literal["ClusterIP"] = "ClusterIP"
+    # ClusterIP: on this machine only (127.0.0.1); NodePort, LoadBalancer: on every interface,
+    # and only replicas that require API keys are put behind it.
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     cluster_ip: Literal["127.0.0.1"] | None = Field(
         default=None, alias="clusterIP"
     )  # set by the control plane

@@ -19,6 +19,7 @@ class FakeLoadBalancer:
     per_replica: int
     pid: int
     tls_pem: Path | None = None
+    address: str = "127.0.0.1"
     running: bool = True
     fail_with: Exception | None = None  # raised by the next set_endpoints
     history: list[dict[str, int]] = field(default_factory=list)
@@ -60,7 +61,7 @@ class FakeBalancers:
 
     def __call__(
         self, workdir: Path, name: str, port: int, balance: str, affinity: str, *,
-        adopt_pid: int | None, per_replica: int, tls_pem: Path | None = None,
+        adopt_pid: int | None, per_replica: int, tls_pem: Path | None = None, address: str = "127.0.0.1",
     ) -> FakeLoadBalancer:  # fmt: skip
         if name in self.refuse:
             raise self.refuse[name]
@@ -68,7 +69,9 @@ class FakeBalancers:
         if adopted is not None:
             return adopted
         self._pid += 1
-        balancer = FakeLoadBalancer(name, port, balance, affinity, per_replica, self._pid, tls_pem=tls_pem)
+        balancer = FakeLoadBalancer(
+            name, port, balance, affinity, per_replica, self._pid, tls_pem=tls_pem, address=address
+        )
         self.started.append(balancer)
         return balancer
 
