@@ -8,7 +8,8 @@ import pytest
 
 from modelport.controlplane.analysis import Figures, assess, metric_phase, modelport_value, window
 from modelport.controlplane.rollouts import canary_replicas
-from modelport.controlplane.services import canary_weights
+from modelport.controlplane.services import canary_weights, pinned_revision
+from modelport.spec import Service
 
 
 def _pods(stable: int, canary: int, old: int = 0) -> tuple[dict[str, int], list[dict[str, object]]]:
@@ -82,3 +83,22 @@ def test_windows_count_a_restarted_replica_from_zero_and_values_want_enough_samp
     assert modelport_value("classDistance", canary, stable, 10)[0] == 1.0
     value, why = modelport_value("errorRate", canary, stable, 50)
     assert value is None and "fewer than minSamples 50" in why
+
+
+def test_a_blue_green_rollout_pins_its_active_and_preview_services_to_one_revision_each() -> None:
+    def service(name: str) -> Service:
+        spec = {"selector": {"app": "m"}, "ports": [{"port": 0}]}
+        return Service.model_validate(
+            {"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+        )
+
+    rollout = {
+        "metadata": {"namespace": "default"},
+        "spec": {"strategy": {"blueGreen": {"activeService": "m", "previewService": "m-preview"}}},
+        "status": {"stableHash": "old", "canaryHash": "new"},
+    }
+    assert pinned_revision(service("m"), [rollout]) == "old"
+    assert pinned_revision(service("m-preview"), [rollout]) == "new"
+    assert pinned_revision(service("other"), [rollout]) is None
+    rollout["status"] = {}  # no stable revision yet: the Services select as usual
+    assert pinned_revision(service("m"), [rollout]) is None

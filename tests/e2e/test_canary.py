@@ -25,7 +25,7 @@ import requests
 import yaml
 from onnx import numpy_helper
 
-from support import Plane
+from support import PATIENCE, Plane
 
 STABLE, CANARY = "1", "2"  # the model versions: their answers' X-Model-Version
 # The load's digits, skewed as real traffic is (a uniform mix hides a permutation of the classes).
@@ -137,7 +137,7 @@ def rollout_yaml(
     name: str,
     base: Path,
     steps: list[Any],
-    deadline: int = 20,
+    deadline: int = int(20 * PATIENCE),  # a busy machine starts a replica slowly
     model: str = "mnist",
     args: tuple[str, ...] = (),
     replicas: int = 2,
@@ -180,7 +180,9 @@ def deployed(plane: Plane, tmp: Path, models: dict[str, Path], name: str, steps:
     return plane.service_url(name)
 
 
-def moved(plane: Plane, tmp: Path, name: str, base: Path, steps: list[Any], deadline: int = 20) -> None:
+def moved(
+    plane: Plane, tmp: Path, name: str, base: Path, steps: list[Any], deadline: int = int(20 * PATIENCE)
+) -> None:
     """The Rollout's template moved to another model: a canary starts."""
     apply(plane, tmp, rollout_yaml(name, base, steps, deadline))
 
@@ -354,3 +356,48 @@ def test_a_slow_version_is_aborted_by_the_p99_analysis(
     assert 'Metric "p99" assessed Failed' in message, message
     assert load.failures() == [], load.failures()[:5]
     assert CANARY in load.since(0)  # it was called, and found slow
+
+
+def blue_green_yaml(base: Path) -> str:
+    docs = [
+        {"apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": "bg"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "bg"}},
+                  "progressDeadlineSeconds": int(20 * PATIENCE),
+                  "template": {"metadata": {"labels": {"app": "bg"}},
+                               "spec": {"model": {"name": "mnist", "basePath": str(base)}}},
+                  "strategy": {"blueGreen": {"activeService": "bg", "previewService": "bg-preview",
+                                             "autoPromotionEnabled": False, "scaleDownDelaySeconds": 2}}}},
+        *({"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
+           "spec": {"selector": {"app": "bg"}, "ports": [{"port": 0}]}} for name in ("bg", "bg-preview")),
+    ]  # fmt: skip
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def test_blue_green_previews_on_its_own_service_and_promotion_switches_with_no_failed_request(
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    apply(plane, tmp_path, blue_green_yaml(models["v1"]))
+    plane.cli("rollout", "status", "rollout/bg", "--timeout", "120")
+    with Load(plane.service_url("bg"), digits) as load:
+        apply(plane, tmp_path, blue_green_yaml(models["good"]))
+        plane.wait(lambda: status(plane, "bg")["phase"] == "Paused", 60, "the preview ready, waiting")
+        preview = plane.service_url("bg-preview") + "/v1/models/mnist:predict"
+        answers = [requests.post(preview, json=digits[0], timeout=10) for _ in range(5)]
+        assert [a.headers["X-Model-Version"] for a in answers] == [CANARY] * 5  # the new one, on its own
+        assert set(load.since(0)) == {STABLE}  # while the active Service serves only the old one
+        plane.cli("rollout", "promote", "rollout/bg")
+        plane.cli("rollout", "status", "rollout/bg", "--timeout", "60")
+        plane.wait(lambda: CANARY in load.since(0), 30, "the active Service to switch")
+        switched = load.since(0).index(CANARY)
+        plane.wait(lambda: len(load.outcomes) >= switched + 200, 30, "200 answers after the switch")
+    answered = load.since(0)
+    assert load.failures() == [], load.failures()[:5]
+    assert set(answered[:switched]) == {STABLE} and set(answered[switched + 10 :]) == {CANARY}
+
+    def old_scaled_down() -> bool:
+        pods = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "bg"]
+        return [p["metadata"]["labels"]["pod-template-hash"] for p in pods] == [
+            status(plane, "bg")["stableHash"]
+        ]
+
+    plane.wait(old_scaled_down, 30, "the old revision scaled down after scaleDownDelaySeconds")

@@ -53,6 +53,11 @@ def test_a_rollout_and_its_template_load_with_argo_defaults() -> None:
     assert metric.provider.modelport is not None and metric.provider.modelport.min_samples == 20
 
 
+BLUE_GREEN = "blueGreen: {activeService: a}"
+SAME_SERVICES = "blueGreen: {activeService: a, previewService: a}"
+CANARY = ROLLOUT[ROLLOUT.index("    canary:") :]
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -64,6 +69,17 @@ def test_a_rollout_and_its_template_load_with_argo_defaults() -> None:
         (("duration: 30s", "duration: soon"), "spec.strategy.canary.steps[1].pause.duration: 'soon'"),
         (("- pause: {}", "- setMirror: {percent: 5}"), "spec.strategy.canary.steps[3].setMirror"),
         (("{app: mnist}}\n  template", "{app: other}}\n  template"), "spec.template.metadata.labels"),
+        (
+            ("  strategy:\n", "  strategy:\n    blueGreen: {activeService: a}\n"),
+            "needs exactly one of canary and",
+        ),
+        (
+            (
+                "  strategy:\n    canary:\n",
+                "  strategy:\n    blueGreen: {activeService: a, previewService: a}\n    x:\n",
+            ),
+            "spec.strategy.x",
+        ),
     ],
 )
 def test_a_bad_rollout_is_refused_naming_the_field(change: tuple[str, str], named: str) -> None:

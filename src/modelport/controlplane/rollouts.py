@@ -45,7 +45,7 @@ from modelport.controlplane.meta import (
 )
 from modelport.controlplane.objects import Deployment, Obj, Pod, ReplicaSet, ViewCache
 from modelport.errors import ModelportError
-from modelport.spec import AnalysisTemplate, Rollout, RolloutSpec, seconds, to_dict
+from modelport.spec import AnalysisTemplate, BlueGreenStrategy, Rollout, RolloutSpec, seconds, to_dict
 
 log = logging.getLogger("modelport.controlplane")
 VERBS = ("promote", "promote-full", "abort", "retry")
@@ -68,6 +68,11 @@ def command_of(raw: Obj) -> tuple[str, str] | None:
     text = raw["metadata"].get("annotations", {}).get(ROLLOUT_COMMAND, "")
     verb, _, ident = text.partition(" ")
     return (verb, ident) if verb in VERBS and ident else None
+
+
+def _steps_of(ro: Deployment) -> int:
+    canary = cast(RolloutSpec, ro.spec).strategy.canary
+    return len(canary.steps) if canary is not None else 0
 
 
 def canary_replicas(replicas: int, weight: int) -> int:
@@ -113,7 +118,10 @@ class RolloutController(DeploymentController):
                 command = None
             if command is not None:
                 st["command"] = command[1]
-            if stable is None or stable.uid == new.uid:
+            blue_green = cast(RolloutSpec, ro.spec).strategy.blue_green
+            if blue_green is not None and stable is not None:
+                new, olds = self._blue_green(ro, blue_green, new, stable, olds, census, st, command)
+            elif stable is None or stable.uid == new.uid:
                 new, olds = self._steady(ro, new, olds, census, st)
             else:
                 self._canary(ro, new, stable, [o for o in olds if o.uid != stable.uid], census, st, command)
@@ -135,7 +143,7 @@ class RolloutController(DeploymentController):
             if not first:
                 self._events.event(ro.raw, "Normal", "RolloutCompleted", f"{new.name} is the stable revision")
         if st.get("stableHash") == new.template_hash:
-            steps = len(self._canary_spec(ro).steps)
+            steps = _steps_of(ro)
             message = st["message"] if st.get("phase") == "Healthy" else "stable revision serving"
             if st.get("canaryHash") and st.get("canaryHash") != new.template_hash:
                 message = f"canary {st['canaryHash']} abandoned: the template is the stable one again"
@@ -153,40 +161,49 @@ class RolloutController(DeploymentController):
     def _canary_spec(ro: Deployment) -> Any:
         return cast(RolloutSpec, ro.spec).strategy.canary
 
-    def _canary(
+    def _begin(
         self, ro: Deployment, canary: ReplicaSet, stable: ReplicaSet, others: list[ReplicaSet],
-        census: Census, st: Obj, command: tuple[str, str] | None,
-    ) -> None:  # fmt: skip
+        st: Obj, verb: str | None, scale_down_delay: float,
+    ) -> bool:  # fmt: skip
+        """What both strategies do first with a new revision: start it from the first step if it
+        is new, keep stable whole, retire any other, act on abort and retry; True while aborted
+        (the new revision then gets no request, and no replica past `scale_down_delay`)."""
         now = self._clock.now()
-        spec = self._canary_spec(ro)
         if st.get("canaryHash") != canary.template_hash:  # a new canary: from the first step
             if st.get("canaryHash") and st["canaryHash"] != st["stableHash"]:
                 self._terminate_runs(ro, st["canaryHash"])
             st.update(canaryHash=canary.template_hash, currentStepIndex=0, canaryWeight=0, abort=False)
             st.update(progressAt=iso(now), phase="Progressing", message=f"canary {canary.name} started")
-            st.pop("abortedAt", None)
-            st.pop("pauseStartTime", None)
+            for key in ("abortedAt", "pauseStartTime", "previewReadyAt"):
+                st.pop(key, None)
         if stable.replicas != ro.spec.replicas:  # stable keeps every replica until promotion
             self._scale(ro, stable, ro.spec.replicas)
         for other in others:
             if other.replicas:
                 self._scale(ro, other, 0)
-        verb = command[0] if command else None
         if verb == "abort" and not st.get("abort"):
             self._abort(ro, st, "aborted by `modelport rollout abort`")
         elif verb == "retry" and st.get("abort"):
             self._delete_runs(ro, st["canaryHash"])
-            st.update(
-                abort=False, currentStepIndex=0, canaryWeight=0, progressAt=iso(now), phase="Progressing"
-            )
-            st.update(message="retrying from the first step")
+            st.update(abort=False, currentStepIndex=0, canaryWeight=0, progressAt=iso(now))
+            st.update(phase="Progressing", message="retrying from the first step")
             st.pop("abortedAt", None)
             self._events.event(ro.raw, "Normal", "RolloutRetried", f"retrying canary {canary.name}")
         if st.get("abort"):
             st["canaryWeight"] = 0
             since = parse_iso(st.get("abortedAt") or iso(now))
-            if canary.replicas and now - since >= spec.abort_scale_down_delay_seconds:
+            if canary.replicas and now - since >= scale_down_delay:
                 self._scale(ro, canary, 0)
+            return True
+        return False
+
+    def _canary(
+        self, ro: Deployment, canary: ReplicaSet, stable: ReplicaSet, others: list[ReplicaSet],
+        census: Census, st: Obj, command: tuple[str, str] | None,
+    ) -> None:  # fmt: skip
+        spec = self._canary_spec(ro)
+        verb = command[0] if command else None
+        if self._begin(ro, canary, stable, others, st, verb, spec.abort_scale_down_delay_seconds):
             return
         if spec.analysis is not None:  # background analysis, from the first step to promotion
             run = self._run(ro, st["canaryHash"], "background", spec.analysis.templates, st)
@@ -284,6 +301,81 @@ class RolloutController(DeploymentController):
             ro.raw, "Warning", "RolloutAborted", f"Rollout aborted, traffic back to stable: {reason}"
         )
 
+    # -- blue-green --
+
+    def _blue_green(
+        self, ro: Deployment, bg: BlueGreenStrategy, new: ReplicaSet, stable: ReplicaSet,
+        olds: list[ReplicaSet], census: Census, st: Obj, command: tuple[str, str] | None,
+    ) -> tuple[ReplicaSet, list[ReplicaSet]]:  # fmt: skip
+        """The new revision at full size behind the preview Service; promotion moves the active
+        Service to it (the old one kept scaleDownDelaySeconds, and switched back to if the
+        post-promotion analysis fails)."""
+        now = self._clock.now()
+        verb = command[0] if command else None
+        if stable.uid == new.uid:  # promoted (or nothing new): the previous one kept a while
+            previous = next((o for o in olds if o.template_hash == st.get("previousHash")), None)
+            if previous is not None and bg.post_promotion_analysis is not None:
+                run = self._run(ro, new.template_hash or "", "post", bg.post_promotion_analysis.templates, st)
+                phase = run.get("status", {}).get("phase", "Pending")
+                st["analysis"] = {"run": run["metadata"]["name"], "phase": phase}
+                if phase in ("Failed", "Error"):  # back to the previous revision, at once
+                    st.update(stableHash=previous.template_hash, canaryHash=new.template_hash)
+                    st.pop("previousHash", None)
+                    self._abort(ro, st, run["status"].get("message", f"post-promotion analysis {phase}"))
+                    return new, olds
+                if phase not in ("Successful", "Inconclusive"):
+                    return self._keeping(ro, new, olds, previous, census, st)
+            promoted = parse_iso(st.get("promotedAt") or iso(now))
+            if previous is not None and now - promoted < bg.scale_down_delay_seconds:
+                return self._keeping(ro, new, olds, previous, census, st)
+            st.pop("previousHash", None)
+            return self._steady(ro, new, olds, census, st)
+        others = [o for o in olds if o.uid != stable.uid]
+        if self._begin(ro, new, stable, others, st, verb, bg.scale_down_delay_seconds):
+            return new, olds
+        if new.replicas != ro.spec.replicas:
+            new = self._scale(ro, new, ro.spec.replicas)
+        if census.available(new) < ro.spec.replicas:
+            self._waiting(ro, st, f"waiting for the preview's {ro.spec.replicas} replicas to be available")
+            return new, olds
+        ready_at = parse_iso(st.setdefault("previewReadyAt", iso(now)))
+        promote = verb in ("promote", "promote-full")
+        if bg.pre_promotion_analysis is not None and verb != "promote-full":
+            run = self._run(ro, new.template_hash or "", "pre", bg.pre_promotion_analysis.templates, st)
+            phase = run.get("status", {}).get("phase", "Pending")
+            st["analysis"] = {"run": run["metadata"]["name"], "phase": phase}
+            if phase in ("Failed", "Error"):
+                self._abort(ro, st, run["status"].get("message", f"pre-promotion analysis {phase}"))
+                return new, olds
+            if phase not in ("Successful", "Inconclusive") or (phase == "Inconclusive" and not promote):
+                st.update(phase="Paused" if phase == "Inconclusive" else "Progressing",
+                          message=f"pre-promotion analysis {run['metadata']['name']}: {phase}")  # fmt: skip
+                return new, olds
+        if not promote and not bg.auto_promotion_enabled:
+            st.update(
+                phase="Paused",
+                message="preview ready; `modelport rollout promote` switches the active Service",
+            )
+            return new, olds
+        wait = bg.auto_promotion_seconds or 0
+        if not promote and now - ready_at < wait:
+            st.update(phase="Paused", message=f"preview ready; promoted after autoPromotionSeconds ({wait})")
+            return new, olds
+        st.update(previousHash=stable.template_hash, stableHash=new.template_hash, promotedAt=iso(now))
+        st.update(phase="Healthy", message=f"{new.name} promoted: the active Service switched to it")
+        self._events.event(
+            ro.raw, "Normal", "RolloutPromoted", f"{new.name} promoted: active Service switched"
+        )
+        return new, olds
+
+    def _keeping(
+        self, ro: Deployment, new: ReplicaSet, olds: list[ReplicaSet], previous: ReplicaSet,
+        census: Census, st: Obj,
+    ) -> tuple[ReplicaSet, list[ReplicaSet]]:  # fmt: skip
+        """Steady, but the previous revision keeps its replicas (it may be switched back to)."""
+        new, rest = self._steady(ro, new, [o for o in olds if o.uid != previous.uid], census, st)
+        return new, [*rest, previous]
+
     # -- AnalysisRuns --
 
     def _run(self, ro: Deployment, canary_hash: str, which: str, templates: list[Any], st: Obj) -> Obj:
@@ -348,7 +440,7 @@ class RolloutController(DeploymentController):
             updatedReplicas=len(census.live(new)) if new is not None else 0,
             readyReplicas=sum(census.ready(rs) for rs in all_rs),
             availableReplicas=sum(census.available(rs) for rs in all_rs),
-            steps=len(self._canary_spec(ro).steps),
+            steps=_steps_of(ro),
         )
         if new is not None:
             st["currentPodHash"] = template_hash(ro.template)

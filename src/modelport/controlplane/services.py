@@ -125,15 +125,34 @@ def canary_weights(
 
 
 def _rollout_of(service: Service, rollouts: list[Obj]) -> Obj | None:
-    """The Rollout whose replicas this Service selects (and which has a stable revision yet)."""
+    """The canary Rollout whose replicas this Service selects (and which has a stable revision yet)."""
     for rollout in rollouts:
         labels = (rollout["spec"]["template"].get("metadata") or {}).get("labels", {})
         if (
             rollout["metadata"]["namespace"] == service.metadata.namespace
+            and "canary" in rollout["spec"]["strategy"]
             and selects(service.spec.selector, labels)
             and rollout.get("status", {}).get("stableHash")
         ):
             return rollout
+    return None
+
+
+def pinned_revision(service: Service, rollouts: list[Obj]) -> str | None:
+    """A blue-green Rollout's Services each see one revision: the active one the stable, the
+    preview one the new (the stable when there is none); None for any other Service."""
+    for rollout in rollouts:
+        bg, st = rollout["spec"]["strategy"].get("blueGreen"), rollout.get("status", {})
+        if (
+            rollout["metadata"]["namespace"] != service.metadata.namespace
+            or not bg
+            or not st.get("stableHash")
+        ):
+            continue
+        if bg["activeService"] == service.metadata.name:
+            return str(st["stableHash"])
+        if bg.get("previewService") == service.metadata.name:
+            return str(st.get("canaryHash") or st["stableHash"])
     return None
 
 
@@ -235,6 +254,10 @@ class ServiceController:
                 self._write_status(raw, {**raw.get("status", {}), "endpoints": []})
             return
         wanted = endpoints_for(service, pods)
+        pinned = pinned_revision(service, rollouts or [])
+        if pinned is not None:
+            hashes = {p["metadata"]["name"]: p["metadata"].get("labels", {}).get(HASH_LABEL) for p in pods}
+            wanted = {name: port for name, port in wanted.items() if hashes.get(name) == pinned}
         rollout = _rollout_of(service, rollouts or [])
         weights = None
         if rollout is not None:

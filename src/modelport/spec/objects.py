@@ -302,8 +302,24 @@ class CanaryStrategy(_Spec):
     abort_scale_down_delay_seconds: int = Field(default=30, ge=0, alias="abortScaleDownDelaySeconds")
 
 
+class BlueGreenStrategy(_Spec):
+    """The new revision runs at full size behind `previewService` while `activeService` keeps
+    sending every request to the stable one; promotion switches the active Service to it."""
+
+    active_service: str = Field(alias="activeService")
+    preview_service: str | None = Field(default=None, alias="previewService")
+    auto_promotion_enabled: bool = Field(default=True, alias="autoPromotionEnabled")
+    auto_promotion_seconds: int | None = Field(default=None, ge=0, alias="autoPromotionSeconds")
+    pre_promotion_analysis: RolloutAnalysis | None = Field(default=None, alias="prePromotionAnalysis")
+    post_promotion_analysis: RolloutAnalysis | None = Field(default=None, alias="postPromotionAnalysis")
+    # The old revision stays at full size this long after promotion (and its post-promotion
+    # analysis): a failed one switches back at once.
+    scale_down_delay_seconds: int = Field(default=30, ge=0, alias="scaleDownDelaySeconds")
+
+
 class RolloutStrategy(_Spec):
-    canary: CanaryStrategy
+    canary: CanaryStrategy | None = None
+    blue_green: BlueGreenStrategy | None = Field(default=None, alias="blueGreen")
 
 
 class RolloutSpec(DeploymentSpec):

@@ -93,7 +93,17 @@ def _rules(obj: Object) -> list[str]:
             ):
                 problems.append(f"{base}.maxUnavailable: must not be 0 when maxSurge is 0")
     elif isinstance(obj, Rollout):
-        problems += _workload_rules(obj.spec) + _canary_rules(obj.spec.strategy.canary)
+        problems += _workload_rules(obj.spec)
+        strategy = obj.spec.strategy
+        given = [f for f, v in (("canary", strategy.canary), ("blueGreen", strategy.blue_green)) if v]
+        if len(given) != 1:
+            problems.append("spec.strategy: needs exactly one of canary and blueGreen, got "
+                            f"{' and '.join(given) or 'neither'}")  # fmt: skip
+        if strategy.canary is not None:
+            problems += _canary_rules(strategy.canary)
+        bg = strategy.blue_green
+        if bg is not None and bg.active_service == bg.preview_service:
+            problems.append("spec.strategy.blueGreen.previewService: must differ from activeService")
     elif isinstance(obj, AnalysisTemplate):
         problems += _analysis_rules(obj.spec)
     elif isinstance(obj, HorizontalPodAutoscaler):
