@@ -519,3 +519,23 @@ def chromium(width: int, height: int) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")  # dataset-fashion-mnist
+
+
+def fashion_instances(count: int) -> list[dict[str, Any]]:
+    """The first `count` Fashion-MNIST test images as the MNIST example's instances (PNG, b64):
+    clothes, where the model expects digits (input and prediction drift)."""
+    import io
+
+    from PIL import Image
+
+    from modelport.pipeline.data.datasets import read_idx
+
+    instances = []
+    for pixels in read_idx(FASHION)[:count]:
+        out = io.BytesIO()
+        Image.fromarray(pixels, "L").save(out, "PNG")
+        instances.append({"image_bytes": {"b64": base64.b64encode(out.getvalue()).decode()}})
+    return instances

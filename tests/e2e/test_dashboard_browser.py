@@ -1,7 +1,8 @@
 """The control plane's dashboard in headless Chromium, with live data: the MNIST Deployment
 under load scales up (its HPA decision marked on the replicas chart); the pages show its
 figures, traffic by version and events, and its version page the evaluation report beside the
-live figures. Screenshots are kept in build/test-artifacts/."""
+live figures; Fashion-MNIST images sent to it first show as drift. Screenshots are kept in
+build/test-artifacts/."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from modelport.examples import write_mnist_repository
-from support import ARTIFACTS, Load, Plane, chromium, deployment_yaml
+from support import ARTIFACTS, Load, Plane, chromium, deployment_yaml, fashion_instances
 
 HPA = {"apiVersion": "modelport/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "mnist"},
        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "mnist"}, "minReplicas": 1, "maxReplicas": 2,
@@ -47,8 +48,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plane, str]
         plane.up("--hpa-sync-seconds", "1")
         plane.cli("apply", "-f", str(root / "deploy.yaml"))
         plane.cli("rollout", "status", "deployment/mnist")
-        body = json.loads((root / "mnist" / "samples" / "request.json").read_text())
         url = plane.service_url("mnist") + "/v1/models/mnist:predict"
+        clothes = fashion_instances(500)  # to the one replica there is yet: its drift window fills
+        for start in range(0, len(clothes), 50):
+            assert requests.post(url, json={"instances": clothes[start : start + 50]}, timeout=30).ok
+        body = json.loads((root / "mnist" / "samples" / "request.json").read_text())
         with Load(url, body, threads=2, read=lambda answer: answer["predictions"][0]["classes"]) as load:
             plane.wait(lambda: plane.get("Deployment", "mnist")["status"].get("readyReplicas", 0) == 2, 60,
                        "the HPA to scale the Deployment to 2 under load")  # fmt: skip
@@ -96,6 +100,7 @@ def test_the_dashboard_shows_the_deployment_live(site: tuple[Plane, str], browse
     assert "mnist v1" in charts["Traffic by version (req/s)"].text
     # The MNIST example's reference profile carries its published accuracy: the replicas export it.
     assert "mnist v1 published" in charts["Live accuracy"].text
+    assert "mnist v1 input threshold" in charts["Drift"].text  # the clothes sent before the load
     assert len(charts["Requests per second"].find_elements(By.TAG_NAME, "polyline")) >= 1
     page = browser.find_element(By.TAG_NAME, "body").text
     assert "SuccessfulRescale" in page and "HPA mnist: 1 -> 2" in page

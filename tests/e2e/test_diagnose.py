@@ -3,11 +3,15 @@ named in words with its evidence (a crash loop, with the alert it fires: test_mo
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
 import pytest
+import requests
 
-from support import Plane, deployment_yaml, half_plus_two, mark_complete
+from modelport.examples import write_mnist_repository
+from support import Plane, deployment_yaml, fashion_instances, half_plus_two, mark_complete
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +22,11 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     (root / "broken" / "1" / "model.onnx").write_bytes(b"not an ONNX model")
     for name in ("half", "broken"):
         mark_complete(root / name / "1")
+    write_mnist_repository(root / "mnist")
     docs = [
         deployment_yaml("fine", root / "half", replicas=1, service_port=None),
         deployment_yaml("broken", root / "broken", replicas=1, service_port=None),
+        deployment_yaml("digits", root / "mnist", replicas=1, model="mnist"),
     ]
     (root / "all.yaml").write_text("---\n".join(docs))
     plane = Plane(root / "home")
@@ -28,6 +34,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         plane.up()
         plane.cli("apply", "-f", str(root / "all.yaml"))
         plane.cli("rollout", "status", "deployment/fine")
+        plane.cli("rollout", "status", "deployment/digits")
         yield plane
     finally:
         plane.stop()
@@ -54,3 +61,22 @@ def test_a_healthy_deployment_and_bad_input(plane: Plane) -> None:
     assert refused.returncode == 1 and "diagnose takes deployment/NAME" in refused.stderr
     missing = plane.cli("diagnose", "deployment/nope", check=False)
     assert missing.returncode == 1 and 'deployments "nope" not found' in missing.stderr
+
+
+def test_drift_from_clothes_sent_to_a_digit_model(plane: Plane) -> None:
+    """500 Fashion-MNIST images to the MNIST model: the replica's drift goes over its threshold and
+    diagnose names it with the figures."""
+    url = plane.service_url("digits") + "/v1/models/mnist:predict"
+    instances = fashion_instances(500)
+    with requests.Session() as session:
+        for start in range(0, len(instances), 50):
+            assert session.post(url, json={"instances": instances[start : start + 50]}, timeout=30).ok
+
+    def drifted() -> bool:
+        findings = json.loads(plane.cli("diagnose", "deployment/digits", "-o", "json").stdout)["findings"]
+        return any(" drift " in f["cause"] for f in findings)
+
+    plane.wait(drifted, 30, "the drift to show")
+    said = plane.cli("diagnose", "deployment/digits").stdout
+    assert re.search(r"input drift 0\.\d\d > 0\.2 \(mnist v1\)", said), said
+    assert "live traffic no longer looks like the data the version was evaluated on" in said
