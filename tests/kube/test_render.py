@@ -28,7 +28,12 @@ from modelport.spec import HorizontalPodAutoscaler, load_objects, to_dict
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "mnist"
 GOLDEN = EXAMPLE / "k8s"
-REGENERATE = "modelport render -f examples/mnist/ --target kubernetes --image mnist:1 -o examples/mnist/k8s/"
+# The Deployments' files: the folder also holds a Pipeline's and the Rollouts' (rendered to Argo's below).
+SERVED = (EXAMPLE / "deploy.yaml", EXAMPLE / "hpa.yaml")
+REGENERATE = (
+    "modelport render -f examples/mnist/deploy.yaml -f examples/mnist/hpa.yaml --target kubernetes "
+    "--image mnist:1 -o examples/mnist/k8s/"
+)
 # Every release from 1.28 (the oldest still widely run) to the newest the schemas know.
 _NEWEST = int(kubernetes_validate.latest_version().split(".")[1])
 VERSIONS = tuple(f"1.{minor}" for minor in range(28, _NEWEST + 1))
@@ -46,12 +51,12 @@ def documents(rendered: Rendered) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def example() -> Rendered:
-    return render_kubernetes(load_objects_from([EXAMPLE]), PodOptions("mnist:1"))
+    return render_kubernetes(load_objects_from(SERVED), PodOptions("mnist:1"))
 
 
 @pytest.mark.parametrize("models", ["image", "volume"])
 def test_every_document_validates_strictly_against_128_through_the_newest(models: str) -> None:
-    rendered = render_kubernetes(load_objects_from([EXAMPLE]), PodOptions("mnist:1", models))  # type: ignore[arg-type]
+    rendered = render_kubernetes(load_objects_from(SERVED), PodOptions("mnist:1", models))  # type: ignore[arg-type]
     docs = documents(rendered)
     assert sorted(docs) == [
         "ConfigMap/mnist-model-config", "Deployment/gateway", "Deployment/mnist",
@@ -154,9 +159,7 @@ def test_a_new_model_config_rolls_the_pods_and_default_namespace_objects_name_no
 
 
 def test_volume_mode_mounts_the_claim_read_only() -> None:
-    rendered = render_kubernetes(
-        load_objects_from([EXAMPLE]), PodOptions("mnist:1", "volume", "mnist-models")
-    )
+    rendered = render_kubernetes(load_objects_from(SERVED), PodOptions("mnist:1", "volume", "mnist-models"))
     pod = documents(rendered)["Deployment/mnist"]["spec"]["template"]["spec"]
     models = next(v for v in pod["volumes"] if v["name"] == "models")
     assert models["persistentVolumeClaim"] == {"claimName": "mnist-models", "readOnly": True}
@@ -235,7 +238,7 @@ def test_strict_refuses_least_connection_and_writes_nothing(tmp_path: Path) -> N
 
 def test_a_second_render_replaces_the_folder_whole_but_never_a_foreign_one(tmp_path: Path) -> None:
     out = tmp_path / "k8s"
-    write_output(render_kubernetes(load_objects_from([EXAMPLE]), PodOptions("mnist:1")), out)
+    write_output(render_kubernetes(load_objects_from(SERVED), PodOptions("mnist:1")), out)
     write_output(render_kubernetes(load_objects_from([EXAMPLE / "deploy.yaml"]), PodOptions("mnist:2")), out)
     assert not (out / "hpa-mnist.yaml").exists()  # the HPA is no longer rendered: its file is gone
     assert "image: mnist:2" in (out / "deployment-mnist.yaml").read_text()
@@ -243,7 +246,7 @@ def test_a_second_render_replaces_the_folder_whole_but_never_a_foreign_one(tmp_p
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
     with pytest.raises(ModelportError, match="was not written by modelport render"):
-        write_output(render_kubernetes(load_objects_from([EXAMPLE]), PodOptions("mnist:1")), mine)
+        write_output(render_kubernetes(load_objects_from(SERVED), PodOptions("mnist:1")), mine)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 

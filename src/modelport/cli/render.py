@@ -37,10 +37,11 @@ def render(
     files: tuple[Path, ...], target: str, image: str, out: Path, models: str, models_claim: str,
     image_pull_policy: str, strict: bool,
 ) -> None:  # fmt: skip
-    """Write Kubernetes manifests (apps/v1, v1, autoscaling/v2, policy/v1) for the objects.
+    """Write Kubernetes manifests (apps/v1, v1, autoscaling/v2, policy/v1; a Rollout and its
+    AnalysisTemplates as Argo Rollouts' argoproj.io/v1alpha1) for the objects.
 
     \b
-    modelport render -f examples/mnist/ --target kubernetes --image mnist:1 -o deploy/k8s/
+    modelport render -f examples/mnist/deploy.yaml --target kubernetes --image mnist:1 -o deploy/k8s/
     kubectl apply -k deploy/k8s/
     """
     from modelport.kube.pods import PodOptions  # pydantic and the spec: only when rendering

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from modelport.errors import Code, ModelportError
+from modelport.kube.argo import as_deployment, render_analysis_template, render_rollout
 from modelport.kube.hpa import render_adapter_values, render_hpa
 from modelport.kube.mapping import (
     config_digest,
@@ -31,14 +32,24 @@ from modelport.kube.mapping import (
 )
 from modelport.kube.notes import Note
 from modelport.kube.pods import PodOptions
-from modelport.spec import API_VERSION, Deployment, HorizontalPodAutoscaler, Object, Service, load_objects
+from modelport.spec import (
+    API_VERSION,
+    KINDS,
+    Deployment,
+    HorizontalPodAutoscaler,
+    Object,
+    Rollout,
+    Service,
+    load_objects,
+)
 
 KUSTOMIZATION = "kustomization.yaml"
 ADAPTER_VALUES = "prometheus-adapter-values.yaml"
 # The first line of every kustomization render writes: how it knows a folder is its own to replace.
 HEADER = "# Rendered by `modelport render`: edit the modelport/v1 files and render again."
 _SHORT = {"Deployment": "deployment", "Service": "service", "HorizontalPodAutoscaler": "hpa",
-          "PodDisruptionBudget": "pdb", "ConfigMap": "configmap"}  # fmt: skip
+          "PodDisruptionBudget": "pdb", "ConfigMap": "configmap", "Rollout": "rollout",
+          "AnalysisTemplate": "analysistemplate"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,12 +100,17 @@ def _documents(objects: list[Object], options: PodOptions, notes: list[Note]) ->
             docs.append(render_service(obj, notes))
         elif isinstance(obj, HorizontalPodAutoscaler):
             docs.append(render_hpa(obj, notes))
-        else:  # refused, not dropped: a file that renders must mean what it says
-            raise ModelportError(
-                Code.INVALID_ARGUMENT,
-                f"{obj.kind}/{obj.metadata.name}: not rendered to Kubernetes yet "
-                "(Argo Rollouts' objects are planned); render the Deployment for now",
+        elif isinstance(obj, Rollout):  # Argo Rollouts' (argoproj.io/v1alpha1), its CRDs installed
+            plain = as_deployment(obj)
+            config = render_model_config(plain)
+            if config is not None:
+                docs.append(config)
+            docs.append(
+                render_rollout(obj, options, _upstream(plain, services), config_digest(config), notes)
             )
+            docs.append(render_disruption_budget(plain))
+        else:
+            docs.append(render_analysis_template(obj, notes))
     return docs
 
 
@@ -135,13 +151,16 @@ def render_kubernetes(objects: list[Object], options: PodOptions) -> Rendered:
 
 
 def _is_ours(text: str) -> bool:
-    """A YAML file of our objects (`apiVersion: modelport/v1`); a folder also holds other YAML
-    (the example's training configs), which render passes over."""
+    """A YAML file of our served objects (`apiVersion: modelport/v1`, a kind render knows); a
+    folder also holds other YAML (the example's training configs, a Pipeline), which render
+    passes over."""
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError:
         return True  # let load_objects name the problem
-    return any(isinstance(d, dict) and d.get("apiVersion") == API_VERSION for d in docs)
+    return any(
+        isinstance(d, dict) and d.get("apiVersion") == API_VERSION and d.get("kind") in KINDS for d in docs
+    )
 
 
 def load_objects_from(paths: Iterable[Path]) -> list[Object]:
