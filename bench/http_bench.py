@@ -342,9 +342,12 @@ def parse_wrk(out: str) -> tuple[float, float, float, int, int, int]:
     return rps, p50, p99, non2xx, sock, requests
 
 
-def wrk(url: str, body_file: Path, conns: int, seconds: int, threads: int, server_pgid: int) -> Run:
+def wrk(
+    url: str, body_file: Path, conns: int, seconds: int, threads: int, server_pgid: int, api_key: str = ""
+) -> Run:
+    """`api_key`: sent as x-api-key on every request (post.lua's BENCH_API_KEY)."""
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(LUA), url]
-    env = {**os.environ, "BENCH_BODY": str(body_file)}
+    env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_API_KEY": api_key}
     cpu0, wall0 = group_cpu_seconds(server_pgid), time.monotonic()
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 60)

@@ -29,6 +29,7 @@ log = logging.getLogger("modelport.auth")
 REALM = 'Bearer realm="modelport"'
 _MISSING = "an API key is required: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 _INVALID = "the API key is not valid (unknown, revoked or expired)"
+_VERIFIED_MAX = 4096  # tokens remembered as checked; beyond, the memory starts again
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Authenticator:
         self._keys: dict[str, ApiKey] = {}
         self._loaded = float("-inf")
         self._used: dict[str, float] = {}
+        self._verified: dict[str, str] = {}  # token -> key id, since the keys were last read
         self._lock = threading.Lock()
         self._refresh(self._clock.monotonic())
 
@@ -83,14 +85,10 @@ class Authenticator:
             self._refresh(tick)
         if not token:
             raise self._refuse(Code.UNAUTHENTICATED, _MISSING, None, client, scope, model)
-        parts = split_token(token)
-        key = None if parts is None else self._key(parts[0], tick)
-        if parts is None or key is None or not key.active(now) or not matches(key, parts[1]):
-            # Audit sees the id presented; metrics only an id from the store (a bounded set).
-            presented = None if parts is None else parts[0]
-            refused = self._refuse(Code.UNAUTHENTICATED, _INVALID, presented, client, scope, model)
-            refused.key_id = None if key is None else key.id
-            raise refused
+        known = self._verified.get(token)
+        key = None if known is None else self._keys.get(known)
+        if key is None or not key.active(now):
+            key = self._verify(token, now, tick, client, scope, model)
         if scope not in key.scopes or (model is not None and not key.allows_model(model)):
             where = f" on model '{model}'" if model is not None else ""
             message = f"API key {key.id} does not grant '{scope}'{where}"
@@ -100,6 +98,24 @@ class Authenticator:
         if retry is not None:
             message = f"API key {key.id} is over its limit ({_describe(key)}): retry in {retry:.3g} s"
             raise self._refuse(Code.RESOURCE_EXHAUSTED, message, key.id, client, scope, model, retry)
+        return key
+
+    def _verify(
+        self, token: str, now: float, tick: float, client: str, scope: str, model: str | None
+    ) -> ApiKey:
+        """The live key `token` is, remembered until the keys are next re-read (a hash saved
+        on every later request with it); else refused."""
+        parts = split_token(token)
+        key = None if parts is None else self._key(parts[0], tick)
+        if parts is None or key is None or not key.active(now) or not matches(key, parts[1]):
+            # Audit sees the id presented; metrics only an id from the store (a bounded set).
+            presented = None if parts is None else parts[0]
+            refused = self._refuse(Code.UNAUTHENTICATED, _INVALID, presented, client, scope, model)
+            refused.key_id = None if key is None else key.id
+            raise refused
+        if len(self._verified) >= _VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = key.id
         return key
 
     def _key(self, key_id: str, tick: float) -> ApiKey | None:
@@ -119,6 +135,7 @@ class Authenticator:
             if used:
                 self._store.touch(used)
             self._keys = {k.id: k for k in self._store.list_keys()}
+            self._verified = {}  # a rotated or revoked key's old token must be checked again
         except Exception as exc:  # a locked or moved store: keep the keys we had, say so
             log.error("API keys not re-read from the store (keeping %d known): %s", len(self._keys), exc)
 
