@@ -91,3 +91,24 @@ def test_server_errors_over_five_percent() -> None:
     assert _causes(Facts(_deployment(), [ReplicaFacts(_pod(), samples=samples)], [])) == [
         "10% of predictions answered 5xx (10 of 100 since the replicas started)"
     ]
+
+
+def test_a_firing_alert_joins_the_finding_it_confirms_and_dates_it() -> None:
+    labels = {"model": "mnist", "version": "2"}
+    samples = [("modelport_drift_score", {**labels, "kind": "input"}, 0.41),
+               ("modelport_drift_threshold", {**labels, "kind": "input"}, 0.2)]  # fmt: skip
+    drift = {"labels": {"alertname": "ModelportDriftOverThreshold", **labels, "kind": "input"},
+             "annotations": {"summary": "mnist v2: input drift 0.41 over its threshold"},
+             "activeAt": "2026-12-07T12:10:00Z"}  # fmt: skip
+    other = {"labels": {"alertname": "SomethingElse"}, "annotations": {}, "activeAt": "2026-12-07T12:00:00Z"}
+    findings = compute_findings(
+        Facts(_deployment(), [ReplicaFacts(_pod(), samples=samples)], [], None, [drift, other])
+    )
+    assert [(f.cause, f.since) for f in findings] == [
+        ("input drift 0.41 > 0.2 (mnist v2)", "2026-12-07T12:10:00Z"),
+        ("alert SomethingElse firing", "2026-12-07T12:00:00Z"),
+    ]
+    assert (
+        "alert ModelportDriftOverThreshold firing: mnist v2: input drift 0.41 over its threshold"
+        in findings[0].evidence
+    )

@@ -32,6 +32,7 @@ class Finding:
     cause: str
     evidence: list[str] = field(default_factory=list)
     since: str | None = None
+    topic: str = ""  # what it is about, to match Prometheus' alerts to it (alert_topic)
 
     def to_dict(self) -> Obj:
         return asdict(self)
@@ -74,10 +75,7 @@ def compute_findings(facts: Facts, slo_p99: float = SLO_P99_SECONDS) -> list[Fin
         *_accuracy(facts),
         *_hpa_at_max(facts, slo_p99),
     ]
-    found += [
-        Finding(1, f"alert {a['labels'].get('alertname')} firing", [_alert_words(a)], a.get("activeAt"))
-        for a in facts.alerts
-    ]
+    found = _with_alerts(found, facts.alerts)
     if not found:
         ready = sum(1 for r in facts.replicas if r.status.get("ready"))
         found.append(Finding(0, f"no problem found: {ready}/{len(facts.replicas)} replicas ready"))
@@ -108,7 +106,7 @@ def _replica(r: ReplicaFacts, facts: Facts) -> list[Finding]:
         return [Finding(
             3, f"replica {r.name} restarts ({st['restartCount']} times{exit_code}){at_limit}; "
                f"last log line: {last_line or '<empty log>'}",
-            evidence, back_offs[0].get("firstTimestamp") if back_offs else None,
+            evidence, back_offs[0].get("firstTimestamp") if back_offs else None, f"restarts:{r.name}",
         )]  # fmt: skip
     if st.get("phase") == "Running" and not st.get("ready"):
         failed = _failed_versions(r.readiness)
@@ -162,7 +160,7 @@ def _errors(facts: Facts) -> list[Finding]:
                 errors += value if labels.get("status", "").startswith("5") else 0.0
     if total >= MIN_REQUESTS and errors / total > ERROR_RATIO:
         return [Finding(3, f"{errors / total:.0%} of predictions answered 5xx ({errors:.0f} of {total:.0f} "
-                           "since the replicas started)", [])]  # fmt: skip
+                           "since the replicas started)", [], topic="errors")]  # fmt: skip
     return []
 
 
@@ -180,7 +178,7 @@ def _latency(facts: Facts, slo: float) -> list[Finding]:
     worst = max(p99 for _, p99 in slow)
     evidence = [f"replica {r.name}: p99 {p99:.3f} s, {_cpu_words(r)}" for r, p99 in slow]
     cause = f"p99 {worst:.2f} s over the {slo:g} s SLO: {_cpu_words(slow[0][0])}; {_hpa_words(facts)}"
-    return [Finding(2, cause, evidence)]
+    return [Finding(2, cause, evidence, topic="latency")]
 
 
 def _cpu_words(r: ReplicaFacts) -> str:
@@ -211,7 +209,7 @@ def _hpa_at_max(facts: Facts, slo: float) -> list[Finding]:
         return []
     spec, st = facts.hpa["spec"], facts.hpa.get("status") or {}
     if st.get("desiredReplicas", 0) >= spec["maxReplicas"] > spec.get("minReplicas", 1):
-        return [Finding(1, _hpa_words(facts), ["demand may be above what it may add"])]
+        return [Finding(1, _hpa_words(facts), ["demand may be above what it may add"], topic="hpa")]
     return []
 
 
@@ -227,7 +225,8 @@ def _drift(facts: Facts) -> list[Finding]:
                 limits[key] = value
     return [
         Finding(2, f"{kind} drift {score:.2f} > {limits[key]:g} ({model} v{version})",
-                ["live traffic no longer looks like the data the version was evaluated on"])
+                ["live traffic no longer looks like the data the version was evaluated on"],
+                topic=f"drift:{model}:{version}:{kind}")
         for key, score in sorted(scores.items())
         for model, version, kind in [key]
         if key in limits and score > limits[key]
@@ -255,8 +254,44 @@ def _accuracy(facts: Facts) -> list[Finding]:
         if labels >= MIN_LABELS and published and accuracy < published - ACCURACY_MARGIN:
             which = f"{model} v{version}, {labels:.0f} labels"
             cause = f"live accuracy {accuracy:.2f}, published {published:.2f} ({which})"
-            found.append(Finding(2, cause, ["the model has started to be wrong"]))
+            found.append(
+                Finding(2, cause, ["the model has started to be wrong"], topic=f"accuracy:{model}:{version}")
+            )
     return found
+
+
+def alert_topic(labels: dict[str, str]) -> str:
+    """The topic of the finding an alert of rules.yml confirms ("" for none)."""
+    name, version = labels.get("alertname", ""), f"{labels.get('model')}:{labels.get('version')}"
+    return {
+        "ModelportReplicaRestarting": f"restarts:{labels.get('pod')}",
+        "ModelportHighErrorRate": "errors",
+        "ModelportLatencyBudgetBurnFast": "latency",
+        "ModelportLatencyBudgetBurnSlow": "latency",
+        "ModelportHPAAtMax": "hpa",
+        "ModelportDriftOverThreshold": f"drift:{version}:{labels.get('kind')}",
+        "ModelportAccuracyBelowPublished": f"accuracy:{version}",
+    }.get(name, "")
+
+
+def _with_alerts(found: list[Finding], alerts: list[Obj]) -> list[Finding]:
+    """Each firing alert joins the finding it confirms, as evidence and with its start as the
+    finding's `since` when it has none (when Prometheus saw it first); an alert no finding
+    matches is one itself."""
+    out = list(found)
+    for alert in alerts:
+        labels = alert.get("labels") or {}
+        words = f"alert {labels.get('alertname')} firing: {_alert_words(alert)}"
+        topic = alert_topic(labels)
+        matched = [i for i, f in enumerate(out) if topic and f.topic == topic]
+        for i in matched:
+            f = out[i]
+            since = f.since or alert.get("activeAt")
+            out[i] = Finding(f.severity, f.cause, [*f.evidence, words], since, f.topic)
+        if not matched:
+            out.append(Finding(1, f"alert {labels.get('alertname')} firing", [_alert_words(alert)],
+                               alert.get("activeAt"), topic))  # fmt: skip
+    return out
 
 
 def _alert_words(alert: Obj) -> str:
