@@ -142,3 +142,65 @@ def test_a_daily_quota_survives_a_restart_of_the_replicas(plane: Plane) -> None:
     plane.wait(restarted, 60, "both replicas restarted and back in the Service")
     after = Counter(predict(url, key) for _ in range(20))
     assert after == Counter({200: 10, 429: 10})
+
+
+def test_the_control_plane_reads_the_metrics_of_replicas_that_require_keys(plane: Plane) -> None:
+    """`top` (and an HPA) read each replica's /metrics with the control plane's own key."""
+    key = create_key(plane, "counted")
+    for _ in range(10):
+        assert predict(plane.service_url("open"), key) == 200
+
+    def counted() -> bool:
+        items = plane.client().request("GET", "/api/top")["items"]
+        mine = [i for i in items if i["pod"].startswith("open-")]
+        return len(mine) == 2 and sum(i["requests_per_second"] for i in mine) > 0
+
+    plane.wait(counted, 30, "top to show the keyed replicas' request rates")
+    (made,) = [k for k in plane.json("keys", "list") if k["name"] == "controlplane-metrics"]
+    assert made["scopes"] == ["metrics"] and made["models"] == ["*"]
+
+
+def test_a_key_shows_when_it_was_last_used(plane: Plane) -> None:
+    key = create_key(plane, "used")
+    assert predict(plane.service_url("open"), key) == 200
+    plane.wait(
+        lambda: next(k for k in plane.json("keys", "list") if k["name"] == "used")["last_used"] is not None,
+        10, "keys list to show when the key was last used",
+    )  # fmt: skip
+
+
+def test_replicas_an_exposed_service_comes_to_select_are_restarted_requiring_keys(
+    plane: Plane, tmp_path: Path
+) -> None:
+    """A ClusterIP Service's replicas take calls without keys; made a NodePort Service, its
+    replicas are restarted requiring keys and none is in its rotation before."""
+    (deployment,) = [d for d in plane.items("Deployment") if d["metadata"]["name"] == "open"]
+    base = deployment["spec"]["template"]["spec"]["model"]["basePath"]
+    docs = [
+        {"apiVersion": "modelport/v1", "kind": "Deployment", "metadata": {"name": "late"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "late"}},
+                  "template": {"metadata": {"labels": {"app": "late"}},
+                               "spec": {"model": {"name": "half", "basePath": base}}}}},
+        {"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": "late"},
+         "spec": {"selector": {"app": "late"}, "ports": [{"port": 0}]}},
+    ]  # fmt: skip
+    path = tmp_path / "late.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    plane.cli("apply", "-f", str(path))
+    plane.cli("rollout", "status", "deployment/late")
+    plane.wait(lambda: len(plane.get("Service", "late")["status"]["endpoints"]) == 1, 30, "1 endpoint")
+    url = plane.service_url("late")
+    assert predict(url, None) == 200  # ClusterIP: this machine only, no key
+    docs[1]["spec"]["type"] = "NodePort"
+    docs[1]["spec"]["ports"] = [{"port": int(url.rsplit(":", 1)[1])}]
+    path.write_text(yaml.safe_dump_all(docs))
+    plane.cli("apply", "-f", str(path))
+
+    def keyed() -> bool:
+        pods = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "late"]
+        endpoints = plane.get("Service", "late")["status"]["endpoints"]
+        return len(pods) == 1 and bool(pods[0]["status"].get("apiKeys")) and len(endpoints) == 1
+
+    plane.wait(keyed, 60, "the replica restarted with keys and back in the rotation")
+    assert predict(url, None) == 401
+    assert predict(url, create_key(plane, "late-caller")) == 200
