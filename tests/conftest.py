@@ -22,6 +22,7 @@ PROCESS_MODULES = (
     "tests/cli/test_home.py",
     "tests/cli/test_registry_cli.py",
     "tests/cli/test_startup.py",
+    "tests/controlplane/test_analysis_prometheus.py",
     "tests/controlplane/test_home.py",
     "tests/controlplane/test_metrics.py",
     "tests/dataplane/test_haproxy.py",

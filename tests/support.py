@@ -539,3 +539,18 @@ def fashion_instances(count: int) -> list[dict[str, Any]]:
         Image.fromarray(pixels, "L").save(out, "PNG")
         instances.append({"image_bytes": {"b64": base64.b64encode(out.getvalue()).decode()}})
     return instances
+
+
+def listening_port(log: Path) -> int:
+    """The port in Prometheus' `msg="Listening on" address=127.0.0.1:<port>` line."""
+    found: list[int] = []
+
+    def listening() -> bool:
+        for line in log.read_text(errors="replace").splitlines():
+            if 'msg="Listening on"' in line:
+                found.append(int(line.rsplit(":", 1)[1]))
+        return bool(found)
+
+    if (waited := poll(listening, 30, 0.05)) is not None:
+        raise AssertionError(f"Prometheus did not listen{waited}:\n{log.read_text(errors='replace')}")
+    return found[0]

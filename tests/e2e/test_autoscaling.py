@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from support import Load, Plane, deployment_yaml, half_plus_two, mark_complete, poll
+from support import Load, Plane, deployment_yaml, half_plus_two, listening_port, mark_complete
 
 HPA = """apiVersion: modelport/v1
 kind: HorizontalPodAutoscaler
@@ -90,7 +90,7 @@ def test_an_external_metric_from_a_real_prometheus(tmp_path: Path) -> None:
              "--web.listen-address=127.0.0.1:0"], stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        prometheus_port = _listening_port(tmp_path / "prometheus.log")
+        prometheus_port = listening_port(tmp_path / "prometheus.log")
         plane.up("--hpa-sync-seconds", "1",
                  "--prometheus-url", f"http://127.0.0.1:{prometheus_port}")  # fmt: skip
         hpa = HPA.replace(
@@ -163,18 +163,3 @@ def test_an_external_metric_from_a_real_prometheus(tmp_path: Path) -> None:
 def _able_to_scale(plane: Plane) -> str:
     conditions = plane.get("HorizontalPodAutoscaler", "busy")["status"].get("conditions", [])
     return str(next((c["reason"] for c in conditions if c["type"] == "AbleToScale"), ""))
-
-
-def _listening_port(log: Path) -> int:
-    """The port in Prometheus' `msg="Listening on" address=127.0.0.1:<port>` line."""
-    found: list[int] = []
-
-    def listening() -> bool:
-        for line in log.read_text(errors="replace").splitlines():
-            if 'msg="Listening on"' in line:
-                found.append(int(line.rsplit(":", 1)[1]))
-        return bool(found)
-
-    if (waited := poll(listening, 30, 0.05)) is not None:
-        raise AssertionError(f"Prometheus did not listen{waited}:\n{log.read_text(errors='replace')}")
-    return found[0]
