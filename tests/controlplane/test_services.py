@@ -39,12 +39,12 @@ class World:
         }  # fmt: skip
         return self.api.create("Service", "default", body)
 
-    def pod(self, name: str, port: int, ready: bool = True, app: str = "web") -> None:
+    def pod(self, name: str, port: int, ready: bool = True, app: str = "web", **status: Any) -> None:
         self.store.create({
             "apiVersion": "modelport/v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
             "spec": {"model": {"name": "m", "basePath": "/models"}},
-            "status": {"ready": ready, "port": port},
+            "status": {"ready": ready, "port": port, **status},
         })  # fmt: skip
 
     def set_pod(self, name: str, **status: Any) -> None:
@@ -204,3 +204,20 @@ def test_a_second_pass_with_nothing_changed_writes_nothing(world: World) -> None
     version = world.store.resource_version()
     world.services.sync_all()
     assert world.store.resource_version() == version
+
+
+def test_an_exposed_service_listens_everywhere_and_takes_only_keyed_replicas_and_gateways(
+    world: World,
+) -> None:
+    world.service(type="NodePort")
+    world.pod("web-open", 41001)
+    world.pod("web-keyed", 41003, apiKeys=True)
+    world.store.create({
+        "apiVersion": "modelport/v1", "kind": "Pod",
+        "metadata": {"name": "web-page", "namespace": "default", "labels": {"app": "web"}},
+        "spec": {"gateway": {"service": "mnist"}}, "status": {"ready": True, "port": 41005},
+    })  # fmt: skip
+    world.services.sync_all()
+    assert world.balancer().address == "0.0.0.0"
+    assert [e["pod"] for e in world.endpoints()] == ["web-keyed", "web-page"]
+    assert world.status()["conditions"][0]["message"].startswith("0.0.0.0:")

@@ -82,7 +82,8 @@ def key_of(service: Service) -> str:
 
 def endpoints_for(service: Service, pods: list[Obj]) -> dict[str, int]:
     """The ready, not-retiring Pods the Service selects: name -> port. An exposed Service
-    (`exposed`) takes only Pods whose replica requires API keys (status.apiKeys)."""
+    (`exposed`) takes only model replicas that require API keys (status.apiKeys), and gateways
+    (a public page: they limit each client address, and call the model with a key of their own)."""
     ns = service.metadata.namespace
     keys_needed = exposed(service)
     return {
@@ -93,7 +94,7 @@ def endpoints_for(service: Service, pods: list[Obj]) -> dict[str, int]:
         and not terminating(pod)
         and pod.get("status", {}).get("ready")
         and pod["status"].get("port")
-        and (pod["status"].get("apiKeys") or not keys_needed)
+        and (pod["status"].get("apiKeys") or not keys_needed or pod["spec"].get("gateway"))
     }
 
 
