@@ -70,3 +70,15 @@ def test_drift_and_accuracy_charts_appear_only_with_quality_metrics() -> None:
         version = page.version("default", "mnist", "1")
         assert (">mnist v1 input<" in version and ">mnist v1 live<" in version) == bool(charts)
         assert "No evaluation.json beside the version folder." in version
+
+
+def test_a_rollout_has_its_page_with_its_canary_in_words() -> None:
+    status = {"readyReplicas": 1, "stableHash": "aaa", "canaryHash": "bbb", "canaryWeight": 20}
+    rollout = {**DEPLOYMENT, "kind": "Rollout", "status": status}
+    objects = {"Rollout": [rollout]}
+    history = History()
+    history.record(0.0, objects, Figured())  # type: ignore[arg-type]
+    page = Dashboard(lambda kind: objects.get(kind, []), history, clock=lambda: 1.0)
+    assert "mnist</a> (Rollout)" in page.index()
+    html = page.deployment("default", "mnist")
+    assert "<h1>Rollout default/mnist</h1>" in html and "canary bbb at 20% of the requests" in html

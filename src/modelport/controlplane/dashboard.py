@@ -1,8 +1,9 @@
-"""The dashboard's memory: per Deployment, a bounded series of points taken at each metrics
-round (every `up --metrics-seconds`, 5 s by default) — replicas wanted and ready, the HPA's
-desired count, and the replicas' figures (req/s, errors, p50/p99, CPU, traffic by version,
-drift and live accuracy) — and the autoscaler's decisions as marks. In memory only: it is a
-view of the last hour, not a record (Prometheus keeps the record, `modelport monitoring up`).
+"""The dashboard's memory: per Deployment (and Rollout: a Deployment with canaries), a bounded
+series of points taken at each metrics round (every `up --metrics-seconds`, 5 s by default):
+replicas wanted and ready, the HPA's desired count, and the replicas' figures (req/s, errors,
+p50/p99, CPU, traffic by version, drift and live accuracy); and the autoscaler's decisions as
+marks. In memory only: it is a view of the last hour, not a record (Prometheus keeps the
+record, `modelport monitoring up`).
 
     720 points x 5 s = an hour per Deployment; at most 50 marks; a Deployment deleted is forgotten.
 """
@@ -45,7 +46,7 @@ class History:
     def record(self, at: float, objects: dict[str, list[Obj]], metrics: MetricsCollector) -> None:
         """One point per Deployment from the store's objects (kind -> list) and the collector."""
         keys = set()
-        for d in objects.get("Deployment", []):
+        for d in [*objects.get("Deployment", []), *objects.get("Rollout", [])]:
             key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
             keys.add(key)
             replica_sets = [rs for rs in objects.get("ReplicaSet", []) if owned_by(rs, d)]

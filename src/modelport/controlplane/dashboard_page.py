@@ -1,7 +1,8 @@
 """The control plane's dashboard pages (GET /dashboard...): plain HTML with inline SVG charts
 (charts.py), no script, nothing fetched from anywhere, refreshed by the browser every 5 s.
 
-    /dashboard                                  every Deployment: replicas, req/s, p99, errors; events
+    /dashboard                                  every Deployment and Rollout: replicas, req/s, p99,
+                                                errors; events
     /dashboard/{ns}/{name}                      one Deployment over the last hour: req/s and errors,
                                                 p50/p99, replicas with the HPA's decisions marked,
                                                 traffic by version, live accuracy and drift
@@ -58,13 +59,14 @@ class Dashboard:
 
     def index(self) -> str:
         rows = []
-        for d in self._objects("Deployment"):
+        for d in self._workloads():
             ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
             points = self._history.points(f"{ns}/{name}")
             last = points[-1].figures if points else None
             st = d.get("status") or {}
             rows.append(
-                f'<tr><td><a href="/dashboard/{escape(ns)}/{escape(name)}">{escape(name)}</a></td>'
+                f'<tr><td><a href="/dashboard/{escape(ns)}/{escape(name)}">{escape(name)}</a>'
+                f"{_kind_note(d)}</td>"
                 f"<td>{escape(ns)}</td><td>{st.get('readyReplicas', 0)}/{d['spec'].get('replicas', 1)}</td>"
                 f"<td>{_num(last.requests_per_second if last else None)}</td>"
                 f"<td>{_ms(last.p99 if last else None)}</td>"
@@ -101,8 +103,8 @@ class Dashboard:
         decisions = "".join(f"<li>{_clock(m.at)} {escape(m.words)}</li>" for m in marks[-10:])
         body = (
             '<p><a href="/dashboard">all Deployments</a></p>'
-            f"<h1>Deployment {escape(namespace)}/{escape(name)}</h1>"
-            f"<p>{st.get('readyReplicas', 0)}/{d['spec'].get('replicas', 1)} replicas ready; "
+            f"<h1>{d['kind']} {escape(namespace)}/{escape(name)}</h1>"
+            f"<p>{st.get('readyReplicas', 0)}/{d['spec'].get('replicas', 1)} replicas ready; {_canary(d)}"
             f"model {escape(_model(d)[0])} from {escape(_model(d)[1])}</p>"
             f'<div class="charts">{"".join(charts)}</div>'
             f"<h2>Versions</h2><p>{links or 'no traffic recorded yet'}</p>"
@@ -126,15 +128,19 @@ class Dashboard:
         record = self._record(model, int(version))
         evaluation = find_evaluation(base, version)
         body = (
-            f'<p><a href="/dashboard/{escape(namespace)}/{escape(name)}">Deployment {escape(name)}</a></p>'
+            f'<p><a href="/dashboard/{escape(namespace)}/{escape(name)}">{d["kind"]} {escape(name)}</a></p>'
             f"<h1>{escape(label)}</h1><div class=\"side\"><section><h2>Evaluation report</h2>"
             f"{_record_html(record)}{_evaluation_html(evaluation)}</section>"
             f'<section><h2>Live</h2><div class="charts">{"".join(live)}</div></section></div>'
         )  # fmt: skip
         return _page(f"{label} - modelport", body)
 
+    def _workloads(self) -> list[Obj]:
+        """Deployments and Rollouts (Deployments whose new revisions go out as canaries)."""
+        return [*self._objects("Deployment"), *self._objects("Rollout")]
+
     def _deployment(self, namespace: str, name: str) -> Obj:
-        for d in self._objects("Deployment"):
+        for d in self._workloads():
             if d["metadata"]["namespace"] == namespace and d["metadata"]["name"] == name:
                 return d
         raise ModelportError(Code.NOT_FOUND, f'deployments "{name}" not found')
@@ -145,7 +151,7 @@ class Dashboard:
         name = d["metadata"]["name"]
         hpas = [h["metadata"]["name"] for h in self._objects("HorizontalPodAutoscaler")
                 if h["spec"]["scaleTargetRef"].get("name") == name]  # fmt: skip
-        about = {("Deployment", name), ("Service", name), *(("HorizontalPodAutoscaler", h) for h in hpas)}
+        about = {(d["kind"], name), ("Service", name), *(("HorizontalPodAutoscaler", h) for h in hpas)}
         about |= {(o["kind"], o["metadata"]["name"]) for o in (*replica_sets, *pods)}
         events = [e for e in self._objects("Event")
                   if (e["involvedObject"]["kind"], e["involvedObject"]["name"]) in about
@@ -165,6 +171,18 @@ def find_evaluation(base_path: str, version: str) -> Obj | None:
         if isinstance(found, dict):
             return found
     return None
+
+
+def _kind_note(d: Obj) -> str:
+    return " (Rollout)" if d["kind"] == "Rollout" else ""
+
+
+def _canary(d: Obj) -> str:
+    """A Rollout's canary and its share of the requests, in words; "" for a Deployment."""
+    st = d.get("status") or {}
+    if d["kind"] != "Rollout" or not st.get("canaryHash") or st.get("canaryHash") == st.get("stableHash"):
+        return ""
+    return f"canary {escape(str(st['canaryHash']))} at {st.get('canaryWeight', 0)}% of the requests; "
 
 
 def _model(d: Obj) -> tuple[str, str]:

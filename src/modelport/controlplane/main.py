@@ -174,7 +174,7 @@ class ControlPlane:
             return None
 
     def _record_history(self) -> None:
-        kinds = ("Deployment", "ReplicaSet", "Pod", "HorizontalPodAutoscaler", "Event")
+        kinds = ("Deployment", "Rollout", "ReplicaSet", "Pod", "HorizontalPodAutoscaler", "Event")
         self.history.record(self.clock.now(), {k: self.store.list_kind(k)[0] for k in kinds}, self.metrics)
 
     def _request_shutdown(self, keep_replicas: bool) -> None:

@@ -12,7 +12,9 @@ on restarts and on autoscalers at their limit need nothing but Prometheus.
     modelport_hpa_status_desired_replicas{namespace,hpa,deployment}       gauge
     modelport_service_endpoints{namespace,service}                        gauge (replicas in rotation)
 
-A Pod's `deployment` is its ReplicaSet's owner ("" for a Pod no Deployment owns).
+A Pod's `deployment` is its ReplicaSet's owner, a Deployment or a Rollout ("" for a Pod neither
+owns); a Rollout's figures are under `deployment` too, in the same families, and its
+`modelport_rollout_canary_weight{namespace,deployment}` is its canary's share (0-100).
 """
 
 from __future__ import annotations
@@ -26,16 +28,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from modelport.controlplane.store import ObjectStore
 
 Obj = dict[str, Any]
+WORKLOADS = ("Deployment", "Rollout")  # what owns ReplicaSets: a Rollout is a Deployment with canaries
 METRICS_TYPE = CONTENT_TYPE_LATEST
 
 
 def pod_deployments(replica_sets: list[Obj]) -> dict[tuple[str, str], str]:
-    """(namespace, ReplicaSet name) -> the name of the Deployment that owns it."""
+    """(namespace, ReplicaSet name) -> the name of the Deployment (or Rollout) that owns it."""
     owners = {}
     for rs in replica_sets:
         meta = rs["metadata"]
         for ref in meta.get("ownerReferences", []):
-            if ref.get("kind") == "Deployment":
+            if ref.get("kind") in WORKLOADS:
                 owners[(meta["namespace"], meta["name"])] = str(ref["name"])
     return owners
 
@@ -68,11 +71,19 @@ class StateCollector:
         ready = GaugeMetricFamily(
             "modelport_deployment_status_replicas_ready", "A Deployment's ready replicas.", labels=labels
         )
-        for d in self._store.list_kind("Deployment")[0]:
-            values = [d["metadata"]["namespace"], d["metadata"]["name"]]
-            spec.add_metric(values, float(d["spec"].get("replicas", 1)))
-            ready.add_metric(values, float((d.get("status") or {}).get("readyReplicas", 0)))
-        yield from (spec, ready)
+        weight = GaugeMetricFamily(
+            "modelport_rollout_canary_weight",
+            "A Rollout's canary's share of the requests (%).",
+            labels=labels,
+        )
+        for kind in WORKLOADS:
+            for d in self._store.list_kind(kind)[0]:
+                values = [d["metadata"]["namespace"], d["metadata"]["name"]]
+                spec.add_metric(values, float(d["spec"].get("replicas", 1)))
+                ready.add_metric(values, float((d.get("status") or {}).get("readyReplicas", 0)))
+                if kind == "Rollout":
+                    weight.add_metric(values, float((d.get("status") or {}).get("canaryWeight", 0)))
+        yield from (spec, ready, weight)
 
     def _pods(self) -> Iterator[Metric]:
         labels = ["namespace", "pod", "deployment"]
