@@ -6,17 +6,21 @@ Pod's args, events or `describe`."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 import requests
 import yaml
+from click.testing import CliRunner
 
+from modelport.cli import cli
 from support import Plane, half_plus_two, mark_complete
 
 HALF = {"instances": [[1.0]]}
@@ -46,8 +50,19 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     plane.stop()
 
 
+def keys_cli(plane: Plane, *args: str) -> str:
+    """`modelport keys ...` in this process (a CLI process costs 1.5 s on a busy machine)."""
+    result = CliRunner().invoke(cli, ["keys", *args], env={"MODELPORT_HOME": str(plane.home)})
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
 def create_key(plane: Plane, name: str, *flags: str) -> str:
-    return plane.cli("keys", "create", name, "--model", "half", *flags).stdout.strip()
+    return keys_cli(plane, "create", name, "--model", "half", *flags)
+
+
+def listed(plane: Plane) -> dict[str, Any]:
+    return {k["name"]: k for k in json.loads(keys_cli(plane, "list", "-o", "json"))}
 
 
 def replica_urls(plane: Plane) -> list[str]:
@@ -82,7 +97,7 @@ def test_a_revoked_key_is_refused_by_every_replica_within_5_s(plane: Plane) -> N
     key = create_key(plane, "short-lived")
     urls = replica_urls(plane)
     assert [predict(u, key) for u in urls] == [200, 200]
-    plane.cli("keys", "revoke", "short-lived")
+    keys_cli(plane, "revoke", "short-lived")
     revoked_at = time.monotonic()
     refused_after: dict[str, float] = {}
 
@@ -156,17 +171,14 @@ def test_the_control_plane_reads_the_metrics_of_replicas_that_require_keys(plane
         return len(mine) == 2 and sum(i["requests_per_second"] for i in mine) > 0
 
     plane.wait(counted, 30, "top to show the keyed replicas' request rates")
-    (made,) = [k for k in plane.json("keys", "list") if k["name"] == "controlplane-metrics"]
+    made = listed(plane)["controlplane-metrics"]
     assert made["scopes"] == ["metrics"] and made["models"] == ["*"]
 
 
 def test_a_key_shows_when_it_was_last_used(plane: Plane) -> None:
     key = create_key(plane, "used")
     assert predict(plane.service_url("open"), key) == 200
-    plane.wait(
-        lambda: next(k for k in plane.json("keys", "list") if k["name"] == "used")["last_used"] is not None,
-        10, "keys list to show when the key was last used",
-    )  # fmt: skip
+    plane.wait(lambda: listed(plane)["used"]["last_used"] is not None, 10, "keys list to show it used")
 
 
 def test_replicas_an_exposed_service_comes_to_select_are_restarted_requiring_keys(
