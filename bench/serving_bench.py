@@ -4,6 +4,7 @@
     python bench/serving_bench.py --only batching     # batching off/on, MLP and CNN, 1 and 64 conns
     python bench/serving_bench.py --only protocols    # v1 REST, v2 REST, v2 gRPC on the MLP
     python bench/serving_bench.py --only batching --baseline main~3   # each case also at a commit
+    python bench/serving_bench.py --only tensorflow   # a SavedModel as it is vs its ONNX conversion
 
 `--baseline REF` checks REF out into the work folder (`git worktree add --detach`) and runs every
 case a second time with that code (PYTHONPATH=<checkout>/src, same Python and packages),
@@ -18,6 +19,12 @@ one 28x28 PNG digit. Batching on means `--batching_parameters_file` with
 max_batch_size 32, batch_timeout_micros 2000, num_batch_threads 1; off means no batching at all.
 
 The CNN (examples/cnn/build.py) is built into the work folder first (about 7 s).
+
+`--only tensorflow` (needs `pip install 'modelport[tensorflow]'`) builds the tests' Keras MNIST
+model exported as the article's (tests/tf_mnist.py: `serving_default` decodes the PNG in the
+graph), publishes it with `modelport registry publish --convert onnx` (the `pixels` signature
+converted by tf2onnx, images decoded by modelport), and compares the two `:predict` with the
+article's request: the SavedModel served as it is (model "tf") and its ONNX version ("tfonnx").
 """
 
 from __future__ import annotations
@@ -144,7 +151,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=("batching", "protocols"))
+    parser.add_argument("--only", choices=("batching", "protocols", "tensorflow"))
     parser.add_argument(
         "--baseline", metavar="REF", help="also run every case with the code at this git commit"
     )
@@ -174,6 +181,39 @@ def with_baseline(cases: list[tuple[Case, list[int]]], ref: str, work: Path) -> 
     return [pair for both in zip(cases, twins, strict=True) for pair in both]
 
 
+ONNX_YAML = """\
+signatures:
+  serving_default:
+    inputs:
+      image_bytes: {tensor: pixels, image: {mode: L, width: 28, height: 28, scale: [0.0, 1.0]}}
+    outputs:
+      classes: {from: probabilities, transform: argmax}
+      probabilities: {from: probabilities}
+"""
+
+
+def build_tensorflow(cli: str, work: Path) -> None:
+    """work/tf/1: the article-style SavedModel; work/tfonnx/1: its conversion, published."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import tf_mnist
+
+    tf_mnist.export_saved_model(tf_mnist.train(), work / "tf" / "1")
+    (work / "tf" / "1" / "_COMPLETE").write_text("")
+    images, _ = tf_mnist.held_out()
+    instances = [{"image_bytes": {"b64": base64.b64encode(tf_mnist.png(i)).decode()}} for i in images]
+    (work / "eval.json").write_text(json.dumps({"instances": instances}))
+    (work / "onnx.yaml").write_text(ONNX_YAML)
+    done = subprocess.run(
+        [cli, "registry", "publish", "tfonnx", str(work / "tf" / "1"), "--convert", "onnx",
+         "--signature", "pixels", "--model-yaml", str(work / "onnx.yaml"),
+         "--eval-data", str(work / "eval.json"), "--repository", str(work / "tfonnx")],
+        env={**os.environ, "MODELPORT_HOME": str(work / "home")}, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"the conversion failed:\n{done.stderr}")
+    print(done.stdout.strip(), flush=True)
+
+
 def run(args: argparse.Namespace, cli: str, work: Path) -> int:
     subprocess.run([cli, "example", "mnist", str(work / "mnist")], check=True, capture_output=True)
     subprocess.run([sys.executable, str(ROOT / "examples/cnn/build.py"), str(work / "cnn" / "1")],
@@ -189,6 +229,10 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
     if args.only in (None, "protocols"):
         for protocol in ("v1", "v2", "grpc"):
             cases.append((Case(f"mnist {protocol}", "mnist", protocol, False), [1, 64]))
+    if args.only == "tensorflow":
+        build_tensorflow(cli, work)
+        cases += [(Case("tf savedmodel", "tf", "v1", False), [1, 64])]
+        cases += [(Case("tf onnx", "tfonnx", "v1", False), [1, 64])]
     if args.baseline:
         cases = with_baseline(cases, args.baseline, work)
     results: dict[str, dict[int, list[hb.Run]]] = {c.name: {n: [] for n in conns} for c, conns in cases}
@@ -236,7 +280,7 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
                          f"{m['server_cpu_pct']:.0f}", hb._err(m)])  # fmt: skip
     ratios = [["comparison", "conns", "req/s ratio", "p50 difference ms", "p99 ratio"]]
     pairs = [(f"{m} batching on", f"{m} batching off") for m in ("mnist", "cnn")]
-    pairs += [("mnist v2", "mnist v1"), ("mnist grpc", "mnist v1")]
+    pairs += [("mnist v2", "mnist v1"), ("mnist grpc", "mnist v1"), ("tf onnx", "tf savedmodel")]
     pairs += [(c.name, f"{c.name} @{args.baseline}") for c, _ in cases if args.baseline and c.source is None]
     for a, b in pairs:
         if a in med and b in med:

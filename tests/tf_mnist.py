@@ -1,7 +1,9 @@
 """A small Keras MNIST model trained on the bundled digits and exported as the article's model is:
 a SavedModel whose `serving_default` takes `image_bytes` (PNG bytes, which a TF Serving client
 sends base64-encoded in `{"b64": ...}`), decodes, resizes and scales them inside the graph, and
-returns `classes` and `probabilities`. A second signature, `pixels`, takes the 784 scaled pixels.
+returns `classes` and `probabilities`. A second signature, `pixels`, takes the 784 scaled pixels;
+`classify` and `regress` are TF Serving's kind, over serialized tf.Example protos (a `pixels`
+feature): class names and scores, and the expected digit.
 
 Building it takes a few seconds (most of it importing TensorFlow), so tests build it in their
 session, seeded: the same digits give the same model.
@@ -81,8 +83,43 @@ def export_saved_model(model: Any, version_dir: Path) -> Path:
             logits = self.model(tf.reshape(pixels, [-1, 28, 28]), training=False)
             return {"probabilities": tf.nn.softmax(logits)}
 
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])  # type: ignore[untyped-decorator]
+        def classify(self, inputs: Any) -> dict[str, Any]:
+            scores = self._scores(inputs)
+            names = tf.constant([str(i) for i in range(10)])
+            return {"classes": tf.tile(names[tf.newaxis], [tf.shape(inputs)[0], 1]), "scores": scores}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])  # type: ignore[untyped-decorator]
+        def regress(self, inputs: Any) -> dict[str, Any]:
+            expected = tf.reduce_sum(self._scores(inputs) * tf.range(10, dtype=tf.float32), axis=1)
+            return {"outputs": expected}
+
+        def _scores(self, serialized: Any) -> Any:
+            """Softmax over serialized tf.Example protos with a `pixels` feature (784 floats)."""
+            features = tf.io.parse_example(serialized, {"pixels": tf.io.FixedLenFeature([784], tf.float32)})
+            return tf.nn.softmax(self.model(tf.reshape(features["pixels"], [-1, 28, 28]), training=False))
+
     exported = Exported(model)
-    tf.saved_model.save(
-        exported, str(version_dir), signatures={"serving_default": exported.serve, "pixels": exported.pixels}
-    )
+    signatures = {
+        "serving_default": exported.serve,
+        "pixels": exported.pixels,
+        "classify": exported.classify,
+        "regress": exported.regress,
+    }
+    tf.saved_model.save(exported, str(version_dir), signatures=signatures)
+    _set_method_names(version_dir, {"classify": "classify", "regress": "regress"})
     return version_dir
+
+
+def _set_method_names(version_dir: Path, methods: dict[str, str]) -> None:
+    """TF Serving's classify and regress signatures: TF 2 saves every signature as a predict
+    one, so the method names are set in saved_model.pb as TF 1's signature builders set them."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = version_dir / "saved_model.pb"
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString(path.read_bytes())
+    for graph in proto.meta_graphs:
+        for name, method in methods.items():
+            graph.signature_def[name].method_name = f"tensorflow/serving/{method}"
+    path.write_bytes(proto.SerializeToString())

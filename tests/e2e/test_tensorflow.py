@@ -38,6 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("tfserving")
     model = train()
     export_saved_model(model, root / "saved_model" / "1")
+    mark_complete(root / "saved_model" / "1")  # published as TF Serving users do; --convert keeps it out
     (root / "keras" / "1").mkdir(parents=True)
     model.save(root / "keras" / "1" / "model.keras")
     write_mnist_repository(root / "samples-repo")  # only for its sample digits
@@ -196,6 +197,33 @@ def test_classify_and_v2_rest(article: Server, built: dict[str, Any]) -> None:
     assert answer.json()["outputs"][0]["data"] == [d for d, _ in samples]
 
 
+def test_classify_and_regress_signatures_take_examples(article: Server, built: dict[str, Any]) -> None:
+    """TF Serving's own classify and regress signatures: JSON examples become tf.Example protos."""
+    images = built["images"][:5]
+    pixels = (images.reshape(-1, 784) / 255.0).tolist()
+    want = _softmax(built["model"].predict(images / 255.0, verbose=0))
+    body = {"signature_name": "classify", "examples": [{"pixels": row} for row in pixels]}
+    r = article.post("/v1/models/mnist:classify", body)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [[name for name, _ in row] for row in results] == [[str(i) for i in range(10)]] * 5
+    np.testing.assert_allclose([[score for _, score in row] for row in results], want, atol=1e-5)
+    # A feature shared by every example goes in `context`.
+    shared = {"signature_name": "regress", "context": {"pixels": pixels[0]}, "examples": [{}, {}]}
+    r = article.post("/v1/models/mnist:regress", shared)
+    assert r.status_code == 200, r.text
+    expected = float((want[0] * np.arange(10)).sum())
+    np.testing.assert_allclose(r.json()["results"], [expected, expected], atol=1e-4)
+    for bad, message in (
+        ({"pixels": [True] * 784}, "is not a number, a string or"),
+        ({"pixels": ["a"] * 784}, "model rejected the input"),
+        ({"pixels": [0.5] * 10}, "model rejected the input"),
+    ):
+        r = article.post("/v1/models/mnist:classify", {"signature_name": "classify", "examples": [bad]})
+        assert r.status_code == 400, r.text
+        assert message in r.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -313,7 +341,10 @@ def test_servers_without_tf_models_do_not_load_it_and_a_tf_model_names_the_extra
     work = tmp_path / "without"
     work.mkdir()
     with running(["--model_config_file", str(config)], work) as server:
-        server.wait_until(lambda: server.versions("mnist") == {1: "END"}, 30, "the failed load")
+        loaded = {"half": {1: "AVAILABLE"}, "mnist": {1: "END"}}
+        server.wait_until(
+            lambda: {m: server.versions(m) for m in loaded} == loaded, 30, "half, and mnist failed"
+        )
         status = server.get("/v1/models/mnist").json()["model_version_status"][0]["status"]
         assert "pip install 'modelport[tensorflow]'" in status["error_message"]
         assert server.post("/v1/models/half:predict", {"instances": [[2.0]]}).json() == {

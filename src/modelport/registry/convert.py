@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import Code, ModelportError, invalid
+from modelport.repository.layout import COMPLETE_MARK
 
 ONNX_OPSET = 17
 DEFAULT_ATOL = 1e-4
@@ -67,7 +68,8 @@ def convert_to_onnx(
         )
     request, digest = _read_request(eval_data)  # a bad file is refused before the slow part
     staging.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(folder, staging / ORIGINAL_FOLDER)
+    # Its _COMPLETE mark, if any, stays behind: the version gets its own.
+    shutil.copytree(folder, staging / ORIGINAL_FOLDER, ignore=shutil.ignore_patterns(COMPLETE_MARK))
     _tf2onnx(staging / ORIGINAL_FOLDER, signature, staging / "model.onnx")
     metadata: dict[str, Any] = {}
     if model_yaml is not None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import Code, ModelportError
+from modelport.errors import Code, ModelportError, invalid
 from modelport.runtimes.base import TensorSpec
 from modelport.runtimes.metadata import DEFAULT_SIGNATURE, InputSpec, OutputSpec, SignatureSpec
 
@@ -141,6 +141,15 @@ class TensorflowModel:
         self._inputs = tuple(spec for s in signatures for spec in s.inputs.values())
         self._outputs = tuple(spec for s in signatures for spec in s.outputs.values())
         self.signature_defs = signature_defs
+        # Classify and regress signatures taking serialized tf.Example protos (one string input),
+        # as TF Serving's are: :classify and :regress build the protos from the JSON examples.
+        self.example_signatures = {
+            s.name: next(iter(s.inputs))
+            for s in signatures
+            if s.method in ("classify", "regress")
+            and len(s.inputs) == 1
+            and next(iter(s.inputs.values())).dtype == "string"
+        }
         self.native_signatures = {
             s.name: SignatureSpec(
                 method=s.method,  # type: ignore[arg-type]
@@ -157,6 +166,28 @@ class TensorflowModel:
     @property
     def outputs(self) -> Sequence[TensorSpec]:
         return self._outputs
+
+    def serialize_examples(self, examples: Sequence[Mapping[str, Sequence[Any]]]) -> np.ndarray:
+        """Serialized tf.Example protos, one per example: bytes features as bytes_list, all-int
+        features as int64_list, other numbers as float_list."""
+        from tensorflow.core.example import example_pb2
+
+        rows = np.empty(len(examples), dtype=object)
+        for i, features in enumerate(examples):
+            proto = example_pb2.Example()
+            for name, values in features.items():
+                feature = proto.features.feature[name]
+                try:
+                    if values and isinstance(values[0], bytes):
+                        feature.bytes_list.value.extend(values)
+                    elif values and all(isinstance(v, int) for v in values):
+                        feature.int64_list.value.extend(values)
+                    else:
+                        feature.float_list.value.extend(values)
+                except (ValueError, TypeError) as exc:  # an int past int64
+                    raise invalid(f"example {i}, feature '{name}': {exc}") from None
+            rows[i] = proto.SerializeToString()
+        return rows
 
     def signature_tensors(self, name: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
         sig = self._signatures[name]

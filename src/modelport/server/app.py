@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -518,6 +518,9 @@ def _prepare(
         return Job(
             signature.prepare(values, None, limits), lambda out: (tfserving.encode_predict(out, fmt), None)
         )
+    example_input = _example_input(servable, signature.name)
+    if example_input is not None:
+        return _prepare_on_examples(servable, verb, doc, signature, example_input, limits)
     values = tfserving.decode_examples(doc, signature, limits)
     if verb == "classify":
         name = tfserving.pick_output(signature, tfserving.SCORE_OUTPUTS, verb)
@@ -529,6 +532,35 @@ def _prepare(
     name = tfserving.pick_output(signature, tfserving.REGRESS_OUTPUTS, verb)
     return Job(
         signature.prepare(values, [name], limits), lambda out: (tfserving.encode_regress(out[name]), None)
+    )
+
+
+def _example_input(servable: Servable, signature: str) -> str | None:
+    """The input of a signature that takes serialized tf.Example protos (a SavedModel's classify
+    or regress signature), or None."""
+    inputs: Mapping[str, str] = getattr(servable.model, "example_signatures", {})
+    return inputs.get(signature)
+
+
+def _prepare_on_examples(
+    servable: Servable, verb: str, doc: Mapping[str, Any], signature: Any, name: str, limits: RequestLimits
+) -> Job[Reply]:
+    features = tfserving.example_features(doc, signature, limits)
+    values = {name: servable.model.serialize_examples(features)}  # type: ignore[attr-defined]
+    if verb == "classify":
+        score = tfserving.pick_output(signature, ("scores",), verb)
+        if "classes" in signature.outputs:
+            return Job(
+                signature.prepare(values, ["classes", score], limits),
+                lambda out: (tfserving.encode_classify_named(out["classes"], out[score]), None),
+            )
+        return Job(
+            signature.prepare(values, [score], limits),
+            lambda out: (tfserving.encode_classify(out[score], signature.labels), None),
+        )
+    output = tfserving.pick_output(signature, ("outputs",), verb)
+    return Job(
+        signature.prepare(values, [output], limits), lambda out: (tfserving.encode_regress(out[output]), None)
     )
 
 

@@ -263,6 +263,12 @@ def decode_examples(
     doc: Mapping[str, Any], signature: Signature, limits: RequestLimits
 ) -> dict[str, InputValue]:
     """Classify/regress: `examples` (plus optional `context` features shared by all)."""
+    return decode_instances({"instances": _merged_examples(doc, signature, limits)}, signature, limits)
+
+
+def _merged_examples(
+    doc: Mapping[str, Any], signature: Signature, limits: RequestLimits
+) -> list[dict[str, Any]]:
     examples = doc.get("examples")
     if not isinstance(examples, list) or not examples:
         raise invalid(f"JSON Value: {_short(doc)} Expecting 'examples' to be a non-empty list/array")
@@ -277,7 +283,59 @@ def decode_examples(
         if not isinstance(example, dict):
             raise invalid(f"JSON Value: {_short(example)} Expecting each example to be an object")
         merged.append({**context, **example})
-    return decode_instances({"instances": merged}, signature, limits)
+    return merged
+
+
+def example_features(
+    doc: Mapping[str, Any], signature: Signature, limits: RequestLimits
+) -> list[dict[str, list[Any]]]:
+    """Classify/regress on a signature that takes serialized tf.Example protos (TF Serving's own
+    classify and regress signatures): each example's features as lists of one kind each, bytes
+    (a string or {"b64": ...}), int or float, as TF Serving turns JSON into a tf.Example."""
+    out: list[dict[str, list[Any]]] = []
+    strings = 0
+    for i, example in enumerate(_merged_examples(doc, signature, limits)):
+        features: dict[str, list[Any]] = {}
+        for name, value in example.items():
+            values = value if isinstance(value, list) else [value]
+            kinds = set()
+            clean: list[Any] = []
+            for v in values:
+                if _is_b64(v):
+                    clean.append(_b64(v))
+                    kinds.add("bytes")
+                elif isinstance(v, str):
+                    clean.append(v.encode())
+                    kinds.add("bytes")
+                elif isinstance(v, bool) or not isinstance(v, int | float):
+                    raise invalid(
+                        f"example {i}, feature '{name}': {_short(v)} is not a number, a string or "
+                        '{"b64": ...} (a tf.Example feature is a list of one of those)'
+                    )
+                else:
+                    clean.append(v)
+                    kinds.add("int" if isinstance(v, int) else "float")
+            if "bytes" in kinds and len(kinds) > 1:
+                raise invalid(f"example {i}, feature '{name}': mixes strings and numbers")
+            strings += len(clean) if "bytes" in kinds else 0
+            features[name] = clean
+        out.append(features)
+    limits.check_bytes_elements("examples", strings)
+    return out
+
+
+def encode_classify_named(classes: np.ndarray, scores: np.ndarray) -> bytes:
+    """A classify signature's own `classes` (names per row) and `scores`, as TF Serving answers."""
+    if scores.ndim != 2 or classes.shape != scores.shape:
+        raise invalid(
+            f":classify needs classes and scores of one shape [examples, classes], got "
+            f"{list(classes.shape)} and {list(scores.shape)}"
+        )
+    results = [
+        [[c.decode() if isinstance(c, bytes) else str(c), float(s)] for c, s in zip(crow, srow, strict=True)]
+        for crow, srow in zip(classes.tolist(), scores.tolist(), strict=True)
+    ]
+    return orjson.dumps({"results": results})
 
 
 def pick_output(signature: Signature, preferred: Sequence[str], api: str) -> str:
