@@ -227,3 +227,19 @@ def test_a_second_round_with_nothing_changed_writes_nothing(world: World) -> Non
     version = world.store.resource_version()
     world.step(1.0)
     assert world.store.resource_version() == version
+
+
+def test_a_replica_needs_keys_when_a_nodeport_or_loadbalancer_service_of_its_namespace_selects_it() -> None:
+    from modelport.controlplane.kubelet import needs_keys
+
+    pod = {"metadata": {"namespace": "default", "labels": {"app": "web", "track": "stable"}}}
+
+    def service(kind: str, selector: dict[str, str], namespace: str = "default") -> dict[str, object]:
+        return {"metadata": {"namespace": namespace}, "spec": {"type": kind, "selector": selector}}
+
+    assert not needs_keys(pod, [])
+    assert not needs_keys(pod, [service("ClusterIP", {"app": "web"})])
+    assert needs_keys(pod, [service("ClusterIP", {"app": "web"}), service("NodePort", {"app": "web"})])
+    assert needs_keys(pod, [service("LoadBalancer", {"track": "stable"})])
+    assert not needs_keys(pod, [service("NodePort", {"app": "other"})])
+    assert not needs_keys(pod, [service("NodePort", {"app": "web"}, namespace="prod")])

@@ -175,7 +175,7 @@ class Kubelet:
         if pod.retiring:
             self._terminate(pod)
             return
-        keys = pod.spec().gateway is None and needs_keys(pod.raw, self._services)
+        keys = not pod.raw["spec"].get("gateway") and needs_keys(pod.raw, self._services)
         current = self.supervisor.replicas.get(pod.key)
         if current is not None and keys and AUTH_ON not in current.args:
             # An exposed Service now selects it: restart it requiring keys (until then it is
