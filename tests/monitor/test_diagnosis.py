@@ -112,3 +112,14 @@ def test_a_firing_alert_joins_the_finding_it_confirms_and_dates_it() -> None:
         "alert ModelportDriftOverThreshold firing: mnist v2: input drift 0.41 over its threshold"
         in findings[0].evidence
     )
+
+
+def test_an_aborted_canary_says_why() -> None:
+    rollout = {**_deployment(), "kind": "Rollout"}
+    rollout["status"] = {"readyReplicas": 1, "phase": "Degraded", "stableHash": "aaa", "abortedAt": "12:20",
+                         "message": "RolloutAborted: analysis p99 failed: 0.41 > 0.25"}  # fmt: skip
+    findings = compute_findings(Facts(rollout, [ReplicaFacts(_pod())], []))
+    assert (findings[0].cause, findings[0].since) == (
+        "the canary was aborted: RolloutAborted: analysis p99 failed: 0.41 > 0.25",
+        "12:20",
+    )

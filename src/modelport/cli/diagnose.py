@@ -29,14 +29,16 @@ LOG_LINES_SHOWN = 5
     "--slo-p99", type=float, default=SLO_P99_SECONDS, show_default=True, help="Latency SLO, seconds."
 )
 def diagnose(target: str, namespace: str, output: str | None, slo_p99: float) -> None:
-    """Why a Deployment is unwell (deployment/NAME): the likely cause, with the evidence."""
+    """Why a Deployment is unwell (deployment/NAME, rollout/NAME): the likely cause, with the evidence."""
     from modelport.monitor.gather import gather  # here: `--help` and `get` stay light
 
     with reporting():
         kind, name = split_ref(target, None)
-        if kind != "Deployment" or not name:
-            raise ModelportError(Code.INVALID_ARGUMENT, f"diagnose takes deployment/NAME, not {target!r}")
-        facts = gather(client(), default_home(), namespace, name)
+        if kind not in ("Deployment", "Rollout") or not name:
+            raise ModelportError(
+                Code.INVALID_ARGUMENT, f"diagnose takes deployment/NAME or rollout/NAME, not {target!r}"
+            )
+        facts = gather(client(), default_home(), namespace, name, kind)
         findings = compute_findings(facts, slo_p99)
         if output == "json":
             click.echo(json.dumps(report(facts, findings), indent=2))
@@ -75,8 +77,8 @@ def report(facts: Facts, findings: list[Finding]) -> Obj:
 def render(facts: Facts, findings: list[Finding], now: float) -> str:
     d = facts.deployment
     st = d.get("status") or {}
-    head = (f"Deployment {d['metadata']['namespace']}/{d['metadata']['name']}: {st.get('readyReplicas', 0)}/"
-            f"{d['spec'].get('replicas')} replicas ready")  # fmt: skip
+    which = f"{d.get('kind', 'Deployment')} {d['metadata']['namespace']}/{d['metadata']['name']}"
+    head = f"{which}: {st.get('readyReplicas', 0)}/{d['spec'].get('replicas')} replicas ready"
     out = [head, "", "Likely cause:" if findings[0].severity else "Diagnosis:"]
     for i, finding in enumerate(findings):
         if i == 1:

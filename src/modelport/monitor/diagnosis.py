@@ -83,7 +83,11 @@ def compute_findings(facts: Facts, slo_p99: float = SLO_P99_SECONDS) -> list[Fin
 
 
 def _rollout(facts: Facts) -> list[Finding]:
-    conditions = {c["type"]: c for c in (facts.deployment.get("status") or {}).get("conditions", [])}
+    st = facts.deployment.get("status") or {}
+    if facts.deployment.get("kind") == "Rollout" and st.get("phase") == "Degraded":
+        evidence = [f"stable revision {st.get('stableHash')} serves"]
+        return [Finding(3, f"the canary was aborted: {st.get('message', '')}", evidence, st.get("abortedAt"))]
+    conditions = {c["type"]: c for c in st.get("conditions", [])}
     progressing = conditions.get("Progressing")
     if progressing and progressing["status"] == "False":
         cause = f"the rollout is stuck: {progressing['message']}"

@@ -28,8 +28,9 @@ READ = ("modelport_requests_total", "modelport_drift_score", "modelport_drift_th
         "modelport_live_accuracy", "modelport_published_accuracy", "modelport_feedback_total")  # fmt: skip
 
 
-def gather(api: Client, home: Path, namespace: str, name: str) -> Facts:
-    deployment = api.get("Deployment", name, namespace)
+def gather(api: Client, home: Path, namespace: str, name: str, kind: str = "Deployment") -> Facts:
+    """`kind`: Deployment or Rollout (a Deployment whose revisions go out as canaries)."""
+    deployment = api.get(kind, name, namespace)
     replica_sets = [rs for rs in api.list("ReplicaSet", namespace)["items"] if owned_by(rs, deployment)]
     pods = [p for p in api.list("Pod", namespace)["items"] if any(owned_by(p, rs) for rs in replica_sets)]
     names = {name, *(o["metadata"]["name"] for o in (*replica_sets, *pods))}
