@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from modelport.cli import cli
-from support import Server, half_and_mnist, running
+from support import Server, half_and_mnist, poll, running
 
 KEYS = {
     "predict-half": ["--model", "half", "--scope", "predict"],
@@ -23,6 +23,8 @@ KEYS = {
     "everything": ["--all-models", "--scope", "predict,read,metrics"],
     "limited": ["--model", "half", "--rate", "1/min", "--burst", "2"],
     "revoked": ["--model", "half", "--scope", "predict,read"],
+    "brief": ["--model", "half", "--expires", "1s"],
+    "rotated": ["--model", "half"],
 }
 
 
@@ -232,3 +234,31 @@ def test_metrics_count_requests_per_key_id_and_the_log_holds_no_secret(
     log = server.log()
     for secret in secrets.values():
         assert secret not in log and secret not in text
+
+
+def test_an_expired_key_is_refused(server: Server, secrets: dict[str, str]) -> None:
+    headers = {"x-api-key": secrets["brief"]}  # made with --expires 1s
+    assert (
+        poll(lambda: server.post("/v1/models/half:predict", HALF, headers=headers).status_code == 401, 5, 0.1)
+        is None
+    )
+    assert (
+        "not valid (unknown, revoked or expired)"
+        in server.post("/v1/models/half:predict", HALF, headers=headers).text
+    )
+
+
+def test_a_rotated_key_works_with_its_new_secret_and_not_its_old_one(
+    server: Server, home: Path, secrets: dict[str, str]
+) -> None:
+    old = secrets["rotated"]
+    assert server.post("/v1/models/half:predict", HALF, headers={"x-api-key": old}).status_code == 200
+    new = keys_cli(home, "rotate", "rotated")
+    assert new[:13] == old[:13] and new != old
+
+    def swapped() -> bool:
+        statuses = [server.post("/v1/models/half:predict", HALF, headers={"x-api-key": k}).status_code
+                    for k in (old, new)]  # fmt: skip
+        return statuses == [401, 200]
+
+    assert poll(swapped, 5, 0.1) is None
