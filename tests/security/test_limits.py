@@ -80,3 +80,14 @@ def test_two_replicas_sharing_a_store_accept_the_rate_at_twice_the_rate() -> Non
         accepted += replicas[i % 2].admit(key, now) is None
     assert 1000 * 0.9 + 100 <= accepted <= 1000 * 1.1 + 100
     assert store.takes < 2000 / 4  # leases: far fewer store writes than requests
+
+
+class BrokenStore:
+    def take(self, key: ApiKey, want: int, now: float, returned: int = 0) -> tuple[int, float]:
+        raise OSError("disk full")
+
+
+def test_a_store_that_fails_lets_the_request_in_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    key = ApiKey("0123abcd", "k", "", ("predict",), ("*",), Limits(100, 100))
+    assert UsageLimiter(BrokenStore()).admit(key, NOON) is None  # type: ignore[arg-type]
+    assert "usage of key 0123abcd not counted (the request is let in): disk full" in caplog.text

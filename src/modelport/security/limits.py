@@ -16,6 +16,7 @@ tokens has passed). A refused replica does not ask again before the bucket could
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class Limits:
 def utc_day(now: float) -> str:
     return datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%d")
 
+
+log = logging.getLogger("modelport.auth")
 
 LEASE_SECONDS = 0.05  # of the rate, taken at once
 LEASE_TTL = 1.0  # an unspent lease goes back after this long
@@ -132,7 +135,11 @@ class UsageLimiter:
             if now < lease.refused_until:
                 return max(lease.retry_at - now, 0.001)
             returned, lease.left = lease.left, 0
-            granted, retry = self._store.take(key, lease_size(limits), now, returned)
+            try:
+                granted, retry = self._store.take(key, lease_size(limits), now, returned)
+            except Exception as exc:  # a store locked past its timeout, a full disk: serve, say so
+                log.error("usage of key %s not counted (the request is let in): %s", key.id, exc)
+                return None
             if granted:
                 lease.left, lease.until = granted - 1, now + LEASE_TTL
                 return None
