@@ -17,6 +17,7 @@ import yaml
 
 from modelport.delivery.runs import RunStore
 from modelport.examples.mnist_data import load_mnist_5k
+from support import poll
 
 PIPELINE = {
     "apiVersion": "modelport/v1", "kind": "Pipeline", "metadata": {"name": "digits"},
@@ -26,6 +27,8 @@ PIPELINE = {
         {"name": "gate", "gate": {"metrics": {"accuracy": ">= 0.3"}}, "inputs": ["evaluate.evaluation"]},
         {"name": "publish", "publish": {"labels": ["staging"]},
          "inputs": ["train.model", "evaluate.evaluation", "gate.verdict"]},
+        {"name": "image", "build": {}, "inputs": ["publish.version"]},  # the context, no builder
+        {"name": "promote", "promote": {}, "inputs": ["publish.version"]},
     ]},
 }  # fmt: skip
 
@@ -57,19 +60,26 @@ def test_runs_skip_what_did_not_change_and_stop_at_a_failed_gate(workdir: Path) 
     first = _cli(workdir, "run", "-f", "pipeline.yaml")
     assert first.returncode == 0, first.stderr
     assert "[publish] succeeded" in first.stdout and "digits version 1 (staging)" in first.stdout
+    stages = {s["name"]: s for s in _latest(workdir)["stages"]}
+    image, promote = stages["image"], stages["promote"]  # independent of each other: at once
+    assert image["started"] < promote["started"] + promote["seconds"]
+    assert promote["started"] < image["started"] + image["seconds"]
+    context = Path(image["outputs"]["image"]["path"])
+    assert (context / "Dockerfile").exists() and (context / "models" / "digits" / "1").is_dir()
 
     again = _cli(workdir, "run", "-f", "pipeline.yaml")
     assert again.returncode == 0, again.stderr
     latest = _latest(workdir)  # in-process: the history as `pipeline runs -o json` prints it
     assert _statuses(latest) == {"train": "skipped", "evaluate": "skipped", "gate": "succeeded",
-                                 "publish": "skipped"}  # fmt: skip
+                                 "publish": "skipped", "image": "skipped",
+                                 "promote": "succeeded"}  # fmt: skip
     assert latest["stages"][0]["message"] == "inputs unchanged: outputs of an earlier run reused"
 
     only = _cli(workdir, "run", "-f", "pipeline.yaml", "--only", "evaluate")
     assert only.returncode == 0, only.stderr
     latest = _latest(workdir)
     assert _statuses(latest) == {"train": "skipped", "evaluate": "succeeded", "gate": "skipped",
-                                 "publish": "skipped"}  # fmt: skip
+                                 "publish": "skipped", "image": "skipped", "promote": "skipped"}  # fmt: skip
 
     images, labels = load_mnist_5k()  # new data: a bigger sample; the gate now asks too much
     np.savez(workdir / "digits.npz", images=images[::4], labels=labels[::4])
@@ -84,7 +94,7 @@ def test_runs_skip_what_did_not_change_and_stop_at_a_failed_gate(workdir: Path) 
     runs = json.loads(_cli(workdir, "runs", "-o", "json").stdout)
     assert [r["status"] for r in runs] == ["failed", "succeeded", "succeeded", "succeeded"]
     assert _statuses(runs[0]) == {"train": "succeeded", "evaluate": "succeeded", "gate": "failed",
-                                  "publish": "not run"}  # fmt: skip
+                                  "publish": "not run", "image": "not run", "promote": "not run"}  # fmt: skip
     assert runs[0]["data_sha256"] != runs[1]["data_sha256"] and runs[0]["trigger"] == "manual"
     shown = json.loads(_cli(workdir, "show", str(runs[0]["id"]), "-o", "json").stdout)
     model = shown["artifacts"]["train.model"]
@@ -92,3 +102,42 @@ def test_runs_skip_what_did_not_change_and_stop_at_a_failed_gate(workdir: Path) 
     assert shown["seconds"] > 0 and shown["stages"][2]["message"].startswith("refused by the gate")
     missing = _cli(workdir, "show", "99")
     assert missing.returncode == 1 and "pipeline run 99 not found" in missing.stderr
+
+
+def test_watch_runs_once_new_data_is_whole(workdir: Path) -> None:
+    """A data set whose _COMPLETE mark lists more than has arrived waits, saying why; once whole,
+    a run starts, triggered by the watch."""
+    doc = json.loads(json.dumps(PIPELINE))
+    doc["spec"]["stages"] = doc["spec"]["stages"][:2]  # train, evaluate
+    doc["spec"]["stages"][0]["train"]["data"] = "npz:incoming/digits.npz"
+    (workdir / "watched.yaml").write_text(yaml.safe_dump(doc))
+    incoming = workdir / "incoming"
+    incoming.mkdir()
+    data = (workdir / "digits.npz").read_bytes()
+    (incoming / "digits.npz").write_bytes(data[: len(data) // 2])  # half-copied
+    (incoming / "_COMPLETE").write_text(json.dumps({"files": {"digits.npz": {"size": len(data)}}}))
+    env = {**os.environ, "MODELPORT_HOME": str(workdir / "home")}
+    log = workdir / "watch.log"
+    with open(log, "wb") as out:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "modelport", "pipeline", "run", "-f", "watched.yaml",
+             "--watch", "incoming", "--settle-seconds", "0.5"],
+            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            said = f"not yet: digits.npz is {len(data) // 2} bytes, _COMPLETE says {len(data)}"
+            assert poll(lambda: said in log.read_text(), 60, 0.1) is None, log.read_text()
+            assert (
+                not (workdir / "home" / "pipelines.db").exists()
+                or RunStore.open(workdir / "home").runs() == []
+            )
+            (incoming / "digits.npz").write_bytes(data)  # the rest arrives
+            found = poll(
+                lambda: [r.status for r in RunStore.open(workdir / "home").runs()] == ["succeeded"], 120, 0.2
+            )
+            assert found is None, log.read_text()
+        finally:
+            watcher.terminate()
+            watcher.wait(10)
+    [run] = RunStore.open(workdir / "home").runs()
+    assert run.trigger == "watch:incoming" and run.data_sha256 is not None

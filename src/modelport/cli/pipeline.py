@@ -147,7 +147,11 @@ def _watch(definition: Any, options: Any, folder: Path, settle_seconds: float) -
     click.echo(
         f"watching {folder} for new data (complete: a _COMPLETE mark, or unchanged {settle_seconds:g} s)"
     )
-    for checksum in watcher.landings():
+
+    def waiting(why: str) -> None:
+        click.echo(f"not yet: {why}")
+
+    for checksum in watcher.landings(waiting=waiting):
         click.echo(f"new data in {folder} (sha256 {checksum[:12]}): running pipeline {definition.name}")
         try:
             _run(definition, replace(options, trigger=f"watch:{folder}"))

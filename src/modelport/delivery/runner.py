@@ -68,6 +68,7 @@ class Run:
     ) -> None:
         self.definition, self.store, self.options, self.listen = definition, store, options, listen
         self.chosen = selected(definition, options)
+        self._t0 = time.monotonic()
         self._lock = threading.Lock()
         self._check_reusable()
         stages = [StageRecord(s.name, s.kind) for s in definition.pipeline.spec.stages]
@@ -86,7 +87,7 @@ class Run:
                 )
 
     def execute(self) -> RunRecord:
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         deps = {s.name: dependencies(s) for s in self.definition.pipeline.spec.stages}
         finished: set[str] = set()
         futures: dict[Future[None], str] = {}
@@ -201,6 +202,8 @@ class Run:
         with self._lock:
             stage = self.record.stage(name)
             stage.status, stage.message = status, message
+            if status == "running":
+                stage.started = round(time.monotonic() - self._t0, 3)
             self.store.save(self.record)
         self.listen(self.record, stage, "")
 

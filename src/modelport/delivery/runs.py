@@ -46,6 +46,7 @@ class StageRecord:
     kind: str
     # pending | running | succeeded | skipped (unchanged inputs, or before --from) | failed | not run
     status: str = "pending"
+    started: float | None = None  # seconds after the run started
     seconds: float | None = None
     message: str = ""
     inputs_sha256: str | None = None

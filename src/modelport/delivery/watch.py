@@ -11,7 +11,7 @@ content checksum is the one already run (a `touch`, a copy of the same bytes) st
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from modelport.clock import Clock, SystemClock
@@ -25,6 +25,7 @@ class DataWatch:
         self.clock = clock or SystemClock()
         self._previous: Fingerprint | None = None
         self._handled: str | None = None  # the content checksum of the last landing reported
+        self.waiting: str | None = None  # why what is there now is not taken yet, in words
 
     def step(self) -> str | None:
         """Look once: the content's checksum if a new, complete data set is there now, else None."""
@@ -37,18 +38,31 @@ class DataWatch:
         complete = is_complete(current, self._previous, int(self.clock.now() * 1e9), self.settle_seconds)
         self._previous = current.fingerprint
         if not complete or not current.fingerprint:
+            self.waiting = (
+                current.mark_problem
+                if current.marked
+                else (f"changed in the last {self.settle_seconds:g} s" if current.fingerprint else None)
+            )
             return None
+        self.waiting = None
         checksum = sha256_of(self.folder)
         if checksum == self._handled:
             return None
         self._handled = checksum
         return checksum
 
-    def landings(self, stop: threading.Event | None = None) -> Iterator[str]:
-        """Each new complete data set's checksum, as it lands; looks every settle_seconds / 2."""
+    def landings(
+        self, stop: threading.Event | None = None, waiting: Callable[[str], None] | None = None
+    ) -> Iterator[str]:
+        """Each new complete data set's checksum, as it lands; looks every settle_seconds / 2.
+        `waiting` hears why a data set is not taken yet, each time the reason changes."""
         stop = stop or threading.Event()
+        said: str | None = None
         while not stop.is_set():
             found = self.step()
             if found is not None:
                 yield found
+            if waiting is not None and self.waiting and self.waiting != said:
+                waiting(self.waiting)
+            said = self.waiting
             self.clock.wait(stop, max(self.settle_seconds / 2, 0.05))
