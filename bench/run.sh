@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the load benchmark: installs wrk (Debian) and modelport with the bench extra,
 # then runs bench/http_bench.py (or, with `serving` first, bench/serving_bench.py; with `service`,
-# bench/service_bench.py; with `gateway`, bench/gateway_bench.py) with the
+# bench/service_bench.py; with `gateway`, bench/gateway_bench.py; with `controlplane`,
+# bench/controlplane_bench.py) with the
 # arguments given (see bench/README.md).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +14,10 @@ if [ "${1:-}" = "service" ]; then   # a Service with 2 replicas against the repl
   shift
   bash "$root/scripts/system-packages.sh" haproxy
   exec "$PY" "$root/bench/service_bench.py" "$@"
+fi
+if [ "${1:-}" = "controlplane" ]; then   # a control-loop round's CPU and API get latency at 10/100/1,000 Deployments
+  shift
+  exec "$PY" "$root/bench/controlplane_bench.py" "$@"
 fi
 if [ "${1:-}" = "gateway" ]; then   # the gateway's cost against calling the model service directly
   shift

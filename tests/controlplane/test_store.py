@@ -135,3 +135,40 @@ def test_compaction_keeps_the_objects_and_the_last_changes(tmp_path: Path) -> No
     assert store.get("Deployment", "default", "mnist")["spec"]["replicas"] == 52  # type: ignore[index]
     store.update({**obj, "spec": {"replicas": 1}})
     assert store.changes(kept[-1].resource_version)[0].object["spec"]["replicas"] == 1
+
+
+def test_a_shared_list_is_list_kinds_and_sees_every_writer(tmp_path: Path) -> None:
+    """The controllers' read: the same objects as list_kind, in its order; an object unchanged since
+    the last read is the same dict as then; another writer's create, update and delete (another
+    process: another store on the same file) are all seen at the next read, also after the
+    change log was compacted."""
+    mine, theirs = ObjectStore(tmp_path / "state.db"), ObjectStore(tmp_path / "state.db")
+    for name in ("b", "a", "c"):
+        mine.create(_deployment(name))
+    first = mine.list_shared("Deployment")
+    assert first == mine.list_kind("Deployment")[0] and [o["metadata"]["name"] for o in first] == [
+        "a",
+        "b",
+        "c",
+    ]
+    a, b, _ = first
+    theirs.update({**b, "spec": {"replicas": 7}})
+    theirs.delete("Deployment", "default", "c")
+    theirs.create(_deployment("aa"))
+    theirs.create({**_deployment("z"), "kind": "Service"})  # another kind: not in this list
+    second = mine.list_shared("Deployment")
+    assert second == mine.list_kind("Deployment")[0]
+    assert [(o["metadata"]["name"], o["spec"]["replicas"]) for o in second] == [("a", 2), ("aa", 2), ("b", 7)]
+    assert second[0] is a and second[2] is not b  # decoded again only when written
+    assert mine.list_shared("Deployment")[0] is a  # nothing written at all: the same answer
+    theirs.update({**a, "spec": {"replicas": 4}})
+    theirs.create(_deployment("ab"))
+    theirs.compact(keep=1)  # the log no longer says what changed: everything is read again
+    third = mine.list_shared("Deployment")
+    assert third == mine.list_kind("Deployment")[0]
+    assert [(o["metadata"]["name"], o["spec"]["replicas"]) for o in third] == [
+        ("a", 4),
+        ("aa", 2),
+        ("ab", 2),
+        ("b", 7),
+    ]

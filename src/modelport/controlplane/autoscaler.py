@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelport.clock import Clock
-from modelport.controlplane.meta import Recorder, condition, iso, parse_iso, selects, terminating
+from modelport.controlplane.meta import LabelIndex, Recorder, condition, iso, parse_iso, terminating
 from modelport.controlplane.metrics import MetricsCollector
 from modelport.controlplane.replica_calculator import MetricError, PodMetric, PodState, milli
 from modelport.controlplane.scale_decision import (
@@ -135,22 +135,23 @@ class Autoscaler:
         self._last: dict[str, float] = {}
 
     def sync_all(self) -> None:
-        hpas, _ = self._store.list_kind("HorizontalPodAutoscaler")
         now = self._clock.monotonic()
         keys = set()
-        for hpa in hpas:
+        pods: LabelIndex | None = None  # every Pod by label, once per round in which an HPA decides
+        for hpa in self._store.list_shared("HorizontalPodAutoscaler"):
             key = f"{hpa['metadata']['namespace']}.{hpa['metadata']['name']}"
             keys.add(key)
             if now - self._last.get(key, -1e18) < self.sync_seconds:
                 continue
             self._last[key] = now
-            self.sync(hpa)
+            pods = pods or LabelIndex(self._store.list_shared("Pod"))
+            self.sync(hpa, pods)
         for key in set(self._memory) - keys:
             del self._memory[key]
 
     # -- one HPA: read, decide, write --
 
-    def sync(self, hpa: Obj) -> None:
+    def sync(self, hpa: Obj, pods: LabelIndex) -> None:
         parsed = HorizontalPodAutoscaler.model_validate(hpa)
         spec, meta, old = parsed.spec, parsed.metadata, parsed.status
         key, stamp, now = f"{meta.namespace}.{meta.name}", iso(self._clock.now()), self._clock.monotonic()
@@ -158,9 +159,9 @@ class Autoscaler:
         if target is None:
             self._failed_get_scale(hpa, parsed, stamp)
             return
-        scale, pods = self._scale(target)
+        scale, selected = self._scale(target, pods)
         in_range = spec.min_replicas <= scale.spec_replicas <= spec.max_replicas
-        readings = self._read(spec.metrics, pods) if in_range else []
+        readings = self._read(spec.metrics, selected) if in_range else []
         decision = compute_scale(
             spec,
             scale,
@@ -201,11 +202,10 @@ class Autoscaler:
         status["conditions"] = set_conditions(old.get("conditions", []), (failed,), stamp)
         self._write(hpa, status, None)
 
-    def _scale(self, deployment: Obj) -> tuple[Scale, list[Obj]]:
+    def _scale(self, deployment: Obj, every_pod: LabelIndex) -> tuple[Scale, list[Obj]]:
         """The Deployment's scale subresource: its replicas, the replicas that exist, its pods."""
         selector = deployment["spec"]["selector"]["matchLabels"]
-        listed, _ = self._store.list_kind("Pod", deployment["metadata"]["namespace"])
-        pods = [pod for pod in listed if selects(selector, pod["metadata"].get("labels", {}))]
+        pods = every_pod.selected(deployment["metadata"]["namespace"], selector)
         scale = Scale(
             int(deployment["spec"]["replicas"]),
             int((deployment.get("status") or {}).get("replicas", 0)),

@@ -14,7 +14,7 @@ Progressing, in the order it is decided:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelport.controlplane import rollout
 from modelport.controlplane.meta import condition, iso, parse_iso
@@ -30,6 +30,8 @@ class Census:
     pods_of: Mapping[str, list[Pod]]  # by owner uid, terminating ones included
     min_ready_seconds: float
     now: float
+    # Each ReplicaSet's (live, ready, available), counted once: a round asks each about 8 times.
+    _counted: dict[str, tuple[int, int, int]] = field(default_factory=dict, compare=False, repr=False)
 
     def has_pods(self, rs: ReplicaSet) -> bool:
         """Any Pod at all, even one still stopping."""
@@ -38,11 +40,22 @@ class Census:
     def live(self, rs: ReplicaSet) -> list[Pod]:
         return [p for p in self.pods_of.get(rs.uid, []) if not p.terminating]
 
+    def _count(self, rs: ReplicaSet) -> tuple[int, int, int]:
+        counted = self._counted.get(rs.uid)
+        if counted is None:
+            live = self.live(rs)
+            available = sum(p.available(self.min_ready_seconds, self.now) for p in live)
+            counted = self._counted[rs.uid] = (len(live), sum(p.ready for p in live), available)
+        return counted
+
+    def live_count(self, rs: ReplicaSet) -> int:
+        return self._count(rs)[0]
+
     def ready(self, rs: ReplicaSet) -> int:
-        return sum(p.ready for p in self.live(rs))
+        return self._count(rs)[1]
 
     def available(self, rs: ReplicaSet) -> int:
-        return sum(p.available(self.min_ready_seconds, self.now) for p in self.live(rs))
+        return self._count(rs)[2]
 
     def revision(self, rs: ReplicaSet) -> rollout.Revision:
         return rollout.Revision(rs.name, rs.replicas, self.available(rs))
@@ -61,8 +74,8 @@ class Counts:
     def of(cls, new: ReplicaSet | None, olds: list[ReplicaSet], census: Census) -> Counts:
         all_rs = ([new] if new is not None else []) + olds
         return cls(
-            replicas=sum(len(census.live(rs)) for rs in all_rs),
-            updated=len(census.live(new)) if new is not None else 0,
+            replicas=sum(census.live_count(rs) for rs in all_rs),
+            updated=census.live_count(new) if new is not None else 0,
             ready=sum(census.ready(rs) for rs in all_rs),
             available=sum(census.available(rs) for rs in all_rs),
         )
@@ -79,7 +92,7 @@ class Counts:
 
 def replica_set_status(rs: ReplicaSet, census: Census) -> Obj:
     return {
-        "replicas": len(census.live(rs)),
+        "replicas": census.live_count(rs),
         "readyReplicas": census.ready(rs),
         "availableReplicas": census.available(rs),
     }

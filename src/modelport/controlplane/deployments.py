@@ -37,9 +37,16 @@ from modelport.controlplane.meta import (
     REVISION,
     Recorder,
     owner_ref,
-    template_hash,
 )
-from modelport.controlplane.objects import Deployment, Obj, Pod, ReplicaSet, ViewCache, without_rv
+from modelport.controlplane.objects import (
+    Deployment,
+    Obj,
+    Pod,
+    ReplicaSet,
+    ViewCache,
+    identical,
+    without_rv,
+)
 from modelport.controlplane.replicasets import ReplicaSetController
 from modelport.controlplane.store import ObjectStore
 from modelport.errors import ModelportError
@@ -59,6 +66,20 @@ def _parse_or_log(raw: Obj) -> Deployment | None:
         return None
 
 
+def _at_rest(deployment: Deployment) -> bool:
+    """Whether time alone cannot change its status: its rollout is complete (every replica of the
+    new revision available, which no later `now` undoes) and it is not paused. A Deployment still
+    rolling out is not: a replica becomes available minReadySeconds after it is ready, and the
+    progress deadline passes, with nothing else changing."""
+    status = deployment.status
+    progressing: Obj = next((c for c in status.get("conditions", []) if c["type"] == "Progressing"), {})
+    return (
+        not deployment.spec.paused
+        and progressing.get("reason") == "NewReplicaSetAvailable"
+        and status.get("availableReplicas") == status.get("replicas") == deployment.spec.replicas
+    )
+
+
 class DeploymentController:
     def __init__(self, store: ObjectStore, clock: Clock, recorder: Recorder) -> None:
         self._store = store
@@ -67,21 +88,38 @@ class DeploymentController:
         self._deployments = ViewCache(_parse_or_log)
         self._replica_sets = ViewCache(ReplicaSet.parse)
         self._pods = ViewCache(Pod.parse)
+        # What each Deployment at rest was synced from (its view, its ReplicaSets', their Pods'),
+        # when that sync wrote nothing: synced again from the same objects, it would write
+        # nothing again, so it is not (1,000 Deployments a round).
+        self._at_rest: dict[str, tuple[object, ...]] = {}
 
     def sync_all(self) -> None:
-        deployments = self._deployments.views(self._store.list_kind("Deployment")[0])
-        replica_sets = self._replica_sets.views(self._store.list_kind("ReplicaSet")[0])
+        deployments = self._deployments.views(self._store.list_shared("Deployment"))
+        replica_sets_of: dict[str, list[ReplicaSet]] = defaultdict(list)
+        for rs in self._replica_sets.views(self._store.list_shared("ReplicaSet")):
+            for owner in dict.fromkeys(rs.owners):
+                replica_sets_of[owner].append(rs)
         pods_of: dict[str, list[Pod]] = defaultdict(list)
-        for pod in self._pods.views(self._store.list_kind("Pod")[0]):
+        for pod in self._pods.views(self._store.list_shared("Pod")):
             for owner in pod.owners:
                 pods_of[owner].append(pod)
+        at_rest: dict[str, tuple[object, ...]] = {}
         for deployment in (d for d in deployments if d is not None):
-            mine = [rs for rs in replica_sets if deployment.uid in rs.owners]
+            mine = replica_sets_of.get(deployment.uid, [])
+            read = (deployment, *mine, *(pod for rs in mine for pod in pods_of.get(rs.uid, ())))
+            if identical(self._at_rest.get(deployment.uid, ()), read):
+                at_rest[deployment.uid] = read  # at rest, and nothing it reads has changed
+                continue
+            writes = self._store.writes
             try:
                 self.sync(deployment, mine, pods_of)
             except ModelportError as exc:  # a conflict with a writer: the next round sees the new state
                 if exc.code.name not in ("ABORTED", "NOT_FOUND", "ALREADY_EXISTS"):
                     raise
+                continue
+            if self._store.writes == writes and _at_rest(deployment):
+                at_rest[deployment.uid] = read
+        self._at_rest = at_rest
 
     def sync(
         self, deployment: Deployment, replica_sets: list[ReplicaSet], pods_of: Mapping[str, list[Pod]]
@@ -102,7 +140,7 @@ class DeploymentController:
     ) -> tuple[ReplicaSet | None, list[ReplicaSet], bool]:
         """The ReplicaSet of the current template (made now, or renumbered as the newest revision
         after an undo; neither while paused), the others oldest first, and whether it was made now."""
-        wanted = template_hash(deployment.template)
+        wanted = deployment.template_hash
         new = next((rs for rs in replica_sets if rs.template_hash == wanted), None)
         top = max((rs.revision for rs in replica_sets), default=0)
         created = False

@@ -14,11 +14,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from modelport.clock import Clock
 from modelport.controlplane.meta import Recorder, iso, selects, terminating
+from modelport.controlplane.objects import ViewCache
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.launcher import Launcher
 from modelport.dataplane.logs import LogPolicy
@@ -67,7 +69,7 @@ class PodView:
         meta = raw["metadata"]
         return cls(meta["namespace"], meta["name"], terminating(raw), raw.get("status") or {}, raw)
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"{self.namespace}.{self.name}"
 
@@ -98,8 +100,12 @@ class Kubelet:
         self._gateway_token = gateway_token
         self._grace = grace_seconds
         self.supervisor = Supervisor(clock, prober=prober, launcher=launcher, log_policy=log_policy)
+        self._pods = ViewCache(PodView.of)
         self._written: dict[str, Obj] = {}
-        self._services: list[Obj] = []
+        # What each replica's status was last made of, once it is in the store: while that stays
+        # the same, the status would be the same, and is not made again (3,000 Pods a round).
+        self._reported: dict[str, tuple[Any, ...]] = {}
+        self._exposed: list[Obj] = []  # the NodePort and LoadBalancer Services, this round
         self._stopping: set[str] = set()
         self._lock = threading.Lock()
 
@@ -152,12 +158,15 @@ class Kubelet:
     def sync_all(self) -> None:
         """Start a replica for each new Pod, stop those of retiring or deleted Pods, probe, and
         report. One Pod that fails is logged and retried next round; the others go on."""
-        pods = [PodView.of(raw) for raw in self._store.list_kind("Pod")[0]]
-        self._services = self._store.list_kind("Service")[0]
+        pods = self._pods.views(self._store.list_shared("Pod"))
+        # Only these can make a replica need keys (`needs_keys`): usually none of 1,000 Services.
+        services = self._store.list_shared("Service")
+        self._exposed = [s for s in services if s["spec"].get("type", "ClusterIP") != "ClusterIP"]
         for pod in pods:
             self._each(pod, self._start_or_stop)
         for key in set(self.supervisor.replicas) - {pod.key for pod in pods}:  # its Pod was deleted
             replica = self.supervisor.replicas.pop(key)
+            self._reported.pop(key, None)
             threading.Thread(target=stop_replica, args=(replica, self._grace), daemon=True).start()
         self.supervisor.tick()
         for pod in pods:
@@ -175,7 +184,7 @@ class Kubelet:
         if pod.retiring:
             self._terminate(pod)
             return
-        keys = not pod.raw["spec"].get("gateway") and needs_keys(pod.raw, self._services)
+        keys = not pod.raw["spec"].get("gateway") and needs_keys(pod.raw, self._exposed)
         current = self.supervisor.replicas.get(pod.key)
         if current is not None and keys and AUTH_ON not in current.args:
             # An exposed Service now selects it: restart it requiring keys (until then it is
@@ -183,6 +192,7 @@ class Kubelet:
             self._events.event(pod.raw, "Normal", "Restarting", "A NodePort/LoadBalancer Service selects "
                                "this replica: restarting it with API keys required")  # fmt: skip
             replica = self.supervisor.replicas.pop(pod.key)
+            self._reported.pop(pod.key, None)
             threading.Thread(target=stop_replica, args=(replica, self._grace), daemon=True).start()
             current = None
         if current is None:
@@ -191,8 +201,12 @@ class Kubelet:
     def _report(self, pod: PodView) -> None:
         key = pod.key
         replica = self.supervisor.replicas[key]
-        before: Obj = self._written.get(key) or pod.status
         alive = replica.proc is not None
+        seen = (alive, replica.pid, replica.port, replica.grpc_port, replica.ready, replica.restarts,
+                replica.message, replica.last_exit)  # fmt: skip
+        if self._reported.get(key) == seen:
+            return
+        before: Obj = self._written.get(key) or pod.status
         if not alive:
             reason = "CrashLoopBackOff" if replica.restarts else "ContainerCreating"
         else:
@@ -223,6 +237,7 @@ class Kubelet:
         if replica.last_exit is not None:
             status["lastExitCode"] = replica.last_exit
         if status == before:
+            self._reported[key] = seen
             return
         self._announce(pod.raw, replica, status, before)
         try:
@@ -230,6 +245,7 @@ class Kubelet:
         except ModelportError:
             return  # deleted meanwhile
         self._written[key] = status
+        self._reported[key] = seen
 
     def _announce(self, pod: Obj, replica: Replica, status: Obj, before: Obj) -> None:
         """The events a person would want: Started, BackOff (a restart), Unhealthy (a new reason)."""
@@ -250,6 +266,7 @@ class Kubelet:
                 return
             self._stopping.add(key)
         replica = self.supervisor.replicas.pop(key, None)
+        self._reported.pop(key, None)
         if replica is not None:
             self._events.event(pod.raw, "Normal", "Killing", "Stopping replica")
 

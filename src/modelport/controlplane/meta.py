@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from modelport.clock import Clock
@@ -101,6 +102,26 @@ def owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class LabelIndex:
+    """Objects by (namespace, label, value), to find the ones a selector picks without testing
+    every one: at 1,000 Services over 3,000 Pods, a round tests 3 Pods per Service, not 3,000.
+    `selected` answers what filtering them all with `selects` would, in the same order."""
+
+    def __init__(self, objects: Iterable[dict[str, Any]]) -> None:
+        self._by_label: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for obj in objects:
+            meta = obj["metadata"]
+            for label, value in meta.get("labels", {}).items():
+                self._by_label.setdefault((meta["namespace"], label, value), []).append(obj)
+
+    def selected(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        if not selector:
+            return []  # an empty selector selects nothing (`selects`)
+        label, value = next(iter(selector.items()))
+        candidates = self._by_label.get((namespace, label, value), [])
+        return [obj for obj in candidates if selects(selector, obj["metadata"].get("labels", {}))]
 
 
 def revision(rs: dict[str, Any]) -> int:

@@ -40,7 +40,7 @@ class ReplicaSetController:
     def sync_all(self) -> None:
         alive = self._collect_orphans()
         mine: dict[str, list[Pod]] = defaultdict(list)
-        for pod in self._pods.views(self._store.list_kind("Pod")[0]):
+        for pod in self._pods.views(self._store.list_shared("Pod")):
             if pod.terminating:
                 continue
             if pod.owners and pod.owners[0] in alive:
@@ -61,10 +61,10 @@ class ReplicaSetController:
         """Delete the ReplicaSets whose Deployment (or Rollout) is gone; the others, by uid."""
         # Only the owners' uids matter here: no need to parse them whole.
         owners = {
-            d["metadata"]["uid"] for kind in ("Deployment", "Rollout") for d in self._store.list_kind(kind)[0]
+            d["metadata"]["uid"] for kind in ("Deployment", "Rollout") for d in self._store.list_shared(kind)
         }
         alive = {}
-        for rs in self._replica_sets.views(self._store.list_kind("ReplicaSet")[0]):
+        for rs in self._replica_sets.views(self._store.list_shared("ReplicaSet")):
             if rs.owners and rs.owners[0] not in owners:
                 self._store.delete("ReplicaSet", rs.namespace, rs.name)
             else:

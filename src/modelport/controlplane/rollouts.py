@@ -90,12 +90,12 @@ class RolloutController(DeploymentController):
         self._rollouts = ViewCache(parse_rollout)
 
     def sync_all(self) -> None:
-        rollouts = self._rollouts.views(self._store.list_kind("Rollout")[0])
+        rollouts = self._rollouts.views(self._store.list_shared("Rollout"))
         if not rollouts:
             return
-        replica_sets = self._replica_sets.views(self._store.list_kind("ReplicaSet")[0])
+        replica_sets = self._replica_sets.views(self._store.list_shared("ReplicaSet"))
         pods_of: dict[str, list[Pod]] = defaultdict(list)
-        for pod in self._pods.views(self._store.list_kind("Pod")[0]):
+        for pod in self._pods.views(self._store.list_shared("Pod")):
             for owner in pod.owners:
                 pods_of[owner].append(pod)
         for ro in (r for r in rollouts if r is not None):

@@ -9,11 +9,17 @@ a writer holding a resourceVersion from before a controller's status write does 
 with it (the status is the controllers', the rest is people's). `metadata.generation` counts
 changes to `spec` only. A watch reads the log from a resourceVersion on: it sees every change
 after that point, in order, once, in any process that opens the same file.
+
+The controllers read every object of a kind every round (`list_shared`): each object's JSON is
+decoded once per resourceVersion and the decoded object handed out again while it stays the
+same, since a round at 1,000 Deployments (3,000 Pods) otherwise spends most of its time in
+`json.loads` (bench/controlplane_bench.py).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import sqlite3
 import threading
@@ -43,6 +49,14 @@ INSERT OR IGNORE INTO counter (id, rv) VALUES (0, 0);
 
 
 @dataclass(frozen=True)
+class _Kind:
+    """One kind's objects as of the store's resourceVersion `rv`, by (namespace, name)."""
+
+    rv: int
+    objects: dict[tuple[str, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Change:
     type: str  # ADDED | MODIFIED | DELETED
     object: dict[str, Any]
@@ -60,6 +74,7 @@ def conflict(kind: str, name: str, detail: str) -> ModelportError:
     )
 
 
+@functools.lru_cache(maxsize=64)  # a round stamps thousands of objects with the same few times
 def iso(seconds: float) -> str:
     """Kubernetes' timestamp format, to the second: 2026-12-03T18:15:45Z."""
     return (
@@ -81,8 +96,12 @@ class ObjectStore:
         self._database = Database(path, _SCHEMA, synchronous="NORMAL", after_commit=self._wake)
         self._db = self._database.connection
         self._write = self._database.write
+        self._shared: dict[str, _Kind] = {}
+        self._shared_lock = threading.Lock()
+        self.writes = 0  # transactions committed through this store: a caller can tell it wrote nothing
 
     def _wake(self) -> None:
+        self.writes += 1
         with self._changed:
             self._changed.notify_all()
 
@@ -129,6 +148,68 @@ class ObjectStore:
         finally:
             db.execute("COMMIT")
         return objects, rv
+
+    def list_shared(self, kind: str) -> list[dict[str, Any]]:
+        """list_kind's objects of every namespace, in the same order, but shared: an object that
+        has not changed since the last call is the same dict as then, and so it is every caller's.
+        Read them; never change one in place (write a copy: `{**obj, "status": status}`).
+
+        Any process's write moves the store's resourceVersion: while it has not moved, the last
+        answer is the answer. When it has, the change log says which objects of the kind were
+        written since, and only those are read and decoded again (all of them if the log was
+        compacted meanwhile). At 3,000 Pods of 930 bytes, CPU time, median of 20:
+        list_kind 50 ms; list_shared 0.04 ms when nothing changed, 0.2 ms when one Pod did."""
+        db = self._db()
+        with self._shared_lock:
+            known = self._shared.get(kind)
+        db.execute("BEGIN")
+        try:
+            rv = int(db.execute("SELECT rv FROM counter WHERE id = 0").fetchone()[0])
+            if known is not None and known.rv == rv:
+                return list(known.objects.values())
+            if known is not None and self._logged_since(db, known.rv, rv):
+                objects = self._reread(db, kind, known)
+            else:
+                rows = db.execute(
+                    "SELECT namespace, name, body FROM objects WHERE kind = ? ORDER BY namespace, name",
+                    (kind,),
+                )
+                objects = {(namespace, name): json.loads(body) for namespace, name, body in rows}
+        finally:
+            db.execute("COMMIT")
+        with self._shared_lock:
+            if kind not in self._shared or self._shared[kind].rv < rv:
+                self._shared[kind] = _Kind(rv, objects)
+        return list(objects.values())
+
+    @staticmethod
+    def _logged_since(db: sqlite3.Connection, since: int, rv: int) -> bool:
+        """Whether the change log still holds every change after `since` (one per resourceVersion)."""
+        return (
+            int(db.execute("SELECT COUNT(*) FROM changes WHERE rv > ?", (since,)).fetchone()[0]) == rv - since
+        )
+
+    @staticmethod
+    def _reread(db: sqlite3.Connection, kind: str, known: _Kind) -> dict[tuple[str, str], dict[str, Any]]:
+        """`known`'s objects with those the log names as written since read again, in list_kind's
+        order (SQLite compares the names' UTF-8 bytes, which sort as Python's code points do)."""
+        objects = dict(known.objects)
+        changed = db.execute(
+            "SELECT DISTINCT namespace, name FROM changes WHERE rv > ? AND kind = ?", (known.rv, kind)
+        ).fetchall()
+        added = False
+        for namespace, name in changed:
+            row = db.execute(
+                "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            ).fetchone()
+            key = (namespace, name)
+            if row is None:
+                objects.pop(key, None)
+            else:
+                added = added or key not in objects
+                objects[key] = json.loads(row[0])
+        return dict(sorted(objects.items())) if added else objects
 
     def resource_version(self) -> int:
         """The store's resourceVersion now: a watch from it sees every later change."""

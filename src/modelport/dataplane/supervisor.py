@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -173,7 +174,7 @@ class Replica:
     _last_probe: float = -1e9
     _probing: dict[str, _Probing] = field(default_factory=dict)  # "readiness"/"liveness" under way
 
-    @property
+    @cached_property  # a Replica's name and workdir never change; its log is looked at every round
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
 
