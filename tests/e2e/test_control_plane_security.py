@@ -89,7 +89,9 @@ def service_url(plane: Plane, mnist: Path, tmp_path_factory: pytest.TempPathFact
     return url
 
 
-def test_the_service_serves_tls_with_the_secrets_certificate(service_url: str, pki: Pki, mnist: Path) -> None:
+def test_the_service_serves_tls_with_the_secrets_certificate(
+    plane: Plane, service_url: str, pki: Pki, mnist: Path
+) -> None:
     image = (mnist / "samples" / "digit-3.png").read_bytes()
     body = {"instances": [{"b64": base64.b64encode(image).decode()}]}
     answer = requests.post(
@@ -101,6 +103,7 @@ def test_the_service_serves_tls_with_the_secrets_certificate(service_url: str, p
         requests.get(service_url + "/readyz", verify=str(pki.other_ca), timeout=5)
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(service_url.replace("https://", "http://") + "/readyz", timeout=5)
+    assert f"URL:               {service_url}" in plane.cli("describe", "service", "mnist").stdout
 
 
 def test_apply_refuses_tls_settings_it_cannot_use_naming_the_field(
