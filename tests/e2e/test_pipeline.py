@@ -152,6 +152,10 @@ def test_data_to_production_then_new_data_then_a_worse_model(plane: Plane, tmp_p
         doc = yaml.safe_load(pipeline.read_text())
         doc["spec"]["stages"] = [s for s in doc["spec"]["stages"] if s["name"] != "gate"]
         doc["spec"]["stages"][2]["inputs"] = ["train.model", "evaluate.evaluation"]
+        doc["spec"]["stages"].append({
+            "name": "back", "when": "failure", "inputs": ["release.release"],
+            "rollback": {"kind": "Rollout", "name": "mnist", "label": "production", "timeoutSeconds": 120},
+        })  # fmt: skip
         (tmp_path / "no-gate.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         no_gate = ["pipeline", "run", "-f", str(tmp_path / "no-gate.yaml"), "--from", "publish"]
         aborted = plane.cli(*no_gate, check=False, timeout=300)
@@ -161,6 +165,8 @@ def test_data_to_production_then_new_data_then_a_worse_model(plane: Plane, tmp_p
         ), aborted.stderr
         assert "rolled rollout/mnist back to registry://mnist@2" in aborted.stderr
         assert _analyses(plane) == ["Failed", "Successful"]
+        after = {s.name: s.status for s in store.runs("mnist", 1)[0].stages}
+        assert (after["release"], after["promote"], after["back"]) == ("failed", "not run", "succeeded")
         tail = len(load.outcomes)
         load.wait_for(tail + 20)
     assert load.failures(good=lambda v: isinstance(v, int)) == []
