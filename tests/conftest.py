@@ -40,6 +40,7 @@ PROCESS_MODULES = (
     "tests/pipeline/train/test_environment.py",
     "tests/pipeline/train/test_train.py",
     "tests/registry/test_registry.py",
+    "tests/security/test_audit.py",
     "tests/server/test_config_reload.py",
     "tests/server/test_enable_batching.py",
     "tests/server/test_grpc_beside_tritonclient.py",

@@ -57,3 +57,26 @@ def test_since_leaves_out_older_events(tmp_path: Path) -> None:
     hour_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
     assert [e["object"] for e in read_events(path, hour_ago)] == ["deployments/default/d1"]
     assert len(list(read_events(path))) == 2
+
+
+def _write_many(path: str, first: int) -> None:
+    log = AuditLog(Path(path), max_bytes=5000, backups=50)
+    for i in range(first, first + 200):
+        log.record(_event(i))
+
+
+def test_processes_appending_and_rotating_at_once_lose_and_tear_nothing(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    writers = [
+        context.Process(target=_write_many, args=(str(tmp_path / "audit.log"), k * 200)) for k in range(3)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+        assert writer.exitcode == 0
+    seen = [str(e["object"]) for e in read_events(tmp_path / "audit.log")]
+    assert sorted(seen) == sorted(f"deployments/default/d{i}" for i in range(600))  # each once, whole
+    assert len(list(tmp_path.iterdir())) > 10  # it did rotate, many times, under three writers

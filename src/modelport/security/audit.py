@@ -59,33 +59,38 @@ class AuditLog:
         line = json.dumps({"time": now_iso(), **asdict(event)}, separators=(",", ":")) + "\n"
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = self._locked()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if os.fstat(fd).st_size + len(line) > self.max_bytes and self._rotate(fd):
+                if os.fstat(fd).st_size + len(line) > self.max_bytes:
+                    self._rotate()
                     os.close(fd)
-                    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    fd = self._locked()
                 os.write(fd, line.encode())
             finally:
                 os.close(fd)  # and with it the lock
         except OSError as exc:
             log.error("audit log %s not written (%s): %s", self.path, exc.strerror, line.strip())
 
-    def _rotate(self, fd: int) -> bool:
-        """Shift audit.log.N up by one and move the full file to .1, under the caller's lock; False
-        when another process rotated it meanwhile (the path is a new, short file)."""
-        try:
-            if os.stat(self.path).st_ino != os.fstat(fd).st_ino:
-                return True
-        except FileNotFoundError:
-            return True
+    def _locked(self) -> int:
+        """The live file, open for appending and locked; reopened when another process rotated it
+        while this one waited for the lock (the path then names a new file)."""
+        while True:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def _rotate(self) -> None:
+        """Shift audit.log.N up by one and move the full file to .1 (under the caller's lock)."""
         for n in range(self.backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{n}")
             if older.exists():
                 older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        return True
 
 
 def audit_path(home: Path) -> Path:
