@@ -172,13 +172,15 @@ def runs(name: str | None, output: str, limit: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("run", "pipeline", "trigger", "commit", "data", "status", "seconds", "stages", "started")
+    table = Table("run", "pipeline", "trigger", "commit", "data", "status", "seconds", "stages", "artifacts",
+                  "started")  # fmt: skip
     for r in records:
         stages = " ".join(f"{s.name}:{s.status}" for s in r.stages)
         style = _STYLE.get(r.status, "")
         seconds = f"{r.seconds:.1f}" if r.seconds is not None else ""
+        artifacts = str(len(r.artifacts()))
         table.add_row(str(r.id), r.pipeline, r.trigger, (r.commit or "")[:10], (r.data_sha256 or "")[:12],
-                      f"[{style}]{r.status}[/]", seconds, stages, r.started)  # fmt: skip
+                      f"[{style}]{r.status}[/]", seconds, stages, artifacts, r.started)  # fmt: skip
     Console(width=200).print(table)
 
 
