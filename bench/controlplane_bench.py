@@ -12,8 +12,8 @@ InlineProber that answers ready at once, FakeBalancers;
 and a metrics source that gives every replica exactly the HPA's targets (60% of a 500m CPU
 request, 1500 requests per second), so no HPA moves. The objects are created through the API's
 logic (validation, defaults), then rounds run, the fake clock advancing `--sync` seconds (the
-control plane's sync_seconds, 0.2) a round, until a round writes nothing and every Deployment
-is available: steady state.
+control plane's sync_seconds, 0.2) a round, until every Deployment is available and 15 s (an
+HPA period) have passed without a write: steady state.
 
 Round: `--rounds` more rounds (75 x 0.2 s = 15 s of fake time: every HPA decides once, each
 replica is probed 15 times), each timed in CPU time (time.process_time; the machine is shared,
@@ -161,12 +161,15 @@ class World:
         deployments, _ = self.store.list_kind("Deployment")
         return sum(1 for d in deployments if d.get("status", {}).get("availableReplicas") == REPLICAS)
 
-    def settle(self, count: int, seconds: float, limit: int = 200) -> int:
-        """Rounds until one writes nothing with every Deployment available; how many it took."""
+    def settle(self, count: int, seconds: float, limit: int = 1000) -> int:
+        """Rounds until every Deployment is available and a whole HPA period (15 s: every HPA
+        decided once with its replicas running) has passed without a write; how many it took."""
+        quiet_needed, quiet = int(15.0 / seconds) + 1, 0
         for n in range(1, limit + 1):
             before = self.store.resource_version()
             self.round(seconds)
-            if self.store.resource_version() == before and self.available() == count:
+            quiet = quiet + 1 if self.store.resource_version() == before else 0
+            if quiet >= quiet_needed and self.available() == count:
                 return n
         raise RuntimeError(f"no steady state after {limit} rounds ({self.available()}/{count} available)")
 
