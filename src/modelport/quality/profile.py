@@ -49,8 +49,13 @@ class InputProfile:
 
     def bins(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Each row's bin for each statistic (int64 [n])."""
-        stats = statistics(rows, self.lo, self.hi)
-        return {name: _bin(values, *_range(name, self.lo, self.hi)) for name, values in stats.items()}
+        return self.bins_of(statistics(rows, self.lo, self.hi))
+
+    def bins_of(self, stats: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The bins of statistics already computed (`statistics(rows, lo, hi)` with this range)."""
+        return {
+            name: _bin(stats[name], *_range(name, self.lo, self.hi)) for name in STATISTICS if name in stats
+        }
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ def statistics(rows: np.ndarray, lo: float, hi: float) -> dict[str, np.ndarray]:
     """Per row: its mean (`intensity`) and its share of values above the middle of [lo, hi]."""
     flat = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
     middle = lo + (hi - lo) / 2
-    return {"intensity": flat.mean(axis=1), "ink": (flat > middle).mean(axis=1)}
+    ink = np.count_nonzero(flat > middle, axis=1) / max(1, flat.shape[1])
+    return {"intensity": flat.mean(axis=1), "ink": ink}
 
 
 def _range(statistic: str, lo: float, hi: float) -> tuple[float, float]:

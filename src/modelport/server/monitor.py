@@ -134,6 +134,16 @@ class _LogFile:
         self._file.write(line)
         self._size += len(line)
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        """A batch's lines in one write when they fit before the next rotation."""
+        data = b"".join(lines)
+        if self._size + len(data) <= self.limit:
+            self._file.write(data)
+            self._size += len(data)
+        else:
+            for line in lines:
+                self.write(line)
+
     def _rotate(self) -> None:
         self._file.close()
         for i in range(_KEEP - 1, 0, -1):
@@ -222,16 +232,18 @@ class Monitor:
     def step(self) -> None:
         """Take every answer queued so far, in order; answer the flushes among them."""
         batch: list[Observation] = []
+        freed = 0
         while self._queue:
             item = self._queue.popleft()
-            if isinstance(item, Future):
+            if type(item) is Observation:
+                batch.append(item)
+                freed += item.size
+            else:
                 self._take(batch)
                 batch = []
-                item.set_result(None)
-            else:
-                batch.append(item)
-                with self._size_lock:
-                    self._queued -= item.size
+                item.set_result(None)  # type: ignore[union-attr]
+        with self._size_lock:
+            self._queued -= freed
         self._take(batch)
         now = time.monotonic()
         if now - self._last_sweep >= 1.0:
@@ -306,44 +318,49 @@ class Monitor:
             if row_classes is not None:
                 self._remember(observation.request_id, _Answer(state.model, state.version, row_classes, now))
         logged = [] if state.log is None else _sampled(observations, state.sample_rate)
+        # The inputs' statistics, for the whole batch at once, shared by drift and the log.
+        inputs = _batch_inputs(observations, state.ranges) if logged or state.drift else {}
         if state.drift is not None and servable.profile is not None:
-            self._drift(state, servable.profile, observations, answered)
-        if logged:  # the inputs' summaries, for the whole batch at once
-            self._write_log(state, logged, _batch_inputs(logged, state.ranges))
+            self._drift(state, servable.profile, answered, inputs)
+        if logged:
+            self._write_log(state, observations, logged, inputs)
 
     def _drift(
         self,
         state: _Version,
         profile: Profile,
-        observations: Sequence[Observation],
         answered: list[np.ndarray],
+        inputs: Mapping[str, _BatchInput],
     ) -> None:
         assert state.drift is not None
         if answered:
             rows = np.concatenate(answered)
             state.drift.predictions.add(rows[rows < len(profile.classes)])
         for name, input_profile in profile.inputs.items():
-            feeds = [o.call.feeds[name] for o in observations if o.call is not None and name in o.call.feeds]
-            if not feeds:
+            batch = inputs.get(name)
+            if batch is None:
                 continue
-            rows = np.concatenate([f.reshape(len(f), -1) for f in feeds])
-            for stat, values in input_profile.bins(rows).items():
+            for stat, values in input_profile.bins_of(batch.stats).items():
                 state.drift.inputs[f"{name}.{stat}"].add(values)
         state.scores = state.drift.scores(min(_LEAST_ROWS, state.drift.predictions.size))
         for kind, value in state.scores.items():
             self._metrics.drift.labels(state.model, state.version, kind).set(value)
 
     def _write_log(
-        self, state: _Version, observations: Sequence[Observation], inputs: Mapping[str, _BatchInput]
+        self,
+        state: _Version,
+        observations: Sequence[Observation],
+        logged: Sequence[int],
+        inputs: Mapping[str, _BatchInput],
     ) -> None:
+        """The lines of the `logged` observations (their indices in the batch)."""
         assert state.log is not None
         try:
-            for i, observation in enumerate(observations):
-                state.log.write(_record(state, observation, inputs, i))
+            state.log.write_lines([_record(state, observations[i], inputs, i) for i in logged])
             state.log.flush()
         except OSError as exc:
             log.warning("prediction log %s: %s", state.log.path, exc)
-            self._metrics.dropped.labels(state.model).inc(len(observations))
+            self._metrics.dropped.labels(state.model).inc(len(logged))
 
     def _remember(self, request_id: str, answer: _Answer) -> None:
         answers = self._answers
@@ -559,34 +576,36 @@ def _index_names(outputs: Any) -> tuple[str, ...]:
 
 @dataclass
 class _BatchInput:
-    """One model input over a batch of observations: each observation's slice of the summary."""
+    """One model input over a batch of observations: its statistics per row, and each
+    observation's slice of them for the log."""
 
     shapes: list[list[int]]
     offsets: list[int]  # observation i's rows are [offsets[i], offsets[i + 1])
-    intensity: list[float]
-    ink: list[float] | None
-    hashes: list[str]
+    stats: dict[str, np.ndarray]  # intensity (and ink, its range known) per row
+    rows: np.ndarray  # [rows, values]
+    _lists: dict[str, list[Any]] | None = None
 
     def summary(self, i: int) -> dict[str, Any]:
+        if self._lists is None:  # made once per batch, for the log only
+            self._lists = {k: np.round(v, 5).tolist() for k, v in self.stats.items()}
+            self._lists["hash"] = [f"{h:016x}" for h in _row_hashes(self.rows).tolist()]
         lo, hi = self.offsets[i], self.offsets[i + 1]
-        out: dict[str, Any] = {"shape": self.shapes[i], "intensity": self.intensity[lo:hi]}
-        if self.ink is not None:
-            out["ink"] = self.ink[lo:hi]
-        out["hash"] = self.hashes[lo:hi]
-        return out
+        return {"shape": self.shapes[i], **{k: v[lo:hi] for k, v in self._lists.items()}}
 
 
-def _sampled(observations: Sequence[Observation], rate: float) -> list[Observation]:
+def _sampled(observations: Sequence[Observation], rate: float) -> list[int]:
+    """The indices of the observations the log takes."""
     if rate >= 1.0:
-        return list(observations)
-    return [o for o in observations if random.random() < rate]
+        return list(range(len(observations)))
+    return [i for i in range(len(observations)) if random.random() < rate]
 
 
 def _batch_inputs(
     observations: Sequence[Observation], ranges: Mapping[str, tuple[float, float]]
 ) -> dict[str, _BatchInput]:
-    """Every numeric model input the batch's observations all have, summarised at once: per row
-    its mean, its ink share (range known), a hash of its 8-bit image (of its raw bytes otherwise)."""
+    """Every numeric model input the batch's observations all have, at once: per row its mean
+    (`intensity`), its share of values above the middle of its range (`ink`, range known), and
+    for the log a hash of its bytes as the model saw them."""
     first = observations[0].call
     assert first is not None
     out = {}
@@ -597,24 +616,18 @@ def _batch_inputs(
         arrays = [np.asarray(f) for f in feeds]
         rows = np.concatenate([a.reshape(len(a), -1) if a.ndim > 1 else a.reshape(-1, 1) for a in arrays])
         bounds = ranges.get(name)
-        lo, hi = bounds if bounds is not None else (0.0, 0.0)
-        stats = statistics(rows, lo, hi)
-        if bounds is not None and hi > lo:  # 8 bits a value: the row as a thumbnail
-            values = np.clip((rows - lo) * (255 / (hi - lo)), 0, 255).astype(np.uint8)
-        else:
-            values = np.ascontiguousarray(rows)
+        stats = statistics(rows, *bounds) if bounds is not None else {"intensity": rows.mean(axis=1)}
         out[name] = _BatchInput(
             shapes=[list(a.shape) for a in arrays],
             offsets=[0, *np.cumsum([len(a) if a.ndim else 1 for a in arrays]).tolist()],
-            intensity=np.round(stats["intensity"], 5).tolist(),
-            ink=np.round(stats["ink"], 5).tolist() if bounds is not None else None,
-            hashes=[f"{h:016x}" for h in _row_hashes(values).tolist()],
+            stats=stats,
+            rows=rows,
         )
     return out
 
 
 def _row_hashes(values: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row's bytes, for the whole batch in one pass: the bytes as 64-bit
+    """A 64-bit hash of each row's bytes, for the whole batch at once: the bytes as 64-bit
     words times fixed odd multipliers, summed modulo 2**64, then mixed (SplitMix64's finaliser).
     Equal rows hash equal; it finds the same input again, it is no cryptographic digest."""
     raw = np.ascontiguousarray(values).view(np.uint8).reshape(len(values), -1)
