@@ -32,7 +32,7 @@ class Related:
 
 
 # The kinds each describer needs in `Related` (Events always), so the command fetches only those.
-NEEDS = {"Deployment": ("ReplicaSet", "Pod"), "Service": ("Pod",)}
+NEEDS = {"Deployment": ("ReplicaSet", "Pod"), "Rollout": ("ReplicaSet", "Pod"), "Service": ("Pod",)}
 
 
 def events_of(events: list[Obj], objects: list[Obj]) -> list[Obj]:
@@ -105,6 +105,58 @@ def describe_deployment(d: Obj, related: Related, now: float) -> str:
         f"NewReplicaSet:          {_replica_set_line(new) if new else '<none>'}",
         _section("Replicas", _pod_lines(pods, now)),
         events_table(events_of(related.events, [d, *replica_sets, *pods]), now),
+    ]
+    return "\n".join(out)
+
+
+def _step_text(step: Obj) -> str:
+    if "setWeight" in step:
+        return f"setWeight {step['setWeight']}"
+    if "pause" in step:
+        duration = step["pause"].get("duration")
+        return f"pause {duration}" if duration is not None else "pause (until promoted)"
+    return "analysis " + ", ".join(t["templateName"] for t in step["analysis"]["templates"])
+
+
+def describe_rollout(r: Obj, related: Related, now: float) -> str:
+    """Where the canary is: its steps (the current one marked), the weight, each revision's
+    replicas, the analysis, the message (an abort names the metric and its values), events."""
+    spec, st, meta = r["spec"], r.get("status", {}), r["metadata"]
+    replica_sets = sorted((rs for rs in related.replica_sets if owned_by(rs, r)), key=revision)
+    pods = [p for rs in replica_sets for p in related.pods if owned_by(p, rs)]
+    hashes = {st.get("stableHash"): "stable", st.get("canaryHash"): "canary"}
+    strategy = spec["strategy"]
+    out = [
+        f"Name:          {meta['name']}",
+        f"Namespace:     {meta['namespace']}",
+        f"Status:        {st.get('phase', 'Progressing')}",
+        f"Message:       {st.get('message', '')}",
+        "Model:         {} from {}".format(*workload(spec["template"]["spec"])),
+        f"Replicas:      {spec['replicas']} desired | {st.get('readyReplicas', 0)} ready | "
+        f"{st.get('availableReplicas', 0)} available",
+    ]
+    if "canary" in strategy:
+        at = st.get("currentStepIndex", 0)
+        steps = [
+            f"{'->' if i == at else '  '} {i}: {_step_text(step)}"
+            for i, step in enumerate(strategy["canary"]["steps"])
+        ]
+        weight = st.get("canaryWeight", 0)
+        out += [f"Strategy:      Canary, weight {weight}%", _section("Steps", steps)]
+    else:
+        bg = strategy["blueGreen"]
+        preview = bg.get("previewService", "<none>")
+        out.append(f"Strategy:      BlueGreen, active {bg['activeService']}, preview {preview}")
+    if st.get("analysis"):
+        out.append(f"Analysis:      {st['analysis']['run']} {st['analysis']['phase']}")
+    roles = [(rs, hashes.get(rs["metadata"]["labels"].get("pod-template-hash"))) for rs in replica_sets]
+    lines = [
+        f"{_replica_set_line(rs)}, {role or 'old'}" for rs, role in roles if role or rs["spec"]["replicas"]
+    ]
+    out += [
+        _section("ReplicaSets", lines),
+        _section("Replicas", _pod_lines(pods, now)),
+        events_table(events_of(related.events, [r, *replica_sets]), now),
     ]
     return "\n".join(out)
 
@@ -235,6 +287,7 @@ def describe_analysis_run(run: Obj, related: Related, now: float) -> str:
 
 DESCRIBERS: dict[str, Callable[[Obj, Related, float], str]] = {
     "AnalysisRun": describe_analysis_run,
+    "Rollout": describe_rollout,
     "Deployment": describe_deployment,
     "Pod": describe_pod,
     "Service": describe_service,
