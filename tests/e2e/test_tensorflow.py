@@ -28,7 +28,7 @@ import tritonclient.grpc as grpcclient
 
 from modelport.errors import ModelportError
 from modelport.examples import write_mnist_repository
-from modelport.registry.convert import check_conversion
+from modelport.registry.convert import check_conversion, convert_to_onnx
 from support import Server, flask_app, half_plus_two, mark_complete, port_below_the_ephemeral_range, running
 from tf_mnist import export_saved_model, held_out, png, train
 
@@ -248,7 +248,8 @@ def test_two_versions_labels_hot_reload_keras_and_batching(built: dict[str, Any]
     )
     (work / "models.yaml").write_text(
         "model_config_list:\n  config:\n"
-        f"    - name: mnist\n      base_path: {root / 'saved_model'}\n      model_platform: tensorflow\n"
+        # No model_platform: the SavedModel is found by its saved_model.pb.
+        f"    - name: mnist\n      base_path: {root / 'saved_model'}\n"
         "      model_version_policy: {specific: {versions: [1, 2]}}\n"
         "      version_labels: {stable: 1, canary: 2}\n"
         f"    - {{name: keras, base_path: {root / 'keras'}}}\n"
@@ -381,6 +382,13 @@ def test_publish_convert_onnx_serves_the_same_classes_and_a_disagreement_is_refu
     (tmp_path / "onnx.yaml").write_text(ONNX_YAML % "1.0")
     home, repo = tmp_path / "home", tmp_path / "repo"
     saved_model = str(built["root"] / "saved_model" / "1")
+    # The article's signature decodes the PNG in the graph, which ONNX cannot: refused, naming it,
+    # before tf2onnx runs (called here as `publish` calls it: this process has TensorFlow loaded).
+    with pytest.raises(
+        ModelportError, match=r"'serving_default' cannot be converted to ONNX: it runs \['DecodePng'\]"
+    ):
+        convert_to_onnx(Path(saved_model), tmp_path / "staging", eval_data=tmp_path / "eval.json")
+    assert not (tmp_path / "staging").exists()
     convert = ["--convert", "onnx", "--signature", "pixels", "--eval-data", str(tmp_path / "eval.json")]
     done = _publish(home, "mnist", saved_model, *convert, "--model-yaml", str(tmp_path / "onnx.yaml"),
                     "--repository", str(repo))  # fmt: skip

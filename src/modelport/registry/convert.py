@@ -43,6 +43,10 @@ DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-3
 CONVERSION_FILE = "conversion.json"
 ORIGINAL_FOLDER = "saved_model"
+# TensorFlow operations with no ONNX counterpart that tf2onnx could map them to: image decoding.
+NO_ONNX_OPS = frozenset(
+    {"DecodePng", "DecodeJpeg", "DecodeImage", "DecodeGif", "DecodeBmp", "DecodeAndCropJpeg", "DecodeWebP"}
+)
 _UNSUPPORTED = re.compile(r"Unsupported ops: Counter\((\{.*?\})\)")
 
 
@@ -67,6 +71,7 @@ def convert_to_onnx(
             "its conversion must answer alike"
         )
     request, digest = _read_request(eval_data)  # a bad file is refused before the slow part
+    _refuse_what_onnx_cannot_do(folder, signature)  # at once, rather than after tf2onnx's run
     staging.mkdir(parents=True, exist_ok=True)
     # Its _COMPLETE mark, if any, stays behind: the version gets its own.
     shutil.copytree(folder, staging / ORIGINAL_FOLDER, ignore=shutil.ignore_patterns(COMPLETE_MARK))
@@ -105,6 +110,68 @@ def _read_request(eval_data: Path) -> tuple[dict[str, Any], str]:
     if not isinstance(request, dict):
         raise invalid(f"--eval-data {eval_data}: must be a JSON object (a TF Serving request body)")
     return request, hashlib.sha256(raw).hexdigest()
+
+
+def _refuse_what_onnx_cannot_do(folder: Path, signature: str) -> None:
+    """The operations the signature runs (its graph nodes and the functions they call, nested),
+    read from saved_model.pb; refused when one has no ONNX counterpart."""
+    from modelport.runtimes.tensorflow import import_tensorflow
+
+    import_tensorflow(folder)
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((folder / "saved_model.pb").read_bytes())
+    graphs = [g for g in proto.meta_graphs if set(g.meta_info_def.tags) == {"serve"}]
+    if not graphs or signature not in graphs[0].signature_def:
+        known = sorted(graphs[0].signature_def) if graphs else []
+        raise invalid(f"{folder}: no signature '{signature}' to convert (signatures: {known})")
+    graph = graphs[0]
+    functions = {f.signature.name: f for f in graph.graph_def.library.function}
+    nodes = {n.name: n for n in graph.graph_def.node}
+    pending = [info.name.split(":")[0] for info in graph.signature_def[signature].outputs.values()]
+    seen_nodes: set[str] = set()
+    seen_functions: set[str] = set()
+    ops: set[str] = set()
+
+    def called(node: Any) -> list[str]:
+        names = []
+        for attr in node.attr.values():
+            if attr.HasField("func"):
+                names.append(attr.func.name)
+            names.extend(f.name for f in attr.list.func)
+        return names
+
+    def visit_function(name: str) -> None:
+        if name in seen_functions or name not in functions:
+            return
+        seen_functions.add(name)
+        for node in functions[name].node_def:
+            ops.add(node.op)
+            if node.op in functions:
+                visit_function(node.op)
+            for callee in called(node):
+                visit_function(callee)
+
+    while pending:
+        name = pending.pop()
+        if name in seen_nodes or name not in nodes:
+            continue
+        seen_nodes.add(name)
+        node = nodes[name]
+        ops.add(node.op)
+        for callee in called(node):
+            visit_function(callee)
+        pending.extend(i.lstrip("^").split(":")[0] for i in node.input)
+    refused = sorted(ops & NO_ONNX_OPS)
+    if refused:
+        raise ModelportError(
+            Code.FAILED_PRECONDITION,
+            f"signature '{signature}' cannot be converted to ONNX: it runs {refused}, which ONNX has "
+            "no counterpart for (images decoded in the graph). Convert a signature over decoded "
+            "tensors (--signature) and declare in --model-yaml how modelport decodes its inputs "
+            "(an image input: {tensor: ..., image: {...}})",
+        )
 
 
 def _yaml(doc: Mapping[str, Any]) -> str:
