@@ -73,7 +73,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     plane = Plane(tmp_path_factory.mktemp("home"))
-    plane.up()
+    # The slow version is a pickled estimator (modelport.testing.slow.Slowed): its Rollout passes
+    # --allow_pickle, which apply takes only from a control plane that opts in.
+    plane.up("--allow-unsafe-args")
     yield plane
     plane.stop()
 

@@ -28,6 +28,7 @@ SERVE_FLAGS = frozenset({
     "--keep_alive_timeout_seconds", "--max_connections", "--intra_op_parallelism",
     "--tensorflow_intra_op_parallelism", "--inter_op_parallelism", "--tensorflow_inter_op_parallelism",
     "--enable_cors_support", "--enable_batching", "--batching_parameters_file", "--log_level",
+    "--disable_model_monitoring", "--prediction_log_sample_rate", "--prediction_log_max_bytes",
     "--auth",  # on or auto; `off` is refused below
 })  # fmt: skip
 GATEWAY_FLAGS = frozenset(
@@ -45,6 +46,7 @@ WHY = {
     "--model_config_file": "a replica serves the model in spec.template.spec.model",
     "--model_name": "a replica serves the model in spec.template.spec.model",
     "--model_base_path": "a replica serves spec.template.spec.model.basePath",
+    "--prediction_log_dir": "a replica writes its prediction log where the control plane keeps its files",
     "--token-file": "a gateway replica is given its own services:get token",
     "--model-url": "a gateway replica calls spec.template.spec.gateway.service",
 }
