@@ -46,8 +46,8 @@ def test_an_hpa_decision_is_marked_with_its_reason() -> None:
     event = {"involvedObject": {"name": "mnist"}, "reason": "SuccessfulRescale", "lastTimestamp": "t",
              "message": "New size: 3; reason: cpu resource utilization above target"}  # fmt: skip
     for at, desired in ((0, 0), (1, 1), (2, 1), (3, 3)):  # 0: the HPA has not decided yet
-        objects = {"Deployment": [DEPLOYMENT], "HorizontalPodAutoscaler": [_hpa(desired)], "Event": [event]}
-        history.record(float(at), objects, Figured())  # type: ignore[arg-type]
+        objects = {"Deployment": [DEPLOYMENT], "HorizontalPodAutoscaler": [_hpa(desired)]}
+        history.record(float(at), objects, Figured(), lambda: [event])  # type: ignore[arg-type]
     marks = history.marks("default/mnist")
     assert [(m.at, m.words) for m in marks] == [
         (3.0, "HPA mnist: 1 -> 3 (New size: 3; reason: cpu resource utilization above target)")

@@ -11,6 +11,7 @@ record, `modelport monitoring up`).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,12 @@ class History:
         self._marks: dict[str, deque[Mark]] = {}
         self._size, self._marks_size = points, marks
 
-    def record(self, at: float, objects: dict[str, list[Obj]], metrics: MetricsCollector) -> None:
-        """One point per Deployment from the store's objects (kind -> list) and the collector."""
+    def record(
+        self, at: float, objects: dict[str, list[Obj]], metrics: MetricsCollector,
+        events: Callable[[], list[Obj]] = list,
+    ) -> None:  # fmt: skip
+        """One point per Deployment from the store's objects (kind -> list) and the collector;
+        the events are read only when an HPA has decided (for the decision's reason)."""
         keys = set()
         for d in [*objects.get("Deployment", []), *objects.get("Rollout", [])]:
             key = f"{d['metadata']['namespace']}/{d['metadata']['name']}"
@@ -63,7 +68,7 @@ class History:
             if hpa and series and point.hpa_desired is not None:
                 before = series[-1].hpa_desired or series[-1].replicas  # its first decision: from the spec
                 if before != point.hpa_desired:
-                    self._mark(key, Mark(at, _decision_words(hpa, before, objects.get("Event", []))))
+                    self._mark(key, Mark(at, _decision_words(hpa, before, events())))
             series.append(point)
         for gone in set(self._points) - keys:
             del self._points[gone]

@@ -174,8 +174,9 @@ class ControlPlane:
             return None
 
     def _record_history(self) -> None:
-        kinds = ("Deployment", "Rollout", "ReplicaSet", "Pod", "HorizontalPodAutoscaler", "Event")
-        self.history.record(self.clock.now(), {k: self.store.list_kind(k)[0] for k in kinds}, self.metrics)
+        kinds = ("Deployment", "Rollout", "ReplicaSet", "Pod", "HorizontalPodAutoscaler")
+        objects = {k: self.store.list_kind(k)[0] for k in kinds}
+        self.history.record(self.clock.now(), objects, self.metrics, lambda: self.store.list_kind("Event")[0])
 
     def _request_shutdown(self, keep_replicas: bool) -> None:
         self._keep_replicas = keep_replicas
