@@ -22,11 +22,12 @@ from support import poll
 PIPELINE = {
     "apiVersion": "modelport/v1", "kind": "Pipeline", "metadata": {"name": "digits"},
     "spec": {"model": "digits", "stages": [
+        # listed out of order: the order of the run comes from the inputs
+        {"name": "publish", "publish": {"labels": ["staging"]},
+         "inputs": ["train.model", "evaluate.evaluation", "gate.verdict"]},
         {"name": "train", "train": {"data": "npz:digits.npz", "epochs": 2, "hidden": 32}},
         {"name": "evaluate", "evaluate": {}, "inputs": ["train.model"]},
         {"name": "gate", "gate": {"metrics": {"accuracy": ">= 0.3"}}, "inputs": ["evaluate.evaluation"]},
-        {"name": "publish", "publish": {"labels": ["staging"]},
-         "inputs": ["train.model", "evaluate.evaluation", "gate.verdict"]},
         {"name": "image", "build": {}, "inputs": ["publish.version"]},  # the context, no builder
         {"name": "promote", "promote": {}, "inputs": ["publish.version"]},
     ]},
@@ -52,6 +53,13 @@ def _latest(workdir: Path) -> dict[str, Any]:
     return RunStore.open(workdir / "home").runs(limit=1)[0].to_json()
 
 
+def _stage(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """A stage of a pipeline document or of a run record, by name."""
+    stages = doc["spec"]["stages"] if "spec" in doc else doc["stages"]
+    found: dict[str, Any] = next(s for s in stages if s["name"] == name)
+    return found
+
+
 def _statuses(run: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: s["status"] for s in run["stages"]}
 
@@ -73,7 +81,7 @@ def test_runs_skip_what_did_not_change_and_stop_at_a_failed_gate(workdir: Path) 
     assert _statuses(latest) == {"train": "skipped", "evaluate": "skipped", "gate": "succeeded",
                                  "publish": "skipped", "image": "skipped",
                                  "promote": "succeeded"}  # fmt: skip
-    assert latest["stages"][0]["message"] == "inputs unchanged: outputs of an earlier run reused"
+    assert _stage(latest, "train")["message"] == "inputs unchanged: outputs of an earlier run reused"
 
     only = _cli(workdir, "run", "-f", "pipeline.yaml", "--only", "evaluate")
     assert only.returncode == 0, only.stderr
@@ -84,7 +92,7 @@ def test_runs_skip_what_did_not_change_and_stop_at_a_failed_gate(workdir: Path) 
     images, labels = load_mnist_5k()  # new data: a bigger sample; the gate now asks too much
     np.savez(workdir / "digits.npz", images=images[::4], labels=labels[::4])
     doc = json.loads(json.dumps(PIPELINE))
-    doc["spec"]["stages"][2]["gate"]["metrics"] = {"accuracy": ">= 0.99"}
+    _stage(doc, "gate")["gate"]["metrics"] = {"accuracy": ">= 0.99"}
     (workdir / "pipeline.yaml").write_text(yaml.safe_dump(doc))
     refused = _cli(workdir, "run", "-f", "pipeline.yaml")
     assert refused.returncode == 1
@@ -99,7 +107,7 @@ def test_runs_skip_what_did_not_change_and_stop_at_a_failed_gate(workdir: Path) 
     shown = json.loads(_cli(workdir, "show", str(runs[0]["id"]), "-o", "json").stdout)
     model = shown["artifacts"]["train.model"]
     assert Path(model["path"], "model.onnx").exists() and len(model["sha256"]) == 64
-    assert shown["seconds"] > 0 and shown["stages"][2]["message"].startswith("refused by the gate")
+    assert shown["seconds"] > 0 and _stage(shown, "gate")["message"].startswith("refused by the gate")
     missing = _cli(workdir, "show", "99")
     assert missing.returncode == 1 and "pipeline run 99 not found" in missing.stderr
 
@@ -108,8 +116,8 @@ def test_watch_runs_once_new_data_is_whole(workdir: Path) -> None:
     """A data set whose _COMPLETE mark lists more than has arrived waits, saying why; once whole,
     a run starts, triggered by the watch."""
     doc = json.loads(json.dumps(PIPELINE))
-    doc["spec"]["stages"] = doc["spec"]["stages"][:2]  # train, evaluate
-    doc["spec"]["stages"][0]["train"]["data"] = "npz:incoming/digits.npz"
+    doc["spec"]["stages"] = [_stage(doc, "train"), _stage(doc, "evaluate")]
+    _stage(doc, "train")["train"]["data"] = "npz:incoming/digits.npz"
     (workdir / "watched.yaml").write_text(yaml.safe_dump(doc))
     incoming = workdir / "incoming"
     incoming.mkdir()

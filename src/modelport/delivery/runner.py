@@ -93,6 +93,7 @@ class Run:
         futures: dict[Future[None], str] = {}
         with ThreadPoolExecutor(PARALLEL_STAGES, thread_name_prefix="stage") as pool:
             while True:
+                settled = False  # a stage settled without running may make others ready: look again
                 for name in [n for n, d in deps.items() if n not in finished and n not in futures.values()]:
                     if deps[name] <= finished:
                         if self._decide(name):
@@ -100,11 +101,13 @@ class Run:
                             futures[pool.submit(self._stage, name)] = name
                         else:
                             finished.add(name)
-                if not futures:
+                            settled = True
+                if futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finished.add(futures.pop(future))
+                elif not settled:
                     break
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished.add(futures.pop(future))
         self.record.seconds = round(time.monotonic() - t0, 2)
         failed = any(s.status == "failed" for s in self.record.stages)
         self.record.status = "failed" if failed else "succeeded"
