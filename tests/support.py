@@ -554,3 +554,25 @@ def listening_port(log: Path) -> int:
     if (waited := poll(listening, 30, 0.05)) is not None:
         raise AssertionError(f"Prometheus did not listen{waited}:\n{log.read_text(errors='replace')}")
     return found[0]
+
+
+def articles_command_line(folder: Path, base_path: Path) -> tuple[list[str], int]:
+    """The article's config.yaml (written into `folder`) and `tensorflow_model_server` command
+    line, with only the paths changed; and the one port it serves REST on. --port equals
+    --rest_api_port: the harness passes --rest_api_port 0 last-wins, so both get the same
+    number explicitly."""
+    config = folder / "config.yaml"
+    config.write_text(
+        "model_config_list:\n"
+        "  config:\n"
+        "    - name: mnist\n"
+        f"      base_path: {base_path}\n"
+        "      model_platform: tensorflow\n"
+        "      version_policy:\n"
+        "        specific:\n"
+        "          versions: 1\n"
+    )
+    port = port_below_the_ephemeral_range()
+    args = [f"--port={port}", f"--rest_api_port={port}", f"--model_config_file={config}",
+            "--model_name=mnist", f"--model_base_path={base_path}"]  # fmt: skip
+    return args, port

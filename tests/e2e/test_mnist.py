@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from modelport.examples import write_mnist_repository
-from support import Server, flask_app, port_below_the_ephemeral_range, running
+from support import Server, articles_command_line, flask_app, running
 
 
 @pytest.fixture(scope="module")
@@ -148,22 +148,7 @@ def test_huge_image_refused_before_decoding(server: Server) -> None:
 def test_the_articles_config_file_and_command_line(repo: Path, tmp_path: Path) -> None:
     """`--port=8501 --rest_api_port=8501 --model_config_file=... --model_name=... --model_base_path=...`
     with the article's config.yaml (model_platform: tensorflow) serves the ONNX model."""
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "model_config_list:\n"
-        "  config:\n"
-        "    - name: mnist\n"
-        f"      base_path: {repo}\n"
-        "      model_platform: tensorflow\n"
-        "      version_policy:\n"
-        "        specific:\n"
-        "          versions: 1\n"
-    )
-    # --port equal to --rest_api_port: the harness passes --rest_api_port 0 last-wins, so give
-    # the same number to both explicitly.
-    port = port_below_the_ephemeral_range()
-    args = [f"--port={port}", f"--rest_api_port={port}", f"--model_config_file={config}",
-            "--model_name=mnist", f"--model_base_path={repo}"]  # fmt: skip
+    args, port = articles_command_line(tmp_path, repo)
     with running(args, tmp_path) as server:
         assert server.port == port
         server.wait_ready()

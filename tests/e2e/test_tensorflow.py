@@ -29,7 +29,7 @@ import tritonclient.grpc as grpcclient
 from modelport.errors import ModelportError
 from modelport.examples import write_mnist_repository
 from modelport.registry.convert import check_conversion, convert_to_onnx
-from support import Server, flask_app, half_plus_two, mark_complete, port_below_the_ephemeral_range, running
+from support import Server, articles_command_line, flask_app, half_plus_two, mark_complete, running
 from tf_mnist import export_saved_model, held_out, png, train
 
 
@@ -50,20 +50,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def article(built: dict[str, Any]) -> Iterator[Server]:
     """The article's config.yaml and command line, with only the paths changed."""
     root: Path = built["root"]
-    config = root / "config.yaml"
-    config.write_text(
-        "model_config_list:\n"
-        "  config:\n"
-        "    - name: mnist\n"
-        f"      base_path: {root / 'saved_model'}\n"
-        "      model_platform: tensorflow\n"
-        "      version_policy:\n"
-        "        specific:\n"
-        "          versions: 1\n"
-    )
-    port = port_below_the_ephemeral_range()
-    args = [f"--port={port}", f"--rest_api_port={port}", f"--model_config_file={config}",
-            "--model_name=mnist", f"--model_base_path={root / 'saved_model'}"]  # fmt: skip
+    args, _ = articles_command_line(root, root / "saved_model")
     work = root / "article"
     work.mkdir()
     with running(args, work) as server:
