@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from modelport.examples import write_mnist_repository
 from support import running
 
@@ -72,5 +74,10 @@ def test_train_evaluate_publish_label_serve(tmp_path: Path) -> None:
                 (2, ["production"], 1, True),
             ]
             assert all(r["metrics"]["accuracy"] > 0.9 for r in listed)
+            # evaluate's reference profile went with version 2 through publish: the server measures
+            # drift against it and knows the published accuracy.
+            (quality,) = server.get("/v1/models/mnist/quality").json()["versions"]
+            assert quality["published_accuracy"] == pytest.approx(listed[1]["metrics"]["accuracy"])
+            assert quality["drift"]["thresholds"]["input"] >= 0.2
     finally:
         os.environ.pop("MODELPORT_HOME", None)
