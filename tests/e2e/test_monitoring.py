@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 import yaml
@@ -181,3 +182,13 @@ def test_metric_names_reads_names_not_functions_labels_or_clauses() -> None:
         "a_b_total",
         "b:c:d",
     }
+
+
+def test_down_stops_prometheus_too(monitored: Monitored) -> None:
+    """The last test of the module: `modelport down` stops the control plane and its Prometheus."""
+    plane, _ = monitored
+    pid = json.loads((plane.home / "monitoring" / "prometheus.json").read_text())["pid"]
+    said = plane.cli("down").stdout
+    assert f"prometheus (pid {pid}) stopped" in said and "control plane stopped" in said
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "prometheus was not running" in plane.cli("monitoring", "down").stdout

@@ -184,8 +184,15 @@ def _detach(home: Path, options: Options) -> None:
     help="State folder [$MODELPORT_HOME or ~/.modelport].",
 )
 def down(keep_replicas: bool, home: Path | None) -> None:
-    """Stop the control plane (and, unless --keep-replicas, every replica and load balancer)."""
+    """Stop the control plane (and, unless --keep-replicas, every replica and load balancer, and
+    the Prometheus `monitoring up` started)."""
     home = home or default_home()
+    if not keep_replicas:
+        from modelport.monitor.prometheus import Monitoring  # here: `--help` and `get` stay light
+
+        stopped = Monitoring(home).stop()
+        if stopped is not None:
+            click.echo(f"prometheus (pid {stopped.pid}) stopped")
     try:
         client = Client.from_home(home)
         pid = json.loads((state_dir(home) / "api.json").read_text())["pid"]
