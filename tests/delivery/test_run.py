@@ -44,7 +44,8 @@ def workdir(tmp_path: Path) -> Path:
 
 def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MODELPORT_HOME": str(workdir / "home")}
-    env.pop("CI", None)
+    for name in ("CI", "GITHUB_SHA", "CI_COMMIT_SHA"):
+        env.pop(name, None)
     return subprocess.run([sys.executable, "-m", "modelport", "pipeline", *args], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
@@ -65,8 +66,15 @@ def _statuses(run: dict[str, Any]) -> dict[str, str]:
 
 
 def test_runs_skip_what_did_not_change_and_stop_at_a_failed_gate(workdir: Path) -> None:
+    git = ["git", "-C", str(workdir), "-c", "user.name=ci", "-c", "user.email=ci@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "pipeline.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "the pipeline"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+
     first = _cli(workdir, "run", "-f", "pipeline.yaml")
     assert first.returncode == 0, first.stderr
+    assert _latest(workdir)["commit"] == head.strip()  # the commit the pipeline file is at
     assert "[publish] succeeded" in first.stdout and "digits version 1 (staging)" in first.stdout
     stages = {s["name"]: s for s in _latest(workdir)["stages"]}
     image, promote = stages["image"], stages["promote"]  # independent of each other: at once
