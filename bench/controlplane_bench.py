@@ -69,10 +69,15 @@ REPLICAS = 3
 
 
 class Targets:
-    """Every replica at exactly its HPA's targets: 300m of a 500m request (60%), 1500 req/s."""
+    """Every replica at exactly its HPA's targets: 300m of a 500m request (60%), 1500 req/s,
+    sampled now (by the fake clock: an older sample than the replica's readiness is not used)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._clock = clock
 
     def pod(self, key: str) -> dict[str, Any] | None:
-        return {"cpu": 0.3, "requests_per_second": 1500.0, "timestamp": time.time(), "window": 15.0}
+        now = self._clock.now()
+        return {"cpu": 0.3, "requests_per_second": 1500.0, "timestamp": now, "window": 15.0}
 
     def query(self, promql: str) -> float:
         raise AssertionError("no Object/External metric in this benchmark")
@@ -128,7 +133,7 @@ class World:
             return True, "HTTP 200"
 
         self.controllers: list[tuple[str, Any]] = [
-            ("hpa", Autoscaler(self.store, self.clock, self.recorder, Targets(), 15.0, None)),
+            ("hpa", Autoscaler(self.store, self.clock, self.recorder, Targets(self.clock), 15.0, None)),
             ("deployments", DeploymentController(self.store, self.clock, self.recorder)),
             ("analysis", AnalysisController(self.store, self.clock, self.recorder)),
             ("rollouts", RolloutController(self.store, self.clock, self.recorder)),

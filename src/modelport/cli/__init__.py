@@ -1,63 +1,75 @@
-"""The `modelport` command: one group, one module per command group; thin (parse, call, print)."""
+"""The `modelport` command: one group, one module per command group; thin (parse, call, print).
+
+A command's module is imported when that command runs (or when `--help` lists them all), not
+before: every replica is a `modelport serve` process, and importing the twenty-odd other command
+modules first (the control plane's client, YAML, charts, asyncio, ...) cost each one about 0.1 s
+of CPU before it could load its model (bench/cold_start.py). `COMMANDS` names, for each command,
+the module and the attribute that hold it.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 import click
 
 from modelport import __version__
-from modelport.cli.audit import audit
-from modelport.cli.build import build
-from modelport.cli.cluster import down, up
-from modelport.cli.dashboard import dashboard
-from modelport.cli.diagnose import diagnose
-from modelport.cli.evaluate import evaluate
-from modelport.cli.example import example
-from modelport.cli.gateway import gateway
-from modelport.cli.keys import keys
-from modelport.cli.objects import COMMANDS as OBJECT_COMMANDS
-from modelport.cli.pipeline import pipeline
-from modelport.cli.plot import plot
-from modelport.cli.prometheus import monitoring, prometheus_config
-from modelport.cli.registry import registry
-from modelport.cli.render import render
-from modelport.cli.rollout import rollout
-from modelport.cli.serve import serve
-from modelport.cli.tokens import tokens
-from modelport.cli.train import train
-from modelport.cli.troubleshoot import COMMANDS as TROUBLESHOOT_COMMANDS
+
+COMMANDS = {
+    "apply": "objects:apply",
+    "audit": "audit:audit",
+    "build": "build:build",
+    "dashboard": "dashboard:dashboard",
+    "delete": "objects:delete",
+    "describe": "objects:describe_",
+    "diagnose": "diagnose:diagnose",
+    "down": "cluster:down",
+    "evaluate": "evaluate:evaluate",
+    "events": "troubleshoot:events",
+    "example": "example:example",
+    "gateway": "gateway:gateway",
+    "get": "objects:get",
+    "keys": "keys:keys",
+    "logs": "troubleshoot:logs",
+    "monitoring": "prometheus:monitoring",
+    "pipeline": "pipeline:pipeline",
+    "plot": "plot:plot",
+    "prometheus-config": "prometheus:prometheus_config",
+    "registry": "registry:registry",
+    "render": "render:render",
+    "rollout": "rollout:rollout",
+    "scale": "objects:scale",
+    "serve": "serve:serve",
+    "set": "objects:set_",
+    "tokens": "tokens:tokens",
+    "top": "troubleshoot:top",
+    "train": "train:train",
+    "up": "cluster:up",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands in `COMMANDS` are imported on first use; any added the usual way
+    (`add_command`) are there from the start."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            module, attribute = COMMANDS[name].split(":")
+            command: Any = getattr(importlib.import_module(f"modelport.cli.{module}"), attribute)
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="modelport")
 def cli() -> None:
     """Train, publish, serve, roll out and autoscale ML models."""
-
-
-cli.add_command(serve)
-cli.add_command(example)
-cli.add_command(registry)
-cli.add_command(keys)
-cli.add_command(tokens)
-cli.add_command(audit)
-cli.add_command(train)
-cli.add_command(evaluate)
-for command in [
-    up,
-    down,
-    *OBJECT_COMMANDS,
-    *TROUBLESHOOT_COMMANDS,
-    rollout,
-    plot,
-    prometheus_config,
-    monitoring,
-    diagnose,
-    dashboard,
-    gateway,
-    render,
-    build,
-    pipeline,
-]:
-    cli.add_command(command)
 
 
 def main() -> None:
