@@ -319,6 +319,7 @@ def test_describe_pod_shows_why_it_is_not_ready() -> None:
         Restart Count:  3 (last exit code 1)
         Message:        exited with code 1
         Log:            /home/pods/mnist-2-klmno.log
+        API Keys:       not required
         Model:          mnist from registry://mnist@prod
         Events:
           TYPE      REASON    AGE        OBJECT              MESSAGE

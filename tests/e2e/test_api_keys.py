@@ -262,3 +262,9 @@ def test_a_rotated_key_works_with_its_new_secret_and_not_its_old_one(
         return statuses == [401, 200]
 
     assert poll(swapped, 5, 0.1) is None
+
+
+def test_a_key_made_while_the_server_runs_works_at_once(server: Server, home: Path) -> None:
+    for n in range(3):  # at once each time, not after the server's next re-read of the keys
+        key = keys_cli(home, "create", f"fresh-{n}", "--model", "half")
+        assert server.post("/v1/models/half:predict", HALF, headers={"x-api-key": key}).status_code == 200

@@ -87,6 +87,7 @@ def test_a_nodeport_service_listens_on_every_interface_and_its_replicas_require_
     assert [predict(url, key) for _ in range(4)] == [200] * 4
     # The secret is in no Pod's args, events or description; replicas get only --auth=on.
     described = plane.cli("describe", "pods").stdout + plane.cli("get", "events").stdout
+    assert described.count("API Keys:       required") == 2
     args = " ".join(" ".join(psutil.Process(p["status"]["pid"]).cmdline()) for p in plane.items("Pod"))
     assert "--auth=on" in args
     for text in (described, args, *(Path(p["status"]["logPath"]).read_text() for p in plane.items("Pod"))):

@@ -186,6 +186,7 @@ def describe_pod(p: Obj, related: Related, now: float) -> str:
         + (f" (last exit code {st['lastExitCode']})" if "lastExitCode" in st else ""),
         f"Message:        {st.get('message') or '<none>'}",
         f"Log:            {st.get('logPath', '<none>')}",
+        f"API Keys:       {'required' if st.get('apiKeys') else 'not required'}",
         "Model:          {} from {}".format(*workload(p["spec"])),
         events_table(events_of(related.events, [p]), now),
     ]

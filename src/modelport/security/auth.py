@@ -120,14 +120,14 @@ class Authenticator:
 
     def _key(self, key_id: str, tick: float) -> ApiKey | None:
         key = self._keys.get(key_id)
-        if key is None and tick - self._loaded > 0.2:  # new since the last read? (at most 5/s)
-            self._refresh(tick)
+        if key is None and self._store.changed():  # a key made since the last read?
+            self._refresh(tick, force=True)
             key = self._keys.get(key_id)
         return key
 
-    def _refresh(self, tick: float) -> None:
+    def _refresh(self, tick: float, force: bool = False) -> None:
         with self._lock:
-            if tick - self._loaded <= 0.2:
+            if tick - self._loaded <= 0.2 and not force:
                 return
             self._loaded = tick
             used, self._used = self._used, {}

@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -133,6 +134,11 @@ class KeyStore(Protocol):
         """Record when keys were last used (id -> time); called now and then, not per request."""
         ...
 
+    def changed(self) -> bool:
+        """Whether anything was written to the store (by another process or connection) since
+        this thread last asked; True the first time. Cheap: no table is read."""
+        ...
+
     def take(self, key: ApiKey, want: int, now: float, returned: int = 0) -> tuple[int, float]:
         """Take up to `want` requests from `key`'s bucket and quota: (granted, retry_after
         seconds when nothing was granted). `returned`: requests taken before and not spent."""
@@ -163,6 +169,7 @@ class SqliteKeyStore:
         # NORMAL: usage counters are written often; WAL keeps them safe against a process crash
         # (a power cut may lose the last moments of counting, never the file).
         self._database = Database(path, _SCHEMA, synchronous="NORMAL")
+        self._seen = threading.local()
 
     def create(self, key: ApiKey) -> None:
         with self._database.write() as db:
@@ -192,6 +199,14 @@ class SqliteKeyStore:
                 "UPDATE api_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?",
                 [(t, i) for i, t in used.items()],
             )
+
+    def changed(self) -> bool:
+        # SQLite's data_version moves when another connection commits; it is per connection, and
+        # connections are per thread, so the last value seen is kept per thread too.
+        version = int(self._database.connection().execute("PRAGMA data_version").fetchone()[0])
+        seen = getattr(self._seen, "version", None)
+        self._seen.version = version
+        return seen != version
 
     def take(self, key: ApiKey, want: int, now: float, returned: int = 0) -> tuple[int, float]:
         with self._database.write() as db:
