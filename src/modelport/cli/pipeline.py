@@ -151,12 +151,15 @@ def _watch(definition: Any, options: Any, folder: Path, settle_seconds: float) -
     def waiting(why: str) -> None:
         click.echo(f"not yet: {why}")
 
-    for checksum in watcher.landings(waiting=waiting):
-        click.echo(f"new data in {folder} (sha256 {checksum[:12]}): running pipeline {definition.name}")
-        try:
-            _run(definition, replace(options, trigger=f"watch:{folder}"))
-        except ModelportError as exc:
-            click.echo(f"error: {exc.message}", err=True)
+    try:
+        for checksum in watcher.landings(waiting=waiting):
+            click.echo(f"new data in {folder} (sha256 {checksum[:12]}): running pipeline {definition.name}")
+            try:
+                _run(definition, replace(options, trigger=f"watch:{folder}"))
+            except ModelportError as exc:
+                click.echo(f"error: {exc.message}", err=True)
+    except KeyboardInterrupt:
+        click.echo(f"stopped watching {folder}")
 
 
 @pipeline.command()
@@ -223,8 +226,9 @@ def ci(system: str | None, file: str, out: Path | None) -> None:
 
     if system is None:
         raise click.UsageError("give --github or --gitlab")
-    reports = _reports(Path(file))
-    text = github_workflow(file, reports) if system == "github" else gitlab_ci(file, reports)
+    reports, releases = _reports(Path(file))
+    write = github_workflow if system == "github" else gitlab_ci
+    text = write(file, reports, releases)
     if out is None:
         click.echo(text, nl=False)
         return
@@ -233,12 +237,13 @@ def ci(system: str | None, file: str, out: Path | None) -> None:
     click.echo(f"wrote {out}", err=True)
 
 
-def _reports(file: Path) -> list[str]:
-    """Where the evaluate stages write their reports, relative to here (the repository's root)."""
+def _reports(file: Path) -> tuple[list[str], bool]:
+    """Where the evaluate stages write their reports, relative to here (the repository's root),
+    and whether the pipeline releases (then it needs a control plane)."""
     from modelport.delivery.definition import load_pipeline
 
     if not file.exists():
-        return [".modelport/*/*/evaluation/"]
+        return [".modelport/*/*/evaluation/"], False
     try:
         definition = load_pipeline(file)
     except ModelportError as exc:
@@ -249,4 +254,5 @@ def _reports(file: Path) -> list[str]:
         if stage.kind == "evaluate":
             folder = (definition.work_dir / stage.name / "evaluation").resolve()
             found.append(f"{os.path.relpath(folder, here)}/")
-    return found
+    releases = any(s.kind in ("release", "rollback") for s in definition.pipeline.spec.stages)
+    return found, releases

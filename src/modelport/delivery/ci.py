@@ -13,10 +13,16 @@ PYTHON = "3.11"
 INSTALL = 'pip install "modelport[train]"'
 
 
-def github_workflow(pipeline_file: str, reports: list[str]) -> str:
+RELEASES = (
+    "# Its release stages talk to the control plane of MODELPORT_HOME: run it where that lives\n"
+    "# (runs-on: self-hosted), or add a step that starts one (modelport up --detach).\n"
+)
+
+
+def github_workflow(pipeline_file: str, reports: list[str], releases: bool = False) -> str:
     paths = "\n".join(f"            {p}" for p in reports)
     return f"""# Written by `modelport pipeline ci --github`: runs {pipeline_file} on every push to main.
-name: model pipeline
+{RELEASES if releases else ""}name: model pipeline
 
 on:
   push:
@@ -58,10 +64,10 @@ jobs:
 """
 
 
-def gitlab_ci(pipeline_file: str, reports: list[str]) -> str:
+def gitlab_ci(pipeline_file: str, reports: list[str], releases: bool = False) -> str:
     paths = "\n".join(f"      - {p}" for p in reports)
     return f"""# Written by `modelport pipeline ci --gitlab`: runs {pipeline_file} on the default branch.
-stages:
+{RELEASES.replace("runs-on: self-hosted", "a runner tagged for it") if releases else ""}stages:
   - pipeline
 
 model-pipeline:
