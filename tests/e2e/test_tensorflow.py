@@ -32,6 +32,9 @@ from modelport.registry.convert import check_conversion, convert_to_onnx
 from support import Server, articles_command_line, flask_app, half_plus_two, mark_complete, running
 from tf_mnist import export_saved_model, held_out, png, train
 
+# TensorFlow imports take seconds: on a busy machine the conversion test took over 2 minutes.
+pytestmark = pytest.mark.timeout(600)
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -146,6 +149,7 @@ def _as_cli_prints(signature_def: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_metadata_is_the_saved_models_own(article: Server, built: dict[str, Any]) -> None:
+    assert "intra-op threads 1, inter-op threads 1" in article.log()  # the serve defaults
     doc = article.get("/v1/models/mnist/metadata").json()
     served = doc["metadata"]["signature_def"]["signature_def"]
     assert _as_cli_prints(served) == _saved_model_cli(built["root"] / "saved_model" / "1")
@@ -242,10 +246,13 @@ def test_two_versions_labels_hot_reload_keras_and_batching(built: dict[str, Any]
         f"    - {{name: keras, base_path: {root / 'keras'}}}\n"
     )
     args = ["--model_config_file", str(work / "models.yaml"), "--file_system_poll_wait_seconds", "0.2",
+            "--tensorflow_intra_op_parallelism", "2", "--tensorflow_inter_op_parallelism", "3",
             "--enable_batching", "--batching_parameters_file", str(work / "batching.config")]  # fmt: skip
     samples = _samples(built)
     with running(args, work) as server:
         server.wait_until(lambda: server.versions("mnist") == {1: "AVAILABLE"}, 60, "version 1")
+        # TensorFlow's own thread settings, read back from it once it loaded: the flags'.
+        assert "intra-op threads 2, inter-op threads 3" in server.log()
         # Version 2: another model (fewer epochs), published while the server runs.
         export_saved_model(train(epochs=1, hidden=32, seed=1), root / "saved_model" / ".2.partial")
         mark_complete(root / "saved_model" / ".2.partial")

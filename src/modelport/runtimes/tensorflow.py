@@ -58,6 +58,7 @@ _DTYPES = {
     "DT_STRING": "string",
 }
 
+log = logging.getLogger("modelport.runtimes")
 _setup_lock = threading.Lock()
 _threads_set: tuple[int, int] | None = None
 
@@ -78,7 +79,8 @@ def import_tensorflow(path: Path) -> Any:
 
 
 def _set_threads(tf: Any, intra: int, inter: int) -> None:
-    """Once per process, before TensorFlow's runtime starts (it cannot change them after)."""
+    """Once per process, before TensorFlow's runtime starts (it cannot change them after); the
+    log line says what TensorFlow then has."""
     global _threads_set
     with _setup_lock:
         if _threads_set is not None:
@@ -89,6 +91,12 @@ def _set_threads(tf: Any, intra: int, inter: int) -> None:
         except RuntimeError:  # TensorFlow already ran in this process (a test, a notebook)
             pass
         _threads_set = (intra, inter)
+        log.info(
+            "TensorFlow %s loaded: intra-op threads %d, inter-op threads %d (0: TensorFlow's choice)",
+            tf.__version__,
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        )
 
 
 def _shape(proto: Any) -> tuple[int, ...]:
