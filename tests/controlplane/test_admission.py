@@ -60,3 +60,23 @@ def test_a_rollout_is_held_to_the_same_list_as_a_deployment() -> None:
     rollout = {**_deployment(["--host=0.0.0.0"]), "kind": "Rollout"}
     (problem,) = Admission().problems(rollout)
     assert problem.startswith("spec.template.spec.args[0]: --host is not allowed")
+
+
+def test_a_gateway_may_set_its_per_client_limit_and_require_keys_but_not_where_its_key_is_read() -> None:
+    (obj,) = load_objects("""
+apiVersion: modelport/v1
+kind: Deployment
+metadata: {name: page}
+spec:
+  selector: {matchLabels: {app: page}}
+  template:
+    metadata: {labels: {app: page}}
+    spec:
+      gateway: {service: mnist}
+      args: [--per-client, 5/s, --per-client-burst=10, --require-key, --api-key-file=/etc/shadow]
+""")
+    (problem,) = Admission().problems(to_dict(obj))
+    assert problem.startswith(
+        "spec.template.spec.args[4]: --api-key-file is not allowed: a gateway replica reads its key"
+    )
+    assert Admission().problems(_deployment(["--auth=on"])) == []

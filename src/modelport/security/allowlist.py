@@ -31,9 +31,11 @@ SERVE_FLAGS = frozenset({
     "--disable_model_monitoring", "--prediction_log_sample_rate", "--prediction_log_max_bytes",
     "--auth",  # on or auto; `off` is refused below
 })  # fmt: skip
-GATEWAY_FLAGS = frozenset(
-    {"--timeout", "--max-bytes", "--max-pixels", "--max-request-pixels", "--model-ca-file"}
-)
+GATEWAY_FLAGS = frozenset({
+    "--timeout", "--max-bytes", "--max-pixels", "--max-request-pixels", "--model-ca-file",
+    # How much one client address may send, and whether callers need a key: limits, not exposure.
+    "--per-client", "--per-client-burst", "--require-key",
+})  # fmt: skip
 
 # Why the flags people reach for are refused (any other flag off the list: "not on the allow-list").
 WHY = {
@@ -49,6 +51,7 @@ WHY = {
     "--prediction_log_dir": "a replica writes its prediction log where the control plane keeps its files",
     "--token-file": "a gateway replica is given its own services:get token",
     "--model-url": "a gateway replica calls spec.template.spec.gateway.service",
+    "--api-key-file": "a gateway replica reads its key from the control plane's home (gateway.key)",
 }
 OPT_IN = "start the control plane with `modelport up --allow-unsafe-args` to allow any flag"
 
