@@ -1,6 +1,6 @@
-"""`modelport monitoring up`: a real Prometheus, configured by the control plane's service
-discovery, scrapes a real replica, the Service's HAProxy and the control plane; its recording
-rules answer once predictions flow; `monitoring down` stops it."""
+"""`modelport up --prometheus` and `modelport monitoring up`: a real Prometheus, configured by the
+control plane's service discovery, scrapes a real replica, the Service's HAProxy and the control
+plane; its recording rules answer once predictions flow, its alerts fire; `down` stops it."""
 
 from __future__ import annotations
 
@@ -46,13 +46,16 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plane,
     mark_complete(root / "half" / "1")
     plane = Plane(root / "home")
     try:
-        plane.up()
+        plane.up("--prometheus")  # `up --prometheus`: the control plane, then Prometheus beside it
+        started = json.loads((plane.home / "monitoring" / "prometheus.json").read_text())
         (root / "busy.yaml").write_text(deployment_yaml("busy", root / "half", replicas=1))
         plane.cli("apply", "-f", str(root / "busy.yaml"))
         plane.cli("rollout", "status", "deployment/busy")
+        # `monitoring up` on a running one rewrites the configuration (scraping every second, for
+        # the test's pace) and makes it re-read it: the same process, at the same address.
         said = plane.cli("monitoring", "up", "--scrape-interval", "1s").stdout
-        url = re.search(r"prometheus: (http://127\.0\.0\.1:\d+)", said)
-        assert url is not None, said
+        url = re.search(r"prometheus: (http://127\.0\.0\.1:\d+) \(pid (\d+)\)", said)
+        assert url is not None and (url[1], int(url[2])) == (started["url"], started["pid"]), said
         yield plane, Prometheus(url[1])
     finally:
         plane.cli("monitoring", "down", check=False)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the composition root loads every controller: only `up` need
     from modelport.controlplane.main import Options
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -109,7 +109,11 @@ def fail(message: str, code: int = 1) -> None:
     help="Let a Deployment's args hold any `modelport serve` flag (--allow_pickle, --host, --auth=off, "
     "...): only when everyone who may apply is trusted with this machine.",
 )
-def up(detach: bool, home: Path | None, **settings: Any) -> None:
+@click.option(
+    "--prometheus", "with_prometheus", is_flag=True,
+    help="Also start Prometheus with modelport's alert rules, as `modelport monitoring up` does.",
+)  # fmt: skip
+def up(detach: bool, home: Path | None, with_prometheus: bool, **settings: Any) -> None:
     """Start the control plane: the API on loopback and the controllers."""
     from modelport.controlplane.main import ControlPlane, Options
 
@@ -117,7 +121,9 @@ def up(detach: bool, home: Path | None, **settings: Any) -> None:
     settings["model_roots"] = tuple(str(Path(r).resolve()) for r in settings["model_roots"])
     options = Options(**settings)
     if detach:
-        _detach(home, options)
+        url = _detach(home, options)
+        if with_prometheus:
+            _monitoring_up(home, url)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -125,7 +131,27 @@ def up(detach: bool, home: Path | None, **settings: Any) -> None:
     except ModelportError as exc:
         fail(exc.message)
     click.echo(f"control plane listening on http://127.0.0.1:{plane.port} (home {home})", err=True)
-    plane.run()
+    if with_prometheus:  # its service discovery retries until the API below answers
+        _monitoring_up(home, f"http://127.0.0.1:{plane.port}")
+    try:
+        plane.run()
+    finally:
+        if with_prometheus:
+            from modelport.monitor.prometheus import Monitoring
+
+            Monitoring(home).stop()
+
+
+def _monitoring_up(home: Path, api_url: str) -> None:
+    from modelport.monitor.prometheus import Monitoring
+
+    watch = Monitoring(home)
+    try:
+        watch.write(api_url, state_dir(home) / "token", "5s")
+        running = watch.start(0)
+    except ModelportError as exc:
+        fail(exc.message)
+    click.echo(f"prometheus: {running.url} (pid {running.pid}); config {watch.config}", err=True)
 
 
 def _log_size(value: str) -> str:
@@ -140,7 +166,8 @@ def _log_size(value: str) -> str:
     return value
 
 
-def _detach(home: Path, options: Options) -> None:
+def _detach(home: Path, options: Options) -> str:
+    """Start the control plane in the background; its API's URL once it answers."""
     state = make_state_dir(home)  # 0700 before the child writes its log there
     info = state / "api.json"
     log_path = state / "controlplane.log"
@@ -169,7 +196,7 @@ def _detach(home: Path, options: Options) -> None:
             url = None
         if url and url.get("pid") == proc.pid and Client.from_home(home).healthy():
             click.echo(f"control plane running at {url['url']} (pid {proc.pid}); log: {log_path}")
-            return
+            return str(url["url"])
         time.sleep(0.1)
     proc.kill()
     fail(f"the control plane did not answer within 60 s; see {log_path}")
