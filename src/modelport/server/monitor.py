@@ -587,7 +587,7 @@ class _BatchInput:
 
     def summary(self, i: int) -> dict[str, Any]:
         if self._lists is None:  # made once per batch, for the log only
-            self._lists = {k: np.round(v, 5).tolist() for k, v in self.stats.items()}
+            self._lists = {k: np.round(v.astype(np.float64), 5).tolist() for k, v in self.stats.items()}
             self._lists["hash"] = [f"{h:016x}" for h in _row_hashes(self.rows).tolist()]
         lo, hi = self.offsets[i], self.offsets[i + 1]
         return {"shape": self.shapes[i], **{k: v[lo:hi] for k, v in self._lists.items()}}
@@ -673,13 +673,16 @@ def _stamp(at: float) -> str:
 def _record(state: _Version, observation: Observation, inputs: Mapping[str, _BatchInput], i: int) -> bytes:
     call = observation.call
     assert call is not None
-    outputs = {
-        name: (
-            value
-            if value.size <= _MAX_LOGGED_VALUES
-            else {"shape": list(value.shape), "dtype": str(value.dtype)}
-        )
-        for name, value in observation.outputs.items()
+    outputs: Mapping[str, Any] = observation.outputs
+    for value in observation.outputs.values():
+        if value.size > _MAX_LOGGED_VALUES:  # rare: the shapes instead, of every large output
+            outputs = {
+                n: v if v.size <= _MAX_LOGGED_VALUES else _shape_of(v) for n, v in observation.outputs.items()
+            }
+            break
+    summaries = {
+        name: inputs[name].summary(i) if name in inputs else {"shape": list(np.shape(value))}
+        for name, value in call.feeds.items()
     }
     record = {
         "time": _stamp(observation.time),
@@ -688,13 +691,14 @@ def _record(state: _Version, observation: Observation, inputs: Mapping[str, _Bat
         "version": state.version,
         "api": observation.api,
         "latency_ms": round(observation.latency * 1000, 3),
-        "inputs": {
-            name: inputs[name].summary(i) if name in inputs else {"shape": list(np.shape(value))}
-            for name, value in call.feeds.items()
-        },
+        "inputs": summaries,
         "outputs": outputs,
     }
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE, default=_plain)
+
+
+def _shape_of(value: np.ndarray) -> dict[str, Any]:
+    return {"shape": list(value.shape), "dtype": str(value.dtype)}
 
 
 def _plain(value: Any) -> Any:
