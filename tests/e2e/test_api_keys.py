@@ -217,6 +217,8 @@ def test_over_its_rate_a_key_gets_429_with_retry_after_on_rest_and_resource_exha
     assert 1 <= int(over.headers["retry-after"]) <= 60
     message = over.json()["error"]
     assert re.fullmatch(r"API key [0-9a-f]{8} is over its limit \(1/min\): retry in [0-9.]+ s", message)
+    v2_over = server.post("/v2/models/half/infer", V2_HALF, headers=headers)  # the same bucket
+    assert v2_over.status_code == 429 and v2_over.headers["retry-after"].isdigit()
     with pytest.raises(grpc.RpcError) as refused:
         stub.ModelInfer(_infer("half"), metadata=(("x-api-key", secrets["limited"]),), timeout=10)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
