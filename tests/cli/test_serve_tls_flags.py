@@ -1,5 +1,6 @@
-"""`modelport serve`'s TLS flags: a missing, wrong or mismatched file is a usage error at start-up
-naming the flag and the file (exit 2, no traceback); good files reach the server's config."""
+"""`modelport serve`'s (and the gateway's) TLS flags: a missing, wrong or mismatched file is a
+usage error at start-up naming the flag and the file (exit 2, no traceback); good files reach the
+server's config."""
 
 from __future__ import annotations
 
@@ -76,3 +77,21 @@ def test_a_key_that_is_not_the_certificates_is_named(tmp_path: Path, pki: Pki) -
         "--ssl_client_ca_file", str(pki.client_key),
     )  # fmt: skip
     assert f"--ssl_client_ca_file {pki.client_key}: holds no PEM CA certificate" in out
+
+
+def test_the_gateways_tls_files_are_checked_at_start_up_too(tmp_path: Path, pki: Pki) -> None:
+    def refused(*flags: str) -> str:
+        result = CliRunner().invoke(cli, ["gateway", "--model-url", "https://127.0.0.1:1", *flags])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    gone = tmp_path / "nope.pem"
+    out = refused("--ssl-cert-file", str(gone), "--ssl-key-file", str(pki.server_key))
+    assert f"--ssl-cert-file {gone}: cannot read it: No such file or directory" in out
+    out = refused("--ssl-cert-file", str(pki.server_cert), "--ssl-key-file", str(pki.client_key))
+    assert f"--ssl-key-file {pki.client_key}: is not the private key of the certificate in" in out
+    assert "holds no PEM CA certificate" in refused("--model-ca-file", str(pki.client_key))
+    assert "--ssl-cert-file and --ssl-key-file go together" in refused(
+        "--ssl-cert-file", str(pki.server_cert)
+    )
