@@ -16,7 +16,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
 
 
 def test_kubectl_kustomize_builds_every_resource(tmp_path: Path) -> None:
-    example = render_kubernetes(load_objects_from([EXAMPLE]), PodOptions("mnist:1"))
+    # The served example (the Rollout beside it is its alternative, rendered on its own).
+    served = [EXAMPLE / "deploy.yaml", EXAMPLE / "hpa.yaml"]
+    example = render_kubernetes(load_objects_from(served), PodOptions("mnist:1"))
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is missing: scripts/system-packages.sh kubernetes-client installs Debian's"
     write_output(example, tmp_path / "k8s")
