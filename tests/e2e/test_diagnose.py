@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+import yaml
 
+from claims_support import spinning_onnx
 from modelport.examples import write_mnist_repository
 from support import Plane, deployment_yaml, fashion_instances, half_plus_two, mark_complete
 
@@ -23,10 +25,15 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     for name in ("half", "broken"):
         mark_complete(root / name / "1")
     write_mnist_repository(root / "mnist")
+    spinning_onnx(root / "spin" / "1" / "model.onnx")
+    mark_complete(root / "spin" / "1")
+    slow = yaml.safe_load(deployment_yaml("slow", root / "spin", replicas=1, model="spin", service_port=None))
+    slow["spec"]["template"]["spec"]["resources"] = {"requests": {"cpu": "500m"}}
     docs = [
         deployment_yaml("fine", root / "half", replicas=1, service_port=None),
         deployment_yaml("broken", root / "broken", replicas=1, service_port=None),
         deployment_yaml("digits", root / "mnist", replicas=1, model="mnist"),
+        yaml.safe_dump(slow),
     ]
     (root / "all.yaml").write_text("---\n".join(docs))
     plane = Plane(root / "home")
@@ -35,6 +42,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         plane.cli("apply", "-f", str(root / "all.yaml"))
         plane.cli("rollout", "status", "deployment/fine")
         plane.cli("rollout", "status", "deployment/digits")
+        plane.cli("rollout", "status", "deployment/slow")
         yield plane
     finally:
         plane.stop()
@@ -80,3 +88,29 @@ def test_drift_from_clothes_sent_to_a_digit_model(plane: Plane) -> None:
     said = plane.cli("diagnose", "deployment/digits").stdout
     assert re.search(r"input drift 0\.\d\d > 0\.2 \(mnist v1\)", said), said
     assert "live traffic no longer looks like the data the version was evaluated on" in said
+
+
+def test_p99_over_the_slo_with_the_cpu_and_no_autoscaler(plane: Plane) -> None:
+    """A model that takes about a second an answer (a Loop of 300,000 steps): diagnose says the
+    p99 is over the 0.25 s SLO, with the replica's CPU against its request and no HPA to add any."""
+    pod = next(p for p in plane.items("Pod") if p["metadata"]["labels"]["app"] == "slow")
+    url = f"http://127.0.0.1:{pod['status']['port']}/v1/models/spin:predict"
+
+    def sampled() -> bool:
+        items = plane.client().request("GET", "/api/top")["items"]
+        return any(i["pod"] == pod["metadata"]["name"] for i in items)
+
+    plane.wait(sampled, 30, "the control plane's first two samples")
+    for _ in range(3):
+        assert requests.post(url, json={"instances": [[300000.0]]}, timeout=60).ok
+
+    def slow() -> bool:
+        findings = json.loads(plane.cli("diagnose", "deployment/slow", "-o", "json").stdout)["findings"]
+        return any("over the 0.25 s SLO" in f["cause"] for f in findings)
+
+    plane.wait(slow, 30, "the p99 to show")
+    said = plane.cli("diagnose", "deployment/slow").stdout
+    assert re.search(
+        r"p99 \d+\.\d\d s over the 0\.25 s SLO: CPU \d+% of its 500m request; no HPA: fixed at 1 replica",
+        said,
+    ), said
