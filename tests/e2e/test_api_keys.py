@@ -154,6 +154,12 @@ def test_readiness_does_not_list_the_models_without_a_key(server: Server) -> Non
     assert server.get("/readyz").json().keys() == {"ready", "version"}
 
 
+def test_the_openapi_document_is_open_and_names_the_key_schemes(server: Server) -> None:
+    document = server.get("/openapi.json").json()
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    assert "401" in document["paths"]["/v1/models/{model_name}:predict"]["post"]["responses"]
+
+
 def _infer(model: str) -> service_pb2.ModelInferRequest:
     request = service_pb2.ModelInferRequest(model_name=model)
     tensor = request.inputs.add(name="x", datatype="FP32", shape=[1, 1])

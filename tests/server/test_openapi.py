@@ -184,3 +184,26 @@ def test_the_v2_extensions_listed_are_the_ones_served(
     app = _app(manager, pool, False)
     assert json.loads(call(app, "GET", "/v2").body)["extensions"] == ["binary_tensor_data"]
     assert call(app, "POST", "/v2/repository/index", b"{}").status == 404
+
+
+def test_with_keys_required_every_operation_but_health_names_its_key_and_refusals() -> None:
+    from modelport.server.openapi import OPEN_PATHS, document
+
+    keyed = document(api_keys=True)
+    validate(keyed)
+    schemes = keyed["components"]["securitySchemes"]
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    for path, item in keyed["paths"].items():
+        for method in ("get", "post"):
+            if method not in item:
+                continue
+            operation = item[method]
+            if path in OPEN_PATHS:
+                assert "security" not in operation and "401" not in operation["responses"], path
+            else:
+                assert operation["security"] == [{"bearer": []}, {"apiKey": []}], path
+                assert {"401", "403", "429"} <= set(operation["responses"]), path
+    plain = document()  # the keyed document changed nothing shared
+    assert "securitySchemes" not in plain["components"]
+    operations = [op for item in plain["paths"].values() for op in item.values() if isinstance(op, dict)]
+    assert not any("401" in op.get("responses", {}) for op in operations)

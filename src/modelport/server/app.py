@@ -122,7 +122,7 @@ class RestApp:
             pool, batchers, options.limits, metrics.expired, metrics.predicted
         )
         self._extra_headers = _CORS if options.enable_cors else []
-        self._openapi = orjson.dumps(openapi.document(options.enable_cors))
+        self._openapi = orjson.dumps(openapi.document(options.enable_cors, api_keys=guard is not None))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -301,9 +301,31 @@ header block over 64 KiB, 408 for headers or a body that do not arrive in time
 `--max_connections` (health routes are still answered), 400 for bytes that are not HTTP."""
 
 
-def document(enable_cors: bool = False) -> dict[str, Any]:
-    """The whole document. With CORS on, every /v1 path also answers OPTIONS (a preflight)."""
+# Answered without a key when keys are required (server/guard.py's table).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/openapi.json"})
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+}
+
+
+def _require_keys(paths: dict[str, Any]) -> None:
+    """Every operation but health and this document: a key (either header), and the refusals."""
+    for path, item in paths.items():
+        if path in OPEN_PATHS:
+            continue
+        for method in ("get", "post"):
+            if method in item:
+                item[method]["security"] = [{"bearer": []}, {"apiKey": []}]
+                item[method]["responses"].update({"401": _ERROR, "403": _ERROR, "429": _ERROR})
+
+
+def document(enable_cors: bool = False, api_keys: bool = False) -> dict[str, Any]:
+    """The whole document. With CORS on, every /v1 path also answers OPTIONS (a preflight); with
+    `api_keys`, every operation but health says it needs a key and may answer 401, 403, 429."""
     paths = {**_v1_paths(), **_v2_paths(), **_plain_paths()}
+    if api_keys:
+        _require_keys(paths)
     if enable_cors:
         for path, item in paths.items():
             if path.startswith("/v1/"):
@@ -321,5 +343,6 @@ def document(enable_cors: bool = False) -> dict[str, Any]:
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,
             "responses": {"Error": json_response(ref("Error"), "An error, named.")},
+            **({"securitySchemes": _SECURITY_SCHEMES} if api_keys else {}),
         },
     }
