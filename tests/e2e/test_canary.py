@@ -27,7 +27,14 @@ from onnx import numpy_helper
 
 from support import PATIENCE, Plane
 
+# The slow version is a pickled estimator, served with --allow_pickle, which the control plane
+# takes only when told to.
+UNSAFE = ("--allow-unsafe-args",)
 STABLE, CANARY = "1", "2"  # the model versions: their answers' X-Model-Version
+# Each analysis measurement's window: long enough for 20 canary answers at 20% even when the
+# machine is busy (the load's threads then answer fewer than 50 a second); one window short of
+# them is let go (inconclusiveLimit 1), two are Inconclusive.
+INTERVAL, INTERVAL_SECONDS = "3s", 3
 # The load's digits, skewed as real traffic is (a uniform mix hides a permutation of the classes).
 MIX = [0] * 5 + [1] * 3 + [2] * 2
 
@@ -73,9 +80,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     plane = Plane(tmp_path_factory.mktemp("home"))
-    # The slow version is a pickled estimator (modelport.testing.slow.Slowed): its Rollout passes
-    # --allow_pickle, which apply takes only from a control plane that opts in.
-    plane.up("--allow-unsafe-args")
+    plane.up(*UNSAFE)
     yield plane
     plane.stop()
 
@@ -155,10 +160,11 @@ def rollout_yaml(
          "spec": {"selector": {"app": name}, "ports": [{"port": 0}]}},
         {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate", "metadata": {"name": f"{name}-health"},
          "spec": {"metrics": [
-             {"name": "class-distance", "interval": "2s", "count": 2, "failureLimit": 0,
-              "successCondition": "result < 0.35", "provider": {"modelport": {"metric": "classDistance",
-                                                                              "minSamples": 20}}},
-             {"name": "error-rate", "interval": "2s", "count": 2, "successCondition": "result <= 0.01",
+             {"name": "class-distance", "interval": INTERVAL, "count": 2, "failureLimit": 0,
+              "inconclusiveLimit": 1, "successCondition": "result < 0.35",
+              "provider": {"modelport": {"metric": "classDistance", "minSamples": 20}}},
+             {"name": "error-rate", "interval": INTERVAL, "count": 2, "inconclusiveLimit": 1,
+              "successCondition": "result <= 0.01",
               "provider": {"modelport": {"metric": "errorRate", "minSamples": 10}}},
          ]}},
     ]  # fmt: skip
@@ -178,7 +184,7 @@ def status(plane: Plane, name: str) -> dict[str, Any]:
 def deployed(plane: Plane, tmp: Path, models: dict[str, Path], name: str, steps: list[Any]) -> str:
     """A Rollout of v1 and its Service, rolled out: the URL."""
     apply(plane, tmp, rollout_yaml(name, models["v1"], steps))
-    plane.cli("rollout", "status", f"rollout/{name}", "--timeout", "120")
+    plane.cli("rollout", "status", f"rollout/{name}", "--timeout", "120", timeout=150)
     return plane.service_url(name)
 
 
@@ -213,7 +219,7 @@ def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(
         plane.wait(
             lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 10, "it to die"
         )
-        plane.up()
+        plane.up(*UNSAFE)
         again = len(load.outcomes)
         plane.wait(lambda: len(load.outcomes) >= again + 250, 60, "250 answers after the restart")
         share = load.since(again)[:250].count(CANARY) / 250
@@ -222,7 +228,7 @@ def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(
         assert (st["phase"], st["currentStepIndex"], st["canaryWeight"]) == ("Paused", 1, 20)
         plane.cli("rollout", "promote", "rollout/good")
         began = time.monotonic()
-        plane.cli("rollout", "status", "rollout/good", "--timeout", "120")
+        plane.cli("rollout", "status", "rollout/good", "--timeout", "120", timeout=150)
         print(f"20% -> analysis -> 50% -> analysis -> 100%: {time.monotonic() - began:.1f} s")
         tail = len(load.outcomes)
         plane.wait(lambda: len(load.outcomes) >= tail + 100, 30, "100 answers after promotion")
@@ -253,13 +259,13 @@ def test_a_bad_version_is_aborted_by_the_distribution_analysis_and_no_request_fa
         weighted = time.monotonic()
         plane.wait(lambda: status(plane, "shared")["phase"] == "Degraded", 30, "the bad canary aborted")
         took = time.monotonic() - weighted
-        print(f"bad canary aborted {took:.1f} s after its weight was set (analysis interval 2 s)")
+        print(f"bad canary aborted {took:.1f} s after its weight was set (analysis interval {INTERVAL})")
         aborted = len(load.outcomes)
         plane.wait(lambda: len(load.outcomes) >= aborted + 200, 30, "200 answers after the abort")
     st = status(plane, "shared")
     assert st["canaryWeight"] == 0 and st["stableHash"] != st["currentPodHash"]
     assert 'Metric "class-distance" assessed Failed' in st["message"], st["message"]
-    assert took < 2 * 2 + 3  # two analysis intervals, and a margin for the controllers' rounds
+    assert took < 2 * INTERVAL_SECONDS + 3  # two analysis intervals, and a margin for the controllers' rounds
     assert load.failures() == [], load.failures()[:5]
     assert CANARY in load.since(0) and set(load.since(aborted + 20)) == {STABLE}
     done = plane.cli("rollout", "status", "rollout/shared", check=False)
@@ -345,7 +351,7 @@ def test_a_slow_version_is_aborted_by_the_p99_analysis(
         tmp_path,
         rollout_yaml("slow", iris["fast"], steps, model="iris", args=args, replicas=1) + extra,
     )
-    plane.cli("rollout", "status", "rollout/slow", "--timeout", "120")
+    plane.cli("rollout", "status", "rollout/slow", "--timeout", "120", timeout=150)
     body = [{"instances": [[0.5, -0.2, 0.1, 0.3]]}]
     with Load(plane.service_url("slow"), body, model="iris") as load:
         apply(
@@ -379,7 +385,7 @@ def test_blue_green_previews_on_its_own_service_and_promotion_switches_with_no_f
     plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     apply(plane, tmp_path, blue_green_yaml(models["v1"]))
-    plane.cli("rollout", "status", "rollout/bg", "--timeout", "120")
+    plane.cli("rollout", "status", "rollout/bg", "--timeout", "120", timeout=150)
     with Load(plane.service_url("bg"), digits) as load:
         apply(plane, tmp_path, blue_green_yaml(models["good"]))
         plane.wait(lambda: status(plane, "bg")["phase"] == "Paused", 60, "the preview ready, waiting")

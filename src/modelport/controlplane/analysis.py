@@ -25,6 +25,7 @@ import logging
 import math
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,17 +301,23 @@ class AnalysisController:
         return True
 
     def _snapshot(self, run: Obj) -> Snapshot:
+        """Each of the run's two revisions' replicas' counters, scraped at once (a replica that
+        does not answer costs one timeout, not one each)."""
         args = run["spec"]["args"]
         wanted = {args["stableHash"], args["canaryHash"]}
-        out: Snapshot = {}
+        targets = []
         for pod in self._store.list_kind("Pod", run["metadata"]["namespace"])[0]:
             hash_ = pod["metadata"].get("labels", {}).get(HASH_LABEL)
             port = pod.get("status", {}).get("port")
             if hash_ in wanted and port and not terminating(pod):
-                figures = scrape_figures(port)
-                if figures is not None:
-                    out[pod["metadata"]["name"]] = (hash_, figures)
-        return out
+                targets.append((pod["metadata"]["name"], hash_, port))
+        if not targets:
+            return {}
+        with ThreadPoolExecutor(min(16, len(targets)), thread_name_prefix="analysis") as pool:
+            scraped = list(pool.map(lambda t: scrape_figures(t[2]), targets))
+        return {
+            name: (hash_, f) for (name, hash_, _), f in zip(targets, scraped, strict=True) if f is not None
+        }
 
     def _measure(self, run: Obj, metric: Obj, pods: Snapshot) -> Obj:
         started = iso(self._clock.now())
