@@ -91,3 +91,40 @@ def test_a_store_that_fails_lets_the_request_in_and_says_so(caplog: pytest.LogCa
     key = ApiKey("0123abcd", "k", "", ("predict",), ("*",), Limits(100, 100))
     assert UsageLimiter(BrokenStore()).admit(key, NOON) is None  # type: ignore[arg-type]
     assert "usage of key 0123abcd not counted (the request is let in): disk full" in caplog.text
+
+
+class LockedForWrites:
+    """A store whose reads work and whose writes fail (another process holds the write lock)."""
+
+    def __init__(self, key: ApiKey) -> None:
+        self.key = key
+
+    def list_keys(self) -> list[ApiKey]:
+        return [self.key]
+
+    def changed(self) -> bool:
+        raise OSError("unreadable")
+
+    def touch(self, used: dict[str, float]) -> None:
+        raise OSError("database is locked")
+
+    def take(self, key: ApiKey, want: int, now: float, returned: int = 0) -> tuple[int, float]:
+        raise OSError("database is locked")
+
+
+def test_a_store_that_cannot_be_written_still_has_its_keys_read_and_checked() -> None:
+    from modelport.security.auth import Authenticator, Refused
+    from modelport.security.keys import digest
+    from modelport.testing.clock import FakeClock
+
+    key = ApiKey("0123abcd", "k", digest("s3cret"), ("predict",), ("*",), Limits(100, 100))
+    store = LockedForWrites(key)
+    clock = FakeClock()
+    auth = Authenticator(store, clock)  # type: ignore[arg-type]
+    assert auth.check("mpk_0123abcd_s3cret", "predict", "m", "c").id == "0123abcd"
+    clock.advance(3)  # past a re-read: last-used times cannot be written, the keys are read again
+    store.key = ApiKey("0123abcd", "k", digest("s3cret"), ("predict",), ("*",), revoked=1.0)
+    with pytest.raises(Refused):
+        auth.check("mpk_0123abcd_s3cret", "predict", "m", "c")
+    with pytest.raises(Refused):  # an id never seen, a store that cannot say whether it changed
+        auth.check("mpk_89abcdef_other", "predict", "m", "c")

@@ -120,10 +120,17 @@ class Authenticator:
 
     def _key(self, key_id: str, tick: float) -> ApiKey | None:
         key = self._keys.get(key_id)
-        if key is None and self._store.changed():  # a key made since the last read?
+        if key is None and self._changed():  # a key made since the last read?
             self._refresh(tick, force=True)
             key = self._keys.get(key_id)
         return key
+
+    def _changed(self) -> bool:
+        try:
+            return self._store.changed()
+        except Exception as exc:  # an unreadable store: the keys known are all there is
+            log.error("API key store not readable: %s", exc)
+            return False
 
     def _refresh(self, tick: float, force: bool = False) -> None:
         with self._lock:
@@ -131,9 +138,12 @@ class Authenticator:
                 return
             self._loaded = tick
             used, self._used = self._used, {}
-        try:
-            if used:
+        if used:
+            try:
                 self._store.touch(used)
+            except Exception as exc:  # when keys were last used is not worth missing a revocation
+                log.error("API keys' last use not recorded: %s", exc)
+        try:
             self._keys = {k.id: k for k in self._store.list_keys()}
             self._verified = {}  # a rotated or revoked key's old token must be checked again
         except Exception as exc:  # a locked or moved store: keep the keys we had, say so
