@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from click.testing import CliRunner, Result
 
+from modelport.cli import cli
 from modelport.errors import ModelportError
 from modelport.examples import write_mnist_repository
 from modelport.registry.convert import check_conversion, convert_to_onnx
@@ -110,9 +112,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _saved_model_cli(version_dir: Path) -> dict[str, Any]:
     """`saved_model_cli show --all` (from the TF package), read back into signature_def's shape."""
-    cli = Path(sys.executable).with_name("saved_model_cli")
+    tool = Path(sys.executable).with_name("saved_model_cli")
     text = subprocess.run(
-        [str(cli), "show", "--all", "--dir", str(version_dir)], capture_output=True, text=True, check=True
+        [str(tool), "show", "--all", "--dir", str(version_dir)], capture_output=True, text=True, check=True
     ).stdout
     signatures: dict[str, Any] = {}
     for block in re.split(r"\n(?=signature_def\[)", text.split("contains the following SignatureDefs:")[1]):
@@ -360,10 +362,10 @@ signatures:
 """
 
 
-def _publish(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MODELPORT_HOME": str(home)}
-    command = [sys.executable, "-m", "modelport", "registry", "publish", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+def _publish(home: Path, *args: str) -> Result:
+    """`modelport registry publish ...` in this process, which has TensorFlow loaded already
+    (a process of its own would import it again; tf2onnx still runs in one)."""
+    return CliRunner().invoke(cli, ["registry", "publish", *args], env={"MODELPORT_HOME": str(home)})
 
 
 def test_publish_convert_onnx_serves_the_same_classes_and_a_disagreement_is_refused(
@@ -386,8 +388,8 @@ def test_publish_convert_onnx_serves_the_same_classes_and_a_disagreement_is_refu
     convert = ["--convert", "onnx", "--signature", "pixels", "--eval-data", str(tmp_path / "eval.json")]
     done = _publish(home, "mnist", saved_model, *convert, "--model-yaml", str(tmp_path / "onnx.yaml"),
                     "--repository", str(repo))  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "converted to ONNX and checked on 500 rows: classes 0, probabilities" in done.stdout
+    assert done.exit_code == 0, done.output
+    assert "converted to ONNX and checked on 500 rows: classes 0, probabilities" in done.output
     version = repo / "1"
     assert (version / "model.onnx").is_file() and (version / "saved_model" / "saved_model.pb").is_file()
     check = json.loads((version / "conversion.json").read_text())
