@@ -276,3 +276,30 @@ def test_a_key_made_while_the_server_runs_works_at_once(server: Server, home: Pa
     for n in range(3):  # at once each time, not after the server's next re-read of the keys
         key = keys_cli(home, "create", f"fresh-{n}", "--model", "half")
         assert server.post("/v1/models/half:predict", HALF, headers={"x-api-key": key}).status_code == 200
+
+
+def test_tritonclient_sends_the_key_as_a_header_on_http_and_grpc(
+    server: Server, secrets: dict[str, str]
+) -> None:
+    """Clients we did not write: tritonclient's `headers=` reaches the key check on both protocols."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    x = np.array([[1.0]], dtype=np.float32)
+    headers = {"authorization": f"Bearer {secrets['predict-half']}"}
+    for module, url in (
+        (httpclient, f"127.0.0.1:{server.port}"),
+        (grpcclient, f"127.0.0.1:{server.grpc_port}"),
+    ):
+        client = module.InferenceServerClient(url)
+        try:
+            tensor = module.InferInput("x", [1, 1], "FP32")
+            tensor.set_data_from_numpy(x)
+            answer = client.infer("half", [tensor], headers=dict(headers))  # http's client adds to it
+            assert answer.as_numpy("y").tolist() == [[2.5]]
+            with pytest.raises(InferenceServerException, match="API key"):
+                client.infer("half", [tensor])
+        finally:
+            client.close()
