@@ -123,3 +123,13 @@ def test_an_aborted_canary_says_why() -> None:
         "the canary was aborted: RolloutAborted: analysis p99 failed: 0.41 > 0.25",
         "12:20",
     )
+
+
+def test_each_way_of_running_out_of_memory_is_seen_as_the_limit() -> None:
+    for line in ("MemoryError", "ImportError: failed to map segment from shared object",
+                 "OpenBLAS error: Memory allocation still failed after 10 retries, giving up.",
+                 "OSError: [Errno 12] Cannot allocate memory"):  # fmt: skip
+        pod = _pod(resources={"limits": {"memory": "64Mi"}}, ready=False, restartCount=1)
+        log = ["starting", line, "[supervisor] exited with 1; restart 1 in 1.0 s"]
+        cause = compute_findings(Facts(_deployment(ready=0), [ReplicaFacts(pod, log_tail=log)], []))[0].cause
+        assert cause.endswith(f"at its 64Mi memory limit; last log line: {line}"), cause

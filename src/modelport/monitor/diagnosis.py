@@ -101,7 +101,7 @@ def _replica(r: ReplicaFacts, facts: Facts) -> list[Finding]:
     last_line = own[-1].strip() if own else ""
     if st.get("restartCount", 0) and not st.get("ready"):
         limit = ((r.pod.get("spec") or {}).get("resources") or {}).get("limits", {}).get("memory")
-        at_limit = f" at its {limit} memory limit" if limit and _memory_failure(r.log_tail) else ""
+        at_limit = f" at its {limit} memory limit" if limit and _memory_failure(own) else ""
         exit_code = f", last exit code {st['lastExitCode']}" if "lastExitCode" in st else ""
         back_offs = [e for e in _events_of(facts.events, r.name) if e["reason"] == "BackOff"]
         evidence = [f"status: {st.get('reason', '')}: {st.get('message', '')}".strip()]
@@ -129,10 +129,10 @@ def _replica(r: ReplicaFacts, facts: Facts) -> list[Finding]:
 
 
 def _memory_failure(lines: list[str]) -> bool:
-    text = " ".join(lines[-5:])
-    return any(
-        word in text for word in ("MemoryError", "failed to map segment", "Cannot allocate memory", "-9")
-    )
+    """The replica's last lines say it ran out of memory: Python's MemoryError, the loader's
+    "failed to map segment", OpenBLAS' "Memory allocation still failed", "Cannot allocate"."""
+    text = " ".join(lines[-5:]).lower()
+    return any(word in text for word in ("memory", "failed to map segment", "cannot allocate"))
 
 
 def _failed_versions(readiness: Obj | None) -> list[tuple[str, str, str]]:
