@@ -315,7 +315,9 @@ class RolloutController(DeploymentController):
         if stable.uid == new.uid:  # promoted (or nothing new): the previous one kept a while
             previous = next((o for o in olds if o.template_hash == st.get("previousHash")), None)
             if previous is not None and bg.post_promotion_analysis is not None:
-                run = self._run(ro, new.template_hash or "", "post", bg.post_promotion_analysis.templates, st)
+                # Judged against the revision it replaced (the stable one is itself now).
+                templates = bg.post_promotion_analysis.templates
+                run = self._run(ro, new.template_hash or "", "post", templates, st, previous.template_hash)
                 phase = run.get("status", {}).get("phase", "Pending")
                 st["analysis"] = {"run": run["metadata"]["name"], "phase": phase}
                 if phase in ("Failed", "Error"):  # back to the previous revision, at once
@@ -378,7 +380,10 @@ class RolloutController(DeploymentController):
 
     # -- AnalysisRuns --
 
-    def _run(self, ro: Deployment, canary_hash: str, which: str, templates: list[Any], st: Obj) -> Obj:
+    def _run(
+        self, ro: Deployment, canary_hash: str, which: str, templates: list[Any], st: Obj,
+        stable_hash: str | None = None,
+    ) -> Obj:  # fmt: skip
         """The AnalysisRun of this canary and step (made now if new)."""
         name = f"{ro.metadata.name}-{canary_hash}-{which}"
         found = self._store.get("AnalysisRun", ro.metadata.namespace, name)
@@ -402,7 +407,8 @@ class RolloutController(DeploymentController):
                 "name": name, "namespace": ro.metadata.namespace, "ownerReferences": [owner_ref(ro.raw)],
                 "labels": {"rollout": ro.metadata.name, "canary-hash": canary_hash, "step": which},
             },
-            "spec": {"metrics": metrics, "args": {"stableHash": st["stableHash"], "canaryHash": canary_hash}},
+            "spec": {"metrics": metrics,
+                     "args": {"stableHash": stable_hash or st["stableHash"], "canaryHash": canary_hash}},
             "status": status,
         }  # fmt: skip
         created = self._store.create(run)

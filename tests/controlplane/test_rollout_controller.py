@@ -1,0 +1,143 @@
+"""The Rollout controller on a fake clock, with a simulated kubelet (replicas ready when the test
+says so) and the analysis verdicts set by the test: stable is never scaled down before the canary
+is ready and no weight moves before it is; an abort gives the weight back at once and scales the
+canary down after abortScaleDownDelaySeconds; a new controller on the same store carries on; a
+blue-green rollout whose post-promotion analysis fails switches back to the previous revision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelport.controlplane.api import Api
+from modelport.controlplane.deployments import ReplicaSetController
+from modelport.controlplane.meta import HASH_LABEL, Recorder, iso, terminating
+from modelport.controlplane.rollouts import RolloutController
+from modelport.controlplane.store import ObjectStore
+from modelport.testing.clock import FakeClock
+
+Obj = dict[str, Any]
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = FakeClock()
+        self.store = ObjectStore(tmp_path / "state.db", self.clock)
+        self.events = Recorder(self.store, self.clock, "test")
+        self.rollouts = RolloutController(self.store, self.clock, self.events)
+        self.replica_sets = ReplicaSetController(self.store, self.clock, self.events)
+        self.api = Api(self.store, self.events, lambda: {}, lambda keep: None)
+
+    def apply(self, base: str, strategy: Obj) -> None:
+        if self.store.get("AnalysisTemplate", "default", "t") is None:
+            metric = {
+                "name": "m",
+                "successCondition": "result < 1",
+                "provider": {"modelport": {"metric": "errorRate"}},
+            }
+            template = {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate", "metadata": {"name": "t"},
+                        "spec": {"metrics": [metric]}}  # fmt: skip
+            self.api.create("AnalysisTemplate", "default", template)
+        body = {
+            "apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"model": {"name": "m", "basePath": base}}},
+                     "strategy": strategy},
+        }  # fmt: skip
+        if self.store.get("Rollout", "default", "web") is None:
+            self.api.create("Rollout", "default", body)
+        else:
+            self.api.replace("Rollout", "default", "web", body)
+
+    def sync(self, ready: Callable[[Obj], bool] = lambda pod: True) -> None:
+        self.rollouts.sync_all()
+        self.replica_sets.sync_all()
+        for pod in self.store.list_kind("Pod")[0]:
+            if terminating(pod):
+                self.store.delete("Pod", "default", pod["metadata"]["name"])
+                continue
+            status = {"ready": ready(pod), "port": 1}
+            if status["ready"]:
+                status["readySince"] = pod.get("status", {}).get("readySince") or iso(self.clock.now())
+            self.store.update({**pod, "status": status}, status_only=True)
+        self.rollouts.sync_all()
+
+    def status(self) -> Obj:
+        found = self.store.get("Rollout", "default", "web")
+        assert found is not None
+        return dict(found["status"])
+
+    def sizes(self) -> dict[str, int]:
+        """Replicas wanted per revision: 'stable', 'canary', or the hash of another."""
+        st = self.status()
+        names = {st.get("canaryHash"): "canary", st.get("stableHash"): "stable"}  # the same when steady
+        return {names.get(rs["metadata"]["labels"][HASH_LABEL], rs["metadata"]["labels"][HASH_LABEL]):
+                rs["spec"]["replicas"] for rs in self.store.list_kind("ReplicaSet")[0]}  # fmt: skip
+
+    def run_phase(self, phase: str) -> None:
+        """What the analysis controller would conclude, for every run still running."""
+        for run in self.store.list_kind("AnalysisRun")[0]:
+            if run["status"].get("phase") == "Running":
+                self.store.update_status(
+                    {**run, "status": {**run["status"], "phase": phase, "message": "m says so"}}
+                )
+
+
+def is_canary(world: World) -> Callable[[Obj], bool]:
+    return lambda pod: pod["metadata"]["labels"][HASH_LABEL] == world.status().get("canaryHash")
+
+
+CANARY = {"canary": {"steps": [{"setWeight": 25}, {"analysis": {"templates": [{"templateName": "t"}]}}],
+                     "abortScaleDownDelaySeconds": 10}}  # fmt: skip
+
+
+def test_no_weight_before_the_canary_is_ready_and_stable_keeps_every_replica(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.apply("/v1", CANARY)
+    for _ in range(3):
+        world.sync()
+    assert world.status()["phase"] == "Healthy" and world.sizes() == {"stable": 4}
+    world.apply("/v2", CANARY)
+    for _ in range(5):  # the canary's replica never gets ready
+        world.sync(lambda pod: not is_canary(world)(pod))
+        assert world.status()["canaryWeight"] == 0 and world.sizes() == {"stable": 4, "canary": 1}
+    world.sync()  # ready: the weight moves, and the analysis starts
+    st = world.status()
+    assert st["canaryWeight"] == 25 and st["currentStepIndex"] == 1 and st["analysis"]["phase"] == "Running"
+    # A new controller on the same store (a restarted control plane) carries on from there.
+    world.rollouts = RolloutController(world.store, world.clock, world.events)
+    world.sync()
+    assert world.status()["canaryWeight"] == 25 and world.status()["currentStepIndex"] == 1
+    world.run_phase("Failed")
+    world.sync()
+    st = world.status()
+    assert (st["phase"], st["canaryWeight"]) == ("Degraded", 0) and "m says so" in st["message"]
+    assert world.sizes() == {"stable": 4, "canary": 1}  # kept abortScaleDownDelaySeconds
+    world.clock.advance(11)
+    world.sync()
+    assert world.sizes() == {"stable": 4, "canary": 0}
+
+
+def test_a_failed_post_promotion_analysis_switches_blue_green_back(tmp_path: Path) -> None:
+    post = {"templates": [{"templateName": "t"}]}
+    strategy = {"blueGreen": {"activeService": "web", "previewService": "web-preview",
+                              "scaleDownDelaySeconds": 30, "postPromotionAnalysis": post}}  # fmt: skip
+    world = World(tmp_path)
+    world.apply("/v1", strategy)
+    for _ in range(3):
+        world.sync()
+    first = world.status()["stableHash"]
+    world.apply("/v2", strategy)
+    for _ in range(3):
+        world.sync()
+    st = world.status()
+    assert st["stableHash"] != first and st["previousHash"] == first  # promoted: active switched
+    assert sorted(world.sizes().values()) == [4, 4]  # the previous one kept, full size
+    run = world.store.list_kind("AnalysisRun")[0][0]
+    assert run["spec"]["args"]["stableHash"] == first  # judged against what it replaced
+    world.run_phase("Failed")
+    world.sync()
+    st = world.status()
+    assert st["stableHash"] == first and st["phase"] == "Degraded"  # switched back at once
