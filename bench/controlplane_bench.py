@@ -24,9 +24,10 @@ which the HPAs decide), and the cost per object (median / Deployments).
 API: the control plane's HTTP server (`apiserver.make_server`, threads, on 127.0.0.1) in this
 process, and a client process of its own (`controlplane.client.Client`, what `modelport get`
 uses: one connection per request) doing `--gets` GETs of random Deployments, each timed (wall,
-perf_counter) in the client: p50 and p99. Twice: with the controllers idle, and with them
-running rounds back to back as a busy control plane does (they share the server's process and
-its GIL); `--repeats` times each, interleaved, medians printed.
+perf_counter) in the client: p50 and p99. Three times: with the controllers idle, running a
+round then waiting --sync seconds (the control plane's loop when nothing changes), and running
+rounds back to back (the worst case: they share the server's process and its GIL);
+`--repeats` times each, interleaved, medians printed.
 
 What it leaves out: the metrics collector (a real HTTP scrape of each replica every 5 s), real
 probes and processes, HAProxy.
@@ -65,6 +66,11 @@ from modelport.testing import FakeBalancers, FakeClock, FakeLauncher, InlineProb
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
+MODES = {  # what the controllers do in the server's process meanwhile
+    "idle": "controllers idle",
+    "paced": "a round every 0.2 s (the control plane's loop)",
+    "busy": "rounds back to back",
+}
 REPLICAS = 3
 
 
@@ -216,7 +222,7 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def measure_gets(
-    world: World, count: int, gets: int, busy: bool, seconds: float, seed: int
+    world: World, count: int, gets: int, mode: str, seconds: float, seed: int
 ) -> dict[str, float]:
     server = make_server(world.api, TOKEN, 0)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -228,8 +234,11 @@ def measure_gets(
         while not stop.is_set():
             world.round(seconds)
             rounds[0] += 1
+            if mode == "paced":  # as the control plane's loop: a round, then sync_seconds idle
+                stop.wait(seconds)
 
     looping = threading.Thread(target=loop, daemon=True)
+    busy = mode != "idle"
     if busy:
         looping.start()
     cpu = time.process_time()
@@ -265,10 +274,10 @@ def run_size(count: int, args: argparse.Namespace) -> dict[str, Any]:
         settled = world.settle(count, args.sync)
         settling = time.process_time() - began
         rounds = measure_rounds(world, args.rounds, args.sync)
-        gets: dict[str, list[dict[str, float]]] = {"idle": [], "busy": []}
+        gets: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
         for repeat in range(args.repeats):
-            for mode in ("idle", "busy"):
-                gets[mode].append(measure_gets(world, count, args.gets, mode == "busy", args.sync, repeat))
+            for mode in MODES:
+                gets[mode].append(measure_gets(world, count, args.gets, mode, args.sync, repeat))
         api = {
             mode: {key: statistics.median(run[key] for run in runs) for key in runs[0]}
             for mode, runs in gets.items()
@@ -294,9 +303,9 @@ def report(result: dict[str, Any]) -> None:
         f"max {r['max_ms']:.1f} ({r['median_ms'] / count * 1e3:.0f} µs per Deployment; {parts}; "
         f"{r['writes']} writes at steady state)"
     )
-    for mode in ("idle", "busy"):
+    for mode, what in MODES.items():
         a = api[mode]
-        print(f"       API get, controllers {mode}: p50 {a['p50_ms']:.2f} ms, p99 {a['p99_ms']:.2f} ms")
+        print(f"       API get, {what}: p50 {a['p50_ms']:.2f} ms, p99 {a['p99_ms']:.2f} ms")
     created, rounds, settled = result["create_cpu_s"], result["settle_rounds"], result["settle_cpu_s"]
     print(
         f"       (created in {created:.1f} s CPU; steady after {rounds} rounds, {settled:.1f} s CPU)",

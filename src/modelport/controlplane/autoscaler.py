@@ -274,10 +274,11 @@ class Autoscaler:
         return [json.loads(line) for line in lines if line.strip()]
 
     def _write(self, hpa: Obj, status: Obj, observed: dict[str, float] | None) -> None:
-        try:
-            self._store.update_status({**hpa, "status": status})
-        except ModelportError:
-            return  # deleted meanwhile
+        if hpa.get("status") != status:  # the same status: the store would write nothing (0.3 ms to see)
+            try:
+                self._store.update_status({**hpa, "status": status})
+            except ModelportError:
+                return  # deleted meanwhile
         if self._history is not None and observed is not None:
             self._history.mkdir(parents=True, exist_ok=True)
             line = {
