@@ -127,11 +127,17 @@ class _Signature:
 class TensorflowModel:
     """Every signature of a SavedModel (or a Keras model's one) behind the Model protocol.
 
+    Its calls run in the server's pool, never on the event loop (`call_on_the_loop`), even when
+    they have been fast: a TensorFlow call goes through its own executor and thread pools, and
+    its time varies more than ONNX Runtime's (allocations, the first call of a function).
+
     The model's tensors are those of all its signatures, each named by the graph's own tensor
     name (`serving_default_image_bytes:0`), which is unique, so a call's feeds say which
     signature it is for. `native_signatures` binds each signature's keys to them, and
     `signature_defs` is the SavedModel's signature map in TF Serving's metadata shape.
     """
+
+    call_on_the_loop = False
 
     def __init__(
         self, tf: Any, signatures: Sequence[_Signature], signature_defs: dict[str, Any], keep: Any

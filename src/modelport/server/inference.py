@@ -177,7 +177,8 @@ class InferencePath:
             raise deadline.error(servable)
         if self._batchers is not None:
             return await self._batched(servable, prepare, version, small, deadline, watch)
-        if small and 0.0 < least < LOOP_MAX_SECONDS:
+        # A runtime may keep its calls off the loop however fast they have been (TensorFlow's).
+        if small and 0.0 < least < LOOP_MAX_SECONDS and getattr(servable.model, "call_on_the_loop", True):
             started = time.perf_counter()
             job = _prepared_on_the_loop(prepare, version)
             if job is not None:  # else its images are too big for the loop: all of it goes to the pool
