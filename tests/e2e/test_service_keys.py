@@ -211,8 +211,13 @@ def test_replicas_an_exposed_service_comes_to_select_are_restarted_requiring_key
 
     def keyed() -> bool:
         pods = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "late"]
-        endpoints = plane.get("Service", "late")["status"]["endpoints"]
-        return len(pods) == 1 and bool(pods[0]["status"].get("apiKeys")) and len(endpoints) == 1
+        status = plane.get("Service", "late")["status"]
+        (listening,) = status["conditions"]  # the new HAProxy, on every interface (the old one
+        # may hold the port a moment: the new one then starts on the controller's next try)
+        return (
+            len(pods) == 1 and bool(pods[0]["status"].get("apiKeys")) and len(status["endpoints"]) == 1
+            and listening["status"] == "True" and listening["message"].startswith("0.0.0.0:")
+        )  # fmt: skip
 
     plane.wait(keyed, 60, "the replica restarted with keys and back in the rotation")
     assert predict(url, None) == 401
