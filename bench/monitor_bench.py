@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import tempfile
 import threading
@@ -89,6 +90,8 @@ def main() -> None:
         plain = RestApp(manager, ServerMetrics(), ServerOptions(), pool)
         watched = RestApp(manager, metrics, ServerOptions(), pool, monitor=monitor)
         loop = asyncio.new_event_loop()
+        gc.collect()
+        gc.freeze()  # as the server does once its models are loaded (server/main.py)
         loop.run_until_complete(_drive(plain, body, 500, args.batch, None))  # warm-up: the loop path
         loop.run_until_complete(_drive(watched, body, 500, args.batch, monitor))
         off, on, shares = [], [], []
