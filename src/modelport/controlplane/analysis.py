@@ -303,13 +303,18 @@ class AnalysisController:
     def _snapshot(self, run: Obj) -> Snapshot:
         """Each of the run's two revisions' replicas' counters, scraped at once (a replica that
         does not answer costs one timeout, not one each)."""
-        args = run["spec"]["args"]
+        args, namespace = run["spec"]["args"], run["metadata"]["namespace"]
         wanted = {args["stableHash"], args["canaryHash"]}
+        # The Rollout's own replicas only (another object's of the same template hash are not).
+        owner = _owners(run)
+        replica_sets = self._store.list_kind("ReplicaSet", namespace)[0]
+        mine = {rs["metadata"]["uid"] for rs in replica_sets if not owner or owner & _owners(rs)}
         targets = []
-        for pod in self._store.list_kind("Pod", run["metadata"]["namespace"])[0]:
+        for pod in self._store.list_kind("Pod", namespace)[0]:
             hash_ = pod["metadata"].get("labels", {}).get(HASH_LABEL)
             port = pod.get("status", {}).get("port")
-            if hash_ in wanted and port and not terminating(pod):
+            owned = _owners(pod) & mine
+            if hash_ in wanted and port and owned and not terminating(pod):
                 targets.append((pod["metadata"]["name"], hash_, port))
         if not targets:
             return {}
@@ -347,6 +352,10 @@ class AnalysisController:
         phase = assess(value, metric.get("successCondition"), metric.get("failureCondition"))
         return {"phase": phase, "value": value, "message": message, "startedAt": started,
                 "finishedAt": iso(self._clock.now())}  # fmt: skip
+
+
+def _owners(obj: Obj) -> set[str]:
+    return {ref["uid"] for ref in obj["metadata"].get("ownerReferences", [])}
 
 
 def _interval(metric: Obj) -> float:
