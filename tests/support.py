@@ -36,6 +36,15 @@ ARTIFACTS = Path(
     )
 )
 
+# What a replica's last log line says when its memory limit (RLIMIT_AS) stops it: the dynamic
+# loader cannot map a library, Python raises MemoryError, or OpenBLAS cannot get its buffers
+# (which of them depends on the import order and the libraries' versions).
+OUT_OF_MEMORY = ("failed to map segment", "MemoryError", "Memory allocation still failed")
+
+
+def says_out_of_memory(text: str) -> bool:
+    return any(sign in text for sign in OUT_OF_MEMORY)
+
 
 def linear_onnx(
     path: Path, weights: np.ndarray, bias: np.ndarray, input_name: str = "x", output_name: str = "y"

@@ -274,7 +274,11 @@ def test_a_context_tampered_after_it_was_written_fails_the_image_build(
 
 
 def _rendered(image: str, models: Models) -> dict[str, str]:
-    return dict(render_kubernetes(load_objects_from([EXAMPLE]), PodOptions(image, models)).files)
+    return dict(
+        render_kubernetes(
+            load_objects_from([EXAMPLE / "deploy.yaml", EXAMPLE / "hpa.yaml"]), PodOptions(image, models)
+        ).files
+    )
 
 
 def _start_rendered(engine: Engine, name: str, image: str, pod: dict[str, Any], *extra: str) -> None:

@@ -22,7 +22,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
 
 
 def _rendered() -> tuple[dict[str, Any], str]:
-    files = render_kubernetes(load_objects_from([EXAMPLE]), PodOptions("mnist:1")).files
+    files = render_kubernetes(
+        load_objects_from([EXAMPLE / "deploy.yaml", EXAMPLE / "hpa.yaml"]), PodOptions("mnist:1")
+    ).files
     dep = yaml.safe_load(files["deployment-mnist.yaml"])
     config = yaml.safe_load(files["configmap-mnist-model-config.yaml"])["data"][layout.CONFIG_FILE]
     (container,) = dep["spec"]["template"]["spec"]["containers"]

@@ -82,6 +82,19 @@ def test_two_replicas_sharing_a_store_accept_the_rate_at_twice_the_rate() -> Non
     assert store.takes < 2000 / 4  # leases: far fewer store writes than requests
 
 
+def test_takes_that_reach_the_store_out_of_order_refill_no_interval_twice() -> None:
+    """Two replicas whose clock readings reach the store late and out of order (a busy event loop
+    reads the time, then waits for the store's lock): 40/s for 10 s is still 40/s."""
+    store = CountingStore()
+    key = ApiKey("0123abcd", "k", "", ("predict",), ("*",), Limits(40, 4))
+    replicas = [UsageLimiter(store), UsageLimiter(store)]  # type: ignore[arg-type]
+    accepted = 0
+    for i in range(800):  # 80/s, each reading 0-50 ms late, the later replica first
+        late = 0.05 if i % 2 else 0.0
+        accepted += replicas[i % 2].admit(key, NOON + i / 80 - late) is None
+    assert 40 * 10 * 0.9 <= accepted <= 40 * 10 * 1.1 + 4, accepted
+
+
 class BrokenStore:
     def take(self, key: ApiKey, want: int, now: float, returned: int = 0) -> tuple[int, float]:
         raise OSError("disk full")

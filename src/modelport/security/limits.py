@@ -93,7 +93,10 @@ def compute_take(
             retry = (min(want, burst) - tokens) / limits.rate
     if limits.rate is not None:
         tokens -= granted
-    return Usage(tokens, now, day, used + granted), granted, max(0.0, retry)
+    # Replicas read their clocks before they wait for the store's lock, so a take can arrive
+    # with an earlier `now` than the last one: the bucket's time never goes back (it would refill
+    # the same interval twice and let more than the rate through).
+    return Usage(tokens, max(now, usage.refilled), day, used + granted), granted, max(0.0, retry)
 
 
 def lease_size(limits: Limits) -> int:
