@@ -177,6 +177,7 @@ class _Version:
     answered: int = 0
     scores: dict[str, float] = field(default_factory=dict)
     scored_at: float = 0.0  # time.monotonic() of the scores
+    unscored: bool = False  # rows arrived since the scores (scored once _SCORE_EVERY has passed)
 
 
 class Monitor:
@@ -247,6 +248,7 @@ class Monitor:
             self._queued -= freed
         self._take(batch)
         now = time.monotonic()
+        self._score_the_last_rows(now)
         if now - self._last_sweep >= 1.0:
             self._last_sweep = now
             self._sweep()
@@ -343,6 +345,7 @@ class Monitor:
                 continue
             for stat, values in input_profile.bins_of(batch.stats).items():
                 state.drift.inputs[f"{name}.{stat}"].add(values)
+        state.unscored = True
         if time.monotonic() - state.scored_at >= _SCORE_EVERY:
             self._score(state)
 
@@ -350,6 +353,7 @@ class Monitor:
         """The drift scores of the windows now, and their gauges."""
         assert state.drift is not None
         state.scored_at = time.monotonic()
+        state.unscored = False
         state.scores = state.drift.scores(min(_LEAST_ROWS, state.drift.predictions.size))
         for kind, value in state.scores.items():
             self._metrics.drift.labels(state.model, state.version, kind).set(value)
@@ -376,6 +380,14 @@ class Monitor:
         answers[request_id] = answer
         while len(answers) > self._options.feedback_requests:
             answers.popitem(last=False)
+
+    def _score_the_last_rows(self, now: float) -> None:
+        """Rows that came within _SCORE_EVERY of the last scores are scored once it has passed,
+        traffic or not: the gauges must not keep the figures of before the traffic's last burst."""
+        with self._lock:
+            for state in self._versions.values():
+                if state.unscored and now - state.scored_at >= _SCORE_EVERY:
+                    self._score(state)
 
     def _sweep(self) -> None:
         """Forget versions no longer served, and answers too old for feedback."""
