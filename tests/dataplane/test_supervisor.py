@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from modelport.dataplane.supervisor import BackOffPolicy, Replica, Supervisor
+from modelport.dataplane.supervisor import BackOffPolicy, ProbeSpec, Replica, Supervisor
 from modelport.testing import FakeClock
 from support import PATIENCE, half_plus_two, mark_complete
 
@@ -81,8 +81,12 @@ def test_a_killed_replica_comes_back_after_its_backoff(
 def test_a_replica_whose_model_is_missing_never_gets_ready(
     supervisor: Supervisor, clock: FakeClock, tmp_path: Path
 ) -> None:
+    # Probes wait PATIENCE seconds for an answer: on a busy machine a live replica's /healthz can take
+    # longer than Kubernetes' default 1 s, and that failure's message would replace readiness's.
     replica = supervisor.add(Replica(
         "ghost-0", ["--model_name", "ghost", "--model_base_path", str(tmp_path / "nowhere")], tmp_path / "r",
+        readiness=ProbeSpec("/readyz", timeout_seconds=PATIENCE),
+        liveness=ProbeSpec("/healthz", timeout_seconds=PATIENCE),
     ))  # fmt: skip
     _serving(supervisor, clock, replica)
     for _ in range(5):  # five probe periods, each a real probe of the running server

@@ -280,7 +280,8 @@ def test_two_versions_labels_hot_reload_keras_and_batching(built: dict[str, Any]
         finally:
             client.close()
         assert classes is not None and classes.tolist() == [d for d, _ in samples]
-        # The .keras file: its model's own input and output.
+        # The .keras file: its model's own input and output (it loads beside mnist, in its own time).
+        server.wait_until(lambda: server.versions("keras") == {1: "AVAILABLE"}, 60, "the keras model")
         keras_meta = server.get("/v1/models/keras/metadata").json()["metadata"]["signature_def"][
             "signature_def"
         ]
