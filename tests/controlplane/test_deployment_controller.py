@@ -4,35 +4,28 @@ minReadySeconds, the progress deadline, history limits, undo, pause and Recreate
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelport.controlplane.api import Api
-from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
-from modelport.controlplane.meta import Recorder, iso, revision, terminating
-from modelport.controlplane.store import ObjectStore
+import controller_support
+from modelport.controlplane.deployments import DeploymentController
+from modelport.controlplane.meta import revision
 from modelport.errors import ModelportError
-from modelport.testing.clock import FakeClock
 
 Obj = dict[str, Any]
 
 
-class World:
-    """The store, the two controllers, and a kubelet that does what the test tells it."""
+class World(controller_support.World):
+    """The store, the Deployment and ReplicaSet controllers, and a kubelet that does what the test
+    tells it."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.clock = FakeClock()
-        self.store = ObjectStore(tmp_path / "state.db", self.clock)
-        self.events = Recorder(self.store, self.clock, "test")
-        self.deployments = DeploymentController(self.store, self.clock, self.events)
-        self.replica_sets = ReplicaSetController(self.store, self.clock, self.events)
-        self.api = Api(self.store, self.events, lambda: {}, lambda keep: None)
+        super().__init__(tmp_path, DeploymentController)
 
     def apply(self, replicas: int = 4, base: str = "/models/v1", **spec: Any) -> Obj:
-        body = {
+        return self.put({
             "apiVersion": "modelport/v1", "kind": "Deployment", "metadata": {"name": "web"},
             "spec": {
                 "replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
@@ -40,33 +33,7 @@ class World:
                              "spec": {"model": {"name": "m", "basePath": base}}},
                 **spec,
             },
-        }  # fmt: skip
-        current = self.store.get("Deployment", "default", "web")
-        if current is None:
-            return self.api.create("Deployment", "default", body)
-        return self.api.replace("Deployment", "default", "web", body)
-
-    def sync(self, kubelet: Callable[[Obj], bool] = lambda pod: True) -> None:
-        """One round: controllers, then the kubelet: each live pod is ready if `kubelet(pod)`;
-        retired pods are gone."""
-        self.deployments.sync_all()
-        self.replica_sets.sync_all()
-        for pod in self.pods(live_only=False):
-            meta = pod["metadata"]
-            if terminating(pod):
-                self.store.delete("Pod", meta["namespace"], meta["name"])
-                continue
-            ready = kubelet(pod)
-            was = pod.get("status", {})
-            status = {"ready": ready, "port": 1}
-            if ready:
-                status["readySince"] = was.get("readySince") or iso(self.clock.now())
-            self.store.update({**pod, "status": status}, status_only=True)
-        self.deployments.sync_all()
-
-    def pods(self, live_only: bool = True) -> list[Obj]:
-        pods = self.store.list_kind("Pod")[0]
-        return [p for p in pods if not (live_only and terminating(p))]
+        })  # fmt: skip
 
     def replica_set_sizes(self) -> dict[int, int]:
         return {revision(rs): rs["spec"]["replicas"] for rs in self.store.list_kind("ReplicaSet")[0]}
@@ -78,9 +45,6 @@ class World:
 
     def condition(self, type_: str) -> Obj:
         return next(c for c in self.deployment()["status"]["conditions"] if c["type"] == type_)
-
-    def event_messages(self) -> list[str]:
-        return [e["message"] for e in self.store.list_kind("Event")[0]]
 
 
 @pytest.fixture

@@ -10,24 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelport.controlplane.api import Api
-from modelport.controlplane.deployments import ReplicaSetController
-from modelport.controlplane.meta import HASH_LABEL, Recorder, iso, terminating
+import controller_support
+from modelport.controlplane.meta import HASH_LABEL
 from modelport.controlplane.rollouts import RolloutController
-from modelport.controlplane.store import ObjectStore
-from modelport.testing.clock import FakeClock
 
 Obj = dict[str, Any]
 
 
-class World:
+class World(controller_support.World):
     def __init__(self, tmp_path: Path) -> None:
-        self.clock = FakeClock()
-        self.store = ObjectStore(tmp_path / "state.db", self.clock)
-        self.events = Recorder(self.store, self.clock, "test")
-        self.rollouts = RolloutController(self.store, self.clock, self.events)
-        self.replica_sets = ReplicaSetController(self.store, self.clock, self.events)
-        self.api = Api(self.store, self.events, lambda: {}, lambda keep: None)
+        super().__init__(tmp_path, RolloutController)
 
     def apply(self, base: str, strategy: Obj) -> None:
         if self.store.get("AnalysisTemplate", "default", "t") is None:
@@ -38,31 +30,14 @@ class World:
             }
             template = {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate", "metadata": {"name": "t"},
                         "spec": {"metrics": [metric]}}  # fmt: skip
-            self.api.create("AnalysisTemplate", "default", template)
-        body = {
+            self.put(template)
+        self.put({
             "apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": "web"},
             "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"model": {"name": "m", "basePath": base}}},
                      "strategy": strategy},
-        }  # fmt: skip
-        if self.store.get("Rollout", "default", "web") is None:
-            self.api.create("Rollout", "default", body)
-        else:
-            self.api.replace("Rollout", "default", "web", body)
-
-    def sync(self, ready: Callable[[Obj], bool] = lambda pod: True) -> None:
-        self.rollouts.sync_all()
-        self.replica_sets.sync_all()
-        for pod in self.store.list_kind("Pod")[0]:
-            if terminating(pod):
-                self.store.delete("Pod", "default", pod["metadata"]["name"])
-                continue
-            status = {"ready": ready(pod), "port": 1}
-            if status["ready"]:
-                status["readySince"] = pod.get("status", {}).get("readySince") or iso(self.clock.now())
-            self.store.update({**pod, "status": status}, status_only=True)
-        self.rollouts.sync_all()
+        })  # fmt: skip
 
     def status(self) -> Obj:
         found = self.store.get("Rollout", "default", "web")
@@ -107,7 +82,7 @@ def test_no_weight_before_the_canary_is_ready_and_stable_keeps_every_replica(tmp
     st = world.status()
     assert st["canaryWeight"] == 25 and st["currentStepIndex"] == 1 and st["analysis"]["phase"] == "Running"
     # A new controller on the same store (a restarted control plane) carries on from there.
-    world.rollouts = RolloutController(world.store, world.clock, world.events)
+    world.owner = RolloutController(world.store, world.clock, world.events)
     world.sync()
     assert world.status()["canaryWeight"] == 25 and world.status()["currentStepIndex"] == 1
     world.run_phase("Failed")
