@@ -9,34 +9,20 @@ same model side by side, driven in turns by wrk; medians of the repeats and thei
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
-import signal
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
+import ab
 import http_bench as hb
-from tls_bench import start, wait_ready
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--conns", type=int, nargs="+", default=[64])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser = ab.arguments(__doc__)
     parser.add_argument("--rate", default="100000/s", help="The key's rate limit (burst: one second of it).")
     args = parser.parse_args()
-    hb.ensure_wrk()
-    with tempfile.TemporaryDirectory(prefix="keys-bench-") as tmp:
-        work = Path(tmp)
-        repo = work / "mnist"
-        hb.write_repository(repo, hb.modelport_cli())
-        body = repo / "samples" / "request.json"
+    with ab.workspace("keys-bench-") as (work, repo):
         env = {**os.environ, "MODELPORT_HOME": str(work)}
         key = subprocess.run(
             [sys.executable, "-m", "modelport", "keys", "create", "bench", "--model", "mnist",
@@ -44,30 +30,8 @@ def main() -> int:
             env=env, check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         store = ["--api_key_store", str(work / "registry.db")]
-        off, off_port = start("off", repo, work, ["--auth=off"])
-        on, on_port = start("keys", repo, work, ["--auth=on", *store])
-        try:
-            urls = {"off": f"http://127.0.0.1:{off_port}", "keys": f"http://127.0.0.1:{on_port}"}
-            for url in urls.values():
-                wait_ready(url)
-            pgids = {"off": os.getpgid(off.pid), "keys": os.getpgid(on.pid)}
-            keys = {"off": "", "keys": key}
-            results: dict[int, dict[str, list[hb.Run]]] = {}
-            for conns in args.conns:
-                runs: dict[str, list[hb.Run]] = {"off": [], "keys": []}
-                for name in runs:  # warm-up, not counted
-                    hb.wrk(
-                        urls[name] + "/v1/models/mnist:predict", body, conns, 2, 1, pgids[name], keys[name]
-                    )
-                for _ in range(args.repeats):
-                    for name in runs:  # in turns: the machine's drift hits both
-                        url = urls[name] + "/v1/models/mnist:predict"
-                        runs[name].append(hb.wrk(url, body, conns, args.seconds, 1, pgids[name], keys[name]))
-                results[conns] = runs
-        finally:
-            for proc in (off, on):
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(15)
+        sides = [ab.Side("off", ["--auth=off"]), ab.Side("keys", ["--auth=on", *store], api_key=key)]
+        results = ab.turns(sides, repo, work, args)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"### {when} — `python bench/keys_bench.py --conns {' '.join(map(str, args.conns))} "
           f"--repeats {args.repeats} --seconds {args.seconds} --rate {args.rate}`\n")  # fmt: skip

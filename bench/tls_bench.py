@@ -13,21 +13,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import signal
+import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+import ab
 import http_bench as hb
-
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
@@ -39,36 +33,6 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
-
-
-def start(name: str, repo: Path, work: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    port_file = work / f"{name}.port.json"
-    log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - the server's for its life
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelport", "serve", "--host", "127.0.0.1", "--rest_api_port", "0",
-         "--port", "0", "--model_name", "mnist", "--model_base_path", str(repo),
-         "--port_file", str(port_file), *extra],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{name} did not start: {(work / f'{name}.log').read_text()[-2000:]}")
-        time.sleep(0.05)
-    return proc, json.loads(port_file.read_text())["rest_api_port"]
-
-
-def wait_ready(url: str, context: object = None) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2, context=context) as answer:  # type: ignore[arg-type]
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} not ready within 60 s")
 
 
 def cpu_per_request(runs: list[hb.Run], seconds: int) -> float:
@@ -98,43 +62,13 @@ def report(results: dict[int, dict[str, list[hb.Run]]], args: argparse.Namespace
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--conns", type=int, nargs="+", default=[64])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=10)
-    args = parser.parse_args()
-    hb.ensure_wrk()
-    import ssl
-
-    with tempfile.TemporaryDirectory(prefix="tls-bench-") as tmp:
-        work = Path(tmp)
-        repo = work / "mnist"
-        hb.write_repository(repo, hb.modelport_cli())
-        body = repo / "samples" / "request.json"
+    args = ab.arguments(__doc__).parse_args()
+    with ab.workspace("tls-bench-") as (work, repo):
         cert, key = make_cert(work)
-        plain, plain_port = start("plain", repo, work, [])
-        tls, tls_port = start("tls", repo, work, ["--ssl_cert_file", str(cert), "--ssl_key_file", str(key)])
-        try:
-            urls = {"plain": f"http://127.0.0.1:{plain_port}", "tls": f"https://127.0.0.1:{tls_port}"}
-            wait_ready(urls["plain"])
-            wait_ready(urls["tls"], ssl.create_default_context(cafile=str(cert)))
-            pgids = {"plain": os.getpgid(plain.pid), "tls": os.getpgid(tls.pid)}
-            results: dict[int, dict[str, list[hb.Run]]] = {}
-            for conns in args.conns:
-                runs: dict[str, list[hb.Run]] = {"plain": [], "tls": []}
-                for name in ("plain", "tls"):  # warm-up, not counted
-                    hb.wrk(urls[name] + "/v1/models/mnist:predict", body, conns, 2, 1, pgids[name])
-                for _ in range(args.repeats):
-                    for name in ("plain", "tls"):  # in turns: the machine's drift hits both
-                        url = urls[name] + "/v1/models/mnist:predict"
-                        runs[name].append(hb.wrk(url, body, conns, args.seconds, 1, pgids[name]))
-                results[conns] = runs
-        finally:
-            for proc in (plain, tls):
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(15)
+        tls = ["--ssl_cert_file", str(cert), "--ssl_key_file", str(key)]
+        context = ssl.create_default_context(cafile=str(cert))
+        sides = [ab.Side("plain", []), ab.Side("tls", tls, scheme="https", context=context)]
+        results = ab.turns(sides, repo, work, args)
     report(results, args)
     return 0
 
