@@ -2,7 +2,8 @@
 on any error with `Error from server (Reason): message` on stderr, two applies at once giving one
 of them `Error from server (Conflict)` (the other's object whole), `-o json|yaml` in Kubernetes'
 shapes, `get pods -o wide`'s columns; and a control plane killed and started again adopting the
-replicas and load balancer that kept serving, saying so in its log."""
+replicas and load balancer that kept serving, saying so in its log; `apply -f DIR` applying a
+folder as kubectl does."""
 
 from __future__ import annotations
 
@@ -65,6 +66,42 @@ class _RacingClient(Client):
         other["spec"]["replicas"] = 3
         Client.replace(self, other)
         return current
+
+
+def _template(name: str, condition: str) -> str:
+    metric = {"name": "m", "successCondition": condition, "provider": {"modelport": {"metric": "errorRate"}}}
+    head = {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate", "metadata": {"name": name}}
+    return yaml.safe_dump({**head, "spec": {"metrics": [metric]}})
+
+
+def test_a_folder_of_alternatives_applies_a_shared_object_once_and_refuses_a_differing_one(
+    plane: Plane, tmp_path: Path
+) -> None:
+    """`apply -f DIR` as kubectl: every file of the folder, its other YAML (a training config)
+    passed over; an object two files carry alike applied once; carried differently, nothing is
+    applied and both files are named."""
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(
+        _template("shared", "result < 1") + "---\n" + _template("only-a", "result < 1")
+    )
+    (folder / "b.yaml").write_text(
+        _template("shared", "result < 1") + "---\n" + _template("only-b", "result < 1")
+    )
+    (folder / "train.yaml").write_text("epochs: 3\nlearning_rate: 0.01\n")
+    applied = plane.cli("apply", "-f", str(folder))
+    created = ["shared", "only-a", "only-b"]
+    assert applied.stdout.splitlines() == [f"analysistemplate/{name} created" for name in created]
+    (folder / "b.yaml").write_text(
+        _template("shared", "result < 0.5") + "---\n" + _template("new", "result < 1")
+    )
+    refused = plane.cli("apply", "-f", str(folder), check=False)
+    assert refused.returncode == 1, refused
+    assert (
+        f"AnalysisTemplate/shared: given twice, differently, in {folder / 'a.yaml'} and {folder / 'b.yaml'}"
+        in (refused.stderr)
+    )
+    assert plane.cli("get", "analysistemplate", "new", check=False).returncode == 1  # nothing applied
 
 
 def test_two_applies_at_once_one_gets_a_conflict_and_exit_1(

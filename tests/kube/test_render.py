@@ -288,3 +288,54 @@ def test_a_bad_claim_or_image_is_refused_naming_the_flag(tmp_path: Path) -> None
     bad_image = CliRunner().invoke(cli, [*base, "--image", "mnist 1"])
     assert bad_image.exit_code == 1 and "--image: an image reference, got 'mnist 1'" in bad_image.output
     assert not (tmp_path / "k8s").exists()
+
+
+SERVICE = """apiVersion: modelport/v1
+kind: Service
+metadata:
+  name: mnist
+spec:
+  selector: {app: mnist}
+  ports:
+    - name: http
+      port: PORT
+"""
+
+
+def test_a_folder_of_alternatives_renders_an_object_they_share_once(tmp_path: Path) -> None:
+    """kubectl applies every file of a folder: an object two files carry alike is the same object
+    (applied twice, to one effect); the folder's other YAML (a training config) is passed over."""
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    for source in (*SERVED, EXAMPLE / "mlp.yaml"):
+        (folder / source.name).write_text(source.read_text())
+    (folder / "zz-service.yaml").write_text(SERVICE.replace("PORT", "8501"))
+    out = tmp_path / "k8s"
+    rendered = CliRunner().invoke(cli, ["render", "-f", str(folder), "--image", "mnist:1", "-o", str(out)])
+    assert rendered.exit_code == 0, rendered.output
+    written = {p.name: p.read_text() for p in out.iterdir()}
+    assert written == render_kubernetes(load_objects_from(SERVED), PodOptions("mnist:1")).files
+
+
+def test_an_object_given_twice_differently_is_refused_naming_both_files(tmp_path: Path) -> None:
+    folder = tmp_path / "objects"
+    folder.mkdir()
+    (folder / "deploy.yaml").write_text((EXAMPLE / "deploy.yaml").read_text())
+    (folder / "zz-service.yaml").write_text(SERVICE.replace("PORT", "9000"))
+    out = tmp_path / "k8s"
+    refused = CliRunner().invoke(cli, ["render", "-f", str(folder), "--image", "mnist:1", "-o", str(out)])
+    assert refused.exit_code == 1
+    assert f"Service/mnist: given twice, differently, in {folder / 'deploy.yaml'} and " in refused.output
+    assert str(folder / "zz-service.yaml") in refused.output and not out.exists()
+
+
+def test_the_whole_example_folder_names_the_alternatives_that_cannot_render_together(tmp_path: Path) -> None:
+    """examples/mnist/ holds a Deployment of the model (deploy.yaml) and the Rollout a pipeline
+    releases into (serving.yaml): each its model's ConfigMap, pointing at other models."""
+    out = tmp_path / "k8s"
+    refused = CliRunner().invoke(cli, ["render", "-f", str(EXAMPLE), "--image", "mnist:1", "-o", str(out)])
+    assert refused.exit_code == 1 and not out.exists()
+    assert (
+        f"ConfigMap/mnist-model-config: rendered differently from Deployment/mnist in "
+        f"{EXAMPLE / 'deploy.yaml'} and from Rollout/mnist in {EXAMPLE / 'serving.yaml'}; render one of them"
+    ) in refused.output

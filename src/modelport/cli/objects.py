@@ -6,7 +6,6 @@ Each command fetches, then prints through the pure printers (`printers.py`, `des
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,29 +25,13 @@ Obj = dict[str, Any]
 # -- apply --
 
 
-def _files(paths: tuple[Path, ...]) -> list[Path]:
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
-        else:
-            out.append(path)
-    return out
-
-
 def load_files(paths: tuple[Path, ...]) -> list[Obj]:
-    """Every object of every file, all validated before any is sent (an invalid one refuses all),
-    with the spec's defaults filled in (metadata.namespace is always there: `default` if unsaid)."""
-    from modelport.spec import load_objects, to_dict  # pydantic: only for the commands that read files
+    """Every object of every file (a folder's files that hold modelport/v1 objects; one given twice
+    the same kept once), all validated before any is sent (an invalid one refuses all), with the
+    spec's defaults filled in (metadata.namespace is always there: `default` if unsaid)."""
+    from modelport.spec import read_objects, to_dict  # pydantic: only for the commands that read files
 
-    objects = []
-    for path in _files(paths):
-        try:
-            text = path.read_text() if str(path) != "-" else sys.stdin.read()
-        except OSError as exc:
-            raise ModelportError(Code.INVALID_ARGUMENT, f"{path}: {exc.strerror}") from None
-        objects += [to_dict(o) for o in load_objects(text, str(path))]
-    return objects
+    return [to_dict(s.obj) for s in read_objects(paths)]
 
 
 @click.command()
@@ -59,7 +42,8 @@ def load_files(paths: tuple[Path, ...]) -> list[Obj]:
     multiple=True,
     required=True,
     type=click.Path(path_type=Path, exists=True),
-    help="A YAML file (objects separated by ---) or a folder of them.",
+    help="A YAML file (objects separated by ---) or a folder of them (its files without modelport/v1 "
+    "objects passed over; an object two files carry alike applied once, differently: refused).",
 )
 def apply(files: tuple[Path, ...]) -> None:
     """Create the objects in FILE, or update them to match it."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,13 @@ from modelport.kube.mapping import (
 from modelport.kube.notes import Note
 from modelport.kube.pods import PodOptions
 from modelport.spec import (
-    API_VERSION,
-    KINDS,
     Deployment,
     HorizontalPodAutoscaler,
     Object,
     Rollout,
     Service,
-    load_objects,
+    Sourced,
+    read_objects,
 )
 
 KUSTOMIZATION = "kustomization.yaml"
@@ -84,33 +83,34 @@ def _upstream(dep: Deployment, services: list[Service]) -> str | None:
     )
 
 
-def _documents(objects: list[Object], options: PodOptions, notes: list[Note]) -> list[dict[str, Any]]:
-    services = [o for o in objects if isinstance(o, Service)]
-    docs: list[dict[str, Any]] = []
-    for obj in objects:
-        if isinstance(obj, Deployment):
-            config = render_model_config(obj)
-            if config is not None:
-                docs.append(config)
-            docs.append(
-                render_deployment(obj, options, _upstream(obj, services), config_digest(config), notes)
-            )
-            docs.append(render_disruption_budget(obj))
-        elif isinstance(obj, Service):
-            docs.append(render_service(obj, notes))
-        elif isinstance(obj, HorizontalPodAutoscaler):
-            docs.append(render_hpa(obj, notes))
-        elif isinstance(obj, Rollout):  # Argo Rollouts' (argoproj.io/v1alpha1), its CRDs installed
-            plain = as_deployment(obj)
-            config = render_model_config(plain)
-            if config is not None:
-                docs.append(config)
-            docs.append(
-                render_rollout(obj, options, _upstream(plain, services), config_digest(config), notes)
-            )
-            docs.append(render_disruption_budget(plain))
-        else:
-            docs.append(render_analysis_template(obj, notes))
+def _object_documents(
+    obj: Object, options: PodOptions, services: list[Service], notes: list[Note]
+) -> list[dict[str, Any]]:
+    if isinstance(obj, Deployment):
+        config = render_model_config(obj)
+        deployment = render_deployment(obj, options, _upstream(obj, services), config_digest(config), notes)
+        return [*([config] if config else []), deployment, render_disruption_budget(obj)]
+    if isinstance(obj, Service):
+        return [render_service(obj, notes)]
+    if isinstance(obj, HorizontalPodAutoscaler):
+        return [render_hpa(obj, notes)]
+    if isinstance(obj, Rollout):  # Argo Rollouts' (argoproj.io/v1alpha1), its CRDs installed
+        plain = as_deployment(obj)
+        config = render_model_config(plain)
+        rollout = render_rollout(obj, options, _upstream(plain, services), config_digest(config), notes)
+        return [*([config] if config else []), rollout, render_disruption_budget(plain)]
+    return [render_analysis_template(obj, notes)]
+
+
+def _documents(
+    objects: list[Sourced], options: PodOptions, notes: list[Note]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each document with what it was rendered from (`Deployment/mnist in deploy.yaml`)."""
+    services = [s.obj for s in objects if isinstance(s.obj, Service)]
+    docs = []
+    for s in objects:
+        origin = f"{s.obj.kind}/{s.obj.metadata.name}" + (f" in {s.source}" if s.source else "")
+        docs += [(origin, doc) for doc in _object_documents(s.obj, options, services, notes)]
     return docs
 
 
@@ -127,20 +127,26 @@ def _kustomization(resources: Iterable[str], notes: list[Note]) -> str:
     return "\n".join(lines) + "\n" + _dump(body)
 
 
-def render_kubernetes(objects: list[Object], options: PodOptions) -> Rendered:
+def render_kubernetes(objects: Sequence[Object | Sourced], options: PodOptions) -> Rendered:
     """Every object as Kubernetes documents, one file each, and the kustomization that lists them;
-    the Prometheus Adapter values beside them (not applied: they configure an add-on)."""
+    the Prometheus Adapter values beside them (not applied: they configure an add-on). Two objects
+    may render one document (a Deployment and a Rollout of one model, alternatives in a folder,
+    each its model's ConfigMap): the same twice, it is written once; differently, render refuses."""
+    sourced = [o if isinstance(o, Sourced) else Sourced("", o) for o in objects]
     notes: list[Note] = []
     files: dict[str, str] = {}
-    for doc in _documents(objects, options, notes):
-        name = _file_name(doc)
-        if name in files:
+    origins: dict[str, str] = {}
+    for origin, doc in _documents(sourced, options, notes):
+        name, text = _file_name(doc), _dump(doc)
+        if files.setdefault(name, text) != text:
             raise ModelportError(
-                Code.INVALID_ARGUMENT, f"{doc['kind']}/{doc['metadata']['name']}: given twice"
+                Code.INVALID_ARGUMENT,
+                f"{doc['kind']}/{doc['metadata']['name']}: rendered differently from {origins[name]} "
+                f"and from {origin}; render one of them",
             )
-        files[name] = _dump(doc)
+        origins.setdefault(name, origin)
     resources = list(files)
-    adapter = render_adapter_values([o for o in objects if isinstance(o, HorizontalPodAutoscaler)])
+    adapter = render_adapter_values([s.obj for s in sourced if isinstance(s.obj, HorizontalPodAutoscaler)])
     if adapter is not None:
         files[ADAPTER_VALUES] = (
             "# helm install prometheus-adapter prometheus-community/prometheus-adapter -f this file\n"
@@ -150,37 +156,10 @@ def render_kubernetes(objects: list[Object], options: PodOptions) -> Rendered:
     return Rendered(files, notes)
 
 
-def _is_ours(text: str) -> bool:
-    """A YAML file of our served objects (`apiVersion: modelport/v1`, a kind render knows); a
-    folder also holds other YAML (the example's training configs, a Pipeline), which render
-    passes over."""
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError:
-        return True  # let load_objects name the problem
-    return any(
-        isinstance(d, dict) and d.get("apiVersion") == API_VERSION and d.get("kind") in KINDS for d in docs
-    )
-
-
-def load_objects_from(paths: Iterable[Path]) -> list[Object]:
-    """The objects of each file, and of each folder's YAML files that hold modelport/v1 objects."""
-    objects: list[Object] = []
-    for path in paths:
-        files = (
-            sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
-        )
-        for file in files:
-            try:
-                text = file.read_text()
-            except OSError as exc:
-                raise ModelportError(Code.INVALID_ARGUMENT, f"{file}: {exc.strerror}") from None
-            if path.is_dir() and not _is_ours(text):
-                continue
-            objects += load_objects(text, str(file))
-    if not objects:
-        raise ModelportError(Code.INVALID_ARGUMENT, "no modelport/v1 objects in the files given")
-    return objects
+def load_objects_from(paths: Iterable[Path]) -> list[Sourced]:
+    """The objects of each file, and of each folder's YAML files that hold modelport/v1 objects
+    (modelport.spec.files: one given twice the same is kept once, differently is refused)."""
+    return read_objects(paths)
 
 
 def _replaceable(out: Path) -> bool:

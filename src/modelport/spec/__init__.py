@@ -9,6 +9,7 @@ file is refused as a whole.
 """
 
 from modelport.spec.conditions import condition
+from modelport.spec.files import Sourced, read_objects
 from modelport.spec.objects import (
     ALIASES,
     API_VERSION,
@@ -89,6 +90,7 @@ __all__ = [
     "Service",
     "ServicePort",
     "ServiceSpec",
+    "Sourced",
     "Strategy",
     "Template",
     "condition",
@@ -96,6 +98,7 @@ __all__ = [
     "load_objects",
     "parse_object",
     "quantity",
+    "read_objects",
     "scaled",
     "seconds",
     "to_dict",
