@@ -45,6 +45,7 @@ PROCESS_MODULES = (
     "tests/server/test_enable_batching.py",
     "tests/server/test_grpc_beside_tritonclient.py",
     "tests/server/test_timeout_and_cors.py",
+    "tests/server/test_workers.py",
 )
 # Helpers a library keeps for its own pool, not started by a test: multiprocessing's resource
 # tracker and fork server outlive the pools that started them, by design.

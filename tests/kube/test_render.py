@@ -257,6 +257,30 @@ def test_args_that_would_fight_render_are_refused() -> None:
         render_kubernetes(load_objects(text), PodOptions("mnist:1"))
 
 
+@pytest.mark.parametrize(
+    ("cpu", "args", "workers"),
+    [(None, None, None), ("500m", None, None), ("1500m", None, "2"), ("4", None, "4"),
+     ("4", "--workers=1", "1")],
+)  # fmt: skip
+def test_a_pod_runs_as_many_workers_as_its_cpu_limit(
+    cpu: str | None, args: str | None, workers: str | None
+) -> None:
+    from modelport.cli.serve import serve
+
+    text = (EXAMPLE / "deploy.yaml").read_text()
+    if cpu:
+        text = text.replace("limits: {memory: 2Gi}", f"limits: {{memory: 2Gi, cpu: '{cpu}'}}")
+    if args:
+        text = text.replace("      readinessProbe:", f"      args: [{args}]\n      readinessProbe:")
+    docs = documents(render_kubernetes(load_objects(text), PodOptions("mnist:1")))
+    (container,) = docs["Deployment/mnist"]["spec"]["template"]["spec"]["containers"]
+    assert [a for a in container["args"] if a.startswith("--workers")] == (
+        [f"--workers={workers}"] if workers else []
+    )
+    context = serve.make_context("serve", container["args"][1:])  # click's parse only
+    assert context.params["workers"] == int(workers or 1)
+
+
 def test_a_gateway_without_its_service_is_refused() -> None:
     objects = [
         o

@@ -22,6 +22,21 @@ log = logging.getLogger("modelport.cli")
 _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
 
 
+class _Workers(click.ParamType[int]):
+    """A count of at least 1, or `auto`: the CPUs this process may use."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from modelport.server.cpus import usable_cpus
+
+        if isinstance(value, int) or (str(value).isdigit() and int(value) >= 1):
+            return int(value)
+        if value == "auto":
+            return usable_cpus()
+        self.fail(f"{value!r}: give a number of workers (1 or more) or auto", param, ctx)
+
+
 @click.command()
 @click.option(
     "--port",
@@ -100,6 +115,16 @@ _TRANSITIONS = click.Choice(["availability_preserving", "resource_preserving"])
     show_default=True,
     type=click.IntRange(min=1),
     help="Threads that run slow models (fast ones run inline).",
+)
+@click.option(
+    "--workers",
+    default="1",
+    type=_Workers(),
+    help="Server processes sharing the REST and gRPC ports, each a whole server that loads every "
+    "model (memory: N times; feedback reaches the worker that answered 1 time in N). auto: the "
+    "CPUs this process may use (its CPU affinity, capped by its cgroup's quota). [default: 1; "
+    "replicas under `modelport apply` are one process each, Kubernetes pods are given their CPU "
+    "limit]",
 )
 @click.option(
     "--rest_api_timeout_in_ms",
@@ -311,6 +336,7 @@ def serve(**flags: Any) -> None:
         key_store=flags["api_key_store"],
         rest_tls=rest_tls,
         grpc_tls=grpc_tls,
+        workers=flags["workers"],
         monitoring=MonitorOptions(
             enabled=not flags["disable_model_monitoring"],
             log_dir=flags["prediction_log_dir"],

@@ -5,6 +5,7 @@ scrape annotations)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from modelport.errors import Code, ModelportError
 from modelport.kube import layout
 from modelport.kube.notes import Note, whole_seconds
 from modelport.spec import Deployment, Probe, ReplicaSpec
+from modelport.spec.quantity import quantity
 
 Models = Literal["image", "volume"]
 
@@ -98,12 +100,25 @@ def _serve_container(replica: ReplicaSpec, options: PodOptions, where: str) -> d
         # Without keys, as before keys existed: the key store is not in the image yet, and who
         # reaches a Pod is the cluster's Service type and NetworkPolicy to decide.
         "args": ["serve", "--host=0.0.0.0", "--auth=off", f"--rest_api_port={layout.REST_PORT}",
-                 f"--port={layout.GRPC_PORT}", f"--model_config_file={config}", *replica.args],
+                 f"--port={layout.GRPC_PORT}", f"--model_config_file={config}",
+                 *compute_workers_args(replica), *replica.args],
         "ports": [
             {"name": "http", "containerPort": layout.REST_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": layout.GRPC_PORT, "protocol": "TCP"},
         ],
     }  # fmt: skip
+
+
+def compute_workers_args(replica: ReplicaSpec) -> list[str]:
+    """A pod whose CPU limit is more than one CPU runs that many workers, rounded up (what
+    `--workers auto` reads from the container's cgroup): limits.cpu 2 -> --workers=2, 1500m -> 2,
+    500m or none -> nothing (one worker: a pod without a limit may see the node's every core, and
+    each worker holds every model). A `--workers` of the template's args wins."""
+    cpu = replica.resources.limits.get("cpu")
+    if cpu is None or any(a.split("=", 1)[0] == "--workers" for a in replica.args):
+        return []
+    workers = max(1, math.ceil(quantity(cpu)))
+    return [f"--workers={workers}"] if workers > 1 else []
 
 
 def _gateway_container(

@@ -380,7 +380,7 @@ class RestApp:
         elif path == "/metrics":
             self._admit(scope, "metrics", None)
             await self._respond(
-                send, 200, self._metrics.render(), [(b"content-type", b"text/plain; version=0.0.4")]
+                send, 200, await self._metrics.exposition(), [(b"content-type", b"text/plain; version=0.0.4")]
             )
         else:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")

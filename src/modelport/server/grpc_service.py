@@ -255,7 +255,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ModelportError) -> Any:
     await context.abort(_grpc_status(exc), exc.message)
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def server_options(max_message_bytes: int, shared_port: bool = False) -> list[tuple[str, int]]:
     """The gRPC server's channel arguments: what one client may send, hold open and ask for.
 
     A message over `max_message_bytes` (REST's `--max_request_bytes`) is refused by gRPC itself
@@ -263,11 +263,14 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
     (given to the server, not here) a call gets RESOURCE_EXHAUSTED too. Streams per connection
     are not capped: a client that opens more than a cap before it has read the server's settings
     gets its extra calls refused (UNAVAILABLE, measured with 3,000 calls at once on one channel
-    and a cap of 100), where a call over `maximum_concurrent_rpcs` is told to back off."""
+    and a cap of 100), where a call over `maximum_concurrent_rpcs` is told to back off.
+
+    `shared_port`: several workers (`--workers`) listen on the port, SO_REUSEPORT; else a
+    second server given the same port fails to start instead of sharing it unnoticed."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(shared_port)),
         # Metadata (gRPC's headers) capped as REST's header block is: RESOURCE_EXHAUSTED beyond
         # 64 KiB. Both limits: with the soft one alone, gRPC refuses some calls between it and a
         # hard limit 1.25x over it, at random.
@@ -307,6 +310,7 @@ class GrpcServer:
         max_message_bytes: int,
         max_concurrent_rpcs: int = 1024,
         tls: TlsIdentity | None = None,
+        shared_port: bool = False,
     ) -> None:
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -315,7 +319,7 @@ class GrpcServer:
         self.port = 0
         self._thread = threading.Thread(
             target=self._run,
-            args=(servicer, host, port, max_message_bytes, max_concurrent_rpcs, tls),
+            args=(servicer, host, port, max_message_bytes, max_concurrent_rpcs, tls, shared_port),
             name="grpc",
             daemon=True,
         )
@@ -334,10 +338,11 @@ class GrpcServer:
         max_message_bytes: int,
         max_rpcs: int,
         tls: TlsIdentity | None,
+        shared_port: bool,
     ) -> None:
         async def serve() -> None:
             try:
-                options = server_options(max_message_bytes)
+                options = server_options(max_message_bytes, shared_port)
                 server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_rpcs)
                 pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
                 address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
 from modelport.server.monitor import Monitor, MonitorOptions
+from modelport.server.siblings import Seat, Siblings
 
 if TYPE_CHECKING:
     from modelport.server.grpc_service import GrpcServer
@@ -77,6 +78,7 @@ class ServeConfig:
     rest_tls: TlsIdentity | None = None
     grpc_tls: TlsIdentity | None = None
     monitoring: MonitorOptions = field(default_factory=MonitorOptions)
+    workers: int = 1  # server processes sharing the ports (server/workers.py)
 
 
 # File descriptors kept for what is not a client connection: models, logs, gRPC, the pool.
@@ -92,17 +94,31 @@ def default_max_connections() -> int:
     return max(16, min(1024, (soft - _RESERVED_FDS) // 2))
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """`reuse_port`: SO_REUSEPORT, for several workers' sockets on one port (`listen=False`:
+    a socket that only holds the port, so that port 0 picks one the workers then share)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # Accepted connections inherit this. Without it, a response written as headers then body
     # waits for the client's delayed ACK: 40 ms per request on Linux.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _listen(config: ServeConfig, seat: Seat | None) -> socket.socket:
+    """The REST socket: bound here; a worker's own on the shared port; or the supervisor's."""
+    if seat is None:
+        return bind(config.host, config.rest_api_port)
+    if seat.rest_fd is None:
+        return bind(config.host, config.rest_api_port, reuse_port=True)
+    return socket.socket(fileno=seat.rest_fd)
 
 
 def _watch_config(manager: ModelManager, path: str, every: float, stop: threading.Event) -> None:
@@ -139,7 +155,17 @@ def _on_version_state(
         _freeze_heap()  # a newly loaded model is long-lived too
 
 
-def serve(config: ServeConfig) -> None:
+def serve(config: ServeConfig, seat: Seat | None = None) -> None:
+    """Serve until SIGTERM or SIGINT. With `config.workers` > 1, start that many workers under a
+    supervisor instead (server/workers.py); `seat`: this process is one of them."""
+    if seat is None and config.workers > 1:
+        from modelport.server.workers import serve_workers
+
+        serve_workers(config)
+        return
+    if seat is not None:
+        suffix = f".worker{seat.index}"
+        config = replace(config, monitoring=replace(config.monitoring, log_suffix=suffix))
     metrics = ServerMetrics()
     runtimes = default_runtimes(config.allow_pickle, config.trusted_types, config.onnx_options)
     manager = ModelManager(
@@ -164,7 +190,10 @@ def serve(config: ServeConfig) -> None:
                 name="model-config", daemon=True,
             )
         )  # fmt: skip
-    sock = bind(config.host, config.rest_api_port)
+    if seat is not None:
+        siblings = metrics.siblings = Siblings(seat, metrics.registry)
+        threads.append(threading.Thread(target=siblings.run, args=(stop,), name="siblings", daemon=True))
+    sock = _listen(config, seat)
     port = sock.getsockname()[1]
     pool = ThreadPoolExecutor(config.inference_threads, thread_name_prefix="inference")
     batchers = Batchers(config.batching, metrics.batch_observer) if config.batching else None
@@ -181,9 +210,13 @@ def serve(config: ServeConfig) -> None:
     app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard, monitor)
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
-        grpc_server = _start_grpc(config, manager, metrics, inference, guard, monitor)
+        grpc_server = _start_grpc(config, manager, metrics, inference, guard, monitor, seat is not None)
         grpc_port = None if grpc_server is None else grpc_server.port
-    _announce(config, port, grpc_port)
+    if seat is None:
+        announce(config, port, grpc_port)
+    else:
+        log.info("worker %d of %d (pid %d) listening", seat.index, seat.count, os.getpid())
+        seat.notify(port, grpc_port)
     for thread in threads:
         thread.start()
     Image.init()  # import Pillow's format plugins now, before the heap is frozen
@@ -254,6 +287,7 @@ def _start_grpc(
     inference: InferencePath,
     guard: Guard | None,
     monitor: Monitor | None,
+    shared_port: bool,
 ) -> GrpcServer | None:
     """The v2 gRPC API, or None (logged) when grpcio or protobuf cannot load here: a package that
     pins another version beside modelport must not take REST down with it."""
@@ -265,7 +299,9 @@ def _start_grpc(
     options = config.options
     servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds, guard, monitor)
     max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
-    return GrpcServer(servicer, config.host, config.grpc_port, max_bytes, max_calls, config.grpc_tls)
+    return GrpcServer(
+        servicer, config.host, config.grpc_port, max_bytes, max_calls, config.grpc_tls, shared_port
+    )
 
 
 def _uvicorn_tls(tls: TlsIdentity | None) -> dict[str, Any]:
@@ -285,7 +321,8 @@ def _tls_note(tls: TlsIdentity | None) -> str:
     return ", TLS with client certificates" if tls.client_ca else ", TLS"
 
 
-def _announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
+def announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
+    """Log where the APIs listen; write --port_file (the pid in it: the process to signal)."""
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
     if grpc_port is None and config.grpc_port == config.rest_api_port and config.grpc_port != 0:
         log.info(

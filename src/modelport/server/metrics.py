@@ -52,6 +52,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from modelport.server.siblings import Siblings
+
 # From 250 µs (a small ONNX model on one core) to 10 s (a large one queued behind others).
 _BUCKETS = (
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -148,6 +150,7 @@ class ServerMetrics:
         self.quality = QualityMetrics(self.registry)
         self._children: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
         self._in_flight_children: dict[str, Gauge] = {}
+        self.siblings: Siblings | None = None  # set when this is one worker of several
 
     def observe(self, model: str, version: str, api: str, status: int, seconds: float) -> None:
         key = (model, version, api, status)
@@ -217,6 +220,13 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    async def exposition(self) -> bytes:
+        """What /metrics answers: this process's series, or with --workers every worker's, each
+        labelled with its worker (server/siblings.py says why)."""
+        if self.siblings is None:
+            return self.render()
+        return await self.siblings.render()
 
 
 class QualityMetrics:

@@ -19,7 +19,8 @@ precision and recall per class, and the confusion matrix (quality/feedback.py).
 
 Prediction log (opt-in: model.yaml `logging: {sampleRate, maxBytes}`, or the server's
 --prediction_log_sample_rate for versions that set none): JSON lines in
-`<dir>/<model>/<version>.jsonl`, one per sampled request:
+`<dir>/<model>/<version>.jsonl` (with --workers N, worker i's in `<version>.worker<i>.jsonl`: no
+two processes append to or rotate one file), one per sampled request:
 
     {"time": "2026-12-07T15:40:01.123456Z", "request_id": "...", "model": "mnist", "version": "1",
      "api": "predict", "latency_ms": 0.41,
@@ -89,6 +90,7 @@ class MonitorOptions:
     feedback_requests: int = 100_000
     feedback_seconds: float = 7 * 24 * 3600.0
     feedback_window: int = 1000
+    log_suffix: str = ""  # between the version and .jsonl: ".worker1" for worker 1 of several
 
 
 class Observation:
@@ -299,7 +301,9 @@ class Monitor:
         log_file = None
         if rate > 0:
             try:
-                log_file = _LogFile(self._log_dir / model / f"{version}.jsonl", max_bytes)
+                log_file = _LogFile(
+                    self._log_dir / model / f"{version}{self._options.log_suffix}.jsonl", max_bytes
+                )
             except OSError as exc:  # an unwritable folder costs the log, not the monitoring
                 log.error("prediction log of %s version %s not written: %s", model, version, exc)
         return _Version(

@@ -1,0 +1,170 @@
+"""One server process of several (`modelport serve --workers N`): its seat, and one /metrics
+for them all.
+
+Each worker counts in its own registry, as a single server does: nothing on the request path
+knows there are others. /metrics is answered by whichever worker the scrape's connection
+reached, with every worker's series, each labelled `worker="0".."N-1"`: its own, and each
+sibling's, read from the sibling's Unix socket in the run's private directory
+(`<run_dir>/metrics-<i>.sock`, a thread that answers one JSON document per connection).
+
+    modelport_requests_total{model="mnist",...,worker="0"} 51234
+    modelport_requests_total{model="mnist",...,worker="1"} 50877     sum without (worker): all
+    modelport_model_state{model="mnist",version="2",worker="0"} 30   each worker's own state
+    modelport_worker_info{worker="1",pid="4242"} 1                    who answered this scrape
+
+Why a `worker` label, not prometheus_client's multiprocess mode (one directory of mmap files):
+- Counters and histograms sum with `sum without (worker)`; gauges are each worker's own and
+  never added up: during a reload one worker may serve version 2 while another still loads it,
+  and a summed (or max) model state or drift score would say neither.
+- The request path is unchanged: multiprocess mode writes every increment into a shared file
+  under a lock, and it cannot remove a series (an unloaded version's quality gauges), compute a
+  gauge when scraped (the batch queue's rows), or give each worker's process_* figures.
+A sibling that does not answer within a second is left out of that scrape (and logged); its
+counters come back with it (a restarted worker starts from zero, which Prometheus' rate()
+reads as a counter reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+
+log = logging.getLogger("modelport.server")
+
+_TIMEOUT = 1.0  # seconds a sibling has to answer a scrape
+_MAX_BYTES = 64 * 1024 * 1024  # one sibling's metrics at most (a single server's are ~25 KB)
+
+
+@dataclass(frozen=True)
+class Seat:
+    """Where worker `index` of `count` sits: the run's private directory (its metrics socket),
+    the pipe it tells the supervisor on that it listens, and the REST socket it inherits (None:
+    it binds the port itself with SO_REUSEPORT)."""
+
+    index: int
+    count: int
+    run_dir: str
+    notify_fd: int
+    rest_fd: int | None = None
+
+    def socket_path(self, index: int) -> Path:
+        return Path(self.run_dir) / f"metrics-{index}.sock"
+
+    def notify(self, rest_port: int, grpc_port: int | None) -> None:
+        """Tell the supervisor this worker listens (one JSON line, then the pipe is closed)."""
+        line = json.dumps({"rest_api_port": rest_port, "grpc_port": grpc_port, "pid": os.getpid()})
+        with os.fdopen(self.notify_fd, "w") as pipe:
+            pipe.write(line + "\n")
+
+
+def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    """What a read-only mapping in a worker's pickled config is rebuilt with."""
+    return MappingProxyType(mapping)
+
+
+def snapshot(registry: CollectorRegistry) -> dict[str, Any]:
+    """A registry's families as JSON-able data (NaN and infinities survive json's round trip)."""
+    families = [
+        {
+            "name": m.name, "help": m.documentation, "type": m.type, "unit": m.unit,
+            "samples": [[s.name, s.labels, s.value] for s in m.samples],
+        }
+        for m in registry.collect()
+    ]  # fmt: skip
+    return {"pid": os.getpid(), "families": families}
+
+
+def render_merged(parts: Iterable[tuple[int, dict[str, Any]]]) -> bytes:
+    """The text exposition of several workers' snapshots, each sample labelled with its worker;
+    a family's samples stay together (the format wants one HELP/TYPE block per family)."""
+    info = Metric("modelport_worker", "The workers whose series this scrape holds.", "info")
+    merged: dict[str, Metric] = {}
+    for worker, part in sorted(parts, key=lambda p: p[0]):
+        info.add_sample("modelport_worker_info", {"worker": str(worker), "pid": str(part["pid"])}, 1)
+        for family in part["families"]:
+            metric = merged.get(family["name"])
+            if metric is None:
+                metric = Metric(family["name"], family["help"], family["type"], family["unit"])
+                merged[family["name"]] = metric
+            for name, labels, value in family["samples"]:
+                metric.add_sample(name, {**labels, "worker": str(worker)}, value)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([info, *merged.values()]))
+    return generate_latest(registry)
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+class Siblings:
+    """This worker's side of the metrics exchange: its socket, and the merged /metrics."""
+
+    def __init__(self, seat: Seat, registry: CollectorRegistry) -> None:
+        self._seat = seat
+        self._registry = registry
+        path = seat.socket_path(seat.index)
+        path.unlink(missing_ok=True)  # a dead predecessor's
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(path))
+        self._listener.listen(16)
+        self._listener.settimeout(0.5)  # how soon the thread sees `stop`
+
+    def run(self, stop: threading.Event) -> None:
+        """Answer each connection with this worker's snapshot, until `stop`."""
+        while not stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            with conn:
+                conn.settimeout(_TIMEOUT)
+                with contextlib.suppress(OSError):
+                    conn.sendall(json.dumps(snapshot(self._registry)).encode())
+        self._listener.close()
+
+    async def render(self) -> bytes:
+        """Every worker's metrics, read now; a sibling that does not answer is left out."""
+        others = [i for i in range(self._seat.count) if i != self._seat.index]
+        fetched = await asyncio.gather(*(self._fetch(i) for i in others))
+        parts = [(self._seat.index, snapshot(self._registry))]
+        parts += [(i, part) for i, part in zip(others, fetched, strict=True) if part is not None]
+        return render_merged(parts)
+
+    async def _fetch(self, index: int) -> dict[str, Any] | None:
+        try:
+            async with asyncio.timeout(_TIMEOUT):
+                reader, writer = await asyncio.open_unix_connection(str(self._seat.socket_path(index)))
+                chunks, size = [], 0
+                try:
+                    while chunk := await reader.read(65536):
+                        size += len(chunk)
+                        if size > _MAX_BYTES:
+                            raise ValueError(f"more than {_MAX_BYTES} bytes")
+                        chunks.append(chunk)
+                finally:
+                    writer.close()
+            part: dict[str, Any] = json.loads(b"".join(chunks))
+            return part
+        except (OSError, TimeoutError, ValueError) as exc:
+            log.warning("worker %d's metrics left out of this scrape: %s", index, exc or type(exc).__name__)
+            return None

@@ -1,0 +1,250 @@
+"""`modelport serve --workers N`: N whole servers on the same ports, under a small supervisor.
+
+    supervisor (this module: loads no model, answers no request)
+      ├── worker 0: `modelport serve` complete (models, hot reload, batching, monitor, REST, gRPC)
+      ├── worker 1
+      └── ...
+
+Ports: the supervisor binds the REST and gRPC ports first (port 0 picks one, as it does for one
+server) and each worker listens on the same ones with SO_REUSEPORT: the kernel spreads new
+connections evenly over the workers listening (one listening socket shared by every worker
+gives each connection to whichever worker wakes first). The supervisor's own sockets only hold
+the ports; they never accept.
+
+Start: each worker tells the supervisor on a pipe when it listens; once all have, the ports are
+logged and written to --port_file (with the supervisor's pid: the process to signal) as one
+server's are. A worker answers /readyz for itself: ready once its own models are loaded.
+
+Failures: a worker that exits after it listened is started again, 0.5 s later, doubling for
+one that keeps exiting (compute_restart_delay), back to 0.5 s after a minute up. One that exits
+before it ever listened stops the server with exit code 1: the next would fail the same way (a
+bad model config, a port taken).
+
+Stop: SIGTERM or SIGINT sends every worker SIGTERM; each drains (uvicorn's graceful shutdown, up
+to 10 s, gRPC's 5 s); one still running after _GRACE seconds is killed; the exit code is 0.
+Workers run in a process group of their own (a terminal's Ctrl-C reaches the supervisor only,
+which stops them once, gracefully) and the kernel sends each SIGTERM if the supervisor dies
+(PR_SET_PDEATHSIG): no orphans, even after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copyreg
+import ctypes
+import io
+import json
+import logging
+import os
+import pickle
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any
+
+from modelport.server.main import ServeConfig, announce, bind, serve
+from modelport.server.siblings import Seat, read_only
+
+log = logging.getLogger("modelport.server")
+
+_GRACE = 20.0  # seconds a worker has to drain after SIGTERM before it is killed
+_STEADY = 60.0  # seconds up after which a worker's earlier exits are forgiven
+_PR_SET_PDEATHSIG = 1
+# How workers share the REST port: "reuseport" (each its own socket) or "inherit" (the
+# supervisor's listening socket). Read once; the bench compares both (bench/workers_bench.py).
+_SHARING = os.environ.get("MODELPORT_WORKER_SOCKETS", "reuseport")
+
+
+def compute_restart_delay(exits: int) -> float:
+    """Seconds before a worker that exited is started again: 0.5 s, doubling with each exit in a
+    row (exits=1 -> 0.5, 2 -> 1, 3 -> 2, ...), at most 30 s."""
+    return min(30.0, 0.5 * 2.0 ** max(0, exits - 1))
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: subprocess.Popen[bytes]
+    pipe: int | None  # read end of its notify pipe, until it has said it listens
+    started: float
+    report: dict[str, Any] | None = None
+    exits: int = 0  # exits in a row
+
+
+class _Supervisor:
+    def __init__(self, config: ServeConfig, run_dir: str, rest_fd: int | None) -> None:
+        self._config = config
+        self._run_dir = run_dir
+        self._rest_fd = rest_fd
+        self.workers: dict[int, _Worker] = {}
+        self.due: dict[int, tuple[float, int]] = {}  # index -> (restart at, exits in a row)
+
+    def start(self, index: int, exits: int = 0) -> None:
+        read, write = os.pipe()
+        seat = Seat(index, self._config.workers, self._run_dir, write, self._rest_fd)
+        level = logging.getLogger().getEffectiveLevel()
+        given = _pickled((self._config, seat, level, os.getpid()))
+        fds = (write,) if self._rest_fd is None else (write, self._rest_fd)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelport.server.workers"],
+            stdin=subprocess.PIPE, pass_fds=fds, process_group=0,
+        )  # fmt: skip
+        os.close(write)
+        assert proc.stdin is not None
+        with proc.stdin:
+            proc.stdin.write(given)
+        self.workers[index] = _Worker(index, proc, read, time.monotonic(), exits=exits)
+
+    def read_reports(self, timeout: float) -> None:
+        """Wait up to `timeout` for workers to say they listen."""
+        waiting = {w.pipe: w for w in self.workers.values() if w.pipe is not None}
+        if not waiting:
+            time.sleep(timeout)
+            return
+        readable, _, _ = select.select(list(waiting), [], [], timeout)
+        for fd in readable:
+            worker = waiting[fd]
+            line = os.read(fd, 4096)
+            os.close(fd)
+            worker.pipe = None
+            if line:
+                worker.report = json.loads(line)
+
+    def all_up(self) -> bool:
+        return len(self.workers) == self._config.workers and all(w.report for w in self.workers.values())
+
+    def reap(self, now: float) -> int | None:
+        """Schedule a restart for each worker that exited after it listened; the index of one
+        that exited before it ever did (the server must stop), else None."""
+        for index, worker in list(self.workers.items()):
+            code = worker.proc.poll()
+            if code is None:
+                continue
+            del self.workers[index]
+            if worker.pipe is not None:
+                os.close(worker.pipe)
+            if worker.report is None:
+                log.error(
+                    "worker %d (pid %d) exited with code %d before it listened", index, worker.proc.pid, code
+                )
+                return index
+            exits = 1 if now - worker.started >= _STEADY else worker.exits + 1
+            delay = compute_restart_delay(exits)
+            log.error(
+                "worker %d (pid %d) exited with code %d; starting it again in %.1f s",
+                index, worker.proc.pid, code, delay,
+            )  # fmt: skip
+            self.due[index] = (now + delay, exits)
+        return None
+
+    def restart_due(self, now: float) -> None:
+        for index, (at, exits) in list(self.due.items()):
+            if at <= now:
+                del self.due[index]
+                self.start(index, exits)
+
+    def stop(self) -> None:
+        """SIGTERM to every worker, then wait; kill what is left after _GRACE seconds."""
+        for worker in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.terminate()
+        deadline = time.monotonic() + _GRACE
+        for worker in self.workers.values():
+            try:
+                worker.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error(
+                    "worker %d (pid %d) did not stop in %.0f s: killed", worker.index, worker.proc.pid, _GRACE
+                )
+                worker.proc.kill()
+                worker.proc.wait()
+            if worker.pipe is not None:
+                os.close(worker.pipe)
+        self.workers.clear()
+
+
+def _pickled(value: Any) -> bytes:
+    """`value` pickled, read-only mappings (the config's) as plain dicts' copies."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out)
+    pickler.dispatch_table = copyreg.dispatch_table | {MappingProxyType: _proxy}
+    pickler.dump(value)
+    return out.getvalue()
+
+
+def _proxy(mapping: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return read_only, (dict(mapping),)
+
+
+def serve_workers(config: ServeConfig) -> None:
+    """Run config.workers workers until SIGTERM or SIGINT (exit 0), or until one fails to start
+    (SystemExit 1)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    run_dir = tempfile.mkdtemp(prefix="modelport-workers-")  # 0700: the metrics sockets
+    holders: list[socket.socket] = []
+    failed = None
+    try:
+        inherit = _SHARING == "inherit"
+        rest = bind(config.host, config.rest_api_port, reuse_port=not inherit, listen=inherit)
+        holders.append(rest)
+        rest_port, grpc_port = rest.getsockname()[1], rest.getsockname()[1]
+        if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
+            holders.append(bind(config.host, config.grpc_port, reuse_port=True, listen=False))
+            grpc_port = holders[-1].getsockname()[1]
+        one = replace(config, rest_api_port=rest_port, grpc_port=grpc_port, port_file=None)
+        supervisor = _Supervisor(one, run_dir, rest.fileno() if inherit else None)
+        log.info("starting %d workers", config.workers)
+        for index in range(config.workers):
+            supervisor.start(index)
+        announced = False
+        while not stop.is_set() and failed is None:
+            supervisor.read_reports(0.2)
+            if not announced and supervisor.all_up():
+                report = supervisor.workers[0].report or {}
+                announce(config, rest_port, report.get("grpc_port"))
+                announced = True
+            now = time.monotonic()
+            failed = supervisor.reap(now)
+            supervisor.restart_due(now)
+        log.info("stopping %d workers", len(supervisor.workers))
+        supervisor.stop()
+    finally:
+        for sock in holders:
+            sock.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed is not None:
+        raise SystemExit(1)
+    log.info("server stopped")
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM from the kernel when the supervisor dies (Linux), so a killed one leaves no orphans."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above
+        raise SystemExit(0)
+
+
+def main() -> None:
+    """A worker (`python -m modelport.server.workers`): its config and seat on stdin, pickled by
+    the supervisor that started it."""
+    config, seat, level, parent = pickle.load(sys.stdin.buffer)
+    _die_with_parent(parent)
+    fmt = f"%(asctime)s %(levelname)s %(name)s[worker {seat.index}]: %(message)s"
+    logging.basicConfig(level=level, format=fmt)
+    serve(config, seat)
+
+
+if __name__ == "__main__":
+    main()

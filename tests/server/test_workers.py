@@ -1,0 +1,147 @@
+"""`modelport serve --workers 2` as a user runs it: two whole servers on one REST port and one gRPC
+port (port 0 picked once, for both), one /metrics that holds every worker's series, a new version
+reaching both, a killed worker started again, and a stop that leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import requests
+import tritonclient.grpc as grpcclient
+from prometheus_client.parser import text_string_to_metric_families
+
+from support import Server, half_plus_two, poll, publish
+
+_ARGS = ["--workers", "2", "--model_name", "half", "--file_system_poll_wait_seconds", "0.2"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    root = tmp_path_factory.mktemp("workers")
+    base = root / "half"
+    publish(base, 1, half_plus_two)
+    server = Server([*_ARGS, "--model_base_path", str(base)], root)
+    try:
+        server.wait_until(lambda: _states(server, "1") == {"0": 30.0, "1": 30.0}, what="both workers loaded")
+        yield server, base
+    finally:
+        server.stop()
+
+
+def _samples(server: Server, name: str, **match: str) -> dict[str, float]:
+    """`name`'s samples whose labels include `match`, summed by worker."""
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and match.items() <= sample.labels.items():
+                worker = sample.labels["worker"]
+                found[worker] = found.get(worker, 0.0) + sample.value
+    return found
+
+
+def _states(server: Server, version: str) -> dict[str, float]:
+    return _samples(server, "modelport_model_state", model="half", version=version)
+
+
+def _worker_pids(server: Server) -> set[int]:
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    return {
+        int(sample.labels["pid"])
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "modelport_worker_info"
+    }
+
+
+def _children(server: Server) -> set[int]:
+    return {p.pid for p in psutil.Process(server.proc.pid).children()}
+
+
+def _predict(server: Server) -> float:
+    """One :predict on a connection of its own (the kernel picks the worker per connection)."""
+    reply = requests.post(server.url + "/v1/models/half:predict", json={"instances": [1.0]}, timeout=10)
+    assert reply.status_code == 200, reply.text
+    value: float = reply.json()["predictions"][0][0]
+    return value
+
+
+def _answered(server: Server) -> dict[str, float]:
+    return _samples(server, "modelport_requests_total", model="half", api="predict", status="200")
+
+
+def test_two_workers_answer_on_one_port_and_metrics_sum_over_them(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    before = _answered(server)
+    for _ in range(40):
+        assert _predict(server) == 2.5
+    after = _answered(server)
+    by_worker = {w: after[w] - before.get(w, 0.0) for w in after}
+    assert sorted(by_worker) == ["0", "1"]
+    assert all(n > 0 for n in by_worker.values()), by_worker  # both answered (40 connections)
+    assert sum(by_worker.values()) == 40  # every request counted once, by the worker that answered
+    assert _worker_pids(server) == _children(server)  # both workers, each the supervisor's child
+
+
+def test_grpc_is_served_on_one_port_by_every_worker(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    before = _samples(server, "modelport_requests_total", model="half", api="grpc_infer", status="200")
+    for _ in range(16):  # a channel each: a connection each
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        x = grpcclient.InferInput("x", [1, 1], "FP32")
+        x.set_data_from_numpy(np.array([[1.0]], dtype=np.float32))
+        answer = client.infer("half", [x]).as_numpy("y")
+        client.close()
+        assert answer is not None and answer.tolist() == [[2.5]]
+    after = _samples(server, "modelport_requests_total", model="half", api="grpc_infer", status="200")
+    assert sum(after.values()) - sum(before.values()) == 16
+    assert all(after.get(w, 0.0) > before.get(w, 0.0) for w in ("0", "1")), (before, after)
+
+
+def test_a_new_version_reaches_both_workers(served: tuple[Server, Path]) -> None:
+    server, base = served
+    publish(base, 2, lambda d: half_plus_two(d, slope=1.0))
+    server.wait_until(lambda: _states(server, "2") == {"0": 30.0, "1": 30.0}, what="version 2 in both")
+    assert {_predict(server) for _ in range(20)} == {3.0}
+
+
+def test_a_killed_worker_is_started_again(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    first = _children(server)
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    server.wait_until(
+        lambda: len(_children(server)) == 2 and victim not in _children(server), what="a new worker"
+    )
+    server.wait_until(lambda: _worker_pids(server) == _children(server), what="the new worker's metrics")
+    assert f"(pid {victim}) exited with code -9; starting it again" in server.log()
+    assert {_predict(server) for _ in range(10)} == {3.0}
+
+
+def test_sigterm_stops_every_worker_and_exits_0(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    workers = [psutil.Process(pid) for pid in _children(server)]
+    assert server.stop() == 0
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert alive == []
+    assert "server stopped" in server.log()
+
+
+def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:
+    base = tmp_path / "half"
+    publish(base, 1, half_plus_two)
+    server = Server([*_ARGS, "--model_base_path", str(base)], tmp_path)
+    try:
+        workers = [psutil.Process(pid) for pid in _children(server)]
+        assert len(workers) == 2
+        server.proc.kill()  # SIGKILL: the supervisor stops nothing itself
+        waited = poll(lambda: not any(w.is_running() and w.status() != "zombie" for w in workers), 20, 0.1)
+        assert waited is None, "a worker outlived its supervisor"
+    finally:
+        server.stop()
