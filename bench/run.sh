@@ -2,7 +2,7 @@
 # One command for the load benchmark: installs wrk (Debian) and modelport with the bench extra,
 # then runs bench/http_bench.py (or, with `serving` first, bench/serving_bench.py; with `service`,
 # bench/service_bench.py; with `gateway`, bench/gateway_bench.py; with `controlplane`,
-# bench/controlplane_bench.py) with the
+# bench/controlplane_bench.py; with `workers`, bench/workers_bench.py) with the
 # arguments given (see bench/README.md).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +22,10 @@ fi
 if [ "${1:-}" = "gateway" ]; then   # the gateway's cost against calling the model service directly
   shift
   exec "$PY" "$root/bench/gateway_bench.py" "$@"
+fi
+if [ "${1:-}" = "workers" ]; then   # --workers 2 vs a 2-worker floor and vs --workers 1; memory per worker
+  shift
+  exec "$PY" "$root/bench/workers_bench.py" "$@"
 fi
 if [ "${1:-}" = "serving" ]; then   # batching on/off and the protocols: bench/serving_bench.py
   shift

@@ -22,9 +22,10 @@ bad model config, a port taken).
 
 Stop: SIGTERM or SIGINT sends every worker SIGTERM; each drains (uvicorn's graceful shutdown, up
 to 10 s, gRPC's 5 s); one still running after _GRACE seconds is killed; the exit code is 0.
-Workers run in a process group of their own (a terminal's Ctrl-C reaches the supervisor only,
-which stops them once, gracefully) and the kernel sends each SIGTERM if the supervisor dies
-(PR_SET_PDEATHSIG): no orphans, even after a SIGKILL.
+Workers share the supervisor's process group (a terminal's Ctrl-C reaches them all; the
+supervisor's SIGTERM after it does not hurry their drain: uvicorn forces an exit only on a second
+SIGINT), and the kernel sends each SIGTERM if the supervisor dies (PR_SET_PDEATHSIG): no
+orphans, even after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class _Supervisor:
         fds = (write,) if self._rest_fd is None else (write, self._rest_fd)
         proc = subprocess.Popen(
             [sys.executable, "-m", "modelport.server.workers"],
-            stdin=subprocess.PIPE, pass_fds=fds, process_group=0,
+            stdin=subprocess.PIPE, pass_fds=fds,
         )  # fmt: skip
         os.close(write)
         assert proc.stdin is not None
