@@ -67,3 +67,52 @@ def test_a_request_that_gets_a_thread_with_less_time_left_than_it_takes_is_not_s
             assert model.calls == 2
 
         asyncio.run(scenario())
+
+
+class TimedModel:
+    """Takes `seconds` a call outside the GIL (as ONNX Runtime computes), and notes its callers."""
+
+    inputs: Sequence[object] = ()
+    outputs: Sequence[object] = ()
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.threads: list[str] = []
+
+    def run(
+        self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        self.threads.append(threading.current_thread().name)
+        if self.seconds:
+            time.sleep(self.seconds)
+        return {}
+
+
+def test_a_heavy_models_calls_leave_the_loop_free_and_answer_in_arrival_order() -> None:
+    """A 0.5 ms model (under the loop's 2 ms, over HEAVY_CALL_SECONDS) with 20 requests queued:
+    a light model's request made after them is answered before the last of them, and they are
+    answered in the order they came. Called on the loop, the 20 calls ran back to back before it."""
+    heavy, light = TimedModel(0.0005), TimedModel(0.0)
+    heavy_servable = Servable("heavy", 1, Path("."), "test", heavy, {})  # type: ignore[arg-type]
+    light_servable = Servable("light", 1, Path("."), "test", light, {})  # type: ignore[arg-type]
+    with ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(1, thread_name_prefix="model") as model_thread:
+        path = InferencePath(pool, None, RequestLimits(), lambda servable: None, model_thread=model_thread)
+
+        async def scenario() -> None:
+            for _ in range(3):  # each version's costs measured: the first call in the pool
+                await path.run(heavy_servable, _prepare, 10, Deadline.after(30))
+                await path.run(light_servable, _prepare, 10, Deadline.after(30))
+            answered: list[str] = []
+
+            async def ask(servable: Servable, name: str) -> None:
+                await path.run(servable, _prepare, 10, Deadline.after(30))
+                answered.append(name)
+
+            heavies = [asyncio.create_task(ask(heavy_servable, f"heavy {i}")) for i in range(20)]
+            await asyncio.gather(*heavies, ask(light_servable, "light"))
+            assert answered.index("light") < 19, answered
+            assert [name for name in answered if name != "light"] == [f"heavy {i}" for i in range(20)]
+
+        asyncio.run(scenario())
+    assert all(name.startswith("model") for name in heavy.threads[-20:]), heavy.threads
+    assert not any(name.startswith("model") for name in light.threads), light.threads

@@ -9,6 +9,11 @@ Where the work runs:
   together) and the version has answered such requests in under 2 ms: a small ONNX model takes
   ~50 us, less than the hop to a thread would cost. A small request that turns out to carry
   bigger images is moved to the pool before any of them is decoded (TooHeavyForTheLoop);
+  - but a model whose call alone takes at least 0.15 ms (HEAVY_CALL_SECONDS: the CNN example's
+    0.26 ms, not the MNIST MLP's 0.01-0.05) is called in the model thread, one call at a time in
+    arrival order, while the loop keeps reading, decoding and answering the other requests (ONNX
+    Runtime lets go of the GIL while it computes). Called back to back on the loop, such calls
+    left some connections unread for half a second at 64 connections (p99 20x p50);
 - in the inference thread pool otherwise, so health checks, metrics and small requests keep
   being answered while a 40-million-pixel request decodes;
 - with batching on, the model call runs in the version's batch, the rest as above.
@@ -47,6 +52,9 @@ LOOP_MAX_BYTES = 64 * 1024
 LOOP_MAX_PIXELS = 512 * 512
 # ... for a version whose small requests have taken less than this.
 LOOP_MAX_SECONDS = 0.002
+# A model call at least this long runs in the model thread even for a request on the loop: about
+# three times what the hop there and back costs the loop (~50 us of CPU).
+HEAVY_CALL_SECONDS = 0.00015
 
 
 class Job(NamedTuple, Generic[R]):
@@ -130,14 +138,17 @@ class _Expired(Exception):
 
 class _PerVersion:
     """What the path keeps per loaded version: its limits (model.yaml's max_batch_size applied),
-    the same for preparing on the loop, and its cost estimate. Made once: not per request."""
+    the same for preparing on the loop, and its cost estimates: a small request's, and its model
+    call's alone. Made once: not per request. (Threads may add to a _Cost at once: a lost
+    minimum is found again among the next ones.)"""
 
-    __slots__ = ("cost", "limits", "loop_limits")
+    __slots__ = ("call", "cost", "limits", "loop_limits")
 
     def __init__(self, limits: RequestLimits) -> None:
         self.limits = limits
         self.loop_limits = limits.on_the_loop(LOOP_MAX_PIXELS)
         self.cost = _Cost()
+        self.call = _Cost()  # unknown at first: heavy until a call says otherwise
 
 
 class InferencePath:
@@ -148,8 +159,12 @@ class InferencePath:
         limits: RequestLimits,
         expired: Callable[[Servable], None],
         predicted: Callable[[Servable, Mapping[str, np.ndarray]], None] = lambda servable, outputs: None,
+        model_thread: ThreadPoolExecutor | None = None,
     ) -> None:
+        """`model_thread`: where heavy models' calls run, one at a time (an executor of one
+        thread, whose queue is first in, first out); None: `pool`."""
         self._pool = pool
+        self._model_thread = pool if model_thread is None else model_thread
         self._predicted = predicted  # sees each model call's outputs (per-class counts)
         self._batchers = batchers
         self._limits = limits
@@ -182,15 +197,39 @@ class InferencePath:
             started = time.perf_counter()
             job = _prepared_on_the_loop(prepare, version)
             if job is not None:  # else its images are too big for the loop: all of it goes to the pool
-                outputs = _run_model(servable, job, deadline)
+                if version.call.seconds >= HEAVY_CALL_SECONDS:
+                    return await self._heavy_call(servable, job, version, deadline, watch, started)
+                outputs = _timed_model_call(servable, job, deadline, version.call)
                 self._predicted(servable, outputs)
                 reply = job.answer(outputs, watch)
                 cost.add(time.perf_counter() - started)
                 return reply
-        work = _whole(servable, prepare, version.limits, deadline, self._predicted, watch)
+        work = _whole(servable, prepare, version, deadline, self._predicted, watch)
         reply, seconds = await self._in_pool(servable, work, deadline, least)
         if small:
             cost.add(seconds)
+        return reply
+
+    async def _heavy_call(
+        self,
+        servable: Servable,
+        job: Job[R],
+        version: _PerVersion,
+        deadline: Deadline,
+        watch: Watch | None,
+        started: float,
+    ) -> R:
+        """A request prepared on the loop whose model call runs in the model thread. Its cost
+        is the loop's part and the call's, without the wait for the thread (at 64 connections
+        the wait is most of the time, and would send every request to the pool)."""
+        on_loop = time.perf_counter() - started
+        call = functools.partial(_timed_model_call, servable, job, deadline, version.call)
+        least = version.call.least
+        outputs, seconds = await self._in_pool(servable, call, deadline, least, self._model_thread)
+        resumed = time.perf_counter()
+        self._predicted(servable, outputs)
+        reply = job.answer(outputs, watch)
+        version.cost.add(on_loop + seconds + time.perf_counter() - resumed)
         return reply
 
     async def _batched(
@@ -222,10 +261,16 @@ class InferencePath:
         return reply
 
     async def _in_pool(
-        self, servable: Servable, work: Callable[[], R], deadline: Deadline, least: float = 0.0
+        self,
+        servable: Servable,
+        work: Callable[[], R],
+        deadline: Deadline,
+        least: float = 0.0,
+        pool: ThreadPoolExecutor | None = None,
     ) -> tuple[R, float]:
-        """Run `work` in the pool, unless, when a thread takes it, less than `least` seconds (what
-        it takes at the least) are left before its deadline: it could not finish in time."""
+        """Run `work` in the pool (or `pool`), unless, when a thread takes it, less than `least`
+        seconds (what it takes at the least) are left before its deadline: it could not finish
+        in time."""
 
         def timed() -> tuple[R, float]:
             if deadline.remaining() <= least:
@@ -234,7 +279,7 @@ class InferencePath:
             started = time.perf_counter()
             return work(), time.perf_counter() - started
 
-        return await self._awaited(servable, self._pool.submit(timed), deadline)
+        return await self._awaited(servable, (pool or self._pool).submit(timed), deadline)
 
     async def _awaited(self, servable: Servable, future: Future[R], deadline: Deadline) -> R:
         try:
@@ -259,18 +304,27 @@ def _prepared_on_the_loop(prepare: Prepare[R], version: _PerVersion) -> Job[R] |
 
 
 def _whole(
-    servable: Servable, prepare: Prepare[R], limits: RequestLimits, deadline: Deadline,
+    servable: Servable, prepare: Prepare[R], version: _PerVersion, deadline: Deadline,
     predicted: Callable[[Servable, Mapping[str, np.ndarray]], None], watch: Watch | None,
 ) -> Callable[[], R]:  # fmt: skip
     """Prepare, run and encode: a request's whole work, for a pool thread."""
 
     def work() -> R:
-        job = prepare(limits)
-        outputs = _run_model(servable, job, deadline)
+        job = prepare(version.limits)
+        outputs = _timed_model_call(servable, job, deadline, version.call)
         predicted(servable, outputs)
         return job.answer(outputs, watch)
 
     return work
+
+
+def _timed_model_call(
+    servable: Servable, job: Job[Any], deadline: Deadline, cost: _Cost
+) -> Mapping[str, np.ndarray]:
+    started = time.perf_counter()
+    outputs = _run_model(servable, job, deadline)
+    cost.add(time.perf_counter() - started)
+    return outputs
 
 
 def _run_model(servable: Servable, job: Job[Any], deadline: Deadline) -> Mapping[str, np.ndarray]:

@@ -201,7 +201,11 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
         metrics.batch_queue(batchers.queued_rows)
     if config.batching:
         log.info("batching on: %s", config.batching)
-    inference = InferencePath(pool, batchers, config.options.limits, metrics.expired, metrics.predicted)
+    # Heavy models' calls, one at a time in arrival order (server/inference.py, HEAVY_CALL_SECONDS).
+    model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+    inference = InferencePath(
+        pool, batchers, config.options.limits, metrics.expired, metrics.predicted, model_thread
+    )
     guard = _guard(config, metrics)
     monitor = None
     if config.monitoring.enabled:
@@ -243,6 +247,7 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
         if grpc_server is not None:
             grpc_server.stop(grace=5)
         pool.shutdown(wait=False, cancel_futures=True)
+        model_thread.shutdown(wait=False, cancel_futures=True)
         for thread in threads:
             thread.join(timeout=5)
         sock.close()
