@@ -34,6 +34,7 @@ def test_what_serving_needs_is_allowed(args: list[str]) -> None:
         (["--auth", "off"], "spec.template.spec.args[0]: --auth off is not allowed"),
         (["--port_file", "/tmp/x"], "spec.template.spec.args[0]: --port_file is not allowed"),
         (["--api_key_store=/tmp/mine.db"], "--api_key_store is not allowed"),
+        (["--workers=4"], "--workers is not allowed: a replica is one server process: give spec.replicas"),
         (
             ["--ssl_cert_file=/x"],
             "--ssl_cert_file is not allowed: not on the allow-list of `modelport serve`",

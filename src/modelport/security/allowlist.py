@@ -52,6 +52,8 @@ WHY = {
     "--token-file": "a gateway replica is given its own services:get token",
     "--model-url": "a gateway replica calls spec.template.spec.gateway.service",
     "--api-key-file": "a gateway replica reads its key from the control plane's home (gateway.key)",
+    "--workers": "a replica is one server process: give spec.replicas (or an HPA) more, each measured "
+    "and restarted on its own",
 }
 OPT_IN = "start the control plane with `modelport up --allow-unsafe-args` to allow any flag"
 
