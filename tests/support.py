@@ -244,8 +244,10 @@ def half_and_mnist(root: Path) -> Path:
 
 class Load:
     """Steady load from background threads, every outcome kept in the order it came back: the
-    answer's value (read from the JSON by `read`) for a 200, `HTTP <code>` or the exception's
-    name otherwise.
+    answer's value (read from the JSON by `read`, or the answer header `header`) for a 200, `HTTP
+    <code>` or the exception's name otherwise. Given `bodies`, each request's body is drawn at
+    random from them (each thread seeded by its number), as real traffic comes: a fixed cycle
+    beside HAProxy's fixed weighted round robin would send one replica the same few bodies.
 
         with Load(url, {"instances": [2.0]}) as load:
             ...                                   # kill something, roll something out
@@ -253,25 +255,38 @@ class Load:
     """
 
     def __init__(
-        self, url: str, body: Any, threads: int = 4, read: Any = lambda answer: answer["predictions"][0][0]
+        self,
+        url: str,
+        body: Any = None,
+        threads: int = 4,
+        read: Any = lambda answer: answer["predictions"][0][0],
+        *,
+        bodies: Sequence[Any] = (),
+        header: str | None = None,
     ) -> None:
         self.url, self.body, self.read = url, body, read
+        self.bodies, self.header = list(bodies), header
         self.outcomes: list[tuple[float, Any]] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._work, args=(random.Random(i),), daemon=True) for i in range(threads)
+        ]
         self._t0 = time.monotonic()
 
-    def _work(self) -> None:
+    def _outcome(self, answer: requests.Response) -> Any:
+        if answer.status_code != 200:
+            return f"HTTP {answer.status_code}"
+        if self.header is not None:
+            return answer.headers.get(self.header, "?")
+        return self.read(answer.json())
+
+    def _work(self, rng: random.Random) -> None:
         with requests.Session() as session:
             while not self._stop.is_set():
+                body = rng.choice(self.bodies) if self.bodies else self.body
                 try:
-                    answer = session.post(self.url, json=self.body, timeout=10)
-                    outcome = (
-                        self.read(answer.json())
-                        if answer.status_code == 200
-                        else f"HTTP {answer.status_code}"
-                    )
+                    outcome = self._outcome(session.post(self.url, json=body, timeout=10))
                 except requests.RequestException as exc:
                     outcome = type(exc).__name__
                 with self._lock:
@@ -292,6 +307,12 @@ class Load:
 
     def failures(self, good: Any = lambda value: isinstance(value, float)) -> list[Any]:
         return [v for v in self.values() if not good(v)]
+
+    def since(self, start: int) -> list[Any]:
+        """The outcomes from the `start`th on, in the order they came back (`len(load.outcomes)`
+        taken before something happens is where its effects begin)."""
+        with self._lock:
+            return [outcome for _, outcome in self.outcomes[start:]]
 
     def wait_for(self, count: int, timeout: float = 30.0) -> None:
         """Until `count` outcomes are in; fails at the deadline (a stalled load is a finding)."""

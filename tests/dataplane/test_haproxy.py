@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from modelport.dataplane.haproxy import LoadBalancer
 from modelport.errors import ModelportError
-from support import PATIENCE, Server, half_plus_two, mark_complete
+from support import PATIENCE, Load, Server, half_plus_two, mark_complete
 
 ANSWER = {"predictions": [[3.0]]}
 PREDICT = "/v1/models/half:predict"
@@ -83,53 +84,16 @@ def until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-class Load:
-    """Six clients posting to `url` back to back until the block ends. Each answer is filed by
-    what the client got: 200 (the right prediction), "wrong" (200, another body), "HTTP <code>",
-    or the exception's name."""
+def answers(balancer: LoadBalancer) -> Load:
+    """Six clients posting through the balancer back to back until the block ends. Each answer is
+    kept as what the client got: 200 (the right prediction), "wrong" (200, another body),
+    "HTTP <code>", or the exception's name."""
+    url = f"http://127.0.0.1:{balancer.port}{PREDICT}"
+    return Load(url, {"instances": [2.0]}, threads=6, read=lambda got: 200 if got == ANSWER else "wrong")
 
-    def __init__(self, url: str, threads: int = 6) -> None:
-        self.url = url
-        self.counts: collections.Counter[object] = collections.Counter()
-        self._answered = threading.Condition()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._work) for _ in range(threads)]
 
-    def _work(self) -> None:
-        with requests.Session() as session:
-            while not self._stop.is_set():
-                try:
-                    answer = session.post(self.url, json={"instances": [2.0]}, timeout=10)
-                    got: object = f"HTTP {answer.status_code}"
-                    if answer.status_code == 200:
-                        got = 200 if answer.json() == ANSWER else "wrong"
-                except requests.RequestException as exc:
-                    got = type(exc).__name__
-                with self._answered:
-                    self.counts[got] += 1
-                    self._answered.notify_all()
-
-    def answered(self) -> int:
-        with self._answered:
-            return self.counts.total()
-
-    def wait_for(self, count: int, timeout: float = 60.0) -> None:
-        """Until `count` answers in all; fails at the deadline, with what came back so far."""
-        with self._answered:
-            if not self._answered.wait_for(lambda: self.counts.total() >= count, timeout):
-                raise AssertionError(
-                    f"{self.counts.total()} of {count} answers in {timeout} s: {self.counts}"
-                )
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
+def tally(load: Load) -> collections.Counter[Any]:
+    return collections.Counter(load.values())
 
 
 def test_requests_spread_over_the_ready_replicas(replicas: list[Server], balancer: LoadBalancer) -> None:
@@ -144,25 +108,25 @@ def test_requests_spread_over_the_ready_replicas(replicas: list[Server], balance
 
 def test_a_replica_killed_under_load_costs_no_request(replicas: list[Server], balancer: LoadBalancer) -> None:
     balancer.set_endpoints({"a": replicas[0].port, "b": replicas[1].port})
-    with Load(f"http://127.0.0.1:{balancer.port}{PREDICT}") as load:
-        load.wait_for(100)  # six requests in flight, about half of them on a
+    with answers(balancer) as load:
+        load.wait_for(100, 60)  # six requests in flight, about half of them on a
         os.kill(replicas[0].proc.pid, signal.SIGKILL)
-        killed_at = load.answered()
+        killed_at = len(load.outcomes)
         until(lambda: balancer.servers()["a"].status.startswith("DOWN"), "HAProxy to mark a DOWN")
-        load.wait_for(killed_at + 200)  # and on, all on b
-    assert set(load.counts) == {200}, load.counts
+        load.wait_for(killed_at + 200, 60)  # and on, all on b
+    assert set(tally(load)) == {200}, tally(load)
 
 
 def test_a_replica_leaving_is_drained_without_failures(
     replicas: list[Server], balancer: LoadBalancer
 ) -> None:
     balancer.set_endpoints({"a": replicas[0].port, "b": replicas[1].port})
-    with Load(f"http://127.0.0.1:{balancer.port}{PREDICT}") as load:
-        load.wait_for(100)
+    with answers(balancer) as load:
+        load.wait_for(100, 60)
         balancer.set_endpoints({"b": replicas[1].port})  # a's requests finish, then it is out
-        removed_at = load.answered()
-        load.wait_for(removed_at + 100)
-    assert set(load.counts) == {200}, load.counts
+        removed_at = len(load.outcomes)
+        load.wait_for(removed_at + 100, 60)
+    assert set(tally(load)) == {200}, tally(load)
     assert set(balancer.servers()) == {"b"}
 
 

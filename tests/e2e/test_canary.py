@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
-import random
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import requests
 import yaml
 from onnx import numpy_helper
 
-from support import PATIENCE, Plane
+from support import PATIENCE, Load, Plane
 
 # The slow version is a pickled estimator, served with --allow_pickle, which the control plane
 # takes only when told to.
@@ -94,50 +92,14 @@ def digits() -> list[dict[str, Any]]:
     return [{"instances": [{"image_bytes": {"b64": base64.b64encode(pngs[d]).decode()}}]} for d in MIX]
 
 
-class Load:
-    """Requests from threads through the Service, each outcome kept: (time, the answering model
-    version, or what went wrong)."""
+def traffic(url: str, bodies: list[dict[str, Any]], model: str = "mnist") -> Load:
+    """Requests from three threads through the Service, each outcome kept: the answering model
+    version (its X-Model-Version), or what went wrong."""
+    return Load(f"{url}/v1/models/{model}:predict", threads=3, bodies=bodies, header="X-Model-Version")
 
-    def __init__(
-        self, url: str, bodies: list[dict[str, Any]], threads: int = 3, model: str = "mnist"
-    ) -> None:
-        self.url, self.bodies = f"{url}/v1/models/{model}:predict", bodies
-        self.outcomes: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._work, args=(i,), daemon=True) for i in range(threads)]
 
-    def _work(self, seed: int) -> None:
-        # Drawn at random, as real traffic comes: a fixed cycle beside HAProxy's fixed weighted
-        # round robin would send the canary the same few digits every time.
-        rng = random.Random(seed)
-        with requests.Session() as session:
-            while not self._stop.is_set():
-                try:
-                    answer = session.post(self.url, json=rng.choice(self.bodies), timeout=10)
-                    outcome = (
-                        answer.headers.get("X-Model-Version", "?")
-                        if answer.ok
-                        else f"HTTP {answer.status_code}"
-                    )
-                except requests.RequestException as exc:
-                    outcome = type(exc).__name__
-                self.outcomes.append((time.monotonic(), outcome))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
-
-    def failures(self) -> list[str]:
-        return [o for _, o in self.outcomes if o not in (STABLE, CANARY)]
-
-    def since(self, start: int) -> list[str]:
-        return [o for _, o in self.outcomes[start:]]
+def served(outcome: str) -> bool:
+    return outcome in (STABLE, CANARY)
 
 
 def rollout_yaml(
@@ -201,7 +163,7 @@ def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(
     analysis = {"analysis": {"templates": [{"templateName": "good-health"}]}}
     steps = [{"setWeight": 20}, {"pause": {}}, analysis, {"setWeight": 50}, analysis]
     url = deployed(plane, tmp_path, models, "good", steps)
-    with Load(url, digits) as load:
+    with traffic(url, digits) as load:
         moved(plane, tmp_path, "good", models["good"], steps)
         plane.wait(lambda: status(plane, "good")["phase"] == "Paused", 60, "the canary at 20%, paused")
         # The weights are set before the pause is reached; the next 2,000 answers show them.
@@ -232,7 +194,7 @@ def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(
         print(f"20% -> analysis -> 50% -> analysis -> 100%: {time.monotonic() - began:.1f} s")
         tail = len(load.outcomes)
         plane.wait(lambda: len(load.outcomes) >= tail + 100, 30, "100 answers after promotion")
-    assert load.failures() == [], load.failures()[:5]
+    assert load.failures(served) == [], load.failures(served)[:5]
     assert set(load.since(tail + 20)) == {CANARY}  # promoted: every answer from the new version
     runs = [r for r in plane.items("AnalysisRun") if r["metadata"]["labels"]["rollout"] == "good"]
     assert sorted(r["status"]["phase"] for r in runs) == ["Successful", "Successful"]
@@ -253,7 +215,7 @@ def shared(plane: Plane, models: dict[str, Path], tmp_path_factory: pytest.TempP
 def test_a_bad_version_is_aborted_by_the_distribution_analysis_and_no_request_fails(
     plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path, shared: str
 ) -> None:
-    with Load(shared, digits) as load:
+    with traffic(shared, digits) as load:
         moved(plane, tmp_path, "shared", models["bad"], SHARED_STEPS)
         plane.wait(lambda: status(plane, "shared").get("canaryWeight") == 20, 60, "the canary at 20%")
         weighted = time.monotonic()
@@ -266,7 +228,7 @@ def test_a_bad_version_is_aborted_by_the_distribution_analysis_and_no_request_fa
     assert st["canaryWeight"] == 0 and st["stableHash"] != st["currentPodHash"]
     assert 'Metric "class-distance" assessed Failed' in st["message"], st["message"]
     assert took < 2 * INTERVAL_SECONDS + 3  # two analysis intervals, and a margin for the controllers' rounds
-    assert load.failures() == [], load.failures()[:5]
+    assert load.failures(served) == [], load.failures(served)[:5]
     assert CANARY in load.since(0) and set(load.since(aborted + 20)) == {STABLE}
     done = plane.cli("rollout", "status", "rollout/shared", check=False)
     assert done.returncode == 1 and "aborted" in done.stderr, done
@@ -286,13 +248,13 @@ def test_a_bad_version_is_aborted_by_the_distribution_analysis_and_no_request_fa
 def test_a_canary_that_never_gets_ready_never_gets_a_request(
     plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path, shared: str
 ) -> None:
-    with Load(shared, digits) as load:
+    with traffic(shared, digits) as load:
         moved(plane, tmp_path, "shared", models["missing"], SHARED_STEPS, deadline=6)
         plane.wait(
             lambda: "ProgressDeadlineExceeded" in status(plane, "shared")["message"], 60, "the deadline"
         )
     assert status(plane, "shared")["phase"] == "Degraded"
-    assert load.failures() == [] and set(load.since(0)) == {STABLE}, load.failures()[:5]
+    assert load.failures(served) == [] and set(load.since(0)) == {STABLE}, load.failures(served)[:5]
 
 
 def test_a_canary_with_no_traffic_is_inconclusive_never_successful(
@@ -353,7 +315,7 @@ def test_a_slow_version_is_aborted_by_the_p99_analysis(
     )
     plane.cli("rollout", "status", "rollout/slow", "--timeout", "120", timeout=150)
     body = [{"instances": [[0.5, -0.2, 0.1, 0.3]]}]
-    with Load(plane.service_url("slow"), body, model="iris") as load:
+    with traffic(plane.service_url("slow"), body, model="iris") as load:
         apply(
             plane,
             tmp_path,
@@ -362,7 +324,7 @@ def test_a_slow_version_is_aborted_by_the_p99_analysis(
         plane.wait(lambda: status(plane, "slow")["phase"] == "Degraded", 60, "the slow canary aborted")
     message = status(plane, "slow")["message"]
     assert 'Metric "p99" assessed Failed' in message, message
-    assert load.failures() == [], load.failures()[:5]
+    assert load.failures(served) == [], load.failures(served)[:5]
     assert CANARY in load.since(0)  # it was called, and found slow
 
 
@@ -386,7 +348,7 @@ def test_blue_green_previews_on_its_own_service_and_promotion_switches_with_no_f
 ) -> None:
     apply(plane, tmp_path, blue_green_yaml(models["v1"]))
     plane.cli("rollout", "status", "rollout/bg", "--timeout", "120", timeout=150)
-    with Load(plane.service_url("bg"), digits) as load:
+    with traffic(plane.service_url("bg"), digits) as load:
         apply(plane, tmp_path, blue_green_yaml(models["good"]))
         plane.wait(lambda: status(plane, "bg")["phase"] == "Paused", 60, "the preview ready, waiting")
         preview = plane.service_url("bg-preview") + "/v1/models/mnist:predict"
@@ -399,7 +361,7 @@ def test_blue_green_previews_on_its_own_service_and_promotion_switches_with_no_f
         switched = load.since(0).index(CANARY)
         plane.wait(lambda: len(load.outcomes) >= switched + 200, 30, "200 answers after the switch")
     answered = load.since(0)
-    assert load.failures() == [], load.failures()[:5]
+    assert load.failures(served) == [], load.failures(served)[:5]
     assert set(answered[:switched]) == {STABLE} and set(answered[switched + 10 :]) == {CANARY}
 
     def old_scaled_down() -> bool:
