@@ -5,7 +5,10 @@ client_verify for gRPC). The certificates come from a CA the test makes."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from support import Server, half_and_mnist, running
+from support import PATIENCE, Server, half_and_mnist, running
 from tls_support import Pki, make_pki, ssl_config_text
 
 HALF = {"instances": [[1.0], [4.0]]}
@@ -143,3 +146,59 @@ def test_mutual_tls_grpc_from_the_ssl_config_file(mtls_server: Server, pki: Pki)
         assert known.is_model_ready("half")
     finally:
         known.close()
+
+
+# --max_connections and --header_timeout_seconds of the `capped` server: a handshake must end
+# within the header limit (long enough for a busy machine's handshakes to finish inside it).
+CAP, HANDSHAKE = 4, 2 * PATIENCE
+
+
+@pytest.fixture(scope="module")
+def capped(repo: Path, pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    work = tmp_path_factory.mktemp("capped-tls-server")
+    args = ["--model_name", "half", "--model_base_path", str(repo / "half"),
+            "--ssl_cert_file", str(pki.server_cert), "--ssl_key_file", str(pki.server_key),
+            "--max_connections", str(CAP), "--header_timeout_seconds", str(HANDSHAKE)]  # fmt: skip
+    with running(args, work) as srv:
+        srv.url = srv.url.replace("http://", "https://")
+        _ready(srv, verify=str(pki.ca))
+        yield srv
+
+
+def _silent(server: Server) -> socket.socket:
+    """A TCP connection that never starts its TLS handshake."""
+    return socket.create_connection(("127.0.0.1", server.port), timeout=30 * PATIENCE)
+
+
+def _closed_after(conn: socket.socket) -> float:
+    """Seconds until the server closes `conn` (nothing sent before it)."""
+    started = time.monotonic()
+    with contextlib.suppress(ConnectionResetError):  # closed with a reset: closed too
+        assert conn.recv(1024) == b""
+    return time.monotonic() - started
+
+
+def test_unfinished_tls_handshakes_count_against_the_cap_and_time_out(capped: Server, pki: Pki) -> None:
+    """A client that opens TLS connections and never finishes the handshake costs what one that
+    never finishes its header does: each counts as open (503 for others beyond --max_connections,
+    closed at once beyond twice it) and is closed at --header_timeout_seconds, not 60 s later."""
+    url, ca = capped.url + "/v1/models/half", str(pki.ca)
+    silent = [_silent(capped) for _ in range(CAP)]
+    opened = time.monotonic()
+    try:
+        over = requests.get(url, verify=ca, timeout=10 * PATIENCE)
+        assert over.status_code == 503 and over.headers["retry-after"] == "1", over.text
+        assert requests.get(capped.url + "/healthz", verify=ca, timeout=10 * PATIENCE).status_code == 200
+        silent += [_silent(capped) for _ in range(CAP)]  # twice the cap, all in their handshakes
+        with _silent(capped) as beyond:
+            assert _closed_after(beyond) < HANDSHAKE / 2  # at once, not at the time limit
+        waited = _closed_after(silent[0]) + time.monotonic() - opened
+        assert time.monotonic() - opened >= HANDSHAKE * 0.9 and waited < HANDSHAKE + 10 * PATIENCE
+        for conn in silent[1:]:
+            _closed_after(conn)
+    finally:
+        for conn in silent:
+            conn.close()
+    capped.wait_until(
+        lambda: requests.get(url, verify=ca, timeout=10).status_code == 200, what="served again"
+    )

@@ -9,6 +9,7 @@ half-sent requests were all still open 75 s later). Here, on uvicorn's httptools
     body not in within 30 s          -> 408; each 64 KiB received adds 1 s
     open connections > cap           -> 503 + retry-after (health routes answered), then closed
     open connections > 2 x cap       -> closed at once
+    TLS handshake not done in 10 s   -> closed (the header timeout); counted as open meanwhile
 
 After a 431 or 408 the connection is half-closed and what the client still sends is dropped
 for a while, so that the answer reaches it before the close (a close with unread bytes is a TCP
@@ -19,7 +20,8 @@ a request that arrives whole in one read, the usual case, costs no timer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import ssl
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, cast
 
@@ -60,7 +62,8 @@ class ConnectionLimits:
         for every `body_min_rate` bytes that arrive, so a large body that keeps flowing is not cut.
     max_connections: open connections beyond this many get 503 with `retry-after` and are closed
         (health and readiness requests are answered, then closed); beyond twice this many, they
-        are closed at once, so that open file descriptors stay bounded.
+        are closed at once, so that open file descriptors stay bounded. A TLS connection counts
+        from its first byte, its handshake included, which must end within `header_timeout`.
     """
 
     header_timeout: float = 10.0
@@ -92,6 +95,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     until it is complete: this class writes only through `self.transport`."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    # The protocols of TLS connections whose handshake is under way (_Handshake): open, though not
+    # yet among uvicorn's connections (a protocol's connection is made after the handshake).
+    handshakes: ClassVar[set[object]] = set()
 
     _in_head = False  # between a message's first byte and the end of its headers
     _head_bytes = 0  # bytes of the current head received in chunks before this one
@@ -112,11 +118,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     @classmethod
     def with_limits(cls, limits: ConnectionLimits) -> type[Self]:
         """This protocol with these limits (uvicorn builds it from the class)."""
-        return cast("type[Self]", type(cls.__name__, (cls,), {"limits": limits}))
+        return cast("type[Self]", type(cls.__name__, (cls,), {"limits": limits, "handshakes": set()}))
+
+    @classmethod
+    def open_connections(cls, connections: set[Any]) -> int:
+        return len(connections) + len(cls.handshakes)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.handshakes.discard(self)  # TLS: its handshake is done
         super().connection_made(transport)
-        open_now = len(self.connections)
+        open_now = self.open_connections(self.connections)
         self._over = open_now > self.limits.max_connections
         if open_now > 2 * self.limits.max_connections:  # no answer even: file descriptors stay bounded
             self._refused = True
@@ -292,3 +303,66 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 
 __all__ = ["MAX_HEADER_BYTES", "ConnectionLimits", "LimitedHttpToolsProtocol"]
+
+
+def _tls_protocol(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's own TLS layer: what its create_server(ssl=...) and start_tls put in."""
+    import uvloop
+
+    if isinstance(loop, uvloop.Loop):
+        from uvloop.loop import SSLProtocol as UvSSLProtocol  # type: ignore[attr-defined]  # no stub
+
+        return UvSSLProtocol
+    from asyncio.sslproto import SSLProtocol
+
+    return SSLProtocol
+
+
+class _Handshake(asyncio.Protocol):
+    """A TLS connection at its start: it puts the loop's TLS layer in front of `http` at once (the
+    ClientHello is the TLS layer's to read), as create_server(ssl=...) does, but counts the
+    connection against max_connections from then on (beyond twice the cap it is closed at once,
+    as a plain one is) and bounds the handshake by the header timeout: a client that opens
+    connections and never finishes the handshake costs what one that never finishes its header
+    does. (Through uvicorn's TLS settings, asyncio waits 60 s for each handshake, and uvicorn
+    counts a connection only once its handshake is done.)"""
+
+    def __init__(self, http: LimitedHttpToolsProtocol, context: ssl.SSLContext) -> None:
+        self._http, self._context = http, context
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        http = self._http
+        if http.open_connections(http.connections) + 1 > 2 * http.limits.max_connections:
+            transport.close()
+            return
+        loop = http.loop
+        done = loop.create_future()
+        tls = _tls_protocol(loop)(
+            loop, http, self._context, done, server_side=True,
+            ssl_handshake_timeout=http.limits.header_timeout,
+        )  # fmt: skip
+        cast(asyncio.Transport, transport).set_protocol(tls)  # uvloop's: an unregistered Transport
+        http.handshakes.add(http)
+        done.add_done_callback(lambda _: self._done(done, transport))
+        tls.connection_made(transport)
+
+    def _done(self, handshake: asyncio.Future[None], transport: asyncio.BaseTransport) -> None:
+        self._http.handshakes.discard(self._http)
+        if handshake.cancelled() or handshake.exception() is not None:
+            # Not TLS, a certificate refused, or too slow: the client's doing, nothing to log.
+            # Closed now: the TLS layer's own close would wait for a shutdown that cannot come.
+            cast(asyncio.Transport, transport).abort()
+
+
+def protocol_factory(
+    protocol: type[LimitedHttpToolsProtocol], tls: ssl.SSLContext | None
+) -> Callable[..., asyncio.Protocol]:
+    """What `uvicorn.Config(http=...)` takes: `protocol` for plain HTTP; for TLS (uvicorn given no
+    TLS settings of its own), each connection's handshake through _Handshake, then `protocol`."""
+    if tls is None:
+        return protocol
+
+    def make(**kwargs: Any) -> asyncio.Protocol:
+        return _Handshake(protocol(**kwargs), tls)
+
+    return make

@@ -8,20 +8,20 @@ a socket it binds itself, so port 0 works and the bound port can be reported.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
 import os
 import resource
 import socket
-import ssl
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import uvicorn
 from PIL import Image
@@ -35,11 +35,11 @@ from modelport.runtimes import default_runtimes
 from modelport.security.audit import AuditEvent, AuditLog, audit_path
 from modelport.security.auth import Authenticator, AuthFailure
 from modelport.security.keys import SqliteKeyStore, default_path
-from modelport.security.tls import TlsIdentity
+from modelport.security.tls import TlsIdentity, check_identity
 from modelport.server.app import RestApp, ServerOptions
 from modelport.server.batching import Batchers, BatchingParameters
 from modelport.server.guard import Guard, compute_auth_required, is_loopback
-from modelport.server.http_limits import ConnectionLimits
+from modelport.server.http_limits import ConnectionLimits, protocol_factory
 from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
@@ -231,13 +231,12 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
     sys.setswitchinterval(0.001)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, loop="uvloop", http=OneWriteHttpToolsProtocol.with_limits(config.connections),
+            app, loop="uvloop", http=cast(Any, _http(config)),
             lifespan="off", access_log=False, log_level="warning", timeout_graceful_shutdown=10,
             backlog=2048, timeout_keep_alive=config.keep_alive_timeout_seconds,
             # No X-Forwarded-* rewriting (nothing trusted sits in front yet) and no
             # "server: uvicorn" header: both cost time on every request.
             proxy_headers=False, server_header=False,
-            **_uvicorn_tls(config.rest_tls),
         )
     )  # fmt: skip
     try:
@@ -309,15 +308,11 @@ def _start_grpc(
     )
 
 
-def _uvicorn_tls(tls: TlsIdentity | None) -> dict[str, Any]:
-    """uvicorn's TLS settings: it reads the files itself (checked at start-up by the CLI)."""
-    if tls is None:
-        return {}
-    assert tls.cert.path and tls.key.path, "REST's certificate and key come from files"
-    settings: dict[str, Any] = {"ssl_certfile": tls.cert.path, "ssl_keyfile": tls.key.path}
-    if tls.client_ca is not None:
-        settings |= {"ssl_ca_certs": tls.client_ca.path, "ssl_cert_reqs": ssl.CERT_REQUIRED}
-    return settings
+def _http(config: ServeConfig) -> Callable[..., asyncio.Protocol]:
+    """uvicorn's HTTP protocol with our limits; TLS in it (uvicorn would count a connection only
+    after its handshake and give each handshake 60 s: http_limits._Handshake)."""
+    protocol = OneWriteHttpToolsProtocol.with_limits(config.connections)
+    return protocol_factory(protocol, None if config.rest_tls is None else check_identity(config.rest_tls))
 
 
 def _tls_note(tls: TlsIdentity | None) -> str:
