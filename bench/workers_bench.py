@@ -24,6 +24,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import ab
@@ -64,6 +65,21 @@ def _memory(pid: int) -> list[tuple[int, float, float]]:
             fields[name] = int(value.split()[0]) / 1024
         found.append((p, fields["Rss"], fields["Pss"]))
     return found
+
+
+def _answered_by_worker(url: str) -> dict[str, int]:
+    """:predict answers by worker, from the server's one /metrics (how evenly the port spread them)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "modelport_requests_total" and sample.labels.get("api") == "predict":
+                worker = sample.labels["worker"]
+                found[worker] = found.get(worker, 0) + int(sample.value)
+    return dict(sorted(found.items()))
 
 
 def _loadavg() -> str:
@@ -134,6 +150,9 @@ def _measure(
         print(f"  workers2 / workers1 {medians['workers2'] / medians['workers1']:.3f}   (target >= 1.6)")
         if "workers2-inherit" in medians:
             print(f"  workers2-inherit / workers2 {medians['workers2-inherit'] / medians['workers2']:.3f}")
+    for name, url in urls.items():
+        if name.startswith("workers2"):
+            print(f"  {name}: requests answered by worker {_answered_by_worker(url)}")
     print(f"load average after: {_loadavg()}\n\nmemory once loaded (MiB):")
     for name, proc in procs.items():
         rows = _memory(proc.pid)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import Server, half_plus_two, poll, publish
+from support import PATIENCE, Server, half_plus_two, poll, publish
 
 _ARGS = ["--workers", "2", "--model_name", "half", "--file_system_poll_wait_seconds", "0.2"]
 
@@ -145,3 +147,17 @@ def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:
         assert waited is None, "a worker outlived its supervisor"
     finally:
         server.stop()
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_exit_1(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.db"
+    keys.write_bytes(b"not a database" * 300)  # the CLI takes the file; each worker fails to read it
+    base = tmp_path / "half"
+    publish(base, 1, half_plus_two)
+    done = subprocess.run(
+        [sys.executable, "-m", "modelport", "serve", "--rest_api_port", "0", "--port", "0", *_ARGS,
+         "--model_base_path", str(base), "--auth", "on", "--api_key_store", str(keys)],
+        capture_output=True, text=True, timeout=60 * PATIENCE,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "exited with code 1 before it listened" in done.stderr
