@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from support import Load, Plane, WritesAfterReads, deployment_yaml, half_plus_two, mark_complete
+from support import PATIENCE, Load, Plane, WritesAfterReads, deployment_yaml, half_plus_two, mark_complete
 
 V1, V2 = 3.0, 4.0  # what half_plus_two answers for x=2 in the two model versions
 
@@ -257,9 +257,12 @@ def test_a_rolling_update_under_load_fails_no_request(
 def test_a_model_that_does_not_load_stalls_the_rollout_and_the_old_revision_keeps_serving(
     plane: Plane, models: dict[str, Path], tmp_path: Path
 ) -> None:
-    url = deployed(plane, tmp_path, "stall", models["v1"], progressDeadlineSeconds=4)
+    # 4 s on an idle machine; a busy one (MODELPORT_TEST_PATIENCE) stretches the first rollout
+    # and the undo past 4 s, which then failed on the deadline meant for the missing model alone.
+    deadline = round(4 * PATIENCE)
+    url = deployed(plane, tmp_path, "stall", models["v1"], progressDeadlineSeconds=deadline)
     with Load(url + "/v1/models/half:predict", {"instances": [2.0]}, threads=2) as load:
-        apply(plane, tmp_path, deployment_yaml("stall", models["missing"], progressDeadlineSeconds=4))
+        apply(plane, tmp_path, deployment_yaml("stall", models["missing"], progressDeadlineSeconds=deadline))
         status = plane.cli("rollout", "status", "deploy/stall", check=False)
     assert status.returncode == 1
     assert 'deployment "stall" exceeded its progress deadline' in status.stderr
