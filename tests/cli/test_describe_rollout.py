@@ -60,3 +60,15 @@ def test_get_rollout_shows_status_step_weight_and_analysis() -> None:
     header, line = get_table("Rollout", [ROLLOUT], 0.0).splitlines()
     assert header.split() == ["NAME", "STATUS", "STEP", "WEIGHT", "READY", "ANALYSIS", "AGE"]
     assert line.split()[:7] == ["web", "Degraded", "1/3", "0%", "3/2", "web-new-1", "Failed"]
+
+
+def test_describe_rollout_says_what_share_is_mirrored() -> None:
+    steps = [{"setMirror": {"percent": 50}}, {"analysis": {"templates": [{"templateName": "agree"}]}}]
+    mirroring = {
+        **ROLLOUT,
+        "spec": {**ROLLOUT["spec"], "strategy": {"canary": {"steps": steps}}},  # type: ignore[dict-item]
+        "status": {**ROLLOUT["status"], "phase": "Progressing", "mirrorPercent": 50},  # type: ignore[dict-item]
+    }
+    text = describe(mirroring, Related(replica_sets=[_rs("old", 2, 1), _rs("new", 1, 2)]), 0.0)
+    assert "Strategy:      Canary, weight 0%, 50% mirrored to it" in text
+    assert "     0: setMirror 50%\n  -> 1: analysis agree" in text

@@ -85,6 +85,20 @@ def test_windows_count_a_restarted_replica_from_zero_and_values_want_enough_samp
     assert value is None and "fewer than minSamples 50" in why
 
 
+def test_agreement_is_the_share_of_copies_answered_alike_and_wants_enough_of_them() -> None:
+    """Stable's replicas count the copies they sent (setMirror); dropped ones were never sent."""
+    before = {"s1": ("stable", Figures(100, 0, mirrored={"agree": 10.0}))}
+    after = {"s1": ("stable", Figures(200, 0, mirrored={"agree": 55.0, "disagree": 4.0, "error": 1.0,
+                                                       "dropped": 30.0}))}  # fmt: skip
+    stable = window(before, after, "stable")
+    assert modelport_value("agreement", Figures(), stable, 20) == (
+        0.9,
+        "50 mirrored requests (4 disagreed, 1 failed)",
+    )
+    value, why = modelport_value("agreement", Figures(), stable, 51)
+    assert value is None and "fewer than minSamples 51" in why
+
+
 def test_a_blue_green_rollout_pins_its_active_and_preview_services_to_one_revision_each() -> None:
     def service(name: str) -> Service:
         spec = {"selector": {"app": "m"}, "ports": [{"port": 0}]}

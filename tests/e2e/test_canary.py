@@ -371,3 +371,45 @@ def test_blue_green_previews_on_its_own_service_and_promotion_switches_with_no_f
         ]
 
     plane.wait(old_scaled_down, 30, "the old revision scaled down after scaleDownDelaySeconds")
+
+
+def test_a_bad_version_under_mirror_is_aborted_by_agreement_while_every_answer_comes_from_stable(
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    steps = [{"setMirror": {"percent": 50}}, {"analysis": {"templates": [{"templateName": "shadow-agree"}]}}]
+    agreement = {"name": "agreement", "interval": INTERVAL, "count": 2, "inconclusiveLimit": 1,
+                 "successCondition": "result >= 0.95",
+                 "provider": {"modelport": {"metric": "agreement", "minSamples": 20}}}  # fmt: skip
+    template = {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate",
+                "metadata": {"name": "shadow-agree"}, "spec": {"metrics": [agreement]}}  # fmt: skip
+    extra = "---\n" + yaml.safe_dump(template)
+    apply(plane, tmp_path, rollout_yaml("shadow", models["v1"], steps, replicas=1) + extra)
+    plane.cli("rollout", "status", "rollout/shadow", "--timeout", "120", timeout=150)
+    with traffic(plane.service_url("shadow"), digits) as load:
+        apply(plane, tmp_path, rollout_yaml("shadow", models["bad"], steps, replicas=1) + extra)
+        plane.wait(lambda: status(plane, "shadow").get("mirrorPercent") == 50, 60, "the mirror at 50%")
+        mirrored = time.monotonic()
+        plane.wait(lambda: status(plane, "shadow")["phase"] == "Degraded", 30, "the bad canary aborted")
+        took = time.monotonic() - mirrored
+        aborted = len(load.outcomes)
+        plane.wait(lambda: len(load.outcomes) >= aborted + 100, 30, "100 answers after the abort")
+    st = status(plane, "shadow")
+    assert 'Metric "agreement" assessed Failed' in st["message"], st["message"]
+    assert "mirrorPercent" not in st and st["canaryWeight"] == 0
+    run = next(
+        r for r in plane.items("AnalysisRun") if r["metadata"]["labels"]["canary-hash"] == st["canaryHash"]
+    )
+    measured = [m for r in run["status"]["metricResults"] for m in r["measurements"]]
+    values = [m["value"] for m in measured]
+    print(
+        f"bad canary under setMirror 50: agreement {values}, aborted {took:.1f} s after the mirror began; "
+        f"{measured[-1]['message']}; "
+        f"{len(load.outcomes)} client answers"
+    )
+    assert values and values[-1] < 0.5, values
+    said = measured[-1]["message"]  # "N mirrored requests (D disagreed, E failed)": wrong, not down
+    assert int(said.split()[0]) >= 20 and int(said.split("(")[1].split()[0]) >= 15, said
+    # Every client answer came from stable, none failed: the canary's answers went nowhere.
+    assert load.failures(served) == [], load.failures(served)[:5]
+    assert set(load.since(0)) == {STABLE}, set(load.since(0))
+    assert took < 2 * INTERVAL_SECONDS + 5

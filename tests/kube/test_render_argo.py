@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pytest
 import yaml
 
+from modelport.errors import ModelportError
 from modelport.kube.argo import modelport_query
 from modelport.kube.pods import PodOptions
 from modelport.kube.render import KUSTOMIZATION, Rendered, load_objects_from, render_kubernetes
+from modelport.spec import load_objects
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mnist"
 
@@ -68,8 +71,9 @@ def _promtool(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_queries_parse_and_compute_what_the_local_analysis_does(tmp_path: Path) -> None:
     """Canary: classes 0 and 1 at 10 a minute each; stable: class 0 at 20 a minute; the canary's
-    5xx one in ten of its answers. Class distance 0.5, error rate 0.1, as modelport_value says."""
-    names = ("errorRate", "latencyP99", "classDistance")
+    5xx one in ten of its answers; of stable's copies to it (setMirror), 9 agree and 1 does not in
+    ten. Class distance 0.5, error rate 0.1, agreement 0.9, as modelport_value says."""
+    names = ("errorRate", "latencyP99", "classDistance", "agreement")
     rules = [
         {"record": f"analysis:{name}",
          "expr": "vector(" + modelport_query(name, "60s").replace("{{args.rollout}}", "web")
@@ -83,6 +87,9 @@ def test_the_queries_parse_and_compute_what_the_local_analysis_does(tmp_path: Pa
         ('modelport_predictions_total{pod="web-old-b",class="0"}', "0+20x10"),
         ('modelport_requests_total{pod="web-new-a",status="200"}', "0+18x10"),
         ('modelport_requests_total{pod="web-new-a",status="503"}', "0+2x10"),
+        ('modelport_mirror_requests_total{pod="web-old-b",outcome="agree"}', "0+9x10"),
+        ('modelport_mirror_requests_total{pod="web-old-b",outcome="disagree"}', "0+1x10"),
+        ('modelport_mirror_requests_total{pod="web-old-b",outcome="dropped"}', "0+5x10"),
     ]
     test = {
         "rule_files": ["rules.yml"], "evaluation_interval": "1m",
@@ -92,7 +99,7 @@ def test_the_queries_parse_and_compute_what_the_local_analysis_does(tmp_path: Pa
             "promql_expr_test": [
                 {"expr": f"analysis:{name}", "eval_time": "5m",
                  "exp_samples": [{"labels": f"analysis:{name}", "value": value}]}
-                for name, value in (("classDistance", 0.5), ("errorRate", 0.1))
+                for name, value in (("classDistance", 0.5), ("errorRate", 0.1), ("agreement", 0.9))
             ],
         }],
     }  # fmt: skip
@@ -101,3 +108,15 @@ def test_the_queries_parse_and_compute_what_the_local_analysis_does(tmp_path: Pa
     assert checked.returncode == 0, checked.stdout + checked.stderr
     done = _promtool(tmp_path, "test", "rules", "test.yml")
     assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_mirror_step_is_refused_by_name_not_dropped() -> None:
+    rollout = (
+        (EXAMPLE / "rollout.yaml").read_text().replace("- setWeight: 20", "- setMirror: {percent: 20}", 1)
+    )
+    assert "setMirror" in rollout
+    objects = load_objects_from([EXAMPLE / "analysis.yaml"]) + load_objects(rollout)
+    with pytest.raises(ModelportError) as caught:
+        render_kubernetes(objects, PodOptions("mnist:1"))
+    said = caught.value.message
+    assert "spec.strategy.canary.steps[0].setMirror cannot be rendered" in said and "setMirrorRoute" in said

@@ -67,7 +67,8 @@ CANARY = ROLLOUT[ROLLOUT.index("    canary:") :]
             "spec.strategy.canary.steps[0]: needs exactly one",
         ),
         (("duration: 30s", "duration: soon"), "spec.strategy.canary.steps[1].pause.duration: 'soon'"),
-        (("- pause: {}", "- setMirror: {percent: 5}"), "spec.strategy.canary.steps[3].setMirror"),
+        (("- pause: {}", "- setCanaryScale: {replicas: 1}"), "spec.strategy.canary.steps[3].setCanaryScale"),
+        (("- pause: {}", "- setMirror: {percent: 120}"), "spec.strategy.canary.steps[3].setMirror.percent"),
         (("{app: mnist}}\n  template", "{app: other}}\n  template"), "spec.template.metadata.labels"),
         (
             ("  strategy:\n", "  strategy:\n    blueGreen: {activeService: a}\n"),

@@ -112,6 +112,8 @@ def describe_deployment(d: Obj, related: Related, now: float) -> str:
 def _step_text(step: Obj) -> str:
     if "setWeight" in step:
         return f"setWeight {step['setWeight']}"
+    if "setMirror" in step:
+        return f"setMirror {step['setMirror']['percent']}%"
     if "pause" in step:
         duration = step["pause"].get("duration")
         return f"pause {duration}" if duration is not None else "pause (until promoted)"
@@ -142,7 +144,8 @@ def describe_rollout(r: Obj, related: Related, now: float) -> str:
             for i, step in enumerate(strategy["canary"]["steps"])
         ]
         weight = st.get("canaryWeight", 0)
-        out += [f"Strategy:      Canary, weight {weight}%", _section("Steps", steps)]
+        mirror = f", {st['mirrorPercent']}% mirrored to it" if st.get("mirrorPercent") else ""
+        out += [f"Strategy:      Canary, weight {weight}%{mirror}", _section("Steps", steps)]
     else:
         bg = strategy["blueGreen"]
         preview = bg.get("previewService", "<none>")

@@ -229,6 +229,13 @@ class _Workers(click.ParamType[int]):
     help="Write the bound REST port here as JSON once listening.",
 )
 @click.option(
+    "--mirror_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Copy a share of answered predictions to a canary as this JSON file says (a Rollout's "
+    "setMirror; the control plane writes it), and count whether the canary answered the same.",
+)
+@click.option(
     "--ssl_cert_file",
     default=None,
     help="PEM certificate (chain): REST and gRPC serve TLS (gRPC: unless --ssl_config_file).",
@@ -317,6 +324,7 @@ def serve(**flags: Any) -> None:
         allow_pickle=flags["allow_pickle"],
         trusted_types=tuple(t for t in flags["trusted_types"].split(",") if t),
         port_file=flags["port_file"],
+        mirror_file=flags["mirror_file"],
         batching=batching,
         options=ServerOptions(
             max_request_bytes=flags["max_request_bytes"],

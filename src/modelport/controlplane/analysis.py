@@ -9,7 +9,9 @@ Providers:
                 interval (the counters' growth since the last one): errorRate (5xx share of the
                 canary's answers), latencyP50 / latencyP99 (seconds, the canary's), classDistance
                 (total variation distance between the canary's and stable's predicted-class
-                shares, 0 same to 1 disjoint).
+                shares, 0 same to 1 disjoint), agreement (under setMirror: the share of the
+                requests stable's replicas copied to the canary that it answered as stable did;
+                an error counts as not agreeing; from stable's replicas' counts).
     prometheus  an instant query (`{{args.canaryHash}}`, `{{args.stableHash}}`, `{{args.namespace}}`
                 and `{{args.rollout}}` filled in); its first sample.
 
@@ -109,14 +111,16 @@ class Figures:
     errors: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)
     classes: dict[str, float] = field(default_factory=dict)
+    mirrored: dict[str, float] = field(default_factory=dict)  # copies to a canary, by outcome
 
     def add(self, other: Figures, sign: float = 1.0) -> None:
         self.requests += sign * other.requests
         self.errors += sign * other.errors
+        for mine, theirs in ((self.classes, other.classes), (self.mirrored, other.mirrored)):
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0.0) + sign * count
         for bound, count in other.buckets.items():
             self.buckets[bound] = self.buckets.get(bound, 0.0) + sign * count
-        for name, count in other.classes.items():
-            self.classes[name] = self.classes.get(name, 0.0) + sign * count
 
 
 def parse_figures(text: str) -> Figures:
@@ -134,6 +138,9 @@ def parse_figures(text: str) -> Figures:
             elif s.name == "modelport_predictions_total":
                 name = s.labels.get("class", "")
                 figures.classes[name] = figures.classes.get(name, 0.0) + s.value
+            elif s.name == "modelport_mirror_requests_total":
+                outcome = s.labels.get("outcome", "")
+                figures.mirrored[outcome] = figures.mirrored.get(outcome, 0.0) + s.value
     return figures
 
 
@@ -166,6 +173,8 @@ def modelport_value(
     name: str, canary: Figures, stable: Figures, min_samples: int
 ) -> tuple[float | None, str]:
     """A metric's value from the canary's and stable's window, or None and why not."""
+    if name == "agreement":
+        return _agreement(stable, min_samples)
     if canary.requests < min_samples:
         return None, f"{canary.requests:.0f} canary requests, fewer than minSamples {min_samples}"
     if name == "errorRate":
@@ -184,6 +193,17 @@ def modelport_value(
         abs(canary.classes.get(c, 0) / seen - stable.classes.get(c, 0) / known) for c in names
     )
     return distance, f"{seen:.0f} canary and {known:.0f} stable predictions"
+
+
+def _agreement(stable: Figures, min_samples: int) -> tuple[float | None, str]:
+    """Of the copies stable's replicas sent the canary and heard back from (or failed to), the
+    share it answered alike: 45 agree, 4 disagree, 1 error -> 0.9. Dropped copies were never sent."""
+    agree, disagree, error = (stable.mirrored.get(o, 0.0) for o in ("agree", "disagree", "error"))
+    compared = agree + disagree + error
+    said = f"{compared:.0f} mirrored requests ({disagree:.0f} disagreed, {error:.0f} failed)"
+    if compared < min_samples:
+        return None, f"{said}, fewer than minSamples {min_samples}"
+    return agree / compared, said
 
 
 def prometheus_value(address: str, query: str, timeout: float = 5.0) -> float | None:

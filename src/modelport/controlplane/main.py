@@ -10,7 +10,7 @@
         services/       each Service's HAProxy config, socket and log
 
 The controllers run in one loop, in the order the work flows (Deployments, AnalysisRuns,
-Rollouts -> ReplicaSets -> kubelet -> Services), woken by any change to the store and at least
+Rollouts -> ReplicaSets -> kubelet -> Services -> mirrors), woken by any change to the store and at least
 every `sync_seconds` to probe. The kubelet and the Service controller catch per object: one Pod
 or Service that fails is logged and the others go on; an exception escaping any other
 controller ends only that controller's pass. Either way the next round retries.
@@ -50,6 +50,7 @@ from modelport.controlplane.home import (
 from modelport.controlplane.kubelet import Kubelet
 from modelport.controlplane.meta import Recorder
 from modelport.controlplane.metrics import MetricsCollector
+from modelport.controlplane.mirrors import MirrorController
 from modelport.controlplane.rollouts import RolloutController
 from modelport.controlplane.secrets import secrets_dir
 from modelport.controlplane.services import ServiceController
@@ -128,6 +129,7 @@ class ControlPlane:
             self.store, self.clock, self.recorder, self.dir / "pods", backoff, options.grace_seconds,
             log_policy=self._logs, gateway_token=lambda namespace: gateway_token(home, namespace),
         )  # fmt: skip
+        self.mirrors = MirrorController(self.store, self.kubelet.workdir)
         secrets = secrets_dir(home)
         self.services = ServiceController(
             self.store, self.clock, self.recorder, self.dir / "services", secrets=secrets
@@ -187,7 +189,7 @@ class ControlPlane:
         """One round of every controller; one that raises is logged and the next one runs."""
         controllers = (
             self.autoscaler, self.deployments, self.analysis, self.rollouts, self.replica_sets, self.kubelet,
-            self.services,
+            self.services, self.mirrors,
         )  # fmt: skip
         for controller in controllers:
             try:

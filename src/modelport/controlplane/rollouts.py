@@ -13,7 +13,9 @@ into HAProxy server weights, exactly, whatever the replica counts. The promises:
     back to 0 at once and the canary is scaled down abortScaleDownDelaySeconds later.
 
 Steps: `setWeight: N` (scale the canary to ceil(replicas * N%), wait until available, set the
-weight), `pause: {duration}` (or `{}`: until promoted), `analysis: {templates}` (an AnalysisRun;
+weight), `setMirror: {percent: N}` (the same scaling, then `mirrorPercent`: stable's replicas copy
+N% of what they answer to the canary, controlplane/mirrors.py; until a later setMirror, promotion
+or abort), `pause: {duration}` (or `{}`: until promoted), `analysis: {templates}` (an AnalysisRun;
 Successful goes on, Failed or Error aborts, Inconclusive pauses for a person). After the last
 step the canary is scaled to the full count and, once available, becomes the stable revision.
 
@@ -151,6 +153,7 @@ class RolloutController(DeploymentController):
             st.update(canaryHash=new.template_hash, canaryWeight=0, currentStepIndex=steps, abort=False)
             st.update(phase="Healthy", message=message)
             st.pop("pauseStartTime", None)
+            st.pop("mirrorPercent", None)
         else:
             st.update(phase="Progressing", message=f"waiting for {new.name} to be available")
         return new, olds
@@ -174,7 +177,7 @@ class RolloutController(DeploymentController):
                 self._terminate_runs(ro, st["canaryHash"])
             st.update(canaryHash=canary.template_hash, currentStepIndex=0, canaryWeight=0, abort=False)
             st.update(progressAt=iso(now), phase="Progressing", message=f"canary {canary.name} started")
-            for key in ("abortedAt", "pauseStartTime", "previewReadyAt"):
+            for key in ("abortedAt", "pauseStartTime", "previewReadyAt", "mirrorPercent"):
                 st.pop(key, None)
         if stable.replicas != ro.spec.replicas:  # stable keeps every replica until promotion
             self._scale(ro, stable, ro.spec.replicas)
@@ -191,6 +194,7 @@ class RolloutController(DeploymentController):
             self._events.event(ro.raw, "Normal", "RolloutRetried", f"retrying canary {canary.name}")
         if st.get("abort"):
             st["canaryWeight"] = 0
+            st.pop("mirrorPercent", None)
             since = parse_iso(st.get("abortedAt") or iso(now))
             if canary.replicas and now - since >= scale_down_delay:
                 self._scale(ro, canary, 0)
@@ -227,15 +231,22 @@ class RolloutController(DeploymentController):
         promote = verb == "promote"
         while (i := int(st.get("currentStepIndex", 0))) < len(steps):
             step = steps[i]
-            if step.set_weight is not None:
-                need = canary_replicas(ro.spec.replicas, step.set_weight)
+            if step.set_weight is not None or step.set_mirror is not None:
+                share = step.set_weight if step.set_weight is not None else step.set_mirror.percent
+                need = canary_replicas(ro.spec.replicas, share)
                 if canary.replicas < need:
                     canary = self._scale(ro, canary, need)
                 if census.available(canary) < need:
                     self._waiting(ro, st, f"step {i}: waiting for {need} canary replicas to be available")
                     return
-                st["canaryWeight"] = step.set_weight
-                self._events.event(ro.raw, "Normal", "SetWeight", f"canary weight {step.set_weight}%")
+                if step.set_weight is not None:
+                    st["canaryWeight"] = step.set_weight
+                    self._events.event(ro.raw, "Normal", "SetWeight", f"canary weight {share}%")
+                else:  # the mirror controller tells stable's replicas (controlplane/mirrors.py)
+                    st["mirrorPercent"] = share
+                    self._events.event(
+                        ro.raw, "Normal", "SetMirror", f"{share}% of requests copied to the canary"
+                    )
             elif step.pause is not None:
                 if not promote:
                     if step.pause.duration is None:
@@ -280,6 +291,7 @@ class RolloutController(DeploymentController):
             return
         self._terminate_runs(ro, st["canaryHash"])
         st.update(stableHash=canary.template_hash, canaryWeight=0, phase="Healthy")
+        st.pop("mirrorPercent", None)
         st.update(message=f"{canary.name} promoted")
         self._events.event(ro.raw, "Normal", "RolloutPromoted", f"{canary.name} promoted to stable")
 
@@ -295,6 +307,7 @@ class RolloutController(DeploymentController):
 
     def _abort(self, ro: Deployment, st: Obj, reason: str) -> None:
         st.update(abort=True, abortedAt=iso(self._clock.now()), canaryWeight=0, phase="Degraded")
+        st.pop("mirrorPercent", None)
         st["message"] = f"RolloutAborted: {reason}"
         self._terminate_runs(ro, st.get("canaryHash", ""))
         self._events.event(

@@ -146,6 +146,12 @@ def _memory_limit(text: str | None) -> int | None:
     return int(quantity(text)) if text else None
 
 
+def mirror_path(workdir: Path, name: str) -> Path:
+    """Where replica `name` reads which canary to copy predictions to (server/mirror.py): the
+    control plane writes it during a Rollout's setMirror steps."""
+    return workdir / f"{name}.mirror.json"
+
+
 @dataclass
 class Replica:
     """One supervised process and what the supervisor knows about it."""
@@ -343,8 +349,9 @@ class Supervisor:
             cmd = [*self._command[:-1], "gateway", "--host", "127.0.0.1", "--port", "0", "--port-file",
                    str(port_file), *replica.args]  # fmt: skip
         else:
+            mirror = mirror_path(replica.workdir, replica.name)
             cmd = [*self._command, "--host", "127.0.0.1", "--rest_api_port", "0", "--port", "0",
-                   "--port_file", str(port_file), *replica.args]  # fmt: skip
+                   "--port_file", str(port_file), "--mirror_file", str(mirror), *replica.args]  # fmt: skip
         retire(replica.log_path, self._log_policy)  # the run before's log: `logs --previous`
         limits = Limits(memory_bytes=_memory_limit(replica.memory_limit))
         replica.proc = self._launcher.start(cmd, replica.log_path, limits)

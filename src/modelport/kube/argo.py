@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelport.errors import Code, ModelportError
 from modelport.kube.mapping import render_deployment, render_metadata
 from modelport.kube.notes import Note
 from modelport.kube.pods import PodOptions
@@ -48,7 +49,16 @@ def render_rollout(
     canary, bg = rollout.spec.strategy.canary, rollout.spec.strategy.blue_green
     if canary is not None:
         steps: list[dict[str, Any]] = []
-        for step in canary.steps:
+        for i, step in enumerate(canary.steps):
+            if step.set_mirror is not None:
+                # Argo mirrors only through a traffic router (setMirrorRoute needs Istio and
+                # trafficRouting.managedRoutes), and compares nothing: no faithful rendering.
+                raise ModelportError(Code.INVALID_ARGUMENT, (
+                    f"{where}: spec.strategy.canary.steps[{i}].setMirror cannot be rendered: Argo "
+                    "Rollouts mirrors only through a traffic router (setMirrorRoute with Istio and "
+                    "trafficRouting.managedRoutes) and does not compare the answers; remove the step "
+                    "to render, or mirror on modelport"
+                ))  # fmt: skip
             if step.set_weight is not None:
                 steps.append({"setWeight": step.set_weight})
             elif step.pause is not None:
@@ -106,6 +116,10 @@ def modelport_query(name: str, window: str) -> str:
         q = 0.5 if name == "latencyP50" else 0.99
         return (f"scalar(histogram_quantile({q}, sum by (le) "
                 f"(rate(modelport_request_duration_seconds_bucket{{{canary}}}[{window}]))))")  # fmt: skip
+    if name == "agreement":  # stable's replicas count the copies they sent the canary
+        mirrored = f"modelport_mirror_requests_total{{{stable}"
+        return (f'scalar(sum(increase({mirrored},outcome="agree"}}[{window}])) '
+                f'/ sum(increase({mirrored},outcome=~"agree|disagree|error"}}[{window}])))')  # fmt: skip
     shares = {
         side: f"(sum by (class) (increase(modelport_predictions_total{{{sel}}}[{window}])) "
         f"/ scalar(sum(increase(modelport_predictions_total{{{sel}}}[{window}]))))"

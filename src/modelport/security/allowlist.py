@@ -43,6 +43,7 @@ WHY = {
     "--trusted_types": "it lets skops files build types that may run code",
     "--host": "the control plane binds replicas to loopback; a Service's type decides exposure",
     "--port_file": "the control plane sets where a replica reports its ports",
+    "--mirror_file": "the control plane says where a replica copies requests (a Rollout's setMirror)",
     "--auth=off": "a replica checks API keys as the control plane configured it",
     "--api_key_store": "a replica checks API keys against the control plane's store",
     "--model_config_file": "a replica serves the model in spec.template.spec.model",

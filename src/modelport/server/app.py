@@ -36,6 +36,7 @@ from modelport.server.batching import Batchers
 from modelport.server.guard import Guard
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
+from modelport.server.mirror import Copy, Mirror
 from modelport.server.monitor import Monitor
 
 log = logging.getLogger("modelport.server")
@@ -109,11 +110,14 @@ class RestApp:
         inference: InferencePath | None = None,
         guard: Guard | None = None,
         monitor: Monitor | None = None,
+        mirror: Mirror | None = None,
     ) -> None:
         """`inference`: the path shared with gRPC; by default one of this app's own.
         `guard`: API keys required (None: anyone who reaches the port may call). `monitor`: the
-        quality monitor (request memory for feedback, drift, the prediction log); None: off."""
+        quality monitor (request memory for feedback, drift, the prediction log); None: off.
+        `mirror`: copies of answered predictions to a canary (server/mirror.py); None: off."""
         self._guard = guard
+        self._mirror = mirror
         self._manager = manager
         self._monitor = monitor
         self._metrics = metrics
@@ -175,7 +179,10 @@ class RestApp:
         elif route.verb:
             body = await self._read_body(scope, receive)
             rid = scope[_REQUEST_ID]
-            await self._infer(send, route.name, route.version, route.label, route.verb, body, None, rid)
+            answered = await self._infer(
+                send, route.name, route.version, route.label, route.verb, body, None, rid
+            )
+            self._copy(scope, answered, route.name, f"/v1/models/{route.name}:{route.verb}", body)
         elif route.quality:
             await self._quality(send, route.name, self._labelled(route.name, route.version, route.label))
         elif route.metadata:
@@ -204,7 +211,11 @@ class RestApp:
         if tail == "/infer":
             body = await self._read_body(scope, receive)
             header_length = next((v for k, v in scope["headers"] if k == _V2_HEADER_LENGTH), None)
-            await self._infer(send, name, version, None, "infer", body, header_length, scope[_REQUEST_ID])
+            answered = await self._infer(
+                send, name, version, None, "infer", body, header_length, scope[_REQUEST_ID]
+            )
+            if header_length is None:  # binary tensors are not copied
+                self._copy(scope, answered, name, f"/v2/models/{name}/infer", body)
         elif tail == "/feedback":
             await self._feedback(send, name, version, await self._read_body(scope, receive))
         elif tail == "/quality":
@@ -235,12 +246,14 @@ class RestApp:
         body: bytes,
         header_length: bytes | None,
         request_id: bytes,
-    ) -> None:
+    ) -> tuple[str, bytes] | None:
+        """Answer a prediction; the version that answered and its JSON answer (None: not a 200)."""
         started = time.perf_counter()
         deadline = Deadline.after(self._options.request_timeout_seconds)
         version: str | None = None
         watch = None
         status = 500
+        answered = None
         model = model_label(name, self._manager.view)
         gauge = self._metrics.in_flight(model)
         gauge.inc()
@@ -254,6 +267,7 @@ class RestApp:
             status = 200
             if json_length is None:  # which version answered, for gateways and canaries behind a Service
                 await self._respond(send, 200, payload, [*_JSON, (b"x-model-version", version.encode())])
+                answered = (version, payload)
             else:
                 await self._respond(send, 200, payload, _binary_headers(json_length))
         except ModelportError as exc:
@@ -270,6 +284,18 @@ class RestApp:
             self._metrics.observe(model, version, verb, status, seconds)
             if watch is not None and status == 200:
                 self._monitor.done(watch, seconds)  # type: ignore[union-attr]
+        return answered
+
+    def _copy(
+        self, scope: Scope, answered: tuple[str, bytes] | None, name: str, path: str, body: bytes
+    ) -> None:
+        """After the answer has gone: a copy of the request to the canary, if it is one of those
+        mirrored (server/mirror.py)."""
+        if self._mirror is None or answered is None or not self._mirror.wants(name, scope["headers"]):
+            return
+        kept = tuple((k.decode(), v.decode("latin-1")) for k, v in scope["headers"] if k in _KEY_HEADERS)
+        headers = (*kept, (request_ids.HEADER.decode(), scope[_REQUEST_ID].decode()))
+        self._mirror.offer(Copy(name, answered[0], path, body, headers, answered[1]))
 
     async def _feedback(self, send: Send, name: str, version: int | None, body: bytes) -> None:
         """True labels for answered requests (server/monitor.py says what is remembered)."""

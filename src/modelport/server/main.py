@@ -43,6 +43,7 @@ from modelport.server.http_limits import ConnectionLimits, protocol_factory
 from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
+from modelport.server.mirror import Mirror
 from modelport.server.monitor import Monitor, MonitorOptions
 from modelport.server.siblings import Seat, Siblings
 
@@ -67,6 +68,7 @@ class ServeConfig:
     allow_pickle: bool = False
     trusted_types: Sequence[str] = ()
     port_file: str | None = None
+    mirror_file: str | None = None  # where the control plane says which canary to copy to (mirror.py)
     batching: BatchingParameters | None = None  # None: every request runs on its own
     options: ServerOptions = field(default_factory=ServerOptions)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
@@ -211,7 +213,11 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
     if config.monitoring.enabled:
         monitor = Monitor(metrics.quality, config.monitoring, lambda: manager.view)
         threads.append(threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True))
-    app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard, monitor)
+    mirror = None
+    if config.mirror_file:
+        mirror = Mirror(Path(config.mirror_file), metrics.registry)
+        threads.append(threading.Thread(target=mirror.watch, args=(stop,), name="mirror", daemon=True))
+    app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard, monitor, mirror)
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
         grpc_server = _start_grpc(config, manager, metrics, inference, guard, monitor, seat is not None)

@@ -289,8 +289,16 @@ class RolloutAnalysis(_Spec):
     templates: list[TemplateRef] = Field(min_length=1)
 
 
+class SetMirror(_Spec):
+    """From this step on, `percent`% of the requests stable answers are copied to the canary (its
+    answers compared with stable's and thrown away); 0 stops copying."""
+
+    percent: int = Field(ge=0, le=100)
+
+
 class CanaryStep(_Spec):
     set_weight: int | None = Field(default=None, ge=0, le=100, alias="setWeight")
+    set_mirror: SetMirror | None = Field(default=None, alias="setMirror")
     pause: Pause | None = None
     analysis: RolloutAnalysis | None = None
 
@@ -340,7 +348,9 @@ class ModelportMetric(_Spec):
     """modelport's own figures, from the replicas' /metrics, canary against stable, over each
     measurement's interval. Fewer than `minSamples` canary requests: Inconclusive, never a number."""
 
-    metric: Literal["errorRate", "latencyP50", "latencyP99", "classDistance"]
+    # agreement: the share of the requests copied to the canary under setMirror that it answered
+    # as stable did (from stable's replicas' counts); minSamples counts those copies.
+    metric: Literal["errorRate", "latencyP50", "latencyP99", "classDistance", "agreement"]
     min_samples: int = Field(default=20, ge=1, alias="minSamples")
 
 

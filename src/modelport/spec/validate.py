@@ -172,11 +172,12 @@ def _canary_rules(canary: CanaryStrategy) -> list[str]:
     problems = []
     base = "spec.strategy.canary"
     for i, step in enumerate(canary.steps):
-        given = [f for f, v in (("setWeight", step.set_weight), ("pause", step.pause),
-                                ("analysis", step.analysis)) if v is not None]  # fmt: skip
+        kinds = (("setWeight", step.set_weight), ("setMirror", step.set_mirror), ("pause", step.pause),
+                 ("analysis", step.analysis))  # fmt: skip
+        given = [f for f, v in kinds if v is not None]
         if len(given) != 1:
-            problems.append(f"{base}.steps[{i}]: needs exactly one of setWeight, pause and analysis, got "
-                            f"{' and '.join(given) or 'none'}")  # fmt: skip
+            problems.append(f"{base}.steps[{i}]: needs exactly one of setWeight, setMirror, pause and "
+                            f"analysis, got {' and '.join(given) or 'none'}")  # fmt: skip
         if step.pause is not None and step.pause.duration is not None:
             problems += _duration(step.pause.duration, f"{base}.steps[{i}].pause.duration")
     return problems
