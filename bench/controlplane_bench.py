@@ -26,7 +26,8 @@ process, and a client process of its own (`controlplane.client.Client`, what `mo
 uses: one connection per request) doing `--gets` GETs of random Deployments, each timed (wall,
 perf_counter) in the client: p50 and p99. Three times: with the controllers idle, running a
 round then waiting --sync seconds (the control plane's loop when nothing changes), and running
-rounds back to back (the worst case: they share the server's process and its GIL);
+rounds back to back (the worst case: they share the server's process and its GIL), with the
+control plane's switch interval (0.5 ms) and with CPython's default (5 ms);
 `--repeats` times each, interleaved, medians printed.
 
 What it leaves out: the metrics collector (a real HTTP scrape of each replica every 5 s), real
@@ -57,6 +58,7 @@ from modelport.controlplane.autoscaler import Autoscaler
 from modelport.controlplane.client import Client
 from modelport.controlplane.deployments import DeploymentController, ReplicaSetController
 from modelport.controlplane.kubelet import Kubelet
+from modelport.controlplane.main import SWITCH_INTERVAL_SECONDS
 from modelport.controlplane.meta import Recorder
 from modelport.controlplane.rollouts import RolloutController
 from modelport.controlplane.services import ServiceController
@@ -70,6 +72,7 @@ MODES = {  # what the controllers do in the server's process meanwhile
     "idle": "controllers idle",
     "paced": "a round every 0.2 s (the control plane's loop)",
     "busy": "rounds back to back",
+    "busy-5ms": "rounds back to back, CPython's default switch interval (5 ms)",
 }
 REPLICAS = 3
 
@@ -224,6 +227,9 @@ def quantile(values: list[float], q: float) -> float:
 def measure_gets(
     world: World, count: int, gets: int, mode: str, seconds: float, seed: int
 ) -> dict[str, float]:
+    # The control plane's switch interval (ControlPlane.run sets it), or CPython's default.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.005 if mode == "busy-5ms" else SWITCH_INTERVAL_SECONDS)
     server = make_server(world.api, TOKEN, 0)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     serving.start()
@@ -252,6 +258,7 @@ def measure_gets(
             looping.join()
         server.shutdown()
         server.server_close()
+        sys.setswitchinterval(previous)
     cpu = time.process_time() - cpu
     times = json.loads(out)
     return {

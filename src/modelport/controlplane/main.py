@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -83,6 +84,11 @@ class Options:
 
 
 METRICS_KEY = "controlplane-metrics"
+# The API's request threads wait for the GIL while a controllers' round holds it; the holder is
+# asked to let go after this long. CPython's 5 ms, paid at each of the ~10 times a `get` takes the
+# GIL back (accept, thread start, reads, SQLite, the answer), gave a p99 of 93 ms at 1,000
+# Deployments with rounds back to back; 0.5 ms costs a round nothing while no request waits.
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def metrics_key(home: Path, now: float) -> str:
@@ -225,6 +231,7 @@ class ControlPlane:
 
     def run(self) -> None:
         """Serve until shut down (the API's /api/shutdown, SIGTERM or SIGINT)."""
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         worker = threading.Thread(target=self._controllers, name="controllers", daemon=True)
         worker.start()
         info = self.dir / "api.json"
