@@ -4,6 +4,7 @@
     python bench/serving_bench.py --only batching     # batching off/on, MLP and CNN, 1 and 64 conns
     python bench/serving_bench.py --only protocols    # v1 REST, v2 REST, v2 gRPC on the MLP
     python bench/serving_bench.py --only batching --baseline main~3   # each case also at a commit
+    python bench/serving_bench.py --only unbatched --baseline REF   # MLP and CNN, batching off
     python bench/serving_bench.py --only tensorflow   # a SavedModel as it is vs its ONNX conversion
 
 `--baseline REF` checks REF out into the work folder (`git worktree add --detach`) and runs every
@@ -151,7 +152,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=("batching", "protocols", "tensorflow"))
+    parser.add_argument("--only", choices=("batching", "unbatched", "protocols", "tensorflow"))
     parser.add_argument(
         "--baseline", metavar="REF", help="also run every case with the code at this git commit"
     )
@@ -226,6 +227,8 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
         for model in ("mnist", "cnn"):
             for on in (False, True):
                 cases.append((Case(f"{model} batching {'on' if on else 'off'}", model, "v1", on), [1, 64]))
+    if args.only == "unbatched":  # heavy models off the loop without batching: the CNN's tail, the MLP's cost
+        cases += [(Case(f"{model} batching off", model, "v1", False), [1, 64]) for model in ("mnist", "cnn")]
     if args.only in (None, "protocols"):
         for protocol in ("v1", "v2", "grpc"):
             cases.append((Case(f"mnist {protocol}", "mnist", protocol, False), [1, 64]))
