@@ -1,6 +1,6 @@
 """`modelport serve --workers 2` against a 2-worker floor and against `--workers 1` (issue 20).
 
-    bash bench/run.sh workers [--conns 64] [--repeats 5] [--seconds 10] [--sharing]
+    bash bench/run.sh workers [--conns 64] [--repeats 5] [--seconds 10]
 
 Sides, each started once and driven by wrk in turns (A, B, C, A, B, C, ...), each after a 2 s
 warm-up, with the MNIST example's :predict request (a PNG, b64):
@@ -8,8 +8,6 @@ warm-up, with the MNIST example's :predict request (a PNG, b64):
 - workers1: `modelport serve` (one process);
 - floor2: `uvicorn --workers 2` on bench/floor.py's app (the supervisor binds, its workers share
   the listening socket), the same ONNX session settings;
-- with --sharing also workers2-inherit: `--workers 2` with the supervisor's listening socket
-  shared by the workers (MODELPORT_WORKER_SOCKETS=inherit), what uvicorn does.
 Prints the machine, the load average before and after, per side the median req/s, p50, p99 and
 the server's CPU, the ratios of medians, and each side's memory once loaded (RSS and PSS of
 every process: supervisor and workers).
@@ -87,25 +85,13 @@ def _loadavg() -> str:
 
 
 def main() -> int:
-    parser = ab.arguments(__doc__)
-    parser.add_argument(
-        "--sharing", action="store_true", help="also --workers 2 on one shared listening socket"
-    )
-    args = parser.parse_args()
+    args = ab.arguments(__doc__).parse_args()
     with ab.workspace("workers-bench-") as (work, repo):
         procs: dict[str, subprocess.Popen[bytes]] = {}
         urls: dict[str, str] = {}
         try:
-            for name, extra, env in [
-                ("workers2", ["--workers", "2"], {}),
-                ("workers1", [], {}),
-                *([("workers2-inherit", ["--workers", "2"], {"MODELPORT_WORKER_SOCKETS": "inherit"})]
-                  if args.sharing else []),
-            ]:  # fmt: skip
-                os.environ.update(env)
+            for name, extra in [("workers2", ["--workers", "2"]), ("workers1", [])]:
                 procs[name], port = ab.start(name, repo, work, [*extra, "--log_level", "warning"])
-                for key in env:
-                    del os.environ[key]
                 urls[name] = f"http://127.0.0.1:{port}"
             port = hb.free_port()
             procs["floor2"] = _floor(repo, work, port)
@@ -148,11 +134,7 @@ def _measure(
             )
         print(f"  workers2 / floor2   {medians['workers2'] / medians['floor2']:.3f}   (target >= 0.8)")
         print(f"  workers2 / workers1 {medians['workers2'] / medians['workers1']:.3f}   (target >= 1.6)")
-        if "workers2-inherit" in medians:
-            print(f"  workers2-inherit / workers2 {medians['workers2-inherit'] / medians['workers2']:.3f}")
-    for name, url in urls.items():
-        if name.startswith("workers2"):
-            print(f"  {name}: requests answered by worker {_answered_by_worker(url)}")
+    print(f"  workers2: requests answered by worker {_answered_by_worker(urls['workers2'])}")
     print(f"load average after: {_loadavg()}\n\nmemory once loaded (MiB):")
     for name, proc in procs.items():
         rows = _memory(proc.pid)

@@ -115,12 +115,8 @@ def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True) ->
 
 
 def _listen(config: ServeConfig, seat: Seat | None) -> socket.socket:
-    """The REST socket: bound here; a worker's own on the shared port; or the supervisor's."""
-    if seat is None:
-        return bind(config.host, config.rest_api_port)
-    if seat.rest_fd is None:
-        return bind(config.host, config.rest_api_port, reuse_port=True)
-    return socket.socket(fileno=seat.rest_fd)
+    """The REST socket: this server's, or a worker's own on the port the workers share."""
+    return bind(config.host, config.rest_api_port, reuse_port=seat is not None)
 
 
 def _watch_config(manager: ModelManager, path: str, every: float, stop: threading.Event) -> None:

@@ -50,15 +50,13 @@ _MAX_BYTES = 64 * 1024 * 1024  # one sibling's metrics at most (a single server'
 
 @dataclass(frozen=True)
 class Seat:
-    """Where worker `index` of `count` sits: the run's private directory (its metrics socket),
-    the pipe it tells the supervisor on that it listens, and the REST socket it inherits (None:
-    it binds the port itself with SO_REUSEPORT)."""
+    """Where worker `index` of `count` sits: the run's private directory (its metrics socket)
+    and the pipe it tells the supervisor on that it listens."""
 
     index: int
     count: int
     run_dir: str
     notify_fd: int
-    rest_fd: int | None = None
 
     def socket_path(self, index: int) -> Path:
         return Path(self.run_dir) / f"metrics-{index}.sock"

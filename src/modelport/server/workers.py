@@ -7,9 +7,10 @@
 
 Ports: the supervisor binds the REST and gRPC ports first (port 0 picks one, as it does for one
 server) and each worker listens on the same ones with SO_REUSEPORT: the kernel spreads new
-connections evenly over the workers listening (one listening socket shared by every worker
-gives each connection to whichever worker wakes first). The supervisor's own sockets only hold
-the ports; they never accept.
+connections over the workers listening. The supervisor's own sockets only hold the ports; they
+never accept. Chosen by measurement over the other way (the supervisor's one listening socket
+shared by every worker, uvicorn's): 1.33-1.45x its req/s and 0.72-0.86x its CPU per request at
+64 connections, two runs (bench/RESULTS.md, "--workers").
 
 Start: each worker tells the supervisor on a pipe when it listens; once all have, the ports are
 logged and written to --port_file (with the supervisor's pid: the process to signal) as one
@@ -59,9 +60,6 @@ log = logging.getLogger("modelport.server")
 _GRACE = 20.0  # seconds a worker has to drain after SIGTERM before it is killed
 _STEADY = 60.0  # seconds up after which a worker's earlier exits are forgiven
 _PR_SET_PDEATHSIG = 1
-# How workers share the REST port: "reuseport" (each its own socket) or "inherit" (the
-# supervisor's listening socket). Read once; the bench compares both (bench/workers_bench.py).
-_SHARING = os.environ.get("MODELPORT_WORKER_SOCKETS", "reuseport")
 
 
 def compute_restart_delay(exits: int) -> float:
@@ -81,22 +79,20 @@ class _Worker:
 
 
 class _Supervisor:
-    def __init__(self, config: ServeConfig, run_dir: str, rest_fd: int | None) -> None:
+    def __init__(self, config: ServeConfig, run_dir: str) -> None:
         self._config = config
         self._run_dir = run_dir
-        self._rest_fd = rest_fd
         self.workers: dict[int, _Worker] = {}
         self.due: dict[int, tuple[float, int]] = {}  # index -> (restart at, exits in a row)
 
     def start(self, index: int, exits: int = 0) -> None:
         read, write = os.pipe()
-        seat = Seat(index, self._config.workers, self._run_dir, write, self._rest_fd)
+        seat = Seat(index, self._config.workers, self._run_dir, write)
         level = logging.getLogger().getEffectiveLevel()
         given = _pickled((self._config, seat, level, os.getpid()))
-        fds = (write,) if self._rest_fd is None else (write, self._rest_fd)
         proc = subprocess.Popen(
             [sys.executable, "-m", "modelport.server.workers"],
-            stdin=subprocess.PIPE, pass_fds=fds,
+            stdin=subprocess.PIPE, pass_fds=(write,),
         )  # fmt: skip
         os.close(write)
         assert proc.stdin is not None
@@ -194,15 +190,14 @@ def serve_workers(config: ServeConfig) -> None:
     holders: list[socket.socket] = []
     failed = None
     try:
-        inherit = _SHARING == "inherit"
-        rest = bind(config.host, config.rest_api_port, reuse_port=not inherit, listen=inherit)
+        rest = bind(config.host, config.rest_api_port, reuse_port=True, listen=False)
         holders.append(rest)
         rest_port, grpc_port = rest.getsockname()[1], rest.getsockname()[1]
         if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
             holders.append(bind(config.host, config.grpc_port, reuse_port=True, listen=False))
             grpc_port = holders[-1].getsockname()[1]
         one = replace(config, rest_api_port=rest_port, grpc_port=grpc_port, port_file=None)
-        supervisor = _Supervisor(one, run_dir, rest.fileno() if inherit else None)
+        supervisor = _Supervisor(one, run_dir)
         log.info("starting %d workers", config.workers)
         for index in range(config.workers):
             supervisor.start(index)
