@@ -132,7 +132,10 @@ def test_sigterm_stops_every_worker_and_exits_0(served: tuple[Server, Path]) -> 
     assert server.stop() == 0
     _, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
-    assert "server stopped" in server.log()
+    log = server.log()
+    for index in (0, 1):  # each drained and stopped its gRPC, monitor and threads before exiting
+        assert f"[worker {index}]: server stopped" in log
+    assert log.rstrip().endswith("modelport.server: server stopped")  # the supervisor, last
 
 
 def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:

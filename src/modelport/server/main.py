@@ -9,6 +9,7 @@ a socket it binds itself, so port 0 works and the bound port can be reported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -17,7 +18,7 @@ import resource
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -231,7 +232,7 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
     # holder is asked to let go after this long (CPython's default: 5 ms, several times per
     # request the loop handles). 1 ms keeps /healthz answering fast beside a decoding request.
     sys.setswitchinterval(0.001)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app, loop="uvloop", http=cast(Any, _http(config)),
             lifespan="off", access_log=False, log_level="warning", timeout_graceful_shutdown=10,
@@ -253,6 +254,19 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
             thread.join(timeout=5)
         sock.close()
         log.info("server stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server but for one thing: after draining on SIGTERM or SIGINT, uvicorn raises the
+    signal again, which ended the process before serve()'s cleanup ran (gRPC's 5 s grace for the
+    calls in flight, the monitor's last answers and its log files, the threads' joins). Here run()
+    returns, serve() stops the rest, and the process exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def _guard(config: ServeConfig, metrics: ServerMetrics) -> Guard | None:
