@@ -1,11 +1,10 @@
 """The gRPC server's own limits (README, "Connection limits"): beyond `--max_connections` calls
 at once, a call is told RESOURCE_EXHAUSTED at once instead of queueing without bound, and the
-calls within the limit finish. A real grpc.aio server on loopback, built as `modelport serve`
+calls within the limit finish. A real gRPC server on loopback, built as `modelport serve`
 builds it, with a servicer whose calls wait on a gate the test opens."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -28,10 +27,12 @@ class Gated(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self) -> None:
         self.gate = threading.Event()
         self.waiting = 0
+        self._lock = threading.Lock()
 
-    async def ModelInfer(self, request: Any, context: Any) -> Any:
-        self.waiting += 1
-        await asyncio.to_thread(self.gate.wait, 30)
+    def ModelInfer(self, request: Any, context: Any) -> Any:
+        with self._lock:
+            self.waiting += 1
+        self.gate.wait(30)
         return pb.ModelInferResponse(model_name=request.model_name)
 
 

@@ -1,23 +1,22 @@
 """The Open Inference Protocol v2 over gRPC (`inference.GRPCInferenceService`).
 
-grpc.aio on a thread and event loop of its own, beside the REST event loop. Requests go through
-the same code as REST: the same limits, signature checks, pre/post-processing, inference path
-(server/inference.py: thread pool, batcher, deadline) and metrics (`api="grpc_infer"`). A call's
-deadline is the server's request timeout, or the client's own deadline when that is sooner.
-Tensor data comes either in typed `contents` or in `raw_input_contents`
-(never both); answers carry `raw_output_contents`, as Triton's do.
+grpcio's server and its own threads, beside the REST event loop. Requests go through the same
+code as REST: the same limits, signature checks, pre/post-processing, inference path
+(server/inference.py: in the call's thread when small and fast, else the pool or the batcher;
+the deadline) and metrics (`api="grpc_infer"`). A call's deadline is the server's request
+timeout, or the client's own deadline when that is sooner. Tensor data comes either in typed
+`contents` or in `raw_input_contents` (never both); answers carry `raw_output_contents`, as
+Triton's do.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
-import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NoReturn
 
 import grpc
 import numpy as np
@@ -50,6 +49,7 @@ _CONTENTS = {
     "BYTES": "bytes_contents",
 }  # fmt: skip
 _ALL_CONTENTS = sorted(set(_CONTENTS.values()))
+_DATATYPES: dict[np.dtype[Any], str] = {}  # numeric dtypes met in outputs, and their v2 names
 _STATUS = {
     Code.PAYLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Code.UNSUPPORTED_MEDIA_TYPE: grpc.StatusCode.INVALID_ARGUMENT,
@@ -57,7 +57,7 @@ _STATUS = {
 
 
 def _decode_inputs(request: Any, signature: Signature, limits: RequestLimits) -> dict[str, InputValue]:
-    raw = list(request.raw_input_contents)
+    raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise invalid(
             f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs: "
@@ -95,8 +95,8 @@ def _requested(request: Any) -> list[str] | None:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """grpc.aio handlers, on the gRPC thread's own event loop. Where a call's work runs is the
-    shared inference path's choice: on that loop when small and fast, else in the pool."""
+    """Handlers run by the gRPC server's threads. Where a call's work runs is the shared
+    inference path's choice (`run_here`): in that thread when small and fast, else in the pool."""
 
     def __init__(
         self,
@@ -114,15 +114,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._inference = inference
         self._timeout = timeout_seconds
 
-    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerReadyResponse(ready=self._manager.is_ready())
 
-    async def _admit(
+    def _admit(
         self,
-        context: grpc.aio.ServicerContext,
+        context: grpc.ServicerContext,
         need: str,
         model: str | None,
         trailer: tuple[tuple[str, str], ...] = (),
@@ -136,10 +136,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Refused as exc:
             if exc.http_status == 429:
                 trailer = (*trailer, ("retry-after", retry_after_header(exc)))
-            await context.abort(_grpc_status(exc), exc.message, trailing_metadata=trailer)
+            context.set_trailing_metadata(trailer)
+            context.abort(_grpc_status(exc), exc.message)
 
-    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._admit(context, "read", request.name)
+    def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._admit(context, "read", request.name)
         view = self._manager.view.get(request.name)
         try:
             version = v2.parse_version(request.version)
@@ -148,20 +149,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         ready = view is not None and (version in view.versions if version else bool(view.versions))
         return pb.ModelReadyResponse(ready=ready)
 
-    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._admit(context, "read", None)
+    def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._admit(context, "read", None)
         meta = v2.server_metadata()
         return pb.ServerMetadataResponse(
             name=meta["name"], version=meta["version"], extensions=meta["extensions"]
         )
 
-    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self._admit(context, "read", request.name)
+    def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._admit(context, "read", request.name)
         try:
             view = self._manager.model(request.name)
             servable = view.resolve(v2.parse_version(request.version))
         except ModelportError as exc:
-            await _abort(context, exc)
+            _abort(context, exc)
         meta = v2.model_metadata(
             request.name, sorted(view.versions), servable.platform, servable.signature(None)
         )
@@ -174,14 +175,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tensor(**t) for t in meta["outputs"]],
         )
 
-    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
-        version, status, watch = "", 500, None
+        version, status, watch, error = "", 500, None, None
         # The call's id in its trailing metadata, as REST's x-request-id (on errors too).
         request_id = request_ids.from_metadata(context.invocation_metadata(), request.id)
         trailer = ((request_ids.METADATA_KEY, request_id),)
         context.set_trailing_metadata(trailer)
-        await self._admit(context, "predict", request.model_name, trailer)
+        if self._guard is not None:
+            self._admit(context, "predict", request.model_name, trailer)
         model = model_label(request.model_name, self._manager.view)
         gauge = self._metrics.in_flight(model)
         gauge.inc()
@@ -195,19 +197,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             prepare = functools.partial(_prepare, servable, request)
             if self._monitor is not None:
                 watch = self._monitor.observe(servable, request_id, "grpc_infer")
-            response = await self._inference.run(
+            response = self._inference.run_here(
                 servable, prepare, request.ByteSize(), Deadline.after(seconds), watch
             )
             status = 200
             return response
         except ModelportError as exc:
-            status = exc.http_status
-            await _abort(context, exc)
+            status, error = exc.http_status, (_grpc_status(exc), exc.message)
         except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
             log.exception("ModelInfer %s failed", request.model_name)
-            await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {exc!r}")
+            error = (grpc.StatusCode.INTERNAL, f"Internal error: {exc!r}")
         finally:
             gauge.dec()
             if not version and request.model_version:  # not resolved: unknown, or a bad version
@@ -218,6 +217,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self._metrics.observe(model, version, "grpc_infer", status, seconds)
             if watch is not None and status == 200:
                 self._monitor.done(watch, seconds)  # type: ignore[union-attr]
+        context.abort(*error)  # after the metrics: abort raises
 
 
 def _prepare(servable: Servable, request: Any, limits: RequestLimits) -> Job[Any]:
@@ -229,30 +229,34 @@ def _prepare(servable: Servable, request: Any, limits: RequestLimits) -> Job[Any
 
 def _response(servable: Servable, request: Any, outputs: dict[str, np.ndarray]) -> Any:
     names: Sequence[str] = [o.name for o in request.outputs] or list(outputs)
-    tensors, raw = [], []
+    response = pb.ModelInferResponse(
+        model_name=servable.model_name, model_version=str(servable.version), id=request.id
+    )
+    add, raw = response.outputs.add, response.raw_output_contents
     for name in names:
         array = outputs[name]
-        tensors.append(
-            pb.ModelInferResponse.InferOutputTensor(
-                name=name, datatype=v2.datatype_of(name, array), shape=array.shape
-            )
-        )
+        add(name=name, datatype=_datatype(name, array), shape=array.shape)
         raw.append(v2.raw_of(name, array))
-    return pb.ModelInferResponse(
-        model_name=servable.model_name,
-        model_version=str(servable.version),
-        id=request.id,
-        outputs=tensors,
-        raw_output_contents=raw,
-    )
+    return response
+
+
+def _datatype(name: str, array: np.ndarray) -> str:
+    """v2's name for an output's dtype (numpy's dtype.name is slow: known ones are remembered)."""
+    datatype = _DATATYPES.get(array.dtype)
+    if datatype is None:
+        datatype = v2.datatype_of(name, array)  # raises when none fits
+        if array.dtype.kind in "biuf":  # numbers: a few dtypes (strings' vary with their length)
+            _DATATYPES[array.dtype] = datatype
+    return datatype
 
 
 def _grpc_status(exc: ModelportError) -> grpc.StatusCode:
     return _STATUS.get(exc.code) or getattr(grpc.StatusCode, exc.code.name, grpc.StatusCode.UNKNOWN)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: ModelportError) -> Any:
-    await context.abort(_grpc_status(exc), exc.message)
+def _abort(context: grpc.ServicerContext, exc: ModelportError) -> NoReturn:
+    context.abort(_grpc_status(exc), exc.message)
+    raise AssertionError("grpc's abort raises")
 
 
 def server_options(max_message_bytes: int, shared_port: bool = False) -> list[tuple[str, int]]:
@@ -300,7 +304,10 @@ def server_credentials(tls: TlsIdentity) -> grpc.ServerCredentials:
 
 
 class GrpcServer:
-    """grpc.aio on a thread of its own, with its own event loop, beside the REST loop."""
+    """grpcio's server with a pool of `threads` beside the REST loop: each call's handler runs
+    in one of them. (Measured against grpc.aio on its own thread and loop, the threads cost less
+    CPU per call, as much as a fifth with the model's work: bench/grpc_bench.py, RESULTS.md.)
+    Health and metadata calls wait for a thread when every one is taken by a heavy call."""
 
     def __init__(
         self,
@@ -311,61 +318,30 @@ class GrpcServer:
         max_concurrent_rpcs: int = 1024,
         tls: TlsIdentity | None = None,
         shared_port: bool = False,
+        threads: int = 8,
     ) -> None:
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: grpc.aio.Server | None = None
-        self._error: BaseException | None = None
-        self.port = 0
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(servicer, host, port, max_message_bytes, max_concurrent_rpcs, tls, shared_port),
-            name="grpc",
-            daemon=True,
-        )
-        self._thread.start()
-        self._ready.wait(30)
-        if self._error is not None:
-            raise self._error
-        if not self.port:
-            raise OSError("the gRPC server did not start")
-
-    def _run(
-        self,
-        servicer: InferenceServicer,
-        host: str,
-        port: int,
-        max_message_bytes: int,
-        max_rpcs: int,
-        tls: TlsIdentity | None,
-        shared_port: bool,
-    ) -> None:
-        async def serve() -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="grpc")
+        options = server_options(max_message_bytes, shared_port)
+        server = grpc.server(self._pool, options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
+        try:
+            pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             try:
-                options = server_options(max_message_bytes, shared_port)
-                server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_rpcs)
-                pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-                address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                 if tls is None:
                     bound = server.add_insecure_port(address)
                 else:
                     bound = server.add_secure_port(address, server_credentials(tls))
-                if bound == 0:
-                    raise OSError(f"cannot listen for gRPC on {address} (in use?)")
-                await server.start()
-            except BaseException as exc:
-                self._error = exc
-                self._ready.set()
-                return
-            self._server, self._loop, self.port = server, asyncio.get_running_loop(), bound
-            self._ready.set()
-            await server.wait_for_termination()
-
-        asyncio.run(serve())
+            except RuntimeError as exc:  # grpcio's own words for a port it could not bind
+                raise OSError(f"cannot listen for gRPC on {address} (in use?): {exc}") from None
+            if bound == 0:
+                raise OSError(f"cannot listen for gRPC on {address} (in use?)")
+            server.start()
+        except BaseException:
+            server.stop(None)
+            self._pool.shutdown(wait=False)
+            raise
+        self._server, self.port = server, bound
 
     def stop(self, grace: float = 5.0) -> None:
-        if self._loop is not None and self._server is not None:
-            done = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
-            with contextlib.suppress(Exception):
-                done.result(grace + 1)
-        self._thread.join(grace + 2)
+        self._server.stop(grace).wait(grace + 1)
+        self._pool.shutdown(wait=False, cancel_futures=True)

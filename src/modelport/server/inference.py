@@ -45,6 +45,7 @@ from modelport.runtimes.signature import PreparedCall
 from modelport.server.batching import Batchers
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 # What may run on the event loop: a body this small (a few rows, or one small encoded image) ...
 LOOP_MAX_BYTES = 64 * 1024
@@ -210,6 +211,56 @@ class InferencePath:
             cost.add(seconds)
         return reply
 
+    def run_here(
+        self,
+        servable: Servable,
+        prepare: Prepare[R],
+        size: int,
+        deadline: Deadline,
+        watch: Watch | None = None,
+    ) -> R:
+        """`run` for a caller that is a thread of its own (the gRPC server's), blocking it, with
+        this thread in the event loop's place: a small request of a fast version runs here,
+        without a hop; any other in the pool, its model call in the batch when batching is on,
+        this thread waiting until the deadline."""
+        version = self._versions.get(servable)
+        if version is None:
+            version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
+        least = version.cost.least
+        if deadline.remaining() <= least:  # e.g. a gRPC call whose own deadline is (nearly) up
+            self._expired(servable)
+            raise deadline.error(servable)
+        if self._batchers is not None:
+            job = prepare(version.limits)
+            if deadline.remaining() <= 0:
+                self._expired(servable)
+                raise deadline.error(servable)
+            batch = self._batchers.get(servable).submit(job.call.feeds, job.call.sources)
+            results = self._waited(servable, batch, deadline)
+            self._predicted(servable, results)
+            return job.answer(results, watch)
+        work = _whole(servable, prepare, version, deadline, self._predicted, watch)
+        small = size <= LOOP_MAX_BYTES
+        if small and 0.0 < least < LOOP_MAX_SECONDS and getattr(servable.model, "call_on_the_loop", True):
+            started = time.perf_counter()
+            reply = work()
+            version.cost.add(time.perf_counter() - started)
+            return reply
+        future = self._pool.submit(self._timed(servable, work, deadline, least))
+        reply, seconds = self._waited(servable, future, deadline)
+        if small:
+            version.cost.add(seconds)
+        return reply
+
+    def _waited(self, servable: Servable, future: Future[T], deadline: Deadline) -> T:
+        """`_awaited` for a thread: blocks until the answer or the deadline."""
+        try:
+            return future.result(max(deadline.remaining(), 0))
+        except (TimeoutError, _Expired):
+            if future.cancel():  # not started yet: it never will be
+                self._expired(servable)
+            raise deadline.error(servable) from None
+
     async def _heavy_call(
         self,
         servable: Servable,
@@ -272,6 +323,15 @@ class InferencePath:
         seconds (what it takes at the least) are left before its deadline: it could not finish
         in time."""
 
+        timed = self._timed(servable, work, deadline, least)
+        return await self._awaited(servable, (pool or self._pool).submit(timed), deadline)
+
+    def _timed(
+        self, servable: Servable, work: Callable[[], R], deadline: Deadline, least: float
+    ) -> Callable[[], tuple[R, float]]:
+        """`work` for a pool thread, and the time it took; refused (_Expired) when, as a thread
+        takes it, no more than `least` seconds are left before its deadline."""
+
         def timed() -> tuple[R, float]:
             if deadline.remaining() <= least:
                 self._expired(servable)  # it waited in the queue past (or too near) its deadline
@@ -279,7 +339,7 @@ class InferencePath:
             started = time.perf_counter()
             return work(), time.perf_counter() - started
 
-        return await self._awaited(servable, (pool or self._pool).submit(timed), deadline)
+        return timed
 
     async def _awaited(self, servable: Servable, future: Future[R], deadline: Deadline) -> R:
         try:
