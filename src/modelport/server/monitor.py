@@ -3,7 +3,8 @@ profile, live accuracy from feedback, and the prediction log.
 
 The request's own cost is O(1): `observe` makes one small object the inference path shows the
 request's model inputs and outputs to (references only, no copy), and `done` appends it to a
-queue. Everything else runs in the monitor's thread, batch by batch (every 10 ms): the class of
+queue. Everything else runs in the monitor's thread, batch by batch (every 50 ms, or as soon as
+_WAKE_AT answers are queued or a flush asks): the class of
 each answered row, the input statistics and their bins, the drift windows and scores, the
 request ids remembered for feedback, the prediction log's lines and files. The queue holds at
 most `queue_size` answers holding at most `queue_bytes` of model inputs; past that an answer is
@@ -63,10 +64,15 @@ from modelport.server.metrics import QualityMetrics
 
 log = logging.getLogger("modelport.monitor")
 
-# Seconds between the monitor thread's batches. Short, so that what a request leaves queued is
-# gone before the garbage collector promotes it to its oldest generation: at 50 ms, answers held
-# that long made full collections (which walk the whole heap) several times more frequent.
-_EVERY = 0.01
+# Seconds between the monitor thread's batches. A batch has a fixed cost (~70 us of numpy calls
+# on a quiet core), and each one takes the GIL from the event loop, which under load costs both
+# threads CPU (a forced switch every 1 ms, server/main.py): at 10 ms the thread took 25-60 us per
+# answered request at 64 connections, at 50 ms a fifth of the batches. (Answers held 50 ms made
+# the garbage collector's full collections frequent while the heap was not frozen and the
+# remembered answers were objects it tracks; neither is so any more, bench/predict_cpu.py shows
+# the collector's time.) A batch starts sooner when _WAKE_AT answers are queued, or on a flush.
+_EVERY = 0.05
+_WAKE_AT = 512
 _SCORE_EVERY = 0.25  # seconds between drift scores (the gauges); the report computes its own
 _KEEP = 3  # rotated prediction log files kept beside the current one
 _MAX_LOGGED_VALUES = 1000  # an output larger than this is logged as its shape
@@ -190,6 +196,7 @@ class Monitor:
         self._options = options
         self._view = view  # what is served now: versions no longer in it are forgotten
         self._queue: deque[Observation | Future[None]] = deque()
+        self._wake = threading.Event()  # a batch now: enough answers queued, or a flush
         self._versions: dict[Servable, _Version] = {}
         self._answers: OrderedDict[str, _Answer] = OrderedDict()
         self._lock = threading.Lock()  # the thread's batches and feedback change the same state
@@ -222,11 +229,15 @@ class Monitor:
         observation.latency = seconds
         observation.time = time.time()
         self._queue.append(observation)
+        if len(self._queue) == _WAKE_AT:
+            self._wake.set()
 
     # -- the monitor's thread --
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(_EVERY):
+        while not stop.is_set():
+            self._wake.wait(_EVERY)
+            self._wake.clear()
             self.step()
         self.step()
         for state in self._versions.values():
@@ -412,6 +423,7 @@ class Monitor:
         """Wait until every answer queued before now has been taken by the monitor thread."""
         marker: Future[None] = Future()
         self._queue.append(marker)
+        self._wake.set()
         try:
             await asyncio.wait_for(asyncio.wrap_future(marker), timeout)
         except TimeoutError:
