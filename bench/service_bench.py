@@ -11,6 +11,12 @@ order:
   direct   two wrk (1 thread, N/2 connections each) at the same time, one per replica's own
            port: the best a client can do by spreading requests over the replicas by hand.
 Throughput is the sum of both wrk for `direct`; its p99 is the mean of the two wrk's p99s.
+CPU per request, in every run: the replicas' (both processes), HAProxy's and wrk's (the load
+generator's own, from its rusage), from /proc and the requests wrk counted. On a shared machine
+each process gets what share of a core the others leave it, and one process more (HAProxy) gets
+one share more: the req/s ratio can then exceed 1 and says little. The CPU figures hold: "CPU
+ratio" is direct's CPU per request over the Service's (replicas + HAProxy + wrk each time), the
+req/s ratio a machine whose cores all of them keep busy would see.
 The rollout figure is the time from `modelport set model` (a new template) to `modelport rollout
 status` exiting 0, alternating between two copies of the same model, so both revisions load in
 the same time.
@@ -22,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,13 +84,42 @@ def wrk_many(urls: list[str], body: Path, conns: int, seconds: int, threads: int
     return runs
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (all their threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def children_cpu_seconds() -> float:
+    """CPU of the finished child processes (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pids_of(text: str) -> list[int]:
+    """The processes whose command line holds `text`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--conns", default="8,64")
+    parser.add_argument("--conns", default="1,8,64")
     parser.add_argument("--rollouts", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     args = parser.parse_args()
@@ -128,16 +164,27 @@ def run(args: argparse.Namespace, cli: str, work: Path, mp: Any) -> int:
             ["curl", "-sf", "-d", f"@{body}", url], capture_output=True, text=True, timeout=10
         )
         assert '"classes":7' in out.stdout.replace(" ", ""), out.stdout
+    replicas = pids_of(f"--model_base_path {work / 'mnist-a'}")
+    balancer = [
+        pid for pid in pids_of(str(work / "home")) if "haproxy" in Path(f"/proc/{pid}/comm").read_text()
+    ]
+    assert len(replicas) >= 2 and len(balancer) == 1, (replicas, balancer)
     conns = [int(c) for c in args.conns.split(",")]
     results: dict[str, dict[int, list[dict[str, float]]]] = {"service": {}, "direct": {}}
     for c in conns:
-        wrk_many([service_url], body, c, 2, 2)  # warm-up
+        wrk_many([service_url], body, c, 2, 2 if c > 1 else 1)  # warm-up
         for repeat in range(args.repeats):
             order = ["service", "direct"] if repeat % 2 == 0 else ["direct", "service"]
             for case in order:
+                before = (cpu_seconds(replicas), cpu_seconds(balancer), children_cpu_seconds())
                 if case == "service":
-                    (r,) = wrk_many([service_url], body, c, args.seconds, 2)
+                    (r,) = wrk_many([service_url], body, c, args.seconds, 2 if c > 1 else 1)
                     figure = {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors}
+                    done = r.requests
+                elif c == 1:  # one connection: to one replica (the Service's hop at 1 is what is asked)
+                    (r,) = wrk_many(direct_urls[:1], body, 1, args.seconds, 1)
+                    figure = {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors}
+                    done = r.requests
                 else:
                     a, b = wrk_many(direct_urls, body, c // 2, args.seconds, 1)
                     figure = {
@@ -146,10 +193,16 @@ def run(args: argparse.Namespace, cli: str, work: Path, mp: Any) -> int:
                         "p99_ms": (a.p99_ms + b.p99_ms) / 2,
                         "errors": a.errors + b.errors,
                     }
+                    done = a.requests + b.requests
+                after = (cpu_seconds(replicas), cpu_seconds(balancer), children_cpu_seconds())
+                for key, was, now in zip(("replicas_us", "haproxy_us", "wrk_us"), before, after, strict=True):
+                    figure[key] = (now - was) / max(done, 1) * 1e6
                 results[case].setdefault(c, []).append(figure)
                 print(
                     f"{c:>3} conns  {case:<8} {figure['rps']:>9,.0f} req/s  p50 {figure['p50_ms']:.2f} ms  "
-                    f"p99 {figure['p99_ms']:.2f} ms  errors {figure['errors']}",
+                    f"p99 {figure['p99_ms']:.2f} ms  errors {figure['errors']}  CPU µs/req: replicas "
+                    f"{figure['replicas_us']:.0f}, HAProxy {figure['haproxy_us']:.0f}, "
+                    f"wrk {figure['wrk_us']:.0f}  load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
     rollouts = []
@@ -181,16 +234,22 @@ def report(
         "example; the Service is HAProxy; wrk threads: 2 for the Service, 1 per replica direct.",
         "",
         "| conns | Service req/s | p50 ms | p99 ms | direct req/s | p50 ms | p99 ms "
-        "| req/s ratio | p99 ratio |",
-        "|------:|--------------:|-------:|-------:|-------------:|-------:|-------:|------------:|----------:|",
+        "| req/s ratio | p50 added ms | p99 ratio | CPU µs/req Service: replicas + HAProxy + wrk "
+        "| direct: replicas + wrk | CPU ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
+    keys = ("rps", "p50_ms", "p99_ms", "replicas_us", "haproxy_us", "wrk_us")
     for c in conns:
-        s = {k: med("service", c, k) for k in ("rps", "p50_ms", "p99_ms")}
-        d = {k: med("direct", c, k) for k in ("rps", "p50_ms", "p99_ms")}
+        s = {k: med("service", c, k) for k in keys}
+        d = {k: med("direct", c, k) for k in keys}
+        service_cpu = s["replicas_us"] + s["haproxy_us"] + s["wrk_us"]
+        direct_cpu = d["replicas_us"] + d["haproxy_us"] + d["wrk_us"]
         lines.append(
             f"| {c} | {s['rps']:,.0f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {d['rps']:,.0f} "
-            f"| {d['p50_ms']:.2f} "
-            f"| {d['p99_ms']:.2f} | **{s['rps'] / d['rps']:.2f}** | **{s['p99_ms'] / d['p99_ms']:.2f}** |"
+            f"| {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | **{s['rps'] / d['rps']:.2f}** "
+            f"| **{s['p50_ms'] - d['p50_ms']:+.2f}** | {s['p99_ms'] / d['p99_ms']:.2f} "
+            f"| {s['replicas_us']:.0f} + {s['haproxy_us']:.0f} + {s['wrk_us']:.0f} "
+            f"| {d['replicas_us']:.0f} + {d['wrk_us']:.0f} | **{direct_cpu / service_cpu:.2f}** |"
         )
     errors = sum(f["errors"] for case in results.values() for runs in case.values() for f in runs)
     lines += [
