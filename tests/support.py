@@ -263,8 +263,10 @@ class Load:
         *,
         bodies: Sequence[Any] = (),
         header: str | None = None,
+        send: dict[str, str] | None = None,
     ) -> None:
-        self.url, self.body, self.read = url, body, read
+        """`send`: headers every request carries."""
+        self.url, self.body, self.read, self.send = url, body, read, send
         self.bodies, self.header = list(bodies), header
         self.outcomes: list[tuple[float, Any]] = []
         self._stop = threading.Event()
@@ -286,7 +288,7 @@ class Load:
             while not self._stop.is_set():
                 body = rng.choice(self.bodies) if self.bodies else self.body
                 try:
-                    outcome = self._outcome(session.post(self.url, json=body, timeout=10))
+                    outcome = self._outcome(session.post(self.url, json=body, headers=self.send, timeout=10))
                 except requests.RequestException as exc:
                     outcome = type(exc).__name__
                 with self._lock:

@@ -62,13 +62,22 @@ def test_get_rollout_shows_status_step_weight_and_analysis() -> None:
     assert line.split()[:7] == ["web", "Degraded", "1/3", "0%", "3/2", "web-new-1", "Failed"]
 
 
-def test_describe_rollout_says_what_share_is_mirrored() -> None:
-    steps = [{"setMirror": {"percent": 50}}, {"analysis": {"templates": [{"templateName": "agree"}]}}]
+def test_describe_rollout_says_what_share_is_mirrored_and_which_routes_are_set() -> None:
+    steps = [
+        {"setMirror": {"percent": 50}},
+        {"analysis": {"templates": [{"templateName": "agree"}]}},
+        {"setHeaderRoute": {"name": "qa"}},
+    ]
     mirroring = {
         **ROLLOUT,
         "spec": {**ROLLOUT["spec"], "strategy": {"canary": {"steps": steps}}},  # type: ignore[dict-item]
-        "status": {**ROLLOUT["status"], "phase": "Progressing", "mirrorPercent": 50},  # type: ignore[dict-item]
+        "status": {
+            **ROLLOUT["status"],
+            "phase": "Progressing",
+            "mirrorPercent": 50,  # type: ignore[dict-item]
+            "headerRoutes": {"qa": [], "beta": []},
+        },
     }
     text = describe(mirroring, Related(replica_sets=[_rs("old", 2, 1), _rs("new", 1, 2)]), 0.0)
-    assert "Strategy:      Canary, weight 0%, 50% mirrored to it" in text
-    assert "     0: setMirror 50%\n  -> 1: analysis agree" in text
+    assert "Strategy:      Canary, weight 0%, 50% mirrored to it, header routes beta, qa" in text
+    assert "     0: setMirror 50%\n  -> 1: analysis agree\n     2: setHeaderRoute qa (removed)" in text

@@ -13,6 +13,7 @@ from typing import Any
 import controller_support
 from modelport.controlplane.meta import HASH_LABEL
 from modelport.controlplane.rollouts import RolloutController
+from modelport.controlplane.services import header_routes
 
 Obj = dict[str, Any]
 
@@ -116,3 +117,27 @@ def test_a_failed_post_promotion_analysis_switches_blue_green_back(tmp_path: Pat
     world.sync()
     st = world.status()
     assert st["stableHash"] == first and st["phase"] == "Degraded"  # switched back at once
+
+
+def test_header_routes_are_set_and_removed_by_name(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    match = [{"headerName": "x-tester", "headerValue": {"exact": "1"}}]
+    steps = [{"setHeaderRoute": {"name": "testers", "match": match}}, {"pause": {"duration": 5}},
+             {"setHeaderRoute": {"name": "testers"}}, {"pause": {}}]  # fmt: skip
+    world.apply("/v1", {"canary": {"steps": steps}})
+    for _ in range(3):
+        world.sync()
+    world.apply("/v2", {"canary": {"steps": steps}})
+    world.sync(lambda pod: not is_canary(world)(pod))  # no route before a canary replica is ready
+    assert "headerRoutes" not in world.status() and world.sizes() == {"stable": 4, "canary": 1}
+    world.sync()
+    st = world.status()
+    assert (st["headerRoutes"], st["canaryWeight"], st["phase"]) == ({"testers": match}, 0, "Paused")
+    pods = world.store.list_kind("Pod")[0]
+    routed, patterns = header_routes({p["metadata"]["name"]: 1 for p in pods}, pods, st)
+    assert len(routed) == 1 and len(patterns) == 1 and "x\\x{2d}tester" in patterns[0]
+    world.clock.advance(6)
+    world.sync()
+    st = world.status()
+    assert "headerRoutes" not in st and (st["currentStepIndex"], st["phase"]) == (3, "Paused")
+    assert header_routes({p["metadata"]["name"]: 1 for p in pods}, pods, st) == ({}, [])

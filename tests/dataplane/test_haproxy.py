@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 import requests
 
-from modelport.dataplane.haproxy import LoadBalancer
+from modelport.dataplane.haproxy import ROUTED, LoadBalancer
+from modelport.dataplane.header_routes import header_pattern
 from modelport.errors import ModelportError
+from modelport.spec import HeaderMatch
 from support import PATIENCE, Load, Server, half_plus_two, mark_complete
 
 ANSWER = {"predictions": [[3.0]]}
@@ -249,3 +251,30 @@ def test_a_replica_that_dies_after_its_header_block_costs_a_cut_answer(balancer:
         with pytest.raises(requests.exceptions.ChunkedEncodingError, match="0 bytes read, 23 more expected"):
             requests.post(f"http://127.0.0.1:{balancer.port}{PREDICT}", json={}, timeout=5)
         assert cut.predictions == 1  # not retried
+
+
+def test_requests_matching_a_header_route_go_to_the_routed_replicas_only(balancer: LoadBalancer) -> None:
+    """A Rollout's setHeaderRoute: every header of a route must match (exact, prefix, or a regex on
+    the whole value), in any order and case of the names; the others go to the weighted rotation."""
+    other = b'{"predictions":[[4.0]]}'  # the canary's answer, as long as stable's
+    tester = HeaderMatch(headerName="X-Tester", headerValue={"exact": "a b;c"})
+    beta = HeaderMatch(headerName="x-group", headerValue={"prefix": "beta"})
+    user = HeaderMatch(headerName="x-user", headerValue={"regex": "^al.ce$"})
+    url = f"http://127.0.0.1:{balancer.port}{PREDICT}"
+
+    def answered(headers: dict[str, str]) -> float:
+        value: float = requests.post(url, json={}, headers=headers, timeout=5).json()["predictions"][0][0]
+        return value
+
+    with stubs(HEAD + BODY, HEAD + other) as (stable, canary):
+        balancer.set_endpoints({"s": stable.port, "c": canary.port}, weights={"s": 1, "c": 0})
+        balancer.set_routes({"c": canary.port}, [header_pattern([tester, beta]), header_pattern([user])])
+        until(lambda: balancer.servers(ROUTED)["c"].status.startswith("UP"), "the routed replica up")
+        both = {"x-group": "beta-7", "X-TESTER": "a b;c"}
+        assert [answered(both) for _ in range(10)] == [4.0] * 10
+        assert [answered({}) for _ in range(10)] == [3.0] * 10  # weight 0: none to the canary
+        assert answered({"X-Tester": "a b;c"}) == 3.0  # one header of two
+        assert answered({"X-Tester": "a b;cd", "X-Group": "beta"}) == 3.0  # exact is exact
+        assert (answered({"X-User": "alice"}), answered({"X-User": "malice"})) == (4.0, 3.0)
+        balancer.set_routes({}, [])
+        assert answered(both) == 3.0 and balancer.routes == [] and balancer.routed == {}

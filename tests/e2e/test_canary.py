@@ -413,3 +413,33 @@ def test_a_bad_version_under_mirror_is_aborted_by_agreement_while_every_answer_c
     assert load.failures(served) == [], load.failures(served)[:5]
     assert set(load.since(0)) == {STABLE}, set(load.since(0))
     assert took < 2 * INTERVAL_SECONDS + 5
+
+
+def test_requests_with_the_header_of_a_header_route_all_reach_the_canary_and_no_other_does(
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    tester = [{"headerName": "X-Tester", "headerValue": {"exact": "qa 1"}}]
+    steps = [{"setWeight": 0}, {"setHeaderRoute": {"name": "testers", "match": tester}}, {"pause": {}}]
+    apply(plane, tmp_path, rollout_yaml("routed", models["v1"], steps, replicas=1))
+    plane.cli("rollout", "status", "rollout/routed", "--timeout", "120", timeout=150)
+    url = f"{plane.service_url('routed')}/v1/models/mnist:predict"
+    apply(plane, tmp_path, rollout_yaml("routed", models["good"], steps, replicas=1))
+    plane.wait(lambda: status(plane, "routed")["phase"] == "Paused", 60, "the header route set")
+
+    def routed() -> bool:  # the canary's server is up in HAProxy's canary backend
+        answer = requests.post(url, json=digits[0], headers={"X-Tester": "qa 1"}, timeout=10)
+        return answer.headers.get("X-Model-Version") == CANARY
+
+    plane.wait(routed, 30, "a request with the header to reach the canary")
+    flagged = Load(url, threads=2, bodies=digits, header="X-Model-Version", send={"x-tester": "qa 1"})
+    others = Load(url, threads=2, bodies=digits, header="X-Model-Version", send={"X-Tester": "qa 12"})
+    with flagged, others:
+        plane.wait(lambda: min(len(flagged.outcomes), len(others.outcomes)) >= 200, 60, "200 answers each")
+    print(
+        f"header route at setWeight 0: {flagged.values().count(CANARY)}/{len(flagged.outcomes)} with the "
+        f"header from the canary, {others.values().count(STABLE)}/{len(others.outcomes)} without from stable"
+    )
+    assert set(flagged.values()) == {CANARY} and set(others.values()) == {STABLE}
+    plane.cli("rollout", "abort", "rollout/routed")
+    plane.wait(lambda: not routed(), 30, "the header route gone with the abort")
+    assert "headerRoutes" not in status(plane, "routed")

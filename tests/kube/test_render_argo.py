@@ -120,3 +120,14 @@ def test_a_mirror_step_is_refused_by_name_not_dropped() -> None:
         render_kubernetes(objects, PodOptions("mnist:1"))
     said = caught.value.message
     assert "spec.strategy.canary.steps[0].setMirror cannot be rendered" in said and "setMirrorRoute" in said
+
+
+def test_a_header_route_step_is_refused_by_name_not_dropped() -> None:
+    route = "- setHeaderRoute: {name: testers, match: [{headerName: x-tester, headerValue: {exact: on1}}]}"
+    rollout = (EXAMPLE / "rollout.yaml").read_text().replace("- setWeight: 20", route, 1)
+    objects = load_objects_from([EXAMPLE / "analysis.yaml"]) + load_objects(rollout)
+    with pytest.raises(ModelportError) as caught:
+        render_kubernetes(objects, PodOptions("mnist:1"))
+    said = caught.value.message
+    assert "spec.strategy.canary.steps[0].setHeaderRoute cannot be rendered" in said, said
+    assert "managedRoutes" in said

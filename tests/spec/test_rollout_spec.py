@@ -69,6 +69,24 @@ CANARY = ROLLOUT[ROLLOUT.index("    canary:") :]
         (("duration: 30s", "duration: soon"), "spec.strategy.canary.steps[1].pause.duration: 'soon'"),
         (("- pause: {}", "- setCanaryScale: {replicas: 1}"), "spec.strategy.canary.steps[3].setCanaryScale"),
         (("- pause: {}", "- setMirror: {percent: 120}"), "spec.strategy.canary.steps[3].setMirror.percent"),
+        (
+            (
+                "- pause: {}",
+                "- setHeaderRoute: {name: t, match: [{headerName: 'x y', headerValue: {exact: a}}]}",
+            ),
+            "spec.strategy.canary.steps[3].setHeaderRoute.match[0].headerName: 'x y' is not a header name",
+        ),
+        (
+            ("- pause: {}", "- setHeaderRoute: {name: t, match: [{headerName: x, headerValue: {}}]}"),
+            "setHeaderRoute.match[0].headerValue: needs exactly one of exact, prefix and regex",
+        ),
+        (
+            (
+                "- pause: {}",
+                "- setHeaderRoute: {name: t, match: [{headerName: x, headerValue: {regex: '(a'}}]}",
+            ),
+            "setHeaderRoute.match[0].headerValue.regex: '(a' is not a regular expression",
+        ),
         (("{app: mnist}}\n  template", "{app: other}}\n  template"), "spec.template.metadata.labels"),
         (
             ("  strategy:\n", "  strategy:\n    blueGreen: {activeService: a}\n"),

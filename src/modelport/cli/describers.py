@@ -114,6 +114,9 @@ def _step_text(step: Obj) -> str:
         return f"setWeight {step['setWeight']}"
     if "setMirror" in step:
         return f"setMirror {step['setMirror']['percent']}%"
+    if "setHeaderRoute" in step:
+        route = step["setHeaderRoute"]
+        return f"setHeaderRoute {route['name']}" + ("" if route.get("match") else " (removed)")
     if "pause" in step:
         duration = step["pause"].get("duration")
         return f"pause {duration}" if duration is not None else "pause (until promoted)"
@@ -145,7 +148,9 @@ def describe_rollout(r: Obj, related: Related, now: float) -> str:
         ]
         weight = st.get("canaryWeight", 0)
         mirror = f", {st['mirrorPercent']}% mirrored to it" if st.get("mirrorPercent") else ""
-        out += [f"Strategy:      Canary, weight {weight}%{mirror}", _section("Steps", steps)]
+        routes = st.get("headerRoutes") or {}
+        routed = f", header routes {', '.join(sorted(routes))}" if routes else ""
+        out += [f"Strategy:      Canary, weight {weight}%{mirror}{routed}", _section("Steps", steps)]
     else:
         bg = strategy["blueGreen"]
         preview = bg.get("previewService", "<none>")

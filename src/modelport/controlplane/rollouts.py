@@ -15,7 +15,10 @@ into HAProxy server weights, exactly, whatever the replica counts. The promises:
 Steps: `setWeight: N` (scale the canary to ceil(replicas * N%), wait until available, set the
 weight), `setMirror: {percent: N}` (the same scaling, then `mirrorPercent`: stable's replicas copy
 N% of what they answer to the canary, controlplane/mirrors.py; until a later setMirror, promotion
-or abort), `pause: {duration}` (or `{}`: until promoted), `analysis: {templates}` (an AnalysisRun;
+or abort), `setHeaderRoute: {name, match}` (the same, for one replica; then `headerRoutes`:
+requests whose headers match go to the canary whatever its weight, the Service controller sets
+them in HAProxy; a step with the name and no match removes the route; all end at promotion or
+abort), `pause: {duration}` (or `{}`: until promoted), `analysis: {templates}` (an AnalysisRun;
 Successful goes on, Failed or Error aborts, Inconclusive pauses for a person). After the last
 step the canary is scaled to the full count and, once available, becomes the stable revision.
 
@@ -47,7 +50,15 @@ from modelport.controlplane.meta import (
 )
 from modelport.controlplane.objects import Deployment, Obj, Pod, ReplicaSet, ViewCache
 from modelport.errors import ModelportError
-from modelport.spec import AnalysisTemplate, BlueGreenStrategy, Rollout, RolloutSpec, seconds, to_dict
+from modelport.spec import (
+    AnalysisTemplate,
+    BlueGreenStrategy,
+    Rollout,
+    RolloutSpec,
+    SetHeaderRoute,
+    seconds,
+    to_dict,
+)  # fmt: skip
 
 log = logging.getLogger("modelport.controlplane")
 VERBS = ("promote", "promote-full", "abort", "retry")
@@ -75,6 +86,22 @@ def command_of(raw: Obj) -> tuple[str, str] | None:
 def _steps_of(ro: Deployment) -> int:
     canary = cast(RolloutSpec, ro.spec).strategy.canary
     return len(canary.steps) if canary is not None else 0
+
+
+def _share(step: Any) -> int | None:
+    """The share of requests a step gives the canary, which its replicas must be ready for: its
+    weight, its mirror's percent, or (a header route) enough for one replica; None: no share."""
+    if step.set_weight is not None:
+        return int(step.set_weight)
+    if step.set_mirror is not None:
+        return int(step.set_mirror.percent)
+    return 1 if step.set_header_route is not None else None
+
+
+def _end_routes(st: Obj) -> None:
+    """No more copies to the canary, no more requests routed to it by their headers."""
+    st.pop("mirrorPercent", None)
+    st.pop("headerRoutes", None)
 
 
 def canary_replicas(replicas: int, weight: int) -> int:
@@ -153,7 +180,7 @@ class RolloutController(DeploymentController):
             st.update(canaryHash=new.template_hash, canaryWeight=0, currentStepIndex=steps, abort=False)
             st.update(phase="Healthy", message=message)
             st.pop("pauseStartTime", None)
-            st.pop("mirrorPercent", None)
+            _end_routes(st)
         else:
             st.update(phase="Progressing", message=f"waiting for {new.name} to be available")
         return new, olds
@@ -177,7 +204,7 @@ class RolloutController(DeploymentController):
                 self._terminate_runs(ro, st["canaryHash"])
             st.update(canaryHash=canary.template_hash, currentStepIndex=0, canaryWeight=0, abort=False)
             st.update(progressAt=iso(now), phase="Progressing", message=f"canary {canary.name} started")
-            for key in ("abortedAt", "pauseStartTime", "previewReadyAt", "mirrorPercent"):
+            for key in ("abortedAt", "pauseStartTime", "previewReadyAt", "mirrorPercent", "headerRoutes"):
                 st.pop(key, None)
         if stable.replicas != ro.spec.replicas:  # stable keeps every replica until promotion
             self._scale(ro, stable, ro.spec.replicas)
@@ -194,7 +221,7 @@ class RolloutController(DeploymentController):
             self._events.event(ro.raw, "Normal", "RolloutRetried", f"retrying canary {canary.name}")
         if st.get("abort"):
             st["canaryWeight"] = 0
-            st.pop("mirrorPercent", None)
+            _end_routes(st)
             since = parse_iso(st.get("abortedAt") or iso(now))
             if canary.replicas and now - since >= scale_down_delay:
                 self._scale(ro, canary, 0)
@@ -231,8 +258,7 @@ class RolloutController(DeploymentController):
         promote = verb == "promote"
         while (i := int(st.get("currentStepIndex", 0))) < len(steps):
             step = steps[i]
-            if step.set_weight is not None or step.set_mirror is not None:
-                share = step.set_weight if step.set_weight is not None else step.set_mirror.percent
+            if (share := _share(step)) is not None:
                 need = canary_replicas(ro.spec.replicas, share)
                 if canary.replicas < need:
                     canary = self._scale(ro, canary, need)
@@ -242,6 +268,8 @@ class RolloutController(DeploymentController):
                 if step.set_weight is not None:
                     st["canaryWeight"] = step.set_weight
                     self._events.event(ro.raw, "Normal", "SetWeight", f"canary weight {share}%")
+                elif step.set_header_route is not None:  # the Service controller routes them
+                    self._header_route(ro, st, step.set_header_route)
                 else:  # the mirror controller tells stable's replicas (controlplane/mirrors.py)
                     st["mirrorPercent"] = share
                     self._events.event(
@@ -291,9 +319,23 @@ class RolloutController(DeploymentController):
             return
         self._terminate_runs(ro, st["canaryHash"])
         st.update(stableHash=canary.template_hash, canaryWeight=0, phase="Healthy")
-        st.pop("mirrorPercent", None)
+        _end_routes(st)
         st.update(message=f"{canary.name} promoted")
         self._events.event(ro.raw, "Normal", "RolloutPromoted", f"{canary.name} promoted to stable")
+
+    def _header_route(self, ro: Deployment, st: Obj, route: SetHeaderRoute) -> None:
+        """`headerRoutes` (name -> its matches): a route with `match` set, one without removed."""
+        routes = dict(st.get("headerRoutes", {}))
+        if route.match:
+            routes[route.name] = [m.model_dump(by_alias=True, exclude_none=True) for m in route.match]
+            said = f"requests matching header route {route.name} go to the canary"
+        else:
+            routes.pop(route.name, None)
+            said = f"header route {route.name} removed"
+        st["headerRoutes"] = routes
+        if not routes:
+            st.pop("headerRoutes")
+        self._events.event(ro.raw, "Normal", "SetHeaderRoute", said)
 
     def _waiting(self, ro: Deployment, st: Obj, message: str) -> None:
         """Waiting on the canary's replicas: past progressDeadlineSeconds without progress, abort."""
@@ -307,7 +349,7 @@ class RolloutController(DeploymentController):
 
     def _abort(self, ro: Deployment, st: Obj, reason: str) -> None:
         st.update(abort=True, abortedAt=iso(self._clock.now()), canaryWeight=0, phase="Degraded")
-        st.pop("mirrorPercent", None)
+        _end_routes(st)
         st["message"] = f"RolloutAborted: {reason}"
         self._terminate_runs(ro, st.get("canaryHash", ""))
         self._events.event(

@@ -28,9 +28,10 @@ from modelport.controlplane.secrets import check_tls_files, tls_files, write_pem
 from modelport.controlplane.store import ObjectStore
 from modelport.dataplane.balancer import Balancer, BalancerFactory
 from modelport.dataplane.haproxy import MAX_WEIGHT, LoadBalancer
+from modelport.dataplane.header_routes import header_pattern
 from modelport.dataplane.process import processes_with
 from modelport.errors import Code, ModelportError
-from modelport.spec import Service
+from modelport.spec import HeaderMatch, Service
 
 Obj = dict[str, Any]
 RETRY_SECONDS = 5.0
@@ -124,6 +125,19 @@ def canary_weights(
     weights.update(dict.fromkeys(stables, each_stable))
     weights.update(dict.fromkeys(canaries, each_canary))
     return weights
+
+
+def header_routes(endpoints: dict[str, int], pods: list[Obj], st: Obj) -> tuple[dict[str, int], list[str]]:
+    """A canary Rollout's header routes (its status' `headerRoutes`) as HAProxy wants them: the
+    canary's replicas in the rotation, and one pattern per route, by name; none when aborted."""
+    routes = st.get("headerRoutes") or {}
+    canary = st.get("canaryHash")
+    if not routes or st.get("abort") or not canary or canary == st.get("stableHash"):
+        return {}, []
+    hashes = {p["metadata"]["name"]: p["metadata"].get("labels", {}).get(HASH_LABEL) for p in pods}
+    routed = {name: port for name, port in endpoints.items() if hashes.get(name) == canary}
+    patterns = [header_pattern([HeaderMatch.model_validate(m) for m in routes[n]]) for n in sorted(routes)]
+    return routed, patterns
 
 
 def _rollout_of(service: Service, rollouts: list[Obj]) -> Obj | None:
@@ -274,14 +288,19 @@ class ServiceController:
             wanted = {name: port for name, port in wanted.items() if hashes.get(name) == pinned}
         rollout = _rollout_of(service, rollouts or [])
         weights = None
+        routed: dict[str, int] = {}
+        routes: list[str] = []
         if rollout is not None:
             st = rollout["status"]
             weights = canary_weights(
                 wanted, pods, st["stableHash"], st.get("canaryHash", ""), int(st.get("canaryWeight", 0))
             )
+            routed, routes = header_routes(wanted, pods, st)
         try:
             if wanted != lb.endpoints or (weights or dict.fromkeys(wanted, 1)) != lb.weights:
                 lb.set_endpoints(wanted, weights=weights)
+            if routed != lb.routed or (routes if routed else []) != lb.routes:
+                lb.set_routes(routed, routes)
         except (ModelportError, OSError, TimeoutError) as exc:
             # More replicas than it has slots, or its runtime API did not answer.
             message = exc.message if isinstance(exc, ModelportError) else f"{type(exc).__name__}: {exc}"

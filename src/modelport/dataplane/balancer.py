@@ -30,6 +30,17 @@ class Balancer(Protocol):
         requests its weight (all 1 when None); those leaving drain first. Raises ModelportError
         (e.g. more replicas than it can hold), OSError or TimeoutError."""
 
+    @property
+    def routed(self) -> dict[str, int]: ...
+
+    @property
+    def routes(self) -> list[str]: ...
+
+    def set_routes(self, routed: dict[str, int], routes: list[str], drain_seconds: float = 10.0) -> None:
+        """Requests whose header block matches one of `routes` (regexes, header_routes.py) go to
+        the `routed` replicas while one of them is up; the others to the rotation. No routes, or
+        no routed replica: every request to the rotation. Raises as set_endpoints does."""
+
     def stop(self) -> None: ...
 
 

@@ -10,6 +10,14 @@ predictions have no side effects, so retrying them is safe, and a replica crash 
 request. A replica leaving the rotation is first set to `drain` (no new requests, those under
 way finish), then removed. HAProxy's own health check on `/readyz` takes a replica that stops
 being ready out of the rotation even before the control plane notices.
+
+Header routes (a Rollout's setHeaderRoute): a second backend holds the canary's replicas, and a
+request whose header block matches one of the regexes in the Service's routes map goes there
+while one of them is up (else to the weighted rotation, as any other request):
+
+    lb.set_routes({"mnist-5f-0": 40125}, [header_pattern(...)])   # dataplane/header_routes.py
+
+The map is replaced live (`prepare map` / `add map` / `commit map`: atomically), never reloaded.
 """
 
 from __future__ import annotations
@@ -32,13 +40,14 @@ from modelport.errors import Code, ModelportError
 BALANCE = {"roundRobin": "roundrobin", "random": "random", "leastConnection": "leastconn"}
 BACKEND = "replicas"
 SLOT, SLOTS, PARKED_PORT = "slot", 64, 1
+ROUTED, ROUTE_SLOT, ROUTE_SLOTS = "canary", "route", 16  # the header routes' backend
 HAPROXY_METRICS_PATH = "/haproxy/metrics"
 MAX_WEIGHT = 256  # HAProxy's
 
 
 def render_config(
     socket_path: Path, port: int, balance: str, affinity: str, health_path: str, per_replica: int,
-    tls_pem: Path | None = None, address: str = "127.0.0.1",
+    tls_pem: Path | None = None, address: str = "127.0.0.1", routes_map: Path | None = None,
 ) -> str:  # fmt: skip
     """HAProxy's configuration for one Service, listening on `address`; with `tls_pem`
     (certificate and key in one file) its port serves HTTPS (TLS ends here: the replicas behind it
@@ -47,6 +56,19 @@ def render_config(
     stick = (
         "    stick-table type ip size 200k expire 30m\n    stick on src\n" if affinity == "ClientIP" else ""
     )
+    routed = ""
+    if routes_map is not None:
+        routed = (f"    use_backend {ROUTED} if {{ req.hdrs,map_reg({routes_map}) -m found }} "
+                  f"{{ nbsrv({ROUTED}) gt 0 }}\n")  # fmt: skip
+    checks = f"""    option httpchk GET {health_path}
+    # A dead replica is out at its first connection error (observe layer4); a busy one is not
+    # mistaken for dead (checks get 2 s).
+    timeout check 2s
+    # At most `per_replica` requests at once on a replica; the rest wait in HAProxy's fair queue
+    # (a replica's single event loop answers a few at a time faster than many: p99 /10).
+    default-server inter 500ms fall 2 rise 1 maxconn {per_replica}
+    default-server observe layer4 error-limit 1 on-error mark-down
+"""
     return f"""global
     stats socket {socket_path} mode 600 level admin
     maxconn 4096
@@ -69,21 +91,16 @@ frontend service
     bind {address}:{port}{tls}
     # HAProxy's own Prometheus exporter, on the Service's port at a path no model server has.
     http-request use-service prometheus-exporter if {{ path {HAPROXY_METRICS_PATH} }}
-    default_backend {BACKEND}
+{routed}    default_backend {BACKEND}
 backend {BACKEND}
     balance {BALANCE[balance]}
-{stick}    option httpchk GET {health_path}
-    # A dead replica is out at its first connection error (observe layer4); a busy one is not
-    # mistaken for dead (checks get 2 s).
-    timeout check 2s
-    # At most `per_replica` requests at once on a replica; the rest wait in HAProxy's fair queue
-    # (a replica's single event loop answers a few at a time faster than many: p99 /10).
-    default-server inter 500ms fall 2 rise 1 maxconn {per_replica}
-    default-server observe layer4 error-limit 1 on-error mark-down
-    # Replicas come and go through the runtime API into these slots, parked in maintenance when
+{stick}{checks}    # Replicas come and go through the runtime API into these slots, parked in maintenance when
     # free (servers declared here keep their idle connections for reuse; `add server` ones do not,
     # which costs a quarter of the throughput: bench/RESULTS.md).
     server-template {SLOT} 1-{SLOTS} 127.0.0.1:{PARKED_PORT} disabled check
+backend {ROUTED}
+    balance roundrobin
+{checks}    server-template {ROUTE_SLOT} 1-{ROUTE_SLOTS} 127.0.0.1:{PARKED_PORT} disabled check
 """
 
 
@@ -107,6 +124,21 @@ class ServerState:
     status: str  # UP, DOWN, MAINT, DRAIN, ...
     current_sessions: int
     total_sessions: int = 0
+
+
+class _Pool:
+    """One backend's replicas, in its slots: replica name -> slot, port and weight."""
+
+    def __init__(self, backend: str, slot: str, size: int) -> None:
+        self.backend, self.slot, self.size = backend, slot, size
+        self.slots: dict[str, str] = {}
+        self.ports: dict[str, int] = {}
+        # the weight set; empty after adoption, so the next call sets them all
+        self.weights: dict[str, int] = {}
+
+    def free(self) -> list[str]:
+        taken = set(self.slots.values())
+        return [f"{self.slot}{i}" for i in range(1, self.size + 1) if f"{self.slot}{i}" not in taken]
 
 
 class LoadBalancer:
@@ -143,24 +175,29 @@ class LoadBalancer:
         self.config_path = workdir / f"{name}.haproxy.cfg"
         self.log_path = workdir / f"{name}.haproxy.log"
         self.slots_path = workdir / f"{name}.slots.json"
+        self.routes_path = workdir / f"{name}.routes.map"
         config = render_config(
-            self.socket_path, self.port, balance, affinity, health_path, per_replica, tls_pem, address
-        )
-        self._ports: dict[str, int] = {}
-        self._slots: dict[str, str] = {}  # replica name -> server slot
-        # replica name -> the weight set; empty after adoption, so the next call sets them all
-        self._weights: dict[str, int] = {}
+            self.socket_path, self.port, balance, affinity, health_path, per_replica, tls_pem, address,
+            self.routes_path,
+        )  # fmt: skip
+        self._pool = _Pool(BACKEND, SLOT, SLOTS)
+        self._routed = _Pool(ROUTED, ROUTE_SLOT, ROUTE_SLOTS)
+        self._routes: list[str] = []
         self.proc: subprocess.Popen[bytes] | AdoptedProcess
         adopted = AdoptedProcess.find(adopt_pid, str(self.config_path))
         if adopted is not None and self.config_path.exists() and self.config_path.read_text() == config:
             self.proc = adopted
             try:
-                self._ports = self._read_ports()
+                self._pool.ports = self._read_ports()
+                self._replace_routes([])  # routes and their replicas are set again on the next call
+                for slot in self._routed.free():
+                    self._park(self._routed, slot)
                 return
             except (OSError, ValueError, StopIteration):
                 adopted.kill()  # alive but not answering its runtime API: replace it
                 adopted.wait(5)
         self.config_path.write_text(config)
+        self.routes_path.write_text("")
         self._save_slots()
         check = subprocess.run([binary, "-c", "-f", str(self.config_path)], capture_output=True, text=True)
         if check.returncode != 0:
@@ -224,14 +261,23 @@ class LoadBalancer:
             saved = {}
         for name, slot in saved.items():
             if live.get(slot):
-                self._slots[name] = slot
-        for slot in set(live) - set(self._slots.values()):  # in the rotation, but whose? take it out
-            self._park(slot)
-        return {name: live[slot] for name, slot in self._slots.items()}
+                self._pool.slots[name] = slot
+        for slot in set(live) - set(self._pool.slots.values()):  # in the rotation, but whose? take it out
+            self._park(self._pool, slot)
+        return {name: live[slot] for name, slot in self._pool.slots.items()}
 
     @property
     def endpoints(self) -> dict[str, int]:
-        return dict(self._ports)
+        return dict(self._pool.ports)
+
+    @property
+    def routed(self) -> dict[str, int]:
+        """The replicas requests matching a header route go to."""
+        return dict(self._routed.ports)
+
+    @property
+    def routes(self) -> list[str]:
+        return list(self._routes)
 
     @property
     def pid(self) -> int:
@@ -240,19 +286,20 @@ class LoadBalancer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def servers(self) -> dict[str, ServerState]:
-        """The replicas in the rotation, by name: `show stat` for this backend, parsed."""
+    def servers(self, backend: str = BACKEND) -> dict[str, ServerState]:
+        """The replicas in a backend (the rotation, or ROUTED), by name: `show stat`, parsed."""
+        pool = self._pool if backend == BACKEND else self._routed
         lines = self.command("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
-        names = {slot: name for name, slot in self._slots.items()}
+        names = {slot: name for name, slot in pool.slots.items()}
         out = {}
         for line in lines[1:]:
             row = dict(zip(header, line.split(","), strict=False))
-            if row.get("pxname") == BACKEND and row.get("svname") in names:
+            if row.get("pxname") == backend and row.get("svname") in names:
                 name = names[row["svname"]]
                 out[name] = ServerState(
                     name,
-                    self._ports.get(name, 0),
+                    pool.ports.get(name, 0),
                     row.get("status", ""),
                     int(row.get("scur") or 0),
                     int(row.get("stot") or 0),
@@ -266,65 +313,96 @@ class LoadBalancer:
         ones leaving are drained (their requests finish) and taken out. `weights` (0 to 256, 1
         for a replica it leaves out; all 1 when None) are each replica's share of the requests:
         a new replica gets its weight before it enters the rotation, so never a request more."""
-        current = set(self._ports)
+        self._set(self._pool, endpoints, drain_seconds, weights)
+
+    def set_routes(self, routed: dict[str, int], routes: list[str], drain_seconds: float = 10.0) -> None:
+        """Requests whose header block matches one of `routes` (PCRE regexes, header_routes.py) go
+        to the `routed` replicas (round robin) while one of them is up. Replicas join before the
+        routes that need them, and leave after the routes that needed them are gone."""
+        effective = routes if routed else []
+        if effective != self._routes and not effective:
+            self._replace_routes([])
+        self._set(self._routed, routed, drain_seconds, None)
+        if effective != self._routes:
+            self._replace_routes(effective)
+
+    def _replace_routes(self, routes: list[str]) -> None:
+        """The routes map, replaced in one step (`prepare`, `add`, `commit`)."""
+        answer = self.command(f"prepare map {self.routes_path}")
+        version = answer.split(":")[-1].strip()
+        if not version.isdigit():
+            raise ModelportError(Code.INTERNAL, f"HAProxy runtime API: {answer.strip()}")
+        for pattern in routes:
+            # The runtime API's parser takes a backslash away unless doubled (and splits on spaces,
+            # which header_routes.py never writes).
+            key = pattern.replace("\\", "\\\\")
+            self._expect(self.command(f"add map @{version} {self.routes_path} {key} {ROUTED}"), "")
+        self._expect(self.command(f"commit map @{version} {self.routes_path}"), "")
+        self._routes = list(routes)
+
+    def _set(
+        self, pool: _Pool, endpoints: dict[str, int], drain_seconds: float, weights: Mapping[str, int] | None
+    ) -> None:
+        current = set(pool.ports)
         wanted = {name: (weights or {}).get(name, 1) for name in endpoints}
         for name in sorted(current & set(endpoints)):
-            if self._weights.get(name) != wanted[name] and self._ports[name] == endpoints[name]:
-                self._set_weight(self._slots[name], wanted[name])
-                self._weights[name] = wanted[name]
+            if pool.weights.get(name) != wanted[name] and pool.ports[name] == endpoints[name]:
+                self._set_weight(pool, pool.slots[name], wanted[name])
+                pool.weights[name] = wanted[name]
         for name, port in endpoints.items():
-            if name in current and self._ports[name] == port:
+            if name in current and pool.ports[name] == port:
                 continue
             if name in current:
-                self._remove(name, drain_seconds)
-            free = [f"{SLOT}{i}" for i in range(1, SLOTS + 1) if f"{SLOT}{i}" not in self._slots.values()]
+                self._remove(pool, name, drain_seconds)
+            free = pool.free()
             if not free:
                 raise ModelportError(
-                    Code.RESOURCE_EXHAUSTED, f"a Service balances at most {SLOTS} replicas; {name} left out"
+                    Code.RESOURCE_EXHAUSTED,
+                    f"a Service balances at most {pool.size} replicas; {name} left out",
                 )
-            slot = free[0]
-            self._expect(self.command(f"set server {BACKEND}/{slot} addr 127.0.0.1 port {port}"), "changed")
-            self._set_weight(slot, wanted[name])
-            self._weights[name] = wanted[name]
-            self._expect(self.command(f"set server {BACKEND}/{slot} state ready"), "")
-            self._slots[name], self._ports[name] = slot, port
+            slot, backend = free[0], pool.backend
+            self._expect(self.command(f"set server {backend}/{slot} addr 127.0.0.1 port {port}"), "changed")
+            self._set_weight(pool, slot, wanted[name])
+            pool.weights[name] = wanted[name]
+            self._expect(self.command(f"set server {backend}/{slot} state ready"), "")
+            pool.slots[name], pool.ports[name] = slot, port
             self._save_slots()
         for name in sorted(current - set(endpoints)):
-            self._remove(name, drain_seconds)
+            self._remove(pool, name, drain_seconds)
 
     @property
     def weights(self) -> dict[str, int]:
-        return dict(self._weights)
+        return dict(self._pool.weights)
 
-    def _set_weight(self, slot: str, weight: int) -> None:
+    def _set_weight(self, pool: _Pool, slot: str, weight: int) -> None:
         if not 0 <= weight <= MAX_WEIGHT:
             raise ModelportError(Code.INVALID_ARGUMENT, f"a weight is 0 to {MAX_WEIGHT}, got {weight}")
-        self._expect(self.command(f"set server {BACKEND}/{slot} weight {weight}"), "")
+        self._expect(self.command(f"set server {pool.backend}/{slot} weight {weight}"), "")
 
-    def _remove(self, name: str, drain_seconds: float) -> None:
-        slot = self._slots[name]
-        self.command(f"set server {BACKEND}/{slot} state drain")
+    def _remove(self, pool: _Pool, name: str, drain_seconds: float) -> None:
+        slot = pool.slots[name]
+        self.command(f"set server {pool.backend}/{slot} state drain")
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline:
-            state = self.servers().get(name)
+            state = self.servers(pool.backend).get(name)
             if state is None or state.current_sessions == 0:
                 break
             time.sleep(0.05)
-        self._park(slot)
-        self._slots.pop(name)
-        self._ports.pop(name, None)
-        self._weights.pop(name, None)
+        self._park(pool, slot)
+        pool.slots.pop(name)
+        pool.ports.pop(name, None)
+        pool.weights.pop(name, None)
         self._save_slots()
 
-    def _park(self, slot: str) -> None:
+    def _park(self, pool: _Pool, slot: str) -> None:
         """Out of the rotation, its connections closed, the slot free for the next replica."""
-        self.command(f"set server {BACKEND}/{slot} state maint")
-        self.command(f"shutdown sessions server {BACKEND}/{slot}")
-        self.command(f"set server {BACKEND}/{slot} addr 127.0.0.1 port {PARKED_PORT}")
+        self.command(f"set server {pool.backend}/{slot} state maint")
+        self.command(f"shutdown sessions server {pool.backend}/{slot}")
+        self.command(f"set server {pool.backend}/{slot} addr 127.0.0.1 port {PARKED_PORT}")
 
     def _save_slots(self) -> None:
         tmp = self.slots_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._slots))
+        tmp.write_text(json.dumps(self._pool.slots))
         tmp.replace(self.slots_path)
 
     @staticmethod

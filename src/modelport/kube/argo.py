@@ -59,6 +59,15 @@ def render_rollout(
                     "trafficRouting.managedRoutes) and does not compare the answers; remove the step "
                     "to render, or mirror on modelport"
                 ))  # fmt: skip
+            if step.set_header_route is not None:
+                # Argo's setHeaderRoute needs a traffic router (Istio, or a plugin) and the route
+                # listed in trafficRouting.managedRoutes; render writes no traffic router.
+                raise ModelportError(Code.INVALID_ARGUMENT, (
+                    f"{where}: spec.strategy.canary.steps[{i}].setHeaderRoute cannot be rendered: "
+                    "Argo Rollouts routes by header only through a traffic router (Istio or a "
+                    "plugin, with the route in trafficRouting.managedRoutes), which render does not "
+                    "write; remove the step to render"
+                ))  # fmt: skip
             if step.set_weight is not None:
                 steps.append({"setWeight": step.set_weight})
             elif step.pause is not None:

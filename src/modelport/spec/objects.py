@@ -296,9 +296,29 @@ class SetMirror(_Spec):
     percent: int = Field(ge=0, le=100)
 
 
+class HeaderValue(_Spec):
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None  # the whole value must match (as Argo's routers read it)
+
+
+class HeaderMatch(_Spec):
+    header_name: str = Field(min_length=1, alias="headerName")
+    header_value: HeaderValue = Field(alias="headerValue")
+
+
+class SetHeaderRoute(_Spec):
+    """Requests whose headers all match `match` go to the canary, whatever its weight; a step
+    naming the route without `match` removes it. Every route ends at promotion or abort."""
+
+    name: str = Field(min_length=1)
+    match: list[HeaderMatch] | None = None
+
+
 class CanaryStep(_Spec):
     set_weight: int | None = Field(default=None, ge=0, le=100, alias="setWeight")
     set_mirror: SetMirror | None = Field(default=None, alias="setMirror")
+    set_header_route: SetHeaderRoute | None = Field(default=None, alias="setHeaderRoute")
     pause: Pause | None = None
     analysis: RolloutAnalysis | None = None
 

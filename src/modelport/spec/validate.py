@@ -20,6 +20,7 @@ from modelport.spec.objects import (
     Deployment,
     DeploymentSpec,
     Duration,
+    HeaderMatch,
     HorizontalPodAutoscaler,
     HPASpec,
     MetricTarget,
@@ -172,14 +173,42 @@ def _canary_rules(canary: CanaryStrategy) -> list[str]:
     problems = []
     base = "spec.strategy.canary"
     for i, step in enumerate(canary.steps):
-        kinds = (("setWeight", step.set_weight), ("setMirror", step.set_mirror), ("pause", step.pause),
+        kinds = (("setWeight", step.set_weight), ("setMirror", step.set_mirror),
+                 ("setHeaderRoute", step.set_header_route), ("pause", step.pause),
                  ("analysis", step.analysis))  # fmt: skip
         given = [f for f, v in kinds if v is not None]
         if len(given) != 1:
-            problems.append(f"{base}.steps[{i}]: needs exactly one of setWeight, setMirror, pause and "
-                            f"analysis, got {' and '.join(given) or 'none'}")  # fmt: skip
+            got = " and ".join(given) or "none"
+            problems.append(f"{base}.steps[{i}]: needs exactly one of setWeight, setMirror, "
+                            f"setHeaderRoute, pause and analysis, got {got}")  # fmt: skip
         if step.pause is not None and step.pause.duration is not None:
             problems += _duration(step.pause.duration, f"{base}.steps[{i}].pause.duration")
+        if step.set_header_route is not None:
+            for j, match in enumerate(step.set_header_route.match or []):
+                problems += _header_match(match, f"{base}.steps[{i}].setHeaderRoute.match[{j}]")
+    return problems
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's header field name
+
+
+def _header_match(match: HeaderMatch, path: str) -> list[str]:
+    problems = []
+    if not _TOKEN.fullmatch(match.header_name):
+        problems.append(f"{path}.headerName: {match.header_name!r} is not a header name")
+    value = match.header_value
+    given = [(k, v) for k, v in (("exact", value.exact), ("prefix", value.prefix), ("regex", value.regex))
+             if v is not None]  # fmt: skip
+    if len(given) != 1:
+        return [*problems, f"{path}.headerValue: needs exactly one of exact, prefix and regex"]
+    kind, text = given[0]
+    if "\r" in text or "\n" in text:
+        problems.append(f"{path}.headerValue.{kind}: a header value holds no line break")
+    elif kind == "regex":
+        try:
+            re.compile(text)
+        except re.error as exc:
+            problems.append(f"{path}.headerValue.regex: {text!r} is not a regular expression: {exc}")
     return problems
 
 

@@ -25,6 +25,8 @@ class FakeLoadBalancer:
     history: list[dict[str, int]] = field(default_factory=list)
     _endpoints: dict[str, int] = field(default_factory=dict)
     _weights: dict[str, int] = field(default_factory=dict)
+    _routed: dict[str, int] = field(default_factory=dict)
+    _routes: list[str] = field(default_factory=list)
 
     @property
     def endpoints(self) -> dict[str, int]:
@@ -45,6 +47,19 @@ class FakeLoadBalancer:
         self._endpoints = dict(endpoints)
         self._weights = {name: (weights or {}).get(name, 1) for name in endpoints}
         self.history.append(dict(endpoints))
+
+    @property
+    def routed(self) -> dict[str, int]:
+        return dict(self._routed)
+
+    @property
+    def routes(self) -> list[str]:
+        return list(self._routes)
+
+    def set_routes(self, routed: dict[str, int], routes: list[str], drain_seconds: float = 10.0) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self._routed, self._routes = dict(routed), list(routes) if routed else []
 
     def stop(self) -> None:
         self.running = False
