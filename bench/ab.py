@@ -59,7 +59,9 @@ def start(name: str, repo: Path, work: Path, extra: list[str]) -> tuple[subproce
         [sys.executable, "-m", "modelport", "serve", "--host", "127.0.0.1", "--rest_api_port", "0",
          "--port", "0", "--model_name", "mnist", "--model_base_path", str(repo),
          "--port_file", str(port_file), *extra],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # Its own process group (stopped with killpg) in the bench's session: a session of its own
+        # would be a scheduler autogroup of its own (http_bench.started says what that cost).
+        stdout=log, stderr=subprocess.STDOUT, process_group=0,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not port_file.exists():

@@ -40,7 +40,7 @@ def _floor(repo: Path, work: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "FLOOR_MODEL": str(repo / "1" / "model.onnx")}
     log = open(work / "floor2.log", "wb")  # noqa: SIM115 - the server's for its life
     return subprocess.Popen(
-        cmd, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0
     )
 
 
