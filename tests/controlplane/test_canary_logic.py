@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from modelport.controlplane.analysis import Figures, assess, metric_phase, modelport_value, window
+from modelport.controlplane.analysis import (
+    Figures,
+    assess,
+    metric_phase,
+    modelport_value,
+    parse_figures,
+    window,
+)
 from modelport.controlplane.rollouts import canary_replicas
 from modelport.controlplane.services import canary_weights, pinned_revision
 from modelport.spec import Service
@@ -83,6 +90,22 @@ def test_windows_count_a_restarted_replica_from_zero_and_values_want_enough_samp
     assert modelport_value("classDistance", canary, stable, 10)[0] == 1.0
     value, why = modelport_value("errorRate", canary, stable, 50)
     assert value is None and "fewer than minSamples 50" in why
+
+
+def test_live_accuracy_is_the_canarys_labelled_answers_right_in_the_window() -> None:
+    """From the replicas' own /metrics: feedback rows and the right ones, over the interval."""
+    text = (
+        'modelport_feedback_total{model="m",version="2"} 130.0\n'
+        'modelport_feedback_correct_total{model="m",version="2"} 117.0\n'
+    )
+    before = {"c1": ("canary", Figures(0, 0, labelled=100.0, correct=95.0))}
+    canary = window(before, {"c1": ("canary", parse_figures(text))}, "canary")
+    assert modelport_value("liveAccuracy", canary, Figures(), 20) == (
+        pytest.approx(22 / 30),
+        "30 canary answers labelled by feedback",
+    )
+    value, why = modelport_value("liveAccuracy", canary, Figures(), 31)
+    assert value is None and "fewer than minSamples 31" in why
 
 
 def test_agreement_is_the_share_of_copies_answered_alike_and_wants_enough_of_them() -> None:

@@ -140,6 +140,7 @@ def test_feedback_gives_live_accuracy_per_class_figures_and_a_confusion_matrix(
     assert v2.status_code == 200, v2.text
     assert _metric(server, "modelport_live_accuracy", model="mnist", version="1") == pytest.approx(0.8)
     assert _metric(server, "modelport_feedback_total", model="mnist", version="1") == 10
+    assert _metric(server, "modelport_feedback_correct_total", model="mnist", version="1") == 8
     assert _metric(server, "modelport_published_accuracy", model="mnist", version="1") == pytest.approx(0.96)
     assert _metric(server, "modelport_live_precision", model="mnist", version="1", **{"class": "3"}) == 0
     assert _metric(server, "modelport_live_recall", model="mnist", version="1", **{"class": "5"}) == 0.5

@@ -72,8 +72,9 @@ def _promtool(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_queries_parse_and_compute_what_the_local_analysis_does(tmp_path: Path) -> None:
     """Canary: classes 0 and 1 at 10 a minute each; stable: class 0 at 20 a minute; the canary's
     5xx one in ten of its answers; of stable's copies to it (setMirror), 9 agree and 1 does not in
-    ten. Class distance 0.5, error rate 0.1, agreement 0.9, as modelport_value says."""
-    names = ("errorRate", "latencyP99", "classDistance", "agreement")
+    ten; of the canary's answers labelled by feedback, 3 in 4 right. Class distance 0.5, error rate
+    0.1, agreement 0.9, live accuracy 0.75, as modelport_value says."""
+    names = ("errorRate", "latencyP99", "classDistance", "agreement", "liveAccuracy")
     rules = [
         {"record": f"analysis:{name}",
          "expr": "vector(" + modelport_query(name, "60s").replace("{{args.rollout}}", "web")
@@ -90,6 +91,9 @@ def test_the_queries_parse_and_compute_what_the_local_analysis_does(tmp_path: Pa
         ('modelport_mirror_requests_total{pod="web-old-b",outcome="agree"}', "0+9x10"),
         ('modelport_mirror_requests_total{pod="web-old-b",outcome="disagree"}', "0+1x10"),
         ('modelport_mirror_requests_total{pod="web-old-b",outcome="dropped"}', "0+5x10"),
+        ('modelport_feedback_total{pod="web-new-a"}', "0+4x10"),
+        ('modelport_feedback_correct_total{pod="web-new-a"}', "0+3x10"),
+        ('modelport_feedback_total{pod="web-old-b"}', "0+8x10"),
     ]
     test = {
         "rule_files": ["rules.yml"], "evaluation_interval": "1m",
@@ -99,7 +103,8 @@ def test_the_queries_parse_and_compute_what_the_local_analysis_does(tmp_path: Pa
             "promql_expr_test": [
                 {"expr": f"analysis:{name}", "eval_time": "5m",
                  "exp_samples": [{"labels": f"analysis:{name}", "value": value}]}
-                for name, value in (("classDistance", 0.5), ("errorRate", 0.1), ("agreement", 0.9))
+                for name, value in (("classDistance", 0.5), ("errorRate", 0.1), ("agreement", 0.9),
+                                    ("liveAccuracy", 0.75))
             ],
         }],
     }  # fmt: skip

@@ -11,7 +11,9 @@ Providers:
                 (total variation distance between the canary's and stable's predicted-class
                 shares, 0 same to 1 disjoint), agreement (under setMirror: the share of the
                 requests stable's replicas copied to the canary that it answered as stable did;
-                an error counts as not agreeing; from stable's replicas' counts).
+                an error counts as not agreeing; from stable's replicas' counts), liveAccuracy
+                (the share of the canary's answers whose true label came back through `:feedback`
+                in the interval that it answered right; minSamples counts those labelled rows).
     prometheus  an instant query (`{{args.canaryHash}}`, `{{args.stableHash}}`, `{{args.namespace}}`
                 and `{{args.rollout}}` filled in); its first sample.
 
@@ -112,10 +114,14 @@ class Figures:
     buckets: dict[float, float] = field(default_factory=dict)
     classes: dict[str, float] = field(default_factory=dict)
     mirrored: dict[str, float] = field(default_factory=dict)  # copies to a canary, by outcome
+    labelled: float = 0.0  # answered rows whose true label came back (feedback)
+    correct: float = 0.0  # of those, answered right
 
     def add(self, other: Figures, sign: float = 1.0) -> None:
         self.requests += sign * other.requests
         self.errors += sign * other.errors
+        self.labelled += sign * other.labelled
+        self.correct += sign * other.correct
         for mine, theirs in ((self.classes, other.classes), (self.mirrored, other.mirrored)):
             for name, count in theirs.items():
                 mine[name] = mine.get(name, 0.0) + sign * count
@@ -138,6 +144,10 @@ def parse_figures(text: str) -> Figures:
             elif s.name == "modelport_predictions_total":
                 name = s.labels.get("class", "")
                 figures.classes[name] = figures.classes.get(name, 0.0) + s.value
+            elif s.name == "modelport_feedback_total":
+                figures.labelled += s.value
+            elif s.name == "modelport_feedback_correct_total":
+                figures.correct += s.value
             elif s.name == "modelport_mirror_requests_total":
                 outcome = s.labels.get("outcome", "")
                 figures.mirrored[outcome] = figures.mirrored.get(outcome, 0.0) + s.value
@@ -175,6 +185,11 @@ def modelport_value(
     """A metric's value from the canary's and stable's window, or None and why not."""
     if name == "agreement":
         return _agreement(stable, min_samples)
+    if name == "liveAccuracy":
+        said = f"{canary.labelled:.0f} canary answers labelled by feedback"
+        if canary.labelled < min_samples:
+            return None, f"{said}, fewer than minSamples {min_samples}"
+        return canary.correct / canary.labelled, said
     if canary.requests < min_samples:
         return None, f"{canary.requests:.0f} canary requests, fewer than minSamples {min_samples}"
     if name == "errorRate":

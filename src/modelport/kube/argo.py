@@ -125,6 +125,9 @@ def modelport_query(name: str, window: str) -> str:
         q = 0.5 if name == "latencyP50" else 0.99
         return (f"scalar(histogram_quantile({q}, sum by (le) "
                 f"(rate(modelport_request_duration_seconds_bucket{{{canary}}}[{window}]))))")  # fmt: skip
+    if name == "liveAccuracy":
+        return (f"scalar(sum(increase(modelport_feedback_correct_total{{{canary}}}[{window}])) "
+                f"/ sum(increase(modelport_feedback_total{{{canary}}}[{window}])))")  # fmt: skip
     if name == "agreement":  # stable's replicas count the copies they sent the canary
         mirrored = f"modelport_mirror_requests_total{{{stable}"
         return (f'scalar(sum(increase({mirrored},outcome="agree"}}[{window}])) '

@@ -24,6 +24,7 @@
     modelport_live_recall{model,version,class}                    gauge (same window)
     modelport_published_accuracy{model,version}                   gauge (the evaluation's)
     modelport_feedback_total{model,version}                       counter (rows with a true label)
+    modelport_feedback_correct_total{model,version}               counter (of those, answered right)
     modelport_prediction_log_dropped_total{model}                 counter (records not monitored
                                                                   or logged: queue full, disk error)
     process_cpu_seconds_total, process_resident_memory_bytes, ... (prometheus_client)
@@ -276,6 +277,11 @@ class QualityMetrics:
             "modelport_feedback_total", "Answered rows whose true label came back as feedback.",
             versioned, registry=registry,
         )  # fmt: skip
+        self.correct = Counter(
+            "modelport_feedback_correct_total",
+            "Answered rows whose true label came back as feedback and was the class answered.",
+            versioned, registry=registry,
+        )  # fmt: skip
         self.dropped = Counter(
             "modelport_prediction_log_dropped_total",
             "Answers not monitored or logged: the monitor's queue was full, or the log could not be written.",
@@ -284,7 +290,7 @@ class QualityMetrics:
 
     def forget(self, model: str, version: str, classes: Collection[str]) -> None:
         """Drop an unloaded version's series (its labels stay bounded by what is served)."""
-        for metric in (self.live_accuracy, self.published_accuracy, self.feedback):
+        for metric in (self.live_accuracy, self.published_accuracy, self.feedback, self.correct):
             _remove(metric, model, version)
         for kind in ("input", "prediction"):
             _remove(self.drift, model, version, kind)

@@ -451,6 +451,8 @@ class Monitor:
                 state.confusion.add(truth, classes)
                 self._answers[request_id] = (answered_by, version_name, classes, at, True)
                 self._metrics.feedback.labels(answered_by, version_name).inc(len(truth))
+                right = int((truth == np.asarray(classes)).sum())
+                self._metrics.correct.labels(answered_by, version_name).inc(right)
                 accepted[version_name] = accepted.get(version_name, 0) + len(truth)
             for key in accepted:
                 state = self._state_of(model, key)

@@ -370,7 +370,9 @@ class ModelportMetric(_Spec):
 
     # agreement: the share of the requests copied to the canary under setMirror that it answered
     # as stable did (from stable's replicas' counts); minSamples counts those copies.
-    metric: Literal["errorRate", "latencyP50", "latencyP99", "classDistance", "agreement"]
+    # liveAccuracy: the canary's answers labelled through `:feedback` in the interval, the share
+    # answered right; minSamples counts labelled rows.
+    metric: Literal["errorRate", "latencyP50", "latencyP99", "classDistance", "agreement", "liveAccuracy"]
     min_samples: int = Field(default=20, ge=1, alias="minSamples")
 
 
