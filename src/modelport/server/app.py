@@ -21,6 +21,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -57,6 +58,10 @@ _V2_ROUTE = re.compile(
 _JSON = [(b"content-type", b"application/json")]
 _V2_HEADER_LENGTH = b"inference-header-content-length"
 _REQUEST_ID = "modelport.request_id"  # where __call__ leaves the request's id in the ASGI scope
+# The request's `x-request-id` header for its answer: set by __call__ in the request's task (each
+# ASGI request runs in a task of its own, with its own copy of the context), read by _respond.
+# Cheaper than wrapping `send` in a closure per request that looks at every message.
+_ANSWER_ID: ContextVar[tuple[bytes, bytes]] = ContextVar("modelport_answer_id")
 # What a request answers: the body, and the length of its JSON part when binary tensors follow.
 Reply = tuple[bytes, int | None]
 _CORS = [
@@ -137,7 +142,7 @@ class RestApp:
         # Every answer carries the request's id: the client's own when sane, else a new one.
         request_id = request_ids.from_headers(scope["headers"])
         scope[_REQUEST_ID] = request_id
-        send = _with_request_id(send, request_id)
+        _ANSWER_ID.set((request_ids.HEADER, request_id))  # _respond adds it (this task's own context)
         path: str = scope["path"]
         method: str = scope["method"]
         try:
@@ -462,6 +467,7 @@ class RestApp:
         all_headers = [
             *headers,
             (b"content-length", str(len(body)).encode()),
+            _ANSWER_ID.get(),
             *self._extra_headers,
         ]
         await send({"type": "http.response.start", "status": status, "headers": all_headers})
@@ -595,18 +601,6 @@ def _binary_headers(json_length: int) -> list[tuple[bytes, bytes]]:
         (b"content-type", b"application/octet-stream"),
         (b"inference-header-content-length", str(json_length).encode()),
     ]
-
-
-def _with_request_id(send: Send, request_id: bytes) -> Send:
-    """`send`, adding the `x-request-id` header to the response's start."""
-    header = (request_ids.HEADER, request_id)
-
-    async def sending(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"].append(header)
-        await send(message)
-
-    return sending
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -21,6 +21,7 @@ METADATA_KEY = "x-request-id"
 MAX_LENGTH = 128
 _SANE = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 _PREFIX = secrets.token_hex(8)
+_PREFIX_BYTES = _PREFIX.encode()
 _COUNTER = itertools.count(1)
 
 
@@ -37,7 +38,7 @@ def from_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     for key, value in headers:
         if key == HEADER and _SANE.fullmatch(value):
             return value
-    return generate().encode()
+    return b"%s-%x" % (_PREFIX_BYTES, next(_COUNTER))  # generate()'s, made as bytes
 
 
 def from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None, field: str = "") -> str:
