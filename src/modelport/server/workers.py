@@ -188,7 +188,7 @@ def serve_workers(config: ServeConfig) -> None:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     run_dir = tempfile.mkdtemp(prefix="modelport-workers-")  # 0700: the metrics sockets
     holders: list[socket.socket] = []
-    failed = None
+    supervisor, failed = None, None
     try:
         rest = bind(config.host, config.rest_api_port, reuse_port=True, listen=False)
         holders.append(rest)
@@ -211,9 +211,10 @@ def serve_workers(config: ServeConfig) -> None:
             now = time.monotonic()
             failed = supervisor.reap(now)
             supervisor.restart_due(now)
-        log.info("stopping %d workers", len(supervisor.workers))
-        supervisor.stop()
     finally:
+        if supervisor is not None:  # also when starting one failed: none is left running
+            log.info("stopping %d workers", len(supervisor.workers))
+            supervisor.stop()
         for sock in holders:
             sock.close()
         shutil.rmtree(run_dir, ignore_errors=True)
