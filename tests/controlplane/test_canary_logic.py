@@ -139,3 +139,22 @@ def test_a_blue_green_rollout_pins_its_active_and_preview_services_to_one_revisi
     assert pinned_revision(service("other"), [rollout]) is None
     rollout["status"] = {}  # no stable revision yet: the Services select as usual
     assert pinned_revision(service("m"), [rollout]) is None
+
+
+def test_a_canarys_stable_and_canary_services_each_see_one_revision() -> None:
+    def service(name: str) -> Service:
+        spec = {"selector": {"app": "m"}, "ports": [{"port": 0}]}
+        return Service.model_validate(
+            {"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+        )
+
+    canary = {"steps": [], "stableService": "m-stable", "canaryService": "m-canary"}
+    rollout = {
+        "metadata": {"namespace": "default"},
+        "spec": {"strategy": {"canary": canary}},
+        "status": {"stableHash": "old", "canaryHash": "new"},
+    }
+    seen = {n: pinned_revision(service(n), [rollout]) for n in ("m", "m-stable", "m-canary")}
+    assert seen == {"m": None, "m-stable": "old", "m-canary": "new"}  # m: shared by the weights
+    rollout["status"] = {"stableHash": "old", "canaryHash": "new", "abort": True}
+    assert pinned_revision(service("m-canary"), [rollout]) == "old"  # aborted: never empty

@@ -110,6 +110,7 @@ def rollout_yaml(
     model: str = "mnist",
     args: tuple[str, ...] = (),
     replicas: int = 2,
+    services: dict[str, str] | None = None,  # canaryService / stableService: their names
 ) -> str:
     docs = [
         {"apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": name},
@@ -117,7 +118,8 @@ def rollout_yaml(
                   "progressDeadlineSeconds": deadline,
                   "template": {"metadata": {"labels": {"app": name}},
                                "spec": {"model": {"name": model, "basePath": str(base)}, "args": list(args)}},
-                  "strategy": {"canary": {"steps": steps, "abortScaleDownDelaySeconds": 2}}}},
+                  "strategy": {"canary": {"steps": steps, "abortScaleDownDelaySeconds": 2,
+                                          **(services or {})}}}},
         {"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
          "spec": {"selector": {"app": name}, "ports": [{"port": 0}]}},
         {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate", "metadata": {"name": f"{name}-health"},
@@ -129,6 +131,9 @@ def rollout_yaml(
               "successCondition": "result <= 0.01",
               "provider": {"modelport": {"metric": "errorRate", "minSamples": 10}}},
          ]}},
+        *({"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": other},
+           "spec": {"selector": {"app": name}, "ports": [{"port": 0}]}}
+          for other in (services or {}).values()),
     ]  # fmt: skip
     return yaml.safe_dump_all(docs, sort_keys=False)
 
@@ -420,10 +425,11 @@ def test_requests_with_the_header_of_a_header_route_all_reach_the_canary_and_no_
 ) -> None:
     tester = [{"headerName": "X-Tester", "headerValue": {"exact": "qa 1"}}]
     steps = [{"setWeight": 0}, {"setHeaderRoute": {"name": "testers", "match": tester}}, {"pause": {}}]
-    apply(plane, tmp_path, rollout_yaml("routed", models["v1"], steps, replicas=1))
+    services = {"canaryService": "routed-canary", "stableService": "routed-stable"}
+    apply(plane, tmp_path, rollout_yaml("routed", models["v1"], steps, replicas=1, services=services))
     plane.cli("rollout", "status", "rollout/routed", "--timeout", "120", timeout=150)
     url = f"{plane.service_url('routed')}/v1/models/mnist:predict"
-    apply(plane, tmp_path, rollout_yaml("routed", models["good"], steps, replicas=1))
+    apply(plane, tmp_path, rollout_yaml("routed", models["good"], steps, replicas=1, services=services))
     plane.wait(lambda: status(plane, "routed")["phase"] == "Paused", 60, "the header route set")
 
     def routed() -> bool:  # the canary's server is up in HAProxy's canary backend
@@ -440,6 +446,17 @@ def test_requests_with_the_header_of_a_header_route_all_reach_the_canary_and_no_
         f"header from the canary, {others.values().count(STABLE)}/{len(others.outcomes)} without from stable"
     )
     assert set(flagged.values()) == {CANARY} and set(others.values()) == {STABLE}
+
+    # canaryService and stableService each see one revision, whatever the weights.
+    def versions(service: str) -> set[str | None]:
+        direct = f"{plane.service_url(service)}/v1/models/mnist:predict"
+        return {
+            requests.post(direct, json=digits[0], timeout=10).headers.get("X-Model-Version")
+            for _ in range(10)
+        }
+
+    assert (versions("routed-canary"), versions("routed-stable")) == ({CANARY}, {STABLE})
     plane.cli("rollout", "abort", "rollout/routed")
     plane.wait(lambda: not routed(), 30, "the header route gone with the abort")
+    plane.wait(lambda: versions("routed-canary") == {STABLE}, 30, "canaryService on stable after the abort")
     assert "headerRoutes" not in status(plane, "routed")

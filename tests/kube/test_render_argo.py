@@ -136,3 +136,14 @@ def test_a_header_route_step_is_refused_by_name_not_dropped() -> None:
     said = caught.value.message
     assert "spec.strategy.canary.steps[0].setHeaderRoute cannot be rendered" in said, said
     assert "managedRoutes" in said
+
+
+def test_canary_and_stable_services_render_as_argos() -> None:
+    text = (EXAMPLE / "rollout.yaml").read_text()
+    pinned = "    canary:\n      canaryService: mnist-c\n      stableService: mnist-s\n"
+    rollout = text.replace("    canary:\n", pinned, 1)
+    rendered = render_kubernetes(
+        load_objects_from([EXAMPLE / "analysis.yaml"]) + load_objects(rollout), PodOptions("mnist:1")
+    )
+    canary = _docs(rendered)["Rollout/mnist-canary"]["spec"]["strategy"]["canary"]
+    assert (canary["canaryService"], canary["stableService"]) == ("mnist-c", "mnist-s")

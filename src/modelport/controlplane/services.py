@@ -155,20 +155,25 @@ def _rollout_of(service: Service, rollouts: list[Obj]) -> Obj | None:
 
 
 def pinned_revision(service: Service, rollouts: list[Obj]) -> str | None:
-    """A blue-green Rollout's Services each see one revision: the active one the stable, the
-    preview one the new (the stable when there is none); None for any other Service."""
+    """A Service a Rollout names sees one revision: blue-green's active one the stable, its
+    preview one the new; a canary's `stableService` the stable, its `canaryService` the canary
+    (while one runs and is not aborted). With no new revision, or an aborted one, both see the
+    stable: they never go empty while it serves. None for any other Service."""
+    name = service.metadata.name
     for rollout in rollouts:
-        bg, st = rollout["spec"]["strategy"].get("blueGreen"), rollout.get("status", {})
-        if (
-            rollout["metadata"]["namespace"] != service.metadata.namespace
-            or not bg
-            or not st.get("stableHash")
-        ):
+        strategy, st = rollout["spec"]["strategy"], rollout.get("status", {})
+        if rollout["metadata"]["namespace"] != service.metadata.namespace or not st.get("stableHash"):
             continue
-        if bg["activeService"] == service.metadata.name:
-            return str(st["stableHash"])
-        if bg.get("previewService") == service.metadata.name:
-            return str(st.get("canaryHash") or st["stableHash"])
+        stable, new = str(st["stableHash"]), str(st.get("canaryHash") or st["stableHash"])
+        names = strategy.get("blueGreen") or {}
+        active, preview = names.get("activeService"), names.get("previewService")
+        if "canary" in strategy:
+            active, preview = strategy["canary"].get("stableService"), strategy["canary"].get("canaryService")
+            new = stable if st.get("abort") else new
+        if name == active:
+            return stable
+        if name == preview:
+            return new
     return None
 
 
@@ -290,7 +295,7 @@ class ServiceController:
         weights = None
         routed: dict[str, int] = {}
         routes: list[str] = []
-        if rollout is not None:
+        if rollout is not None and pinned is None:  # a pinned Service sees one revision: no weights
             st = rollout["status"]
             weights = canary_weights(
                 wanted, pods, st["stableHash"], st.get("canaryHash", ""), int(st.get("canaryWeight", 0))

@@ -82,6 +82,12 @@ def render_rollout(
         }
         if canary.analysis is not None:
             strategy["canary"]["analysis"] = _analysis(canary.analysis, name)
+        for field, service in (
+            ("canaryService", canary.canary_service),
+            ("stableService", canary.stable_service),
+        ):
+            if service is not None:  # Argo sets these Services' selectors to one revision, as here
+                strategy["canary"][field] = service
         why = (
             "Argo without a traffic router approximates a weight by replica counts (10 replicas at 15%: "
             "2 canary); for exact weights add spec.strategy.canary.trafficRouting (nginx, istio, ...) "

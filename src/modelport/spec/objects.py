@@ -328,6 +328,10 @@ class CanaryStrategy(_Spec):
     # Runs from the first step until promotion; failing it aborts, as a step's does.
     analysis: RolloutAnalysis | None = None
     abort_scale_down_delay_seconds: int = Field(default=30, ge=0, alias="abortScaleDownDelaySeconds")
+    # Services that see only the canary's replicas / only stable's (Argo's), e.g. to call the
+    # canary directly; the Rollout's own Service still shares the requests by the weights.
+    canary_service: str | None = Field(default=None, alias="canaryService")
+    stable_service: str | None = Field(default=None, alias="stableService")
 
 
 class BlueGreenStrategy(_Spec):

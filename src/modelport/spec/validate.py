@@ -186,6 +186,8 @@ def _canary_rules(canary: CanaryStrategy) -> list[str]:
         if step.set_header_route is not None:
             for j, match in enumerate(step.set_header_route.match or []):
                 problems += _header_match(match, f"{base}.steps[{i}].setHeaderRoute.match[{j}]")
+    if canary.canary_service is not None and canary.canary_service == canary.stable_service:
+        problems.append(f"{base}.canaryService: must differ from stableService")
     return problems
 
 
