@@ -42,5 +42,7 @@ bin="$(dirname "$PY")"
 "$bin/lint-imports" --no-cache
 # Two workers (pytest-xdist), a test file each at a time: most of a test's time is spent waiting
 # on the processes it started, so two files at once take about half the wall time on two cores.
-# MODELPORT_TEST_WORKERS=0 runs everything in this one process.
-exec "$PY" -m pytest -n "${MODELPORT_TEST_WORKERS:-2}" --dist loadfile "$@"
+# MODELPORT_TEST_WORKERS=0 runs everything in this one process. The files run in the order
+# tests/conftest.py puts them (the longest first), not xdist's (the most tests first), so that
+# neither worker is left alone with a long file at the end.
+exec "$PY" -m pytest -n "${MODELPORT_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

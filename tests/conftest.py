@@ -1,4 +1,5 @@
-"""Suite-wide rules: markers by where a test lives, and no test may leave a process behind.
+"""Suite-wide rules: markers by where a test lives, the longest modules first, and no test may
+leave a process behind.
 
 A leak check runs after each module's fixtures are torn down and once more at the end of the
 session. A process counts as leaked when it is still alive and either descends from this pytest
@@ -10,7 +11,9 @@ given a path under the test's home (`--port_file <home>/...`, `-f <home>/.../hap
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +50,30 @@ PROCESS_MODULES = (
     "tests/server/test_timeout_and_cors.py",
     "tests/server/test_workers.py",
 )
+# The longest modules, longest first (seconds in CI's runs, setup included): they run before the
+# rest, so that two workers each given whole modules (`--dist loadfile --no-loadscope-reorder`,
+# scripts/test.sh) end together instead of one running a long module alone at the end. (xdist's
+# own order, by number of tests, put these last: they have few tests each.) Each run writes the
+# seconds every module took to build/test-artifacts/module-seconds.txt: refresh this from it.
+LONG_FIRST = (
+    "tests/kube/test_build_image.py",
+    "tests/e2e/test_controlplane.py",
+    "tests/e2e/test_canary.py",
+    "tests/e2e/test_tensorflow.py",
+    "tests/e2e/test_autoscaling.py",
+    "tests/e2e/test_batching.py",
+    "tests/e2e/test_pipeline.py",
+    "tests/gateway/test_gateway.py",
+    "tests/e2e/test_lifecycle.py",
+    "tests/e2e/test_fuzz_openapi.py",
+    "tests/e2e/test_fuzz_memory.py",
+    "tests/e2e/test_replica_faults.py",
+    "tests/e2e/test_dashboard_browser.py",
+    "tests/e2e/test_monitoring.py",
+    "tests/delivery/test_run.py",
+    "tests/pipeline/train/test_cnn.py",
+)
+MODULE_SECONDS: collections.Counter[str] = collections.Counter()
 # Helpers a library keeps for its own pool, not started by a test: multiprocessing's resource
 # tracker and fork server outlive the pools that started them, by design.
 LIBRARY_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
@@ -57,6 +84,8 @@ GRACE_SECONDS = 5.0
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
+    rank = {module: i for i, module in enumerate(LONG_FIRST)}
+    ranks = {}
     for item in items:
         where = item.path.relative_to(root).as_posix()
         if where.startswith("tests/e2e/"):
@@ -64,6 +93,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         elif where in PROCESS_MODULES:
             item.add_marker(pytest.mark.slow)
+        ranks[item.nodeid] = rank.get(where, len(LONG_FIRST))
+    items.sort(key=lambda item: ranks[item.nodeid])  # stable: the rest keep their order
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Setup, call and teardown, summed per module (with xdist: in the controller, every worker's)."""
+    MODULE_SECONDS[report.nodeid.split("::")[0]] += report.duration
 
 
 def _suspects(basetemp: Path) -> list[psutil.Process]:
@@ -122,7 +158,14 @@ def no_leaked_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The same check once everything, session fixtures included, is torn down."""
+    """The same check once everything, session fixtures included, is torn down; and the seconds
+    each module took, written for LONG_FIRST (by the controller, with xdist)."""
+    if MODULE_SECONDS and "PYTEST_XDIST_WORKER" not in os.environ:
+        from support import ARTIFACTS
+
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        lines = [f"{seconds:8.1f}  {module}" for module, seconds in MODULE_SECONDS.most_common()]
+        (ARTIFACTS / "module-seconds.txt").write_text("\n".join(lines) + "\n")
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None:
         return
