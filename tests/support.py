@@ -77,6 +77,33 @@ def mark_complete(version_dir: Path) -> None:
     (version_dir / "_COMPLETE").write_text("")
 
 
+def cached_build(name: str, inputs: Sequence[Path], packages: Sequence[str], build: Any) -> Path:
+    """What `build(folder)` makes, built once per content of what it is built from and kept in
+    build/test-cache/ (git-ignored, deleted freely): the builds are seeded, so the same inputs give
+    the same files. The key hashes `inputs` (the script, the data loader, the data), the versions
+    of `packages` (what computes the weights) and Python's; any change to one builds anew."""
+    import hashlib
+    import importlib.metadata
+
+    key = hashlib.sha256()
+    for path in inputs:
+        key.update(Path(path).read_bytes())
+    for package in packages:
+        key.update(f"{package}=={importlib.metadata.version(package)};".encode())
+    key.update(sys.version.encode())
+    cached = Path(__file__).resolve().parents[1] / "build" / "test-cache" / f"{name}-{key.hexdigest()[:16]}"
+    if not cached.is_dir():  # it is there only whole: built beside it, then renamed into place
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        build(partial)
+        try:
+            os.rename(partial, cached)
+        except OSError:  # another run got there first: its build is the same
+            shutil.rmtree(partial)
+    return cached
+
+
 def publish(base: Path, version: int, build: Any) -> Path:
     """Write a version the way a careful publisher does: in a dot-folder, then rename."""
     tmp = base / f".{version}.partial"

@@ -5,8 +5,9 @@ returns `classes` and `probabilities`. A second signature, `pixels`, takes the 7
 `classify` and `regress` are TF Serving's kind, over serialized tf.Example protos (a `pixels`
 feature): class names and scores, and the expected digit.
 
-Building it takes a few seconds (most of it importing TensorFlow), so tests build it in their
-session, seeded: the same digits give the same model.
+Training and exporting it take ~13 s on a busy machine (and importing TensorFlow as long again):
+`cached_model` builds it once per content of this file, the data and the libraries, seeded (the
+same digits give the same model), and keeps it in build/test-cache/.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from modelport.examples import mnist_data
 from modelport.examples.mnist_data import load_mnist_5k, split_stratified
+from support import cached_build
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -123,3 +126,18 @@ def _set_method_names(version_dir: Path, methods: dict[str, str]) -> None:
         for name, method in methods.items():
             graph.signature_def[name].method_name = f"tensorflow/serving/{method}"
     path.write_bytes(proto.SerializeToString())
+
+
+def cached_model() -> Path:
+    """A folder with the model as the article exports it (saved_model/1) and as Keras saves it
+    (keras/1/model.keras), trained once per content of what it is trained from (this file, the
+    data loader, the data, the libraries): copy it before publishing beside it."""
+
+    def build(folder: Path) -> None:
+        model = train()
+        export_saved_model(model, folder / "saved_model" / "1")
+        (folder / "keras" / "1").mkdir(parents=True)
+        model.save(folder / "keras" / "1" / "model.keras")
+
+    inputs = [Path(__file__), Path(mnist_data.__file__), mnist_data.mnist_5k_path()]
+    return cached_build("tf-mnist", inputs, ("numpy", "tensorflow-cpu", "keras"), build)

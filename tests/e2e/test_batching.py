@@ -5,7 +5,6 @@ and v2 alike; a full queue answers 503 at once; an oversized request gets TF Ser
 from __future__ import annotations
 
 import base64
-import os
 import random
 import subprocess
 import sys
@@ -20,39 +19,22 @@ import pytest
 import requests
 
 from modelport.examples import write_mnist_repository
-from support import Server, half_plus_two, mark_complete, running
+from support import Server, cached_build, half_plus_two, mark_complete, running
 
 ROOT = Path(__file__).parents[2]
 
 
 def cnn_build() -> Path:
-    """examples/cnn/build.py's model repository, built once per content of what it is built from.
-    The build is seeded, so the same inputs give the same model: the key is a hash of the script,
-    the data loader, the data and the versions of the libraries that compute the weights; any
-    change to one of them builds anew. Kept in build/test-cache/ (git-ignored, deleted freely)."""
-    import hashlib
-    import importlib.metadata
-    import shutil
-
+    """examples/cnn/build.py's model repository (version 1), built once per content of what it is
+    built from (support.cached_build)."""
     from modelport.examples import mnist_data
 
-    key = hashlib.sha256()
-    for path in (ROOT / "examples/cnn/build.py", Path(mnist_data.__file__), mnist_data.mnist_5k_path()):
-        key.update(Path(path).read_bytes())
-    for package in ("numpy", "scikit-learn", "onnx", "onnxruntime"):
-        key.update(f"{package}=={importlib.metadata.version(package)};".encode())
-    key.update(sys.version.encode())
-    cached = ROOT / "build" / "test-cache" / f"cnn-{key.hexdigest()[:16]}"
-    if not (cached / "1" / "_COMPLETE").exists():
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}")  # renamed into place when whole
-        shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run([sys.executable, str(ROOT / "examples/cnn/build.py"), str(partial / "1")], check=True)
-        mark_complete(partial / "1")
-        try:
-            os.rename(partial, cached)
-        except OSError:  # another run got there first: its build is the same
-            shutil.rmtree(partial)
-    return cached
+    def build(folder: Path) -> None:
+        subprocess.run([sys.executable, str(ROOT / "examples/cnn/build.py"), str(folder / "1")], check=True)
+        mark_complete(folder / "1")
+
+    inputs = [ROOT / "examples/cnn/build.py", Path(mnist_data.__file__), mnist_data.mnist_5k_path()]
+    return cached_build("cnn", inputs, ("numpy", "scikit-learn", "onnx", "onnxruntime"), build)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from modelport.errors import ModelportError
 from modelport.examples import write_mnist_repository
 from modelport.registry.convert import check_conversion, convert_to_onnx
 from support import Server, articles_command_line, flask_app, half_plus_two, mark_complete, running
-from tf_mnist import export_saved_model, held_out, png, train
+from tf_mnist import cached_model, held_out, png
 
 # TensorFlow imports take seconds: on a busy machine the conversion test took over 2 minutes.
 pytestmark = pytest.mark.timeout(600)
@@ -40,12 +40,12 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import keras
+
     root = tmp_path_factory.mktemp("tfserving")
-    model = train()
-    export_saved_model(model, root / "saved_model" / "1")
+    shutil.copytree(cached_model(), root, dirs_exist_ok=True)  # a copy: tests publish beside it
     mark_complete(root / "saved_model" / "1")  # published as TF Serving users do; --convert keeps it out
-    (root / "keras" / "1").mkdir(parents=True)
-    model.save(root / "keras" / "1" / "model.keras")
+    model = keras.models.load_model(root / "keras" / "1" / "model.keras")
     write_mnist_repository(root / "samples-repo")  # only for its sample digits
     images, labels = held_out()
     return {"root": root, "model": model, "images": images, "labels": labels}
