@@ -333,17 +333,19 @@ def test_a_slow_version_is_aborted_by_the_p99_analysis(
     assert CANARY in load.since(0)  # it was called, and found slow
 
 
-def blue_green_yaml(base: Path) -> str:
+def blue_green_yaml(base: Path, name: str = "bg", **strategy: Any) -> str:
     docs = [
-        {"apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": "bg"},
-         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "bg"}},
+        {"apiVersion": "modelport/v1", "kind": "Rollout", "metadata": {"name": name},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                   "progressDeadlineSeconds": int(20 * PATIENCE),
-                  "template": {"metadata": {"labels": {"app": "bg"}},
+                  "template": {"metadata": {"labels": {"app": name}},
                                "spec": {"model": {"name": "mnist", "basePath": str(base)}}},
-                  "strategy": {"blueGreen": {"activeService": "bg", "previewService": "bg-preview",
-                                             "autoPromotionEnabled": False, "scaleDownDelaySeconds": 2}}}},
-        *({"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": name},
-           "spec": {"selector": {"app": "bg"}, "ports": [{"port": 0}]}} for name in ("bg", "bg-preview")),
+                  "strategy": {"blueGreen": {"activeService": name, "previewService": f"{name}-preview",
+                                             "autoPromotionEnabled": False, "scaleDownDelaySeconds": 2,
+                                             **strategy}}}},
+        *({"apiVersion": "modelport/v1", "kind": "Service", "metadata": {"name": service},
+           "spec": {"selector": {"app": name}, "ports": [{"port": 0}]}}
+          for service in (name, f"{name}-preview")),
     ]  # fmt: skip
     return yaml.safe_dump_all(docs, sort_keys=False)
 
@@ -460,3 +462,33 @@ def test_requests_with_the_header_of_a_header_route_all_reach_the_canary_and_no_
     plane.wait(lambda: not routed(), 30, "the header route gone with the abort")
     plane.wait(lambda: versions("routed-canary") == {STABLE}, 30, "canaryService on stable after the abort")
     assert "headerRoutes" not in status(plane, "routed")
+
+
+def test_a_bad_preview_fails_its_pre_promotion_analysis_and_the_active_service_never_switches(
+    plane: Plane, models: dict[str, Path], digits: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Blue-green's prePromotionAnalysis judges the preview (on its own Service's traffic) against
+    the active revision before any switch; auto-promotion would switch at once if it passed."""
+    distance = {"name": "class-distance", "interval": INTERVAL, "count": 2, "inconclusiveLimit": 1,
+                "successCondition": "result < 0.35",
+                "provider": {"modelport": {"metric": "classDistance", "minSamples": 20}}}  # fmt: skip
+    template = {"apiVersion": "modelport/v1", "kind": "AnalysisTemplate",
+                "metadata": {"name": "bgpre-health"}, "spec": {"metrics": [distance]}}  # fmt: skip
+    gate = {"prePromotionAnalysis": {"templates": [{"templateName": "bgpre-health"}]},
+            "autoPromotionEnabled": True}  # fmt: skip
+    extra = "---\n" + yaml.safe_dump(template)
+    apply(plane, tmp_path, blue_green_yaml(models["v1"], "bgpre", **gate) + extra)
+    plane.cli("rollout", "status", "rollout/bgpre", "--timeout", "120", timeout=150)
+    with (
+        traffic(plane.service_url("bgpre"), digits) as active,
+        traffic(plane.service_url("bgpre-preview"), digits),
+    ):
+        apply(plane, tmp_path, blue_green_yaml(models["bad"], "bgpre", **gate) + extra)
+        plane.wait(
+            lambda: status(plane, "bgpre")["phase"] == "Degraded", 90, "the preview's analysis to fail"
+        )
+        aborted = len(active.outcomes)
+        plane.wait(lambda: len(active.outcomes) >= aborted + 50, 30, "50 answers after the abort")
+    message = status(plane, "bgpre")["message"]
+    assert "RolloutAborted" in message and 'Metric "class-distance" assessed Failed' in message, message
+    assert active.failures(served) == [] and set(active.values()) == {STABLE}, active.failures(served)[:5]
