@@ -39,9 +39,7 @@ def _floor(repo: Path, work: Path, port: int) -> subprocess.Popen[bytes]:
     ]  # fmt: skip
     env = {**os.environ, "FLOOR_MODEL": str(repo / "1" / "model.onnx")}
     log = open(work / "floor2.log", "wb")  # noqa: SIM115 - the server's for its life
-    return subprocess.Popen(
-        cmd, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0
-    )
+    return subprocess.Popen(cmd, cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0)
 
 
 def _memory(pid: int) -> list[tuple[int, float, float]]:
@@ -132,8 +130,12 @@ def _measure(
                 f"  {name:18} {m['rps']:8.0f} req/s  p50 {m['p50_ms']:6.2f} ms  p99 {m['p99_ms']:6.2f} ms  "
                 f"server CPU {m['server_cpu_pct']:4.0f}% ({cpu_ms:.3f} ms a request)  errors {m['errors']}"
             )
-        print(f"  workers2 / floor2   {medians['workers2'] / medians['floor2']:.3f}   (target >= 0.8)")
-        print(f"  workers2 / workers1 {medians['workers2'] / medians['workers1']:.3f}   (target >= 1.6)")
+        for other, target in (("floor2", 0.8), ("workers1", 1.6)):
+            turns = [a.rps / b.rps for a, b in zip(runs["workers2"], runs[other], strict=True)]
+            print(
+                f"  workers2 / {other:8} {medians['workers2'] / medians[other]:.3f} (ratio of medians), "
+                f"{statistics.median(turns):.3f} (median of the turns' ratios)   target >= {target}"
+            )
     print(f"  workers2: requests answered by worker {_answered_by_worker(urls['workers2'])}")
     print(f"load average after: {_loadavg()}\n\nmemory once loaded (MiB):")
     for name, proc in procs.items():
