@@ -305,9 +305,9 @@ def server_credentials(tls: TlsIdentity) -> grpc.ServerCredentials:
 
 class GrpcServer:
     """grpcio's server with a pool of `threads` beside the REST loop: each call's handler runs
-    in one of them. (Measured against grpc.aio on its own thread and loop, the threads cost less
-    CPU per call, as much as a fifth with the model's work: bench/grpc_bench.py, RESULTS.md.)
-    Health and metadata calls wait for a thread when every one is taken by a heavy call."""
+    in one of them. (Measured against grpc.aio on its own thread and loop: 1.09-1.27x fewer CPU
+    per call, bench/grpc_bench.py and RESULTS.md.) Health and metadata calls wait for a thread
+    when every one is taken by a heavy call."""
 
     def __init__(
         self,
@@ -318,7 +318,7 @@ class GrpcServer:
         max_concurrent_rpcs: int = 1024,
         tls: TlsIdentity | None = None,
         shared_port: bool = False,
-        threads: int = 8,
+        threads: int = 5,
     ) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="grpc")
         options = server_options(max_message_bytes, shared_port)
