@@ -28,7 +28,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
     root = tmp_path_factory.mktemp("workers")
     base = root / "half"
     publish(base, 1, half_plus_two)
-    server = Server([*_ARGS, "--model_base_path", str(base)], root)
+    logs = ["--prediction_log_sample_rate", "1.0", "--prediction_log_dir", str(root / "logs")]
+    server = Server([*_ARGS, "--model_base_path", str(base), *logs], root)
     try:
         server.wait_until(lambda: _states(server, "1") == {"0": 30.0, "1": 30.0}, what="both workers loaded")
         yield server, base
@@ -89,6 +90,18 @@ def test_two_workers_answer_on_one_port_and_metrics_sum_over_them(served: tuple[
     assert all(n > 0 for n in by_worker.values()), by_worker  # both answered (40 connections)
     assert sum(by_worker.values()) == 40  # every request counted once, by the worker that answered
     assert _worker_pids(server) == _children(server)  # both workers, each the supervisor's child
+
+
+def test_each_worker_writes_a_prediction_log_of_its_own(served: tuple[Server, Path]) -> None:
+    server, _ = served
+    logs = server.workdir / "logs" / "half"
+
+    def lines(name: str) -> int:
+        return len((logs / name).read_bytes().splitlines())
+
+    server.wait_until(lambda: lines("1.worker0.jsonl") > 0 and lines("1.worker1.jsonl") > 0, what="two logs")
+    assert not (logs / "1.jsonl").exists()  # no file two processes append to and rotate
+    server.wait_until(lambda: lines("1.worker0.jsonl") + lines("1.worker1.jsonl") >= 40, what="every answer")
 
 
 def test_grpc_is_served_on_one_port_by_every_worker(served: tuple[Server, Path]) -> None:
