@@ -114,7 +114,7 @@ class _Workers(click.ParamType[int]):
     default=max(2, os.cpu_count() or 1),
     show_default=True,
     type=click.IntRange(min=1),
-    help="Threads that run slow models (fast ones run inline).",
+    help="Threads that run slow models (fast ones run inline); gRPC calls get one more, at least 5.",
 )
 @click.option(
     "--workers",

@@ -319,10 +319,11 @@ def _start_grpc(
     options = config.options
     servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds, guard, monitor)
     max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
-    # Threads for the calls: as many as the pool's (a heavy call's thread waits on the pool) and
-    # one more. Fewer threads hold the GIL by turns less often: with 5 rather than 8, a small
-    # call took ~11% less CPU at 64 streams (bench/RESULTS.md, gRPC against REST).
-    threads = config.inference_threads + 1
+    # Threads for the calls: 5, or the pool's and one more when it has more (a heavy call's
+    # thread waits on the pool). Fewer threads take the GIL by turns less often: with 5 rather
+    # than 8 a small call took ~11% less CPU at 64 streams, with 2 more than with 4
+    # (bench/RESULTS.md, gRPC against REST).
+    threads = max(5, config.inference_threads + 1)
     return GrpcServer(
         servicer, config.host, config.grpc_port, max_bytes, max_calls, config.grpc_tls, shared_port, threads
     )
