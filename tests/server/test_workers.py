@@ -37,9 +37,22 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
         server.stop()
 
 
+def _scrape(server: Server) -> str:
+    """/metrics, once it holds both workers (a sibling slower than the scrape's timeout on a busy
+    machine is left out of that one scrape)."""
+    texts: list[str] = []
+
+    def both() -> bool:
+        texts.append(requests.get(server.url + "/metrics", timeout=10).text)
+        return texts[-1].count("modelport_worker_info{") == 2
+
+    server.wait_until(both, what="a scrape with both workers")
+    return texts[-1]
+
+
 def _samples(server: Server, name: str, **match: str) -> dict[str, float]:
     """`name`'s samples whose labels include `match`, summed by worker."""
-    text = requests.get(server.url + "/metrics", timeout=10).text
+    text = _scrape(server)
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -89,7 +102,8 @@ def test_two_workers_answer_on_one_port_and_metrics_sum_over_them(served: tuple[
     assert sorted(by_worker) == ["0", "1"]
     assert all(n > 0 for n in by_worker.values()), by_worker  # both answered (40 connections)
     assert sum(by_worker.values()) == 40  # every request counted once, by the worker that answered
-    assert _worker_pids(server) == _children(server)  # both workers, each the supervisor's child
+    # both workers, each the supervisor's child
+    server.wait_until(lambda: _worker_pids(server) == _children(server), what="both workers' pids")
 
 
 def test_each_worker_writes_a_prediction_log_of_its_own(served: tuple[Server, Path]) -> None:

@@ -19,7 +19,7 @@ Why a `worker` label, not prometheus_client's multiprocess mode (one directory o
 - The request path is unchanged: multiprocess mode writes every increment into a shared file
   under a lock, and it cannot remove a series (an unloaded version's quality gauges), compute a
   gauge when scraped (the batch queue's rows), or give each worker's process_* figures.
-A sibling that does not answer within a second is left out of that scrape (and logged); its
+A sibling that does not answer within 3 s is left out of that scrape (and logged); its
 counters come back with it (a restarted worker starts from zero, which Prometheus' rate()
 reads as a counter reset).
 """
@@ -44,7 +44,7 @@ from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger("modelport.server")
 
-_TIMEOUT = 1.0  # seconds a sibling has to answer a scrape
+_TIMEOUT = 3.0  # seconds a sibling has to answer a scrape (Prometheus waits 10 s by default)
 _MAX_BYTES = 64 * 1024 * 1024  # one sibling's metrics at most (a single server's are ~25 KB)
 
 
