@@ -121,7 +121,7 @@ class _Workers(click.ParamType[int]):
     default="1",
     type=_Workers(),
     help="Server processes sharing the REST and gRPC ports, each a whole server that loads every "
-    "model (memory: N times; feedback reaches the worker that answered 1 time in N). auto: the "
+    "model (memory: N times; :feedback is taken only for requests its own worker answered). auto: the "
     "CPUs this process may use (its CPU affinity, capped by its cgroup's quota). [default: 1; "
     "replicas under `modelport apply` are one process each, Kubernetes pods are given their CPU "
     "limit]",
