@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import random
@@ -81,7 +82,8 @@ def cached_build(name: str, inputs: Sequence[Path], packages: Sequence[str], bui
     """What `build(folder)` makes, built once per content of what it is built from and kept in
     build/test-cache/ (git-ignored, deleted freely): the builds are seeded, so the same inputs give
     the same files. The key hashes `inputs` (the script, the data loader, the data), the versions
-    of `packages` (what computes the weights) and Python's; any change to one builds anew."""
+    of `packages` (what computes the weights) and Python's; any change to one builds anew. (CI
+    starts from a fresh clone: there it saves the builds after the first of the run.)"""
     import hashlib
     import importlib.metadata
 
@@ -92,15 +94,16 @@ def cached_build(name: str, inputs: Sequence[Path], packages: Sequence[str], bui
         key.update(f"{package}=={importlib.metadata.version(package)};".encode())
     key.update(sys.version.encode())
     cached = Path(__file__).resolve().parents[1] / "build" / "test-cache" / f"{name}-{key.hexdigest()[:16]}"
-    if not cached.is_dir():  # it is there only whole: built beside it, then renamed into place
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        build(partial)
-        try:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # One build at a time (two xdist workers that both need it: the second waits, then reads it).
+    with open(cached.with_name(f".{cached.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not cached.is_dir():  # it is there only whole: built beside it, then renamed into place
+            partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            build(partial)
             os.rename(partial, cached)
-        except OSError:  # another run got there first: its build is the same
-            shutil.rmtree(partial)
     return cached
 
 
