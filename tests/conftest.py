@@ -62,6 +62,7 @@ LONG_FIRST = (
     "tests/e2e/test_tensorflow.py",
     "tests/e2e/test_autoscaling.py",
     "tests/e2e/test_batching.py",
+    "tests/e2e/test_progressive.py",
     "tests/e2e/test_pipeline.py",
     "tests/gateway/test_gateway.py",
     "tests/e2e/test_lifecycle.py",
