@@ -87,7 +87,8 @@ def wrk_many(urls: list[str], body: Path, conns: int, seconds: int, threads: int
 
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes so far (all their threads); NaN once one is gone (a
-    replica restarted by its liveness probe on a loaded machine: that run's CPU is not counted)."""
+    replica replaced by the control plane mid-run, seen on a loaded machine: that run's CPU is
+    not counted)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
