@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,6 @@ from canary_support import (
     apply,
     blue_green_yaml,
     deployed,
-    digit_bodies,
-    mnist_models,
     moved,
     rollout_yaml,
     served,
@@ -38,24 +35,6 @@ from canary_support import (
     traffic,
 )
 from support import Plane
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return mnist_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    plane = Plane(tmp_path_factory.mktemp("home"))
-    plane.up(*UNSAFE)
-    yield plane
-    plane.stop()
-
-
-@pytest.fixture(scope="module")
-def digits() -> list[dict[str, Any]]:
-    return digit_bodies()
 
 
 def test_a_good_version_goes_20_50_100_with_exact_weights_and_no_failed_request(

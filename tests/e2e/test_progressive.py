@@ -8,11 +8,9 @@ No client request fails in any of them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import yaml
 
@@ -23,32 +21,12 @@ from canary_support import (
     STABLE,
     apply,
     blue_green_yaml,
-    digit_bodies,
-    mnist_models,
     rollout_yaml,
     served,
     status,
     traffic,
 )
 from support import Load, Plane
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return mnist_models(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    plane = Plane(tmp_path_factory.mktemp("home"))
-    plane.up()
-    yield plane
-    plane.stop()
-
-
-@pytest.fixture(scope="module")
-def digits() -> list[dict[str, Any]]:
-    return digit_bodies()
 
 
 def test_a_bad_version_under_mirror_is_aborted_by_agreement_while_every_answer_comes_from_stable(
