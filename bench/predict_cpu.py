@@ -7,6 +7,7 @@ same for every tree).
 
     python bench/predict_cpu.py --baseline 83a6150                    # this tree against a commit
     python bench/predict_cpu.py --baseline 83a6150 --serve-args=--disable_model_monitoring
+    python bench/predict_cpu.py --also=--disable_model_monitoring --also=--prediction_log_sample_rate=1
 
 Each tree (this one, and `--baseline REF ...` checked out with `git worktree add --detach`) runs
 in its own process (PYTHONPATH=<tree>/src, the same interpreter and packages), kept alive; the
@@ -172,6 +173,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--serve-args", default="", help="more `modelport serve` flags, for every tree")
+    parser.add_argument(
+        "--also", action="append", default=[], help="this tree again with these serve flags (repeatable)"
+    )
     parser.add_argument("--trees", nargs="*", default=[], help="checkouts to compare as they are (paths)")
     parser.add_argument("--threads", action="store_true", help="also the CPU of each thread, by name")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -211,6 +215,8 @@ def _outer(args: argparse.Namespace, work: Path) -> int:
     (work / "v1.json").write_text(json.dumps(v1))
     trees: list[tuple[str, Path]] = [("this tree", ROOT)]
     trees += [(str(Path(t)), Path(t).resolve()) for t in args.trees]
+    extra = {len(trees) + i: flags for i, flags in enumerate(args.also)}  # this tree with more flags
+    trees += [(f"this tree {flags}", ROOT) for flags in args.also]
     for ref in args.baseline:
         checkout = work / f"at-{len(trees)}"
         git = ["git", "-C", str(ROOT), "worktree"]
@@ -218,10 +224,10 @@ def _outer(args: argparse.Namespace, work: Path) -> int:
         trees.append((f"@{ref}", checkout))
     procs = []
     try:
-        for _name, tree in trees:
+        for i, (_name, tree) in enumerate(trees):
             env = {**os.environ, "PYTHONPATH": str(tree / "src"), "PREDICT_CPU_WORK": str(work)}
             cmd = [python, str(HERE / "predict_cpu.py"), "--inner", f"--connections={args.connections}",
-                   f"--serve-args={args.serve_args}"]  # fmt: skip
+                   f"--serve-args={args.serve_args} {extra.get(i, '')}"]  # fmt: skip
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             procs.append(proc)
         for proc in procs:
