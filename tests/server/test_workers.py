@@ -172,9 +172,12 @@ def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:
     try:
         workers = [psutil.Process(pid) for pid in _children(server)]
         assert len(workers) == 2
+        sockets = [c.laddr for c in workers[0].net_connections(kind="unix") if "metrics-" in c.laddr]
+        run_dir = Path(sockets[0]).parent  # the run's private folder: the workers' metrics sockets
         server.proc.kill()  # SIGKILL: the supervisor stops nothing itself
         waited = poll(lambda: not any(w.is_running() and w.status() != "zombie" for w in workers), 20, 0.1)
         assert waited is None, "a worker outlived its supervisor"
+        assert not run_dir.exists()  # the workers removed what the supervisor could not
     finally:
         server.stop()
 

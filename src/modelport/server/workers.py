@@ -237,10 +237,20 @@ def main() -> None:
     """A worker (`python -m modelport.server.workers`): its config and seat on stdin, pickled by
     the supervisor that started it."""
     config, seat, level, parent = pickle.load(sys.stdin.buffer)
-    _die_with_parent(parent)
-    fmt = f"%(asctime)s %(levelname)s %(name)s[worker {seat.index}]: %(message)s"
-    logging.basicConfig(level=level, format=fmt)
-    serve(config, seat)
+    # SIGTERM before uvicorn takes it over (while the worker starts) is an exit all the same.
+    signal.signal(signal.SIGTERM, _exit)
+    try:
+        _die_with_parent(parent)
+        fmt = f"%(asctime)s %(levelname)s %(name)s[worker {seat.index}]: %(message)s"
+        logging.basicConfig(level=level, format=fmt)
+        serve(config, seat)
+    finally:
+        if os.getppid() != parent:  # the supervisor died: nobody else removes the run's folder
+            shutil.rmtree(seat.run_dir, ignore_errors=True)
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":
