@@ -141,3 +141,43 @@ def test_header_routes_are_set_and_removed_by_name(tmp_path: Path) -> None:
     st = world.status()
     assert "headerRoutes" not in st and (st["currentStepIndex"], st["phase"]) == (3, "Paused")
     assert header_routes({p["metadata"]["name"]: 1 for p in pods}, pods, st) == ({}, [])
+
+
+def test_with_max_surge_the_promotion_rolls_stable_down_as_the_canary_comes_up(tmp_path: Path) -> None:
+    """4 replicas, maxSurge 1, maxUnavailable 0: never more than 5 nor fewer than 4 available while
+    the canary takes over; without them the canary goes to 4 beside stable's 4, then switches."""
+    seen: dict[bool, list[dict[str, int]]] = {}
+    for rolling in (True, False):
+        world = World(tmp_path / str(rolling))
+        limits = {"maxSurge": 1, "maxUnavailable": 0} if rolling else {}
+        strategy = {"canary": {"steps": [{"setWeight": 50}], **limits}}
+        world.apply("/v1", strategy)
+        for _ in range(3):
+            world.sync()
+        world.apply("/v2", strategy)
+        seen[rolling] = []
+        for _ in range(6):
+            world.sync()
+            seen[rolling].append({k: v for k, v in world.sizes().items() if k in ("stable", "canary")})
+        assert world.status()["phase"] == "Healthy" and "rolling" not in world.status()
+    assert seen[True][:2] == [{"canary": 2, "stable": 2}, {"canary": 3, "stable": 1}]
+    assert all(4 <= sum(sizes.values()) <= 5 for sizes in seen[True])
+    assert {"canary": 4, "stable": 4} in seen[False]
+
+
+def test_an_abort_mid_rolling_promotion_gives_stable_every_replica_back(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    strategy = {"canary": {"steps": [{"setWeight": 50}], "maxSurge": 1, "maxUnavailable": 0,
+                           "analysis": {"templates": [{"templateName": "t"}]}}}  # fmt: skip
+    world.apply("/v1", strategy)
+    for _ in range(3):
+        world.sync()
+    world.apply("/v2", strategy)
+    world.sync()
+    assert world.sizes() == {"canary": 2, "stable": 2}  # rolling: stable scaled down already
+    world.run_phase("Failed")  # the background analysis fails mid-promotion
+    world.sync()
+    world.sync()
+    st = world.status()
+    assert st["phase"] == "Degraded" and "rolling" not in st
+    assert world.sizes()["stable"] == 4

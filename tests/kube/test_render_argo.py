@@ -147,3 +147,14 @@ def test_canary_and_stable_services_render_as_argos() -> None:
     )
     canary = _docs(rendered)["Rollout/mnist-canary"]["spec"]["strategy"]["canary"]
     assert (canary["canaryService"], canary["stableService"]) == ("mnist-c", "mnist-s")
+
+
+def test_a_canarys_max_surge_renders_with_a_note_on_when_argo_applies_it() -> None:
+    text = (EXAMPLE / "rollout.yaml").read_text()
+    rollout = text.replace("    canary:\n", "    canary:\n      maxSurge: 1\n      maxUnavailable: 0\n", 1)
+    rendered = render_kubernetes(
+        load_objects_from([EXAMPLE / "analysis.yaml"]) + load_objects(rollout), PodOptions("mnist:1")
+    )
+    canary = _docs(rendered)["Rollout/mnist-canary"]["spec"]["strategy"]["canary"]
+    assert (canary["maxSurge"], canary["maxUnavailable"]) == (1, 0)
+    assert any("at every step" in str(n) and "maxSurge" in str(n) for n in rendered.notes)

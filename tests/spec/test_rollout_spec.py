@@ -62,6 +62,7 @@ CANARY = ROLLOUT[ROLLOUT.index("    canary:") :]
     ("change", "named"),
     [
         (("- setWeight: 20", "- setWeight: 120"), "spec.strategy.canary.steps[0].setWeight"),
+        (("    canary:\n", "    canary:\n      maxSurge: lots\n"), "spec.strategy.canary.maxSurge: must be"),
         (
             ("- setWeight: 20", "- {setWeight: 20, pause: {}}"),
             "spec.strategy.canary.steps[0]: needs exactly one",

@@ -49,6 +49,7 @@ from modelport.controlplane.meta import (
     template_hash,
 )
 from modelport.controlplane.objects import Deployment, Obj, Pod, ReplicaSet, ViewCache
+from modelport.controlplane.rollout import Revision, fenceposts, next_new_replicas, next_old_replicas
 from modelport.errors import ModelportError
 from modelport.spec import (
     AnalysisTemplate,
@@ -204,9 +205,11 @@ class RolloutController(DeploymentController):
                 self._terminate_runs(ro, st["canaryHash"])
             st.update(canaryHash=canary.template_hash, currentStepIndex=0, canaryWeight=0, abort=False)
             st.update(progressAt=iso(now), phase="Progressing", message=f"canary {canary.name} started")
-            for key in ("abortedAt", "pauseStartTime", "previewReadyAt", "mirrorPercent", "headerRoutes"):
+            for key in ("abortedAt", "pauseStartTime", "previewReadyAt", "mirrorPercent", "headerRoutes",
+                        "rolling"):  # fmt: skip
                 st.pop(key, None)
-        if stable.replicas != ro.spec.replicas:  # stable keeps every replica until promotion
+        # Stable keeps every replica until promotion (a rolling promotion scales it down).
+        if stable.replicas != ro.spec.replicas and not st.get("rolling"):
             self._scale(ro, stable, ro.spec.replicas)
         for other in others:
             if other.replicas:
@@ -246,11 +249,12 @@ class RolloutController(DeploymentController):
         if ro.spec.paused:
             st.update(phase="Paused", message="spec.paused is true")
             return
-        self._steps(ro, canary, census, st, verb, spec)
+        self._steps(ro, canary, stable, census, st, verb, spec)
 
     def _steps(
-        self, ro: Deployment, canary: ReplicaSet, census: Census, st: Obj, verb: str | None, spec: Any
-    ) -> None:
+        self, ro: Deployment, canary: ReplicaSet, stable: ReplicaSet, census: Census, st: Obj,
+        verb: str | None, spec: Any,
+    ) -> None:  # fmt: skip
         now = self._clock.now()
         steps = spec.steps
         if verb == "promote-full":
@@ -308,20 +312,50 @@ class RolloutController(DeploymentController):
                     return
                 promote = False
             st.update(currentStepIndex=i + 1, progressAt=iso(now), phase="Progressing")
-        self._promote(ro, canary, census, st)
+        self._promote(ro, canary, stable, census, st)
 
-    def _promote(self, ro: Deployment, canary: ReplicaSet, census: Census, st: Obj) -> None:
+    def _promote(
+        self, ro: Deployment, canary: ReplicaSet, stable: ReplicaSet, census: Census, st: Obj
+    ) -> None:
         replicas = ro.spec.replicas
-        if canary.replicas < replicas:
+        spec = self._canary_spec(ro)
+        if spec.max_surge is not None or spec.max_unavailable is not None:
+            canary = self._rolling_promotion(ro, canary, stable, census, st)
+        elif canary.replicas < replicas:
             canary = self._scale(ro, canary, replicas)
         if census.available(canary) < replicas:
             self._waiting(ro, st, f"promoting: waiting for {replicas} canary replicas to be available")
             return
         self._terminate_runs(ro, st["canaryHash"])
         st.update(stableHash=canary.template_hash, canaryWeight=0, phase="Healthy")
+        st.pop("rolling", None)
         _end_routes(st)
         st.update(message=f"{canary.name} promoted")
         self._events.event(ro.raw, "Normal", "RolloutPromoted", f"{canary.name} promoted to stable")
+
+    def _rolling_promotion(
+        self, ro: Deployment, canary: ReplicaSet, stable: ReplicaSet, census: Census, st: Obj
+    ) -> ReplicaSet:
+        """One step of a rolling promotion, the Deployment's arithmetic (controlplane/rollout.py):
+        4 replicas, maxSurge 1, maxUnavailable 0, canary at 2 beside stable's 4 -> stable 2 once
+        the canary's are available, then canary 3, stable 1, canary 4, stable 0."""
+        spec, replicas = self._canary_spec(ro), ro.spec.replicas
+        surge, unavailable = fenceposts(
+            spec.max_surge if spec.max_surge is not None else "25%",
+            spec.max_unavailable if spec.max_unavailable is not None else "25%",
+            replicas,
+        )
+        st["rolling"] = True  # _begin leaves stable's count to this from now on
+        new = Revision(canary.name, canary.replicas, census.available(canary))
+        old = Revision(stable.name, stable.replicas, census.available(stable))
+        wanted = next_new_replicas(replicas, surge, new, [old])
+        if wanted != canary.replicas:
+            canary = self._scale(ro, canary, wanted)
+            new = Revision(canary.name, wanted, new.available)
+        kept = next_old_replicas(replicas, unavailable, new, [old])[stable.name]
+        if kept != stable.replicas:
+            self._scale(ro, stable, kept)
+        return canary
 
     def _header_route(self, ro: Deployment, st: Obj, route: SetHeaderRoute) -> None:
         """`headerRoutes` (name -> its matches): a route with `match` set, one without removed."""
@@ -349,6 +383,7 @@ class RolloutController(DeploymentController):
 
     def _abort(self, ro: Deployment, st: Obj, reason: str) -> None:
         st.update(abort=True, abortedAt=iso(self._clock.now()), canaryWeight=0, phase="Degraded")
+        st.pop("rolling", None)  # stable gets every replica back
         _end_routes(st)
         st["message"] = f"RolloutAborted: {reason}"
         self._terminate_runs(ro, st.get("canaryHash", ""))

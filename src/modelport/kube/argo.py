@@ -88,6 +88,12 @@ def render_rollout(
         ):
             if service is not None:  # Argo sets these Services' selectors to one revision, as here
                 strategy["canary"][field] = service
+        for field, limit in (("maxSurge", canary.max_surge), ("maxUnavailable", canary.max_unavailable)):
+            if limit is not None:
+                strategy["canary"][field] = limit
+                why = ("Argo without a traffic router applies it at every step (stable scaled down as "
+                       "the canary's replicas come up); modelport only at promotion")  # fmt: skip
+                notes.append(Note(where, f"spec.strategy.canary.{field}", why))
         why = (
             "Argo without a traffic router approximates a weight by replica counts (10 replicas at 15%: "
             "2 canary); for exact weights add spec.strategy.canary.trafficRouting (nginx, istio, ...) "

@@ -332,6 +332,11 @@ class CanaryStrategy(_Spec):
     # canary directly; the Rollout's own Service still shares the requests by the weights.
     canary_service: str | None = Field(default=None, alias="canaryService")
     stable_service: str | None = Field(default=None, alias="stableService")
+    # Promotion as a rolling update (Deployment arithmetic): at most replicas + maxSurge in all,
+    # at least replicas - maxUnavailable available, stable scaled down as the canary comes up.
+    # Neither set: the canary is scaled to the full count beside a whole stable, then switched.
+    max_surge: int | str | None = Field(default=None, alias="maxSurge")
+    max_unavailable: int | str | None = Field(default=None, alias="maxUnavailable")
 
 
 class BlueGreenStrategy(_Spec):

@@ -188,6 +188,9 @@ def _canary_rules(canary: CanaryStrategy) -> list[str]:
                 problems += _header_match(match, f"{base}.steps[{i}].setHeaderRoute.match[{j}]")
     if canary.canary_service is not None and canary.canary_service == canary.stable_service:
         problems.append(f"{base}.canaryService: must differ from stableService")
+    for field, value in (("maxSurge", canary.max_surge), ("maxUnavailable", canary.max_unavailable)):
+        if value is not None:
+            _int_or_percent(value, f"{base}.{field}", problems)
     return problems
 
 
