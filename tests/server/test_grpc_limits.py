@@ -79,3 +79,25 @@ def test_the_grpc_keepalive_settings_are_the_documented_ones() -> None:
     assert options["grpc.max_connection_idle_ms"] == 600_000
     assert options["grpc.http2.min_recv_ping_interval_without_data_ms"] == 10_000
     assert options["grpc.max_receive_message_length"] == options["grpc.max_send_message_length"] == 2_000_000
+
+
+def test_calls_within_the_cap_beyond_the_threads_wait_for_a_thread() -> None:
+    """README: calls run in the server's threads and the others wait for one (not refused)."""
+    servicer = Gated()
+    server = GrpcServer(servicer, "127.0.0.1", 0, 1 << 20, max_concurrent_rpcs=CAP, threads=2)  # type: ignore[arg-type]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            calls = [
+                stub.ModelInfer.future(service_pb2.ModelInferRequest(model_name=f"m{i}"), timeout=30)
+                for i in range(3)
+            ]
+            assert poll(lambda: servicer.waiting == 2, 10, 0.01) is None
+            # The third holds no thread while both are taken: it waits, neither run nor refused.
+            assert poll(lambda: servicer.waiting == 3 or calls[2].done(), 0.5, 0.01) is not None
+            servicer.gate.set()
+            assert sorted(call.result().model_name for call in calls) == ["m0", "m1", "m2"]
+            assert servicer.waiting == 3
+    finally:
+        servicer.gate.set()
+        server.stop(grace=1)
