@@ -58,8 +58,10 @@ def render_config(
     )
     routed = ""
     if routes_map is not None:
-        routed = (f"    use_backend {ROUTED} if {{ req.hdrs,map_reg({routes_map}) -m found }} "
-                  f"{{ nbsrv({ROUTED}) gt 0 }}\n")  # fmt: skip
+        # The cheap test first: with no routed replica (no header route), the header block is
+        # never assembled nor matched.
+        routed = (f"    use_backend {ROUTED} if {{ nbsrv({ROUTED}) gt 0 }} "
+                  f"{{ req.hdrs,map_reg({routes_map}) -m found }}\n")  # fmt: skip
     checks = f"""    option httpchk GET {health_path}
     # A dead replica is out at its first connection error (observe layer4); a busy one is not
     # mistaken for dead (checks get 2 s).
