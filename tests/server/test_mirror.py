@@ -3,6 +3,7 @@ of every 100), and the rules file the control plane writes and the replica reads
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,35 @@ def test_rules_round_trip_and_no_rule_removes_the_file(tmp_path: Path) -> None:
     path.write_text('{"rules": [{"model": "m", "percent": 150, "targets": []}]}')
     with pytest.raises(ValueError, match="percent 150"):
         read_rules(path)
+
+
+def test_a_copy_goes_out_again_on_a_new_connection_when_the_kept_one_was_closed() -> None:
+    """A canary replica closes an idle keep-alive connection (its keep-alive timeout) without
+    saying so: the next copy finds it closed and is sent again on a new connection, once."""
+    from modelport.server.mirror import _Link
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        connections = 0
+
+        async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(v for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                              if k.lower() == b"content-length"))  # fmt: skip
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+            writer.close()  # then gone, as after an idle keep-alive timeout
+
+        server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+        target = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        link = _Link()
+        got = [await link.post(target, "/v1/models/m:predict", [], b"{}") for _ in range(3)]
+        link.close()
+        server.close()
+        await server.wait_closed()
+        assert connections == 3
+        return got
+
+    assert asyncio.run(scenario()) == [(200, b"{}")] * 3
