@@ -355,7 +355,7 @@ class LoadBalancer:
             if name in current and pool.ports[name] == port:
                 continue
             if name in current:
-                self._remove(pool, name, drain_seconds)
+                self._remove(pool, [name], drain_seconds)
             free = pool.free()
             if not free:
                 raise ModelportError(
@@ -369,8 +369,7 @@ class LoadBalancer:
             self._expect(self.command(f"set server {backend}/{slot} state ready"), "")
             pool.slots[name], pool.ports[name] = slot, port
             self._save_slots()
-        for name in sorted(current - set(endpoints)):
-            self._remove(pool, name, drain_seconds)
+        self._remove(pool, sorted(current - set(endpoints)), drain_seconds)
 
     @property
     def weights(self) -> dict[str, int]:
@@ -381,19 +380,27 @@ class LoadBalancer:
             raise ModelportError(Code.INVALID_ARGUMENT, f"a weight is 0 to {MAX_WEIGHT}, got {weight}")
         self._expect(self.command(f"set server {pool.backend}/{slot} weight {weight}"), "")
 
-    def _remove(self, pool: _Pool, name: str, drain_seconds: float) -> None:
-        slot = pool.slots[name]
-        self.command(f"set server {pool.backend}/{slot} state drain")
+    def _remove(self, pool: _Pool, names: list[str], drain_seconds: float) -> None:
+        """Every replica in `names` out of the rotation at once (all drained before any is waited
+        for: one after the other, the last kept getting new requests while the first drained, so
+        blue-green's switch mixed both revisions for a drain's time), then taken out once their
+        requests have finished or `drain_seconds` have passed."""
+        if not names:
+            return
+        slots = {name: pool.slots[name] for name in names}
+        for slot in slots.values():
+            self.command(f"set server {pool.backend}/{slot} state drain")
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline:
-            state = self.servers(pool.backend).get(name)
-            if state is None or state.current_sessions == 0:
+            states = self.servers(pool.backend)
+            if all(states.get(name) is None or states[name].current_sessions == 0 for name in names):
                 break
             time.sleep(0.05)
-        self._park(pool, slot)
-        pool.slots.pop(name)
-        pool.ports.pop(name, None)
-        pool.weights.pop(name, None)
+        for name, slot in slots.items():
+            self._park(pool, slot)
+            pool.slots.pop(name)
+            pool.ports.pop(name, None)
+            pool.weights.pop(name, None)
         self._save_slots()
 
     def _park(self, pool: _Pool, slot: str) -> None:
