@@ -182,15 +182,10 @@ class InferencePath:
     ) -> R:
         """`size`: the request's bytes on the wire, the first measure of how heavy it is.
         `watch`: shown the request's inputs and outputs once answered (see Watch)."""
-        version = self._versions.get(servable)
-        if version is None:
-            version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
+        version = self._admitted(servable, deadline)
         small = size <= LOOP_MAX_BYTES
         cost = version.cost
         least = cost.least  # 0 while unknown
-        if deadline.remaining() <= least:  # e.g. a gRPC call whose own deadline is (nearly) up
-            self._expired(servable)
-            raise deadline.error(servable)
         if self._batchers is not None:
             return await self._batched(servable, prepare, version, small, deadline, watch)
         # A runtime may keep its calls off the loop however fast they have been (TensorFlow's).
@@ -223,13 +218,8 @@ class InferencePath:
         this thread in the event loop's place: a small request of a fast version runs here,
         without a hop; any other in the pool, its model call in the batch when batching is on,
         this thread waiting until the deadline."""
-        version = self._versions.get(servable)
-        if version is None:
-            version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
+        version = self._admitted(servable, deadline)
         least = version.cost.least
-        if deadline.remaining() <= least:  # e.g. a gRPC call whose own deadline is (nearly) up
-            self._expired(servable)
-            raise deadline.error(servable)
         if self._batchers is not None:
             job = prepare(version.limits)
             if deadline.remaining() <= 0:
@@ -251,6 +241,17 @@ class InferencePath:
         if small:
             version.cost.add(seconds)
         return reply
+
+    def _admitted(self, servable: Servable, deadline: Deadline) -> _PerVersion:
+        """The version's costs and limits (made on its first request), once its deadline leaves
+        time for its fastest request so far; else counted expired and refused."""
+        version = self._versions.get(servable)
+        if version is None:
+            version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
+        if deadline.remaining() <= version.cost.least:  # e.g. a gRPC call whose own deadline is (nearly) up
+            self._expired(servable)
+            raise deadline.error(servable)
+        return version
 
     def _waited(self, servable: Servable, future: Future[T], deadline: Deadline) -> T:
         """`_awaited` for a thread: blocks until the answer or the deadline."""
