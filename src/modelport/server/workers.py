@@ -25,15 +25,18 @@ Stop: SIGTERM or SIGINT sends every worker SIGTERM; each drains (uvicorn's grace
 to 10 s, gRPC's 5 s); one still running after _GRACE seconds is killed; the exit code is 0.
 Workers share the supervisor's process group (a terminal's Ctrl-C reaches them all; the
 supervisor's SIGTERM after it does not hurry their drain: uvicorn forces an exit only on a second
-SIGINT), and the kernel sends each SIGTERM if the supervisor dies (PR_SET_PDEATHSIG): no
-orphans, even after a SIGKILL.
+SIGINT). Each worker holds the read end of a pipe whose write end only the supervisor has (its
+lifeline): when the supervisor process is gone, even after a SIGKILL, the kernel closes that end,
+the worker reads end-of-file, stops itself with SIGTERM and removes the run's folder, which the
+supervisor can no longer do. No orphans. (Not PR_SET_PDEATHSIG: that fires when the thread that
+started the worker ends, while the supervisor's other threads may still run, so a worker could
+not tell a dying supervisor from a live one.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import copyreg
-import ctypes
 import io
 import json
 import logging
@@ -59,7 +62,6 @@ log = logging.getLogger("modelport.server")
 
 _GRACE = 20.0  # seconds a worker has to drain after SIGTERM before it is killed
 _STEADY = 60.0  # seconds up after which a worker's earlier exits are forgiven
-_PR_SET_PDEATHSIG = 1
 
 
 def compute_restart_delay(exits: int) -> float:
@@ -84,15 +86,17 @@ class _Supervisor:
         self._run_dir = run_dir
         self.workers: dict[int, _Worker] = {}
         self.due: dict[int, tuple[float, int]] = {}  # index -> (restart at, exits in a row)
+        # The workers' lifeline: they read end-of-file once this process is gone.
+        self._lifeline, self._held = os.pipe()
 
     def start(self, index: int, exits: int = 0) -> None:
         read, write = os.pipe()
         seat = Seat(index, self._config.workers, self._run_dir, write)
         level = logging.getLogger().getEffectiveLevel()
-        given = _pickled((self._config, seat, level, os.getpid()))
+        given = _pickled((self._config, seat, level, self._lifeline))
         proc = subprocess.Popen(
             [sys.executable, "-m", "modelport.server.workers"],
-            stdin=subprocess.PIPE, pass_fds=(write,),
+            stdin=subprocess.PIPE, pass_fds=(write, self._lifeline),
         )  # fmt: skip
         os.close(write)
         assert proc.stdin is not None
@@ -166,6 +170,8 @@ class _Supervisor:
             if worker.pipe is not None:
                 os.close(worker.pipe)
         self.workers.clear()
+        os.close(self._lifeline)
+        os.close(self._held)
 
 
 def _pickled(value: Any) -> bytes:
@@ -225,27 +231,30 @@ def serve_workers(config: ServeConfig) -> None:
     log.info("server stopped")
 
 
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM from the kernel when the supervisor dies (Linux), so a killed one leaves no orphans."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the line above
-        raise SystemExit(0)
+def _watch_lifeline(lifeline: int, orphaned: threading.Event) -> None:
+    """Block until the supervisor is gone (end-of-file: it never writes), then stop this worker."""
+    while os.read(lifeline, 1):
+        pass
+    orphaned.set()
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main() -> None:
     """A worker (`python -m modelport.server.workers`): its config and seat on stdin, pickled by
     the supervisor that started it."""
-    config, seat, level, parent = pickle.load(sys.stdin.buffer)
+    config, seat, level, lifeline = pickle.load(sys.stdin.buffer)
     # SIGTERM before uvicorn takes it over (while the worker starts) is an exit all the same.
     signal.signal(signal.SIGTERM, _exit)
+    orphaned = threading.Event()
+    watch = threading.Thread(target=_watch_lifeline, args=(lifeline, orphaned), name="lifeline", daemon=True)
+    watch.start()
     try:
-        _die_with_parent(parent)
         fmt = f"%(asctime)s %(levelname)s %(name)s[worker {seat.index}]: %(message)s"
         logging.basicConfig(level=level, format=fmt)
         serve(config, seat)
     finally:
-        if os.getppid() != parent:  # the supervisor died: nobody else removes the run's folder
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut this short
+        if orphaned.is_set():  # the supervisor died: nobody else removes the run's folder
             shutil.rmtree(seat.run_dir, ignore_errors=True)
 
 
