@@ -4,6 +4,7 @@ reaching both, a killed worker started again, and a stop that leaves no process 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -140,15 +141,69 @@ def test_a_new_version_reaches_both_workers(served: tuple[Server, Path]) -> None
     assert {_predict(server) for _ in range(20)} == {3.0}
 
 
+def _ready(server: Server) -> tuple[bool, bool, bool]:
+    """/readyz, /v2/health/ready and gRPC ServerReady: each on a connection of its own."""
+    readyz = server.get("/readyz").status_code == 200
+    v2 = server.get("/v2/health/ready").status_code == 200
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        return readyz, v2, bool(client.is_server_ready())
+    finally:
+        client.close()
+
+
+def _served_versions(server: Server) -> list[int]:
+    """The versions of `half` every worker serves, as /readyz says."""
+    versions: list[int] = server.get("/readyz").json()["models"]["half"]["available_versions"]
+    return versions
+
+
+def test_a_new_version_is_ready_once_every_worker_serves_it(served: tuple[Server, Path]) -> None:
+    server, base = served
+    server.wait_until(lambda: _ready(server) == (True, True, True), what="ready")
+    new = max(_served_versions(server)) + 1
+    stalled = max(_children(server))  # a worker that cannot load it yet: stopped
+    os.kill(stalled, signal.SIGSTOP)
+    try:
+        publish(base, new, lambda d: half_plus_two(d, slope=2.0))
+        loaded = f"model half version {new} AVAILABLE"
+        server.wait_until(lambda: loaded in server.log(), what=f"version {new} in the running worker")
+        answers: list[tuple[int, int, int]] = []
+
+        def answered() -> bool:
+            # One connection for the three: the kernel gives it to either worker (the stopped
+            # one's time out: another connection, then).
+            with requests.Session() as session, contextlib.suppress(requests.Timeout):
+                answers.append(
+                    (session.get(f"{server.url}/v2/models/half/versions/{new}/ready", timeout=1).status_code,
+                     session.get(f"{server.url}/v2/models/half/ready", timeout=1).status_code,
+                     session.get(f"{server.url}/readyz", timeout=1).status_code)
+                )  # fmt: skip
+            return len(answers) >= 3
+
+        server.wait_until(answered, what="answers from the running worker")
+        # The running worker serves `new` (and no longer the old one: one version at a time),
+        # the stopped one the old: the model is served everywhere, the new version not yet.
+        assert set(answers) == {(400, 200, 200)}, answers
+        assert server.log().count(loaded) == 1  # by one worker only
+    finally:
+        os.kill(stalled, signal.SIGCONT)
+    everywhere = f"/v2/models/half/versions/{new}/ready"
+    server.wait_until(lambda: server.get(everywhere).status_code == 200, what="ready everywhere")
+    assert _states(server, str(new)) == {"0": 30.0, "1": 30.0}
+
+
 def test_a_killed_worker_is_started_again(served: tuple[Server, Path]) -> None:
     server, _ = served
     first = _children(server)
     answer = _predict(server)  # the version an earlier test published, if one did
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
-    server.wait_until(
-        lambda: len(_children(server)) == 2 and victim not in _children(server), what="a new worker"
-    )
+    # The other worker is ready itself, but the server is not until the new one has its models.
+    server.wait_until(lambda: _ready(server) == (False, False, False), what="not ready")
+    server.wait_until(lambda: _ready(server) == (True, True, True), what="ready again")
+    assert len(_children(server)) == 2 and victim not in _children(server)
+    assert server.get("/readyz").json()["workers_ready"] == 2
     server.wait_until(lambda: _worker_pids(server) == _children(server), what="the new worker's metrics")
     assert f"(pid {victim}) exited with code -9; starting it again" in server.log()
     assert {_predict(server) for _ in range(10)} == {answer}

@@ -134,11 +134,15 @@ class ModelManager:
         clock: Clock,
         settle_seconds: float = 1.0,
         listener: Listener | None = None,
+        published: Callable[[Mapping[str, ModelView]], None] | None = None,
     ) -> None:
+        """`listener`: told every version's state change; `published`: given each new view (the
+        models and versions requests see), under the manager's lock."""
         self._runtimes = runtimes
         self._clock = clock
         self._settle = settle_seconds
         self._listener = listener or (lambda *_: None)
+        self._published = published or (lambda _: None)
         self._models: dict[str, _ModelState] = {}
         self._lock = threading.Lock()  # serialises polls and config changes, never requests
         self.view: Mapping[str, ModelView] = MappingProxyType({})
@@ -329,6 +333,7 @@ class ModelManager:
                 problem=state.problem,
             )
         self.view = MappingProxyType(views)
+        self._published(self.view)
 
 
 def _read_profile(path: Path) -> Profile | None:

@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from modelport import __version__
 from modelport.errors import Code, ModelportError, invalid
 from modelport.repository.manager import ModelManager, ModelView, Servable
 from modelport.runtimes.limits import RequestLimits
@@ -39,6 +38,7 @@ from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
 from modelport.server.mirror import Copy, Mirror
 from modelport.server.monitor import Monitor
+from modelport.server.readiness import Readiness
 
 log = logging.getLogger("modelport.server")
 
@@ -116,11 +116,15 @@ class RestApp:
         guard: Guard | None = None,
         monitor: Monitor | None = None,
         mirror: Mirror | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         """`inference`: the path shared with gRPC; by default one of this app's own.
         `guard`: API keys required (None: anyone who reaches the port may call). `monitor`: the
         quality monitor (request memory for feedback, drift, the prediction log); None: off.
-        `mirror`: copies of answered predictions to a canary (server/mirror.py); None: off."""
+        `mirror`: copies of answered predictions to a canary (server/mirror.py); None: off.
+        `readiness`: what the ready endpoints answer (server/readiness.py; default: this process's
+        models)."""
+        self._readiness = readiness or Readiness(manager)
         self._guard = guard
         self._mirror = mirror
         self._manager = manager
@@ -227,13 +231,11 @@ class RestApp:
             await self._quality(send, name, version)
         elif tail == "/ready":
             # 200 means ready; a 4xx means not (Triton answers 400), here with the reason.
-            view = self._manager.view.get(name)
-            ready = view is not None and (version in view.versions if version else bool(view.versions))
-            if ready:
+            if self._readiness.model_ready(name, version):
                 await self._respond(send, 200, b"")
             else:
                 which = f"version {version} of model '{name}'" if version else f"model '{name}'"
-                reason = "is not available" if view is not None else "is not served here"
+                reason = "is not available" if name in self._manager.view else "is not served here"
                 await self._respond(send, 400, orjson.dumps({"error": f"{which} {reason}"}))
         else:
             view = self._manager.model(name)
@@ -399,13 +401,14 @@ class RestApp:
         if path == "/healthz":
             await self._respond(send, 200, b'{"status":"ok"}')
         elif path == "/readyz":
-            ready, report = self._readiness()
+            # Open to all: which models are served is for keys with `read`.
+            ready, report = self._readiness.report(details=self._guard is None)
             await self._respond(send, 200 if ready else 503, orjson.dumps(report))
         elif path == "/v2/health/live":
             await self._respond(send, 200, b"")
         elif path == "/v2/health/ready":
             # The v2 protocol: 200 means ready, a 4xx means not (Triton answers 400).
-            await self._respond(send, 200 if self._manager.is_ready() else 400, b"")
+            await self._respond(send, 200 if self._readiness.is_ready() else 400, b"")
         elif path == "/openapi.json":
             await self._respond(send, 200, self._openapi)
         elif path == "/metrics":
@@ -415,21 +418,6 @@ class RestApp:
             )
         else:
             raise ModelportError(Code.NOT_FOUND, f"Malformed request: {method} {path}")
-
-    def _readiness(self) -> tuple[bool, dict[str, Any]]:
-        models = {}
-        for name, view in self._manager.view.items():
-            failed = {str(s.version): s.error_message for s in view.statuses if s.error_message}
-            models[name] = {
-                "ready": bool(view.versions),
-                "available_versions": sorted(view.versions),
-                **({"problem": view.problem} if view.problem else {}),
-                **({"failed_versions": failed} if failed else {}),
-            }
-        ready = self._manager.is_ready()
-        if self._guard is not None:  # open to all: which models are served is for keys with `read`
-            return ready, {"ready": ready, "version": __version__}
-        return ready, {"ready": ready, "version": __version__, "models": models}
 
     # -- plumbing --
 

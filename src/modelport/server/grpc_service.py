@@ -34,6 +34,7 @@ from modelport.server.guard import Guard
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import UNKNOWN, ServerMetrics, model_label
 from modelport.server.monitor import Monitor
+from modelport.server.readiness import Readiness
 
 log = logging.getLogger("modelport.grpc")
 
@@ -106,7 +107,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         timeout_seconds: float,
         guard: Guard | None = None,
         monitor: Monitor | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
+        self._readiness = readiness or Readiness(manager)
         self._guard = guard
         self._manager = manager
         self._monitor = monitor
@@ -118,7 +121,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return pb.ServerReadyResponse(ready=self._manager.is_ready())
+        return pb.ServerReadyResponse(ready=self._readiness.is_ready())
 
     def _admit(
         self,
@@ -141,13 +144,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._admit(context, "read", request.name)
-        view = self._manager.view.get(request.name)
         try:
             version = v2.parse_version(request.version)
         except ModelportError:
             version = -1
-        ready = view is not None and (version in view.versions if version else bool(view.versions))
-        return pb.ModelReadyResponse(ready=ready)
+        return pb.ModelReadyResponse(ready=self._readiness.model_ready(request.name, version))
 
     def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._admit(context, "read", None)

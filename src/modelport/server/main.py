@@ -46,6 +46,7 @@ from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
 from modelport.server.mirror import Mirror
 from modelport.server.monitor import Monitor, MonitorOptions
+from modelport.server.readiness import Readiness
 from modelport.server.siblings import Seat, Siblings
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
         suffix = f".worker{seat.index}"
         config = replace(config, monitoring=replace(config.monitoring, log_suffix=suffix))
     metrics = ServerMetrics()
+    siblings = None if seat is None else Siblings(seat, metrics.registry)
     runtimes = default_runtimes(config.allow_pickle, config.trusted_types, config.onnx_options)
     manager = ModelManager(
         config.models,
@@ -173,7 +175,9 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
         SystemClock(),
         settle_seconds=config.version_settle_seconds,
         listener=lambda m, v, s, t: _on_version_state(metrics, m, v, s, t),
+        published=None if siblings is None else siblings.publish,
     )
+    readiness = Readiness(manager, None if siblings is None else siblings.others_published)
     stop = threading.Event()
     threads = [
         threading.Thread(
@@ -189,8 +193,8 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
                 name="model-config", daemon=True,
             )
         )  # fmt: skip
-    if seat is not None:
-        siblings = metrics.siblings = Siblings(seat, metrics.registry)
+    if siblings is not None:
+        metrics.siblings = siblings
         threads.append(threading.Thread(target=siblings.run, args=(stop,), name="siblings", daemon=True))
     sock = _listen(config, seat)
     port = sock.getsockname()[1]
@@ -214,10 +218,13 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
     if config.mirror_file:
         mirror = Mirror(Path(config.mirror_file), metrics.registry)
         threads.append(threading.Thread(target=mirror.watch, args=(stop,), name="mirror", daemon=True))
-    app = RestApp(manager, metrics, config.options, pool, batchers, inference, guard, monitor, mirror)
+    app = RestApp(
+        manager, metrics, config.options, pool, batchers, inference, guard, monitor, mirror, readiness
+    )
     grpc_server, grpc_port = None, None
     if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
-        grpc_server = _start_grpc(config, manager, metrics, inference, guard, monitor, seat is not None)
+        shared = seat is not None
+        grpc_server = _start_grpc(config, manager, metrics, inference, guard, monitor, readiness, shared)
         grpc_port = None if grpc_server is None else grpc_server.port
     if seat is None:
         announce(config, port, grpc_port)
@@ -245,6 +252,8 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
     try:
         server.run(sockets=[sock])  # not asyncio.run(serve()): run() is what installs uvloop
     finally:
+        if siblings is not None:  # draining: the others are not ready without this one
+            siblings.withdraw()
         stop.set()
         if grpc_server is not None:
             grpc_server.stop(grace=5)
@@ -307,6 +316,7 @@ def _start_grpc(
     inference: InferencePath,
     guard: Guard | None,
     monitor: Monitor | None,
+    readiness: Readiness,
     shared_port: bool,
 ) -> GrpcServer | None:
     """The v2 gRPC API, or None (logged) when grpcio or protobuf cannot load here: a package that
@@ -317,7 +327,9 @@ def _start_grpc(
         log.error("gRPC API not started (%s: %s); REST serves", type(exc).__name__, exc)
         return None
     options = config.options
-    servicer = InferenceServicer(manager, metrics, inference, options.request_timeout_seconds, guard, monitor)
+    servicer = InferenceServicer(
+        manager, metrics, inference, options.request_timeout_seconds, guard, monitor, readiness
+    )
     max_bytes, max_calls = options.max_request_bytes, config.connections.max_connections
     # Threads for the calls: 5, or the pool's and one more when it has more (a heavy call's
     # thread waits on the pool). Fewer threads take the GIL by turns less often: with 5 rather

@@ -360,6 +360,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         {
             "ready": {"type": "boolean"},
             "version": {"type": "string"},
+            "workers": {"type": "integer", "description": "With --workers: how many serve this port."},
+            "workers_ready": {"type": "integer", "description": "With --workers: how many are ready."},
             "models": {
                 "type": "object",
                 "additionalProperties": obj(

@@ -14,7 +14,8 @@ shared by every worker, uvicorn's): 1.33-1.45x its req/s and 0.72-0.86x its CPU 
 
 Start: each worker tells the supervisor on a pipe when it listens; once all have, the ports are
 logged and written to --port_file (with the supervisor's pid: the process to signal) as one
-server's are. A worker answers /readyz for itself: ready once its own models are loaded.
+server's are. Readiness is every worker's (server/readiness.py): each publishes what it serves in
+the run's folder, and the supervisor removes a dead worker's publication when it reaps it.
 
 Failures: a worker that exits after it listened is started again, 0.5 s later, doubling for
 one that keeps exiting (compute_restart_delay), back to 0.5 s after a minute up. One that exits
@@ -56,7 +57,7 @@ from types import MappingProxyType
 from typing import Any
 
 from modelport.server.main import ServeConfig, announce, bind, serve
-from modelport.server.siblings import Seat, read_only
+from modelport.server.siblings import Seat, read_only, ready_path
 
 log = logging.getLogger("modelport.server")
 
@@ -130,6 +131,7 @@ class _Supervisor:
             if code is None:
                 continue
             del self.workers[index]
+            ready_path(self._run_dir, index).unlink(missing_ok=True)  # not ready until it is back
             if worker.pipe is not None:
                 os.close(worker.pipe)
             if worker.report is None:
