@@ -300,10 +300,9 @@ def serve(**flags: Any) -> None:
     from modelport.server.main import ServeConfig, default_max_connections
     from modelport.server.main import serve as run
     from modelport.server.monitor import MonitorOptions
+    from modelport.server.seat import LOG_FORMAT
 
-    logging.basicConfig(
-        level=flags["log_level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=flags["log_level"].upper(), format=LOG_FORMAT)
     try:
         models = _models(flags)
         batching = _batching(flags)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import resource
@@ -47,7 +46,8 @@ from modelport.server.metrics import ServerMetrics
 from modelport.server.mirror import Mirror
 from modelport.server.monitor import Monitor, MonitorOptions
 from modelport.server.readiness import Readiness
-from modelport.server.siblings import Seat, Siblings
+from modelport.server.seat import Announcement, Seat, bind
+from modelport.server.siblings import Siblings
 
 if TYPE_CHECKING:
     from modelport.server.grpc_service import GrpcServer
@@ -98,24 +98,6 @@ def default_max_connections() -> int:
     return max(16, min(1024, (soft - _RESERVED_FDS) // 2))
 
 
-def bind(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> socket.socket:
-    """`reuse_port`: SO_REUSEPORT, for several workers' sockets on one port (`listen=False`:
-    a socket that only holds the port, so that port 0 picks one the workers then share)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    # Accepted connections inherit this. Without it, a response written as headers then body
-    # waits for the client's delayed ACK: 40 ms per request on Linux.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    if listen:
-        sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
 def _listen(config: ServeConfig, seat: Seat | None) -> socket.socket:
     """The REST socket: this server's, or a worker's own on the port the workers share."""
     return bind(config.host, config.rest_api_port, reuse_port=seat is not None)
@@ -156,13 +138,13 @@ def _on_version_state(
 
 
 def serve(config: ServeConfig, seat: Seat | None = None) -> None:
-    """Serve until SIGTERM or SIGINT. With `config.workers` > 1, start that many workers under a
-    supervisor instead (server/workers.py); `seat`: this process is one of them."""
+    """Serve until SIGTERM or SIGINT. With `config.workers` > 1, this process becomes a
+    supervisor of that many workers instead (server/workers.py: it execs, never returns);
+    `seat`: this process is one of them."""
     if seat is None and config.workers > 1:
-        from modelport.server.workers import serve_workers
+        from modelport.server.workers import supervise
 
-        serve_workers(config)
-        return
+        supervise(config, announcement(config))
     if seat is not None:
         suffix = f".worker{seat.index}"
         config = replace(config, monitoring=replace(config.monitoring, log_suffix=suffix))
@@ -227,7 +209,7 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
         grpc_server = _start_grpc(config, manager, metrics, inference, guard, monitor, readiness, shared)
         grpc_port = None if grpc_server is None else grpc_server.port
     if seat is None:
-        announce(config, port, grpc_port)
+        announcement(config).say(port, grpc_port)
     else:
         log.info("worker %d of %d (pid %d) listening", seat.index, seat.count, os.getpid())
         seat.notify(port, grpc_port)
@@ -354,22 +336,15 @@ def _tls_note(tls: TlsIdentity | None) -> str:
     return ", TLS with client certificates" if tls.client_ca else ", TLS"
 
 
-def announce(config: ServeConfig, port: int, grpc_port: int | None) -> None:
-    """Log where the APIs listen; write --port_file (the pid in it: the process to signal)."""
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    if grpc_port is None and config.grpc_port == config.rest_api_port and config.grpc_port != 0:
-        log.info(
-            "--port (gRPC) and --rest_api_port are both %d: serving REST on it; gRPC is not started "
-            "(give --port another number to serve the v2 gRPC API there)",
-            config.rest_api_port,
-        )
-    else:
-        note = _tls_note(config.grpc_tls)
-        log.info("gRPC API (inference.GRPCInferenceService) at %s:%d%s", host, grpc_port, note)
-    scheme = "https" if config.rest_tls else "http"
-    models = ", ".join(m.name for m in config.models.models)
-    log.info("REST API at %s://%s:%d (models: %s)%s", scheme, host, port, models, _tls_note(config.rest_tls))
-    if config.port_file:
-        tmp = Path(config.port_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"rest_api_port": port, "grpc_port": grpc_port, "pid": os.getpid()}))
-        os.replace(tmp, config.port_file)
+def announcement(config: ServeConfig) -> Announcement:
+    """What is said once the server listens (server/seat.py: the supervisor says it too)."""
+    return Announcement(
+        host=config.host,
+        rest_api_port=config.rest_api_port,
+        grpc_port=config.grpc_port,
+        models=", ".join(m.name for m in config.models.models),
+        rest_scheme="https" if config.rest_tls else "http",
+        rest_tls_note=_tls_note(config.rest_tls),
+        grpc_tls_note=_tls_note(config.grpc_tls),
+        port_file=config.port_file,
+    )

@@ -35,13 +35,12 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+
+from modelport.server.seat import Seat
 
 if TYPE_CHECKING:
     from modelport.repository.manager import ModelView
@@ -51,39 +50,6 @@ log = logging.getLogger("modelport.server")
 _TIMEOUT = 3.0  # seconds a sibling has to answer a scrape (Prometheus waits 10 s by default)
 _MAX_BYTES = 64 * 1024 * 1024  # one sibling's metrics at most (a single server's are ~25 KB)
 _MAX_READY_BYTES = 1024 * 1024  # one sibling's published models (~30 bytes a model)
-
-
-@dataclass(frozen=True)
-class Seat:
-    """Where worker `index` of `count` sits: the run's private directory (its metrics socket)
-    and the pipe it tells the supervisor on that it listens."""
-
-    index: int
-    count: int
-    run_dir: str
-    notify_fd: int
-
-    def socket_path(self, index: int) -> Path:
-        return Path(self.run_dir) / f"metrics-{index}.sock"
-
-    def ready_path(self, index: int) -> Path:
-        return ready_path(self.run_dir, index)
-
-    def notify(self, rest_port: int, grpc_port: int | None) -> None:
-        """Tell the supervisor this worker listens (one JSON line, then the pipe is closed)."""
-        line = json.dumps({"rest_api_port": rest_port, "grpc_port": grpc_port, "pid": os.getpid()})
-        with os.fdopen(self.notify_fd, "w") as pipe:
-            pipe.write(line + "\n")
-
-
-def ready_path(run_dir: str, index: int) -> Path:
-    """Where worker `index` publishes the models and versions it serves (server/readiness.py)."""
-    return Path(run_dir) / f"ready-{index}.json"
-
-
-def read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
-    """What a read-only mapping in a worker's pickled config is rebuilt with."""
-    return MappingProxyType(mapping)
 
 
 def snapshot(registry: CollectorRegistry) -> dict[str, Any]:

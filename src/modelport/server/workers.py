@@ -1,9 +1,13 @@
 """`modelport serve --workers N`: N whole servers on the same ports, under a small supervisor.
 
-    supervisor (this module: loads no model, answers no request)
+    supervisor (this module and seat.py: loads no model, answers no request, imports no server)
       ├── worker 0: `modelport serve` complete (models, hot reload, batching, monitor, REST, gRPC)
       ├── worker 1
       └── ...
+
+Start: the CLI checks the flags and builds the config (importing the server's modules), then
+execs `python -m modelport.server.workers --supervise FD` (supervise()): the same process, now an
+interpreter with the standard library and this module only (16 MiB RSS where it held 60).
 
 Ports: the supervisor binds the REST and gRPC ports first (port 0 picks one, as it does for one
 server) and each worker listens on the same ones with SO_REUSEPORT: the kernel spreads new
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
+import dataclasses
 import io
 import json
 import logging
@@ -52,12 +57,15 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from modelport.server.main import ServeConfig, announce, bind, serve
-from modelport.server.siblings import Seat, read_only, ready_path
+# The standard library and seat.py only: this module is the supervisor's whole code.
+from modelport.server.seat import LOG_FORMAT, Announcement, Seat, bind, read_only, ready_path
+
+if TYPE_CHECKING:
+    from modelport.server.main import ServeConfig
 
 log = logging.getLogger("modelport.server")
 
@@ -82,8 +90,12 @@ class _Worker:
 
 
 class _Supervisor:
-    def __init__(self, config: ServeConfig, run_dir: str) -> None:
+    def __init__(self, config: bytes, count: int, ports: tuple[int, int], run_dir: str) -> None:
+        """`config`: the workers' ServeConfig, pickled (never read here); `ports`: REST's and
+        gRPC's, bound."""
         self._config = config
+        self._count = count
+        self._ports = ports
         self._run_dir = run_dir
         self.workers: dict[int, _Worker] = {}
         self.due: dict[int, tuple[float, int]] = {}  # index -> (restart at, exits in a row)
@@ -92,9 +104,9 @@ class _Supervisor:
 
     def start(self, index: int, exits: int = 0) -> None:
         read, write = os.pipe()
-        seat = Seat(index, self._config.workers, self._run_dir, write)
+        seat = Seat(index, self._count, self._run_dir, write)
         level = logging.getLogger().getEffectiveLevel()
-        given = _pickled((self._config, seat, level, self._lifeline))
+        given = pickle.dumps((self._config, self._ports, seat, level, self._lifeline))
         proc = subprocess.Popen(
             [sys.executable, "-m", "modelport.server.workers"],
             stdin=subprocess.PIPE, pass_fds=(write, self._lifeline),
@@ -121,7 +133,7 @@ class _Supervisor:
                 worker.report = json.loads(line)
 
     def all_up(self) -> bool:
-        return len(self.workers) == self._config.workers and all(w.report for w in self.workers.values())
+        return len(self.workers) == self._count and all(w.report for w in self.workers.values())
 
     def reap(self, now: float) -> int | None:
         """Schedule a restart for each worker that exited after it listened; the index of one
@@ -189,32 +201,59 @@ def _proxy(mapping: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, An
     return read_only, (dict(mapping),)
 
 
-def serve_workers(config: ServeConfig) -> None:
+def supervise(config: ServeConfig, said: Announcement) -> NoReturn:
     """Run config.workers workers until SIGTERM or SIGINT (exit 0), or until one fails to start
-    (SystemExit 1)."""
+    (exit 1). This process (the CLI's, which imported the server to check the flags) is replaced
+    by the supervisor, `python -m modelport.server.workers --supervise FD`: the same pid, a new
+    interpreter that imports this module and seat.py only (60 MiB RSS with the server's modules
+    imported, 13 without: bench/RESULTS.md). It reads what it needs from FD (a memfd): one JSON
+    line, then the workers' config pickled, which it hands each worker unread."""
+    plan = {
+        "host": config.host, "rest_api_port": config.rest_api_port, "grpc_port": config.grpc_port,
+        "workers": config.workers, "level": logging.getLogger().getEffectiveLevel(),
+        "announcement": dataclasses.asdict(said),
+    }  # fmt: skip
+    fd = os.memfd_create("modelport-serve", 0)
+    with os.fdopen(fd, "wb", closefd=False) as given:
+        given.write(json.dumps(plan).encode() + b"\n" + _pickled(config))
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The CLI's arguments after "--" are not read: `ps` shows what was started.
+    argv = [sys.executable, "-m", "modelport.server.workers", "--supervise", str(fd), "--", *sys.argv[1:]]
+    os.execv(sys.executable, argv)
+
+
+def _supervise(fd: int) -> None:
+    with os.fdopen(fd, "rb") as given:
+        plan = json.loads(given.readline())
+        config = given.read()
+    logging.basicConfig(level=plan["level"], format=LOG_FORMAT)
+    said = Announcement(**plan["announcement"])
+    host, count = plan["host"], plan["workers"]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     run_dir = tempfile.mkdtemp(prefix="modelport-workers-")  # 0700: the metrics sockets
     holders: list[socket.socket] = []
     supervisor, failed = None, None
     try:
-        rest = bind(config.host, config.rest_api_port, reuse_port=True, listen=False)
+        rest = bind(host, plan["rest_api_port"], reuse_port=True, listen=False)
         holders.append(rest)
         rest_port, grpc_port = rest.getsockname()[1], rest.getsockname()[1]
-        if config.grpc_port != config.rest_api_port or config.grpc_port == 0:
-            holders.append(bind(config.host, config.grpc_port, reuse_port=True, listen=False))
+        if plan["grpc_port"] != plan["rest_api_port"] or plan["grpc_port"] == 0:
+            holders.append(bind(host, plan["grpc_port"], reuse_port=True, listen=False))
             grpc_port = holders[-1].getsockname()[1]
-        one = replace(config, rest_api_port=rest_port, grpc_port=grpc_port, port_file=None)
-        supervisor = _Supervisor(one, run_dir)
-        log.info("starting %d workers", config.workers)
-        for index in range(config.workers):
+        supervisor = _Supervisor(config, count, (rest_port, grpc_port), run_dir)
+        log.info("starting %d workers", count)
+        for index in range(count):
             supervisor.start(index)
         announced = False
         while not stop.is_set() and failed is None:
             supervisor.read_reports(0.2)
             if not announced and supervisor.all_up():
                 report = supervisor.workers[0].report or {}
-                announce(config, rest_port, report.get("grpc_port"))
+                said.say(rest_port, report.get("grpc_port"))
                 announced = True
             now = time.monotonic()
             failed = supervisor.reap(now)
@@ -242,16 +281,24 @@ def _watch_lifeline(lifeline: int, orphaned: threading.Event) -> None:
 
 
 def main() -> None:
-    """A worker (`python -m modelport.server.workers`): its config and seat on stdin, pickled by
-    the supervisor that started it."""
-    config, seat, level, lifeline = pickle.load(sys.stdin.buffer)
+    """`python -m modelport.server.workers --supervise FD`: the supervisor (supervise()). Without
+    arguments, a worker: its config, ports and seat on stdin, pickled by the supervisor."""
+    if sys.argv[1:2] == ["--supervise"]:
+        _supervise(int(sys.argv[2]))
+        return
+    from modelport.server.main import serve
+
+    given, (rest_port, grpc_port), seat, level, lifeline = pickle.load(sys.stdin.buffer)
+    config = dataclasses.replace(
+        pickle.loads(given), rest_api_port=rest_port, grpc_port=grpc_port, port_file=None
+    )
     # SIGTERM before uvicorn takes it over (while the worker starts) is an exit all the same.
     signal.signal(signal.SIGTERM, _exit)
     orphaned = threading.Event()
     watch = threading.Thread(target=_watch_lifeline, args=(lifeline, orphaned), name="lifeline", daemon=True)
     watch.start()
     try:
-        fmt = f"%(asctime)s %(levelname)s %(name)s[worker {seat.index}]: %(message)s"
+        fmt = LOG_FORMAT.replace("%(name)s", f"%(name)s[worker {seat.index}]")
         logging.basicConfig(level=level, format=fmt)
         serve(config, seat)
     finally:
