@@ -323,23 +323,29 @@ class Monitor:
         )  # fmt: skip
 
     def _take_version(self, state: _Version, servable: Servable, observations: Sequence[Observation]) -> None:
-        classes = [_classes_of(o, state.names) for o in observations]
+        classes, answered = _batch_classes(observations, state.names)
         now = time.monotonic()
-        answered = [c for c in classes if c is not None]
+        rows = None
         if answered:
-            rows = np.concatenate(answered)
+            rows = np.concatenate(answered) if len(answered) > 1 else answered[0]
             rows = rows[rows >= 0]
-            if not state.names:
+            if not state.names and len(rows):
                 state.names = tuple(str(i) for i in range(int(rows.max()) + 1))
             state.answered += len(rows)  # (modelport_predictions_total is counted on the request path)
+        answers = self._answers
+        limit = self._options.feedback_requests
+        model, version = state.model, state.version
         for observation, row_classes in zip(observations, classes, strict=True):
-            if row_classes is not None:
-                self._remember(observation.request_id, (state.model, state.version, row_classes, now, False))
+            if row_classes is not None:  # a client reusing an id: the latest answer counts
+                answers.pop(observation.request_id, None)
+                answers[observation.request_id] = (model, version, row_classes, now, False)
+        while len(answers) > limit:
+            answers.popitem(last=False)
         logged = [] if state.log is None else _sampled(observations, state.sample_rate)
         # The inputs' statistics, for the whole batch at once, shared by drift and the log.
         inputs = _batch_inputs(observations, state.ranges) if logged or state.drift else {}
         if state.drift is not None and servable.profile is not None:
-            self._drift(state, servable.profile, answered, inputs)
+            self._drift(state, servable.profile, rows, inputs)
         if logged:
             self._write_log(state, observations, logged, inputs)
 
@@ -347,12 +353,11 @@ class Monitor:
         self,
         state: _Version,
         profile: Profile,
-        answered: list[np.ndarray],
+        rows: np.ndarray | None,
         inputs: Mapping[str, _BatchInput],
     ) -> None:
         assert state.drift is not None
-        if answered:
-            rows = np.concatenate(answered)
+        if rows is not None:
             state.drift.predictions.add(rows[rows < len(profile.classes)])
         for name, input_profile in profile.inputs.items():
             batch = inputs.get(name)
@@ -388,13 +393,6 @@ class Monitor:
         except OSError as exc:
             log.warning("prediction log %s: %s", state.log.path, exc)
             self._metrics.dropped.labels(state.model).inc(len(logged))
-
-    def _remember(self, request_id: str, answer: _Answer) -> None:
-        answers = self._answers
-        answers.pop(request_id, None)  # a client reusing an id: the latest answer counts
-        answers[request_id] = answer
-        while len(answers) > self._options.feedback_requests:
-            answers.popitem(last=False)
 
     def _score_the_last_rows(self, now: float) -> None:
         """Rows that came within _SCORE_EVERY of the last scores are scored once it has passed,
@@ -600,6 +598,49 @@ def _classes_of(observation: Observation, names: tuple[str, ...]) -> np.ndarray 
     return None
 
 
+def _batch_classes(
+    observations: Sequence[Observation], names: tuple[str, ...]
+) -> tuple[list[np.ndarray | None], list[np.ndarray]]:
+    """`_classes_of` every observation, and the batch's class indices as arrays to concatenate.
+    Observations answered through the same outputs (the same `wanted` list: every request that
+    names no outputs) are done at once: one concatenation, one slice (a view) each."""
+    out: list[np.ndarray | None] = [None] * len(observations)
+    groups: dict[int, list[int]] = {}
+    for i, observation in enumerate(observations):
+        if observation.call is not None:
+            groups.setdefault(id(observation.call.wanted), []).append(i)
+    answered: list[np.ndarray] = []
+    for members in groups.values():
+        first = observations[members[0]]
+        name = _class_output(first)
+        values = [observations[i].outputs.get(name) for i in members] if name is not None else []
+        if name is None or len(members) == 1 or any(v is None or v.ndim != 1 for v in values):
+            for i in members:  # the unusual answers one by one (labels, one observation)
+                out[i] = found = _classes_of(observations[i], names)
+                if found is not None:
+                    answered.append(found)
+            continue
+        flat: np.ndarray = np.concatenate(values).astype(np.int64, copy=False)  # type: ignore[arg-type]
+        answered.append(flat)
+        at = 0
+        for i, value in zip(members, values, strict=True):
+            size = len(value)  # type: ignore[arg-type]
+            out[i] = flat[at : at + size]
+            at += size
+    return out, answered
+
+
+def _class_output(observation: Observation) -> str | None:
+    """The name of the output that is the answer's class indices (an integer argmax), if any."""
+    call = observation.call
+    assert call is not None
+    for binding in call.wanted:
+        if binding.transform == "argmax":
+            value = observation.outputs.get(binding.name)
+            return binding.name if value is not None and value.dtype.kind in "iu" else None
+    return None
+
+
 def _index_names(outputs: Any) -> tuple[str, ...]:
     for binding in outputs:
         size = binding.source.shape[-1] if binding.source.shape else -1
@@ -613,7 +654,7 @@ class _BatchInput:
     """One model input over a batch of observations: its statistics per row, and each
     observation's slice of them for the log."""
 
-    shapes: list[list[int]]
+    arrays: list[np.ndarray]  # each observation's
     offsets: list[int]  # observation i's rows are [offsets[i], offsets[i + 1])
     stats: dict[str, np.ndarray]  # intensity (and ink, its range known) per row
     rows: np.ndarray  # [rows, values]
@@ -624,7 +665,7 @@ class _BatchInput:
             self._lists = {k: np.round(v.astype(np.float64), 5).tolist() for k, v in self.stats.items()}
             self._lists["hash"] = [f"{h:016x}" for h in _row_hashes(self.rows).tolist()]
         lo, hi = self.offsets[i], self.offsets[i + 1]
-        return {"shape": self.shapes[i], **{k: v[lo:hi] for k, v in self._lists.items()}}
+        return {"shape": list(self.arrays[i].shape), **{k: v[lo:hi] for k, v in self._lists.items()}}
 
 
 def _sampled(observations: Sequence[Observation], rate: float) -> list[int]:
@@ -648,11 +689,15 @@ def _batch_inputs(
         if sample.dtype.kind not in "fiub" or sample.ndim == 0 or any(f is None for f in feeds):
             continue
         arrays = [np.asarray(f) for f in feeds]
-        rows = np.concatenate([a.reshape(len(a), -1) if a.ndim > 1 else a.reshape(-1, 1) for a in arrays])
+        shape = sample.shape[1:]
+        if sample.ndim > 1 and all(a.shape[1:] == shape for a in arrays):  # rows of one shape: at once
+            rows = np.concatenate(arrays).reshape(-1, max(1, int(np.prod(shape))))
+        else:
+            rows = np.concatenate([a.reshape(len(a), -1) if a.ndim > 1 else a.reshape(-1, 1) for a in arrays])
         bounds = ranges.get(name)
         stats = statistics(rows, *bounds) if bounds is not None else {"intensity": rows.mean(axis=1)}
         out[name] = _BatchInput(
-            shapes=[list(a.shape) for a in arrays],
+            arrays=arrays,
             offsets=[0, *np.cumsum([len(a) if a.ndim else 1 for a in arrays]).tolist()],
             stats=stats,
             rows=rows,
