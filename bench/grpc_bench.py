@@ -28,7 +28,6 @@ robust figure on a shared machine; req/s ratios are taken within the run.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shlex
 import shutil
@@ -37,23 +36,15 @@ import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+import ab
 import http_bench as hb
 import numpy as np
-import serving_bench as sb
 
 HERE = Path(__file__).resolve().parent
 MODEL = "mlp"
-
-
-@dataclass
-class Measure:
-    rps: float
-    p50_ms: float
-    cpu_us: float  # the server's CPU per request answered
-    errors: int
+REST = {"rest v1": (f"/v1/models/{MODEL}:predict", "v1"), "rest v2": (f"/v2/models/{MODEL}/infer", "v2")}
 
 
 def bodies(work: Path) -> dict[str, Path]:
@@ -75,32 +66,15 @@ def bodies(work: Path) -> dict[str, Path]:
     return paths
 
 
-def h2load(port: int, body: Path, conns: int, seconds: int, pgid: int, log: Path) -> Measure:
-    url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"
-    log.unlink(missing_ok=True)
-    cmd = [
-        "h2load", "-t1", f"-c{conns}", "-m1", f"-D{seconds}", "-d", str(body),
-        "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log), url,
-    ]  # fmt: skip
-    cpu0 = hb.group_cpu_seconds(pgid)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    cpu = hb.group_cpu_seconds(pgid) - cpu0
-    if proc.returncode != 0:
-        raise RuntimeError(f"h2load failed: {shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
-    latencies, failed = [], 0
-    for line in log.read_text().splitlines():
-        _start, status, micros = line.split("\t")[:3]
-        latencies.append(int(micros) / 1000)
-        failed += status != "200"
-    done = max(len(latencies), 1)
-    return Measure(len(latencies) / seconds, statistics.median(latencies or [0.0]), cpu / done * 1e6, failed)
-
-
-def wrk(url: str, body: Path, conns: int, seconds: int, pgid: int) -> Measure:
-    cpu0 = hb.group_cpu_seconds(pgid)
-    run = hb.wrk(url, body, conns, seconds, 1, pgid)
-    cpu = hb.group_cpu_seconds(pgid) - cpu0
-    return Measure(run.rps, run.p50_ms, cpu / max(run.requests, 1) * 1e6, run.errors)
+def drive(
+    name: str, port: int, grpc_port: int, paths: dict[str, Path], conns: int, seconds: int,
+    pgid: int, log: Path,
+) -> hb.Run:  # fmt: skip
+    """One case's load: a REST case's from wrk, gRPC's from h2load."""
+    if name in REST:
+        path, body = REST[name]
+        return hb.wrk(f"http://127.0.0.1:{port}{path}", paths[body], conns, seconds, 1, pgid)
+    return ab.h2load(grpc_port, paths["grpc"], conns, seconds, pgid, log)
 
 
 def modelport_target(
@@ -146,7 +120,7 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="REF", help="also serve gRPC with the code at this git commit")
     args = parser.parse_args()
     hb.ensure_wrk()
-    sb.ensure_h2load()
+    ab.ensure_h2load()
     cli = hb.modelport_cli()
     if cli is None:
         raise SystemExit("no `modelport` CLI beside this Python: pip install -e . first")
@@ -183,7 +157,7 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
         )
         groups.append(f"modelport @{args.baseline}")
         names[groups[-1]] = [f"grpc @{args.baseline}"]
-    results: dict[str, dict[int, list[Measure]]] = {
+    results: dict[str, dict[int, list[hb.Run]]] = {
         name: {c: [] for c in args.conns} for group in groups for name in names[group]
     }
     for repeat in range(args.repeats):
@@ -197,27 +171,17 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
                 target = floor_target(group.split()[1], work / MODEL / "1" / "model.onnx", grpc_port, port)
             with hb.started(target, work, 90) as server:
                 pgid = server.proc.pid
-                sb.grpc_sanity(grpc_port, MODEL, paths["grpc"])
+                ab.grpc_sanity(grpc_port, MODEL, paths["grpc"])
                 for c in args.conns:
                     cases = names[group]
                     turn = (repeat + c) % len(cases)
                     for name in cases[turn:] + cases[:turn]:
-                        if name.startswith("rest"):
-                            path = (
-                                f"/v1/models/{MODEL}:predict"
-                                if name == "rest v1"
-                                else f"/v2/models/{MODEL}/infer"
-                            )
-                            body = paths["v1" if name == "rest v1" else "v2"]
-                            wrk(f"http://127.0.0.1:{port}{path}", body, c, args.warmup, pgid)
-                            m = wrk(f"http://127.0.0.1:{port}{path}", body, c, args.duration, pgid)
-                        else:
-                            h2load(grpc_port, paths["grpc"], c, args.warmup, pgid, log)
-                            m = h2load(grpc_port, paths["grpc"], c, args.duration, pgid, log)
+                        drive(name, port, grpc_port, paths, c, args.warmup, pgid, log)  # warm-up
+                        m = drive(name, port, grpc_port, paths, c, args.duration, pgid, log)
                         results[name][c].append(m)
                         print(
                             f"[{repeat + 1}/{args.repeats}] {name:>10} c={c:<3} {m.rps:8,.0f} req/s  "
-                            f"p50 {m.p50_ms:6.2f} ms  server CPU {m.cpu_us:5.0f} us/request"
+                            f"p50 {m.p50_ms:6.2f} ms  CPU {ab.cpu_us(m, args.duration):5.0f} us/request"
                             + (f"  !!! {m.errors} errors" if m.errors else ""),
                             flush=True,
                         )
@@ -225,16 +189,17 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
     return 3 if any(m.errors for by in results.values() for runs in by.values() for m in runs) else 0
 
 
-def report(args: argparse.Namespace, results: dict[str, dict[int, list[Measure]]]) -> None:
-    def med(name: str, c: int, field: str) -> float:
-        return statistics.median(getattr(m, field) for m in results[name][c])
+def report(args: argparse.Namespace, results: dict[str, dict[int, list[hb.Run]]]) -> None:
+    def cpu(run: hb.Run) -> float:
+        return ab.cpu_us(run, args.duration)
 
     rows = [["case", "conns", "req/s", "p50 ms", "server CPU us/request", "errors"]]
     for name, by in results.items():
         for c, runs in by.items():
+            m = hb.median_run(runs)
             rows.append([
-                name, str(c), f"{med(name, c, 'rps'):,.0f}", f"{med(name, c, 'p50_ms'):.2f}",
-                f"{med(name, c, 'cpu_us'):.0f}", str(sum(m.errors for m in runs)),
+                name, str(c), f"{m['rps']:,.0f}", f"{m['p50_ms']:.2f}",
+                f"{ab.cpu_per_request(runs, args.duration):.0f}", str(sum(r.errors for r in runs)),
             ])  # fmt: skip
     ratios = [["comparison", "conns", "req/s ratio", "CPU per request ratio"]]
     pairs = [("grpc", "rest v1"), ("grpc", "rest v2"), ("floor aio", "rest v1"), ("floor sync", "rest v1")]
@@ -244,28 +209,14 @@ def report(args: argparse.Namespace, results: dict[str, dict[int, list[Measure]]
         if a in results and b in results:
             for c in args.conns:
                 # Ratios within each repeat (the same minutes of the shared machine), then the median.
-                rps = statistics.median(
-                    x.rps / y.rps for x, y in zip(results[a][c], results[b][c], strict=True)
-                )
-                cpu = statistics.median(
-                    y.cpu_us / x.cpu_us for x, y in zip(results[a][c], results[b][c], strict=True)
-                )
-                ratios.append([f"{a} / {b}", str(c), f"{rps:.2f}", f"{cpu:.2f}"])
-    info = hb.machine()
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+                turns = list(zip(results[a][c], results[b][c], strict=True))
+                rps = statistics.median(x.rps / y.rps for x, y in turns)
+                per_request = statistics.median(cpu(y) / cpu(x) for x, y in turns)
+                ratios.append([f"{a} / {b}", str(c), f"{rps:.2f}", f"{per_request:.2f}"])
     command = f"python bench/grpc_bench.py {shlex.join(sys.argv[1:])}".strip()
-    print(f"\n==== medians of {args.repeats} runs of {args.duration} s ====\n")
-    print(hb._table(rows, False) + "\n\n" + hb._table(ratios, False))
-    print("\n---- Markdown for bench/RESULTS.md ----\n")
-    print(f"{when}; {info['cpu']}, {info['cores']} cores, load average {_load()}; `{command}` "
-          f"(medians of {args.repeats} x {args.duration} s after {args.warmup} s warm-up)\n")  # fmt: skip
-    print(hb._table(rows, True) + "\n\n" + hb._table(ratios, True))
+    ab.print_report(rows, ratios, command, args.repeats, args.duration, args.warmup)
     print("\n(CPU per request ratio: the REST case's CPU per request over the gRPC case's, so that")
     print("above 1 means gRPC is cheaper, as req/s ratio above 1 means gRPC is faster.)")
-
-
-def _load() -> str:
-    return Path("/proc/loadavg").read_text().split()[0]
 
 
 if __name__ == "__main__":

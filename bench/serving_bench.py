@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime
 import json
 import os
 import shlex
@@ -41,10 +40,10 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import ab
 import http_bench as hb
 
 HERE = Path(__file__).resolve().parent
@@ -63,14 +62,6 @@ class Case:
     source: Path | None = None  # a checkout whose src/ the server runs (--baseline), or this one
 
 
-def ensure_h2load() -> None:
-    if shutil.which("h2load"):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "nghttp2-client"], check=True, env=env)
-
-
 def bodies(work: Path, png: bytes) -> dict[str, Path]:
     """The same digit in each protocol's request."""
     from modelport.server.grpc_v2 import inference_pb2 as pb
@@ -87,52 +78,6 @@ def bodies(work: Path, png: bytes) -> dict[str, Path]:
     paths["v2"].write_text(json.dumps(v2))
     paths["grpc"].write_bytes(b"\x00" + struct.pack(">I", len(message)) + message)
     return paths
-
-
-def h2load(port: int, model: str, body: Path, conns: int, seconds: int, pgid: int, log: Path) -> hb.Run:
-    """Unary gRPC calls over HTTP/2: `conns` connections, one stream each (like wrk's connections)."""
-    url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"
-    log.unlink(missing_ok=True)
-    cmd = [
-        "h2load", "-t1", f"-c{conns}", "-m1", f"-D{seconds}", "-d", str(body),
-        "-H", "content-type: application/grpc", "-H", "te: trailers", "--log-file", str(log), url,
-    ]  # fmt: skip
-    cpu0, wall0 = hb.group_cpu_seconds(pgid), time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    wall = time.monotonic() - wall0
-    cpu = hb.group_cpu_seconds(pgid) - cpu0
-    if proc.returncode != 0:
-        raise RuntimeError(f"h2load failed: {shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
-    latencies, failed = [], 0
-    for line in log.read_text().splitlines():
-        _start, status, micros = line.split("\t")[:3]
-        latencies.append(int(micros) / 1000)
-        failed += status != "200"
-    latencies.sort()
-    done = len(latencies)
-    p50 = latencies[done // 2] if done else 0.0
-    p99 = latencies[min(done - 1, int(done * 0.99))] if done else 0.0
-    return hb.Run(done / seconds, p50, p99, failed, 0, done, 100 * cpu / wall, 0.0)
-
-
-def grpc_sanity(port: int, model: str, framed: Path) -> None:
-    """One call by hand: the hand-framed body must get a real answer (h2load sees HTTP status only)."""
-    import grpc
-
-    from modelport.server.grpc_v2 import inference_pb2 as pb
-
-    request = pb.ModelInferRequest.FromString(framed.read_bytes()[5:])
-    request.model_name = model
-    framed.write_bytes(b"\x00" + struct.pack(">I", request.ByteSize()) + request.SerializeToString())
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = channel.unary_unary(
-            "/inference.GRPCInferenceService/ModelInfer",
-            request_serializer=pb.ModelInferRequest.SerializeToString,
-            response_deserializer=pb.ModelInferResponse.FromString,
-        )
-        response = call(request, timeout=10)
-    if not response.outputs:
-        raise RuntimeError(f"gRPC sanity call got no outputs: {response}")
 
 
 def serve_cmd(
@@ -158,7 +103,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     hb.ensure_wrk()
-    ensure_h2load()
+    ab.ensure_h2load()
     cli = hb.modelport_cli()
     if cli is None:
         raise SystemExit("no `modelport` CLI beside this Python: pip install -e . first")
@@ -260,9 +205,9 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
                 for c in conns:
                     if case.protocol == "grpc":
                         log, pid = work / "h2load.log", server.proc.pid
-                        grpc_sanity(grpc_port, case.model, paths["grpc"])
-                        h2load(grpc_port, case.model, paths["grpc"], c, args.warmup, pid, log)
-                        r = h2load(grpc_port, case.model, paths["grpc"], c, args.duration, pid, log)
+                        ab.grpc_sanity(grpc_port, case.model, paths["grpc"])
+                        ab.h2load(grpc_port, paths["grpc"], c, args.warmup, pid, log)
+                        r = ab.h2load(grpc_port, paths["grpc"], c, args.duration, pid, log)
                     else:
                         body = paths[case.protocol]
                         hb.wrk(url, body, c, args.warmup, 1, server.proc.pid)
@@ -291,15 +236,8 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
                 x, y = med[a][c], med[b][c]
                 ratio, p99 = f"{x['rps'] / y['rps']:.2f}", f"{x['p99_ms'] / y['p99_ms']:.2f}"
                 ratios.append([f"{a} / {b}", str(c), ratio, f"{x['p50_ms'] - y['p50_ms']:+.2f}", p99])
-    info = hb.machine()
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"\n==== medians of {args.repeats} runs of {args.duration} s ====\n")
-    print(hb._table(rows, False) + "\n\n" + hb._table(ratios, False))
-    print("\n---- Markdown for bench/RESULTS.md ----\n")
     command = f"bash bench/run.sh serving {shlex.join(sys.argv[1:])}".strip()
-    print(f"{when}; {info['cpu']}, {info['cores']} cores; `{command}` "
-          f"(medians of {args.repeats} x {args.duration} s after {args.warmup} s warm-up)\n")  # fmt: skip
-    print(hb._table(rows, True) + "\n\n" + hb._table(ratios, True))
+    info, when = ab.print_report(rows, ratios, command, args.repeats, args.duration, args.warmup)
     out = HERE / "results" / "serving.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": when, "machine": info, "medians": med}, indent=1))

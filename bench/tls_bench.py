@@ -15,7 +15,6 @@ import argparse
 import datetime
 import os
 import ssl
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,12 +34,6 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def cpu_per_request(runs: list[hb.Run], seconds: int) -> float:
-    """The server's CPU time per answered request, in µs, median over runs: what TLS adds to each
-    request, less swayed than req/s by other processes taking the cores."""
-    return statistics.median(r.server_cpu_pct / 100 * seconds / max(r.requests, 1) * 1e6 for r in runs)
-
-
 def report(results: dict[int, dict[str, list[hb.Run]]], args: argparse.Namespace) -> None:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     conns = " ".join(map(str, args.conns))
@@ -51,8 +44,8 @@ def report(results: dict[int, dict[str, list[hb.Run]]], args: argparse.Namespace
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, runs in results.items():
         p, t = hb.median_run(runs["plain"]), hb.median_run(runs["tls"])
-        pc = cpu_per_request(runs["plain"], args.seconds)
-        tc = cpu_per_request(runs["tls"], args.seconds)
+        pc = ab.cpu_per_request(runs["plain"], args.seconds)
+        tc = ab.cpu_per_request(runs["tls"], args.seconds)
         print(f"| {n} | {p['rps']:,.0f} | {p['p99_ms']:.2f} | {pc:.0f} | {t['rps']:,.0f} | "
               f"{t['p99_ms']:.2f} | {tc:.0f} | **{t['rps'] / p['rps']:.2f}** | **{tc / pc:.2f}** | "
               f"{int(p['errors'] + t['errors'])} |")  # fmt: skip
