@@ -13,8 +13,9 @@ worker ready, whichever one answered the probe:
   worker serves).
 Each worker publishes what it serves in the run's folder (siblings.Siblings.publish, whenever its
 models change) and reads its siblings' there, a few small local files per probe. A worker that is
-not running has nothing published: the supervisor removes a dead worker's file when it reaps it
-(within 0.2 s), its successor publishes once its models load, and until then nothing is ready.
+not running has nothing published: the supervisor removes a dead worker's file as it exits (the
+end of the worker's pipe to it), its successor publishes once its models load, and until then
+nothing is ready.
 /healthz (liveness) stays each process's own.
 """
 

@@ -37,10 +37,12 @@ class Seat:
         return ready_path(self.run_dir, index)
 
     def notify(self, rest_port: int, grpc_port: int | None) -> None:
-        """Tell the supervisor this worker listens (one JSON line, then the pipe is closed)."""
+        """Tell the supervisor this worker listens: one JSON line. The pipe stays open as long as
+        this process lives (and in no child of it): its end-of-file tells the supervisor at once
+        that the worker is gone, and the others stop counting it ready."""
         line = json.dumps({"rest_api_port": rest_port, "grpc_port": grpc_port, "pid": os.getpid()})
-        with os.fdopen(self.notify_fd, "w") as pipe:
-            pipe.write(line + "\n")
+        os.set_inheritable(self.notify_fd, False)
+        os.write(self.notify_fd, (line + "\n").encode())
 
 
 def ready_path(run_dir: str, index: int) -> Path:

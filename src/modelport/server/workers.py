@@ -83,7 +83,7 @@ def compute_restart_delay(exits: int) -> float:
 class _Worker:
     index: int
     proc: subprocess.Popen[bytes]
-    pipe: int | None  # read end of its notify pipe, until it has said it listens
+    pipe: int | None  # read end of its notify pipe, until end-of-file (the worker is gone)
     started: float
     report: dict[str, Any] | None = None
     exits: int = 0  # exits in a row
@@ -118,7 +118,8 @@ class _Supervisor:
         self.workers[index] = _Worker(index, proc, read, time.monotonic(), exits=exits)
 
     def read_reports(self, timeout: float) -> None:
-        """Wait up to `timeout` for workers to say they listen."""
+        """Wait up to `timeout` for workers to say they listen, or to be gone (end-of-file on
+        their pipe: its readiness is withdrawn at once, before the process is reaped)."""
         waiting = {w.pipe: w for w in self.workers.values() if w.pipe is not None}
         if not waiting:
             time.sleep(timeout)
@@ -127,10 +128,12 @@ class _Supervisor:
         for fd in readable:
             worker = waiting[fd]
             line = os.read(fd, 4096)
-            os.close(fd)
-            worker.pipe = None
             if line:
                 worker.report = json.loads(line)
+                continue
+            os.close(fd)
+            worker.pipe = None
+            ready_path(self._run_dir, worker.index).unlink(missing_ok=True)
 
     def all_up(self) -> bool:
         return len(self.workers) == self._count and all(w.report for w in self.workers.values())
