@@ -216,7 +216,7 @@ def supervise(config: ServeConfig, said: Announcement) -> NoReturn:
         "workers": config.workers, "level": logging.getLogger().getEffectiveLevel(),
         "announcement": dataclasses.asdict(said),
     }  # fmt: skip
-    fd = os.memfd_create("modelport-serve", 0)
+    fd = os.memfd_create("modelport-serve", 0)  # memory, not a file: the TLS key is in the config
     with os.fdopen(fd, "wb", closefd=False) as given:
         given.write(json.dumps(plan).encode() + b"\n" + _pickled(config))
     os.lseek(fd, 0, os.SEEK_SET)
