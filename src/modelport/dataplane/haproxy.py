@@ -345,12 +345,20 @@ class LoadBalancer:
     def _set(
         self, pool: _Pool, endpoints: dict[str, int], drain_seconds: float, weights: Mapping[str, int] | None
     ) -> None:
+        """New replicas are made ready at weight 0 (no request yet); then their weights, the
+        changed weights of those staying and the drain of those leaving are sent as one
+        runtime-API line, which HAProxy applies back to back: a switch from one set of replicas
+        to another (blue-green's promotion, a canary's step) takes effect at one instant, not
+        over the several round trips the commands would take one by one on a busy machine."""
         current = set(pool.ports)
         wanted = {name: (weights or {}).get(name, 1) for name in endpoints}
+        for weight in wanted.values():
+            if not 0 <= weight <= MAX_WEIGHT:
+                raise ModelportError(Code.INVALID_ARGUMENT, f"a weight is 0 to {MAX_WEIGHT}, got {weight}")
+        switch: list[str] = []
         for name in sorted(current & set(endpoints)):
             if pool.weights.get(name) != wanted[name] and pool.ports[name] == endpoints[name]:
-                self._set_weight(pool, pool.slots[name], wanted[name])
-                pool.weights[name] = wanted[name]
+                switch.append(f"set server {pool.backend}/{pool.slots[name]} weight {wanted[name]}")
         for name, port in endpoints.items():
             if name in current and pool.ports[name] == port:
                 continue
@@ -364,32 +372,33 @@ class LoadBalancer:
                 )
             slot, backend = free[0], pool.backend
             self._expect(self.command(f"set server {backend}/{slot} addr 127.0.0.1 port {port}"), "changed")
-            self._set_weight(pool, slot, wanted[name])
-            pool.weights[name] = wanted[name]
+            self._expect(self.command(f"set server {backend}/{slot} weight 0"), "")
             self._expect(self.command(f"set server {backend}/{slot} state ready"), "")
+            switch.append(f"set server {backend}/{slot} weight {wanted[name]}")
             pool.slots[name], pool.ports[name] = slot, port
             self._save_slots()
-        self._remove(pool, sorted(current - set(endpoints)), drain_seconds)
+        leaving = sorted(current - set(endpoints))
+        switch += [f"set server {pool.backend}/{pool.slots[name]} state drain" for name in leaving]
+        if switch:
+            self._expect(self.command("; ".join(switch)), "")
+        for name in endpoints:
+            pool.weights[name] = wanted[name]
+        self._remove(pool, leaving, drain_seconds, draining=True)
 
     @property
     def weights(self) -> dict[str, int]:
         return dict(self._pool.weights)
 
-    def _set_weight(self, pool: _Pool, slot: str, weight: int) -> None:
-        if not 0 <= weight <= MAX_WEIGHT:
-            raise ModelportError(Code.INVALID_ARGUMENT, f"a weight is 0 to {MAX_WEIGHT}, got {weight}")
-        self._expect(self.command(f"set server {pool.backend}/{slot} weight {weight}"), "")
-
-    def _remove(self, pool: _Pool, names: list[str], drain_seconds: float) -> None:
-        """Every replica in `names` out of the rotation at once (all drained before any is waited
-        for: one after the other, the last kept getting new requests while the first drained, so
-        blue-green's switch mixed both revisions for a drain's time), then taken out once their
+    def _remove(self, pool: _Pool, names: list[str], drain_seconds: float, draining: bool = False) -> None:
+        """Every replica in `names` out of the rotation at once (all drained in one runtime-API
+        line before any is waited for, unless `draining` already), then taken out once their
         requests have finished or `drain_seconds` have passed."""
         if not names:
             return
         slots = {name: pool.slots[name] for name in names}
-        for slot in slots.values():
-            self.command(f"set server {pool.backend}/{slot} state drain")
+        if not draining:
+            drains = [f"set server {pool.backend}/{slot} state drain" for slot in slots.values()]
+            self._expect(self.command("; ".join(drains)), "")
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline:
             states = self.servers(pool.backend)
