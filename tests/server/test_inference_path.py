@@ -116,3 +116,23 @@ def test_a_heavy_models_calls_leave_the_loop_free_and_answer_in_arrival_order() 
         asyncio.run(scenario())
     assert all(name.startswith("model") for name in heavy.threads[-20:]), heavy.threads
     assert not any(name.startswith("model") for name in light.threads), light.threads
+
+
+def test_a_lone_heavy_request_is_called_on_the_loop_and_two_at_once_in_the_model_thread() -> None:
+    """One request at a time to a 0.5 ms model: nothing waits behind it, so its call is made on
+    the loop, without the two thread wake-ups of the hop to the model thread. Two that arrive
+    together both take their turns in the model thread."""
+    heavy = TimedModel(0.0005)
+    servable = Servable("heavy", 1, Path("."), "test", heavy, {})  # type: ignore[arg-type]
+    with ThreadPoolExecutor(2) as pool, ThreadPoolExecutor(1, thread_name_prefix="model") as model_thread:
+        path = InferencePath(pool, None, RequestLimits(), lambda servable: None, model_thread=model_thread)
+
+        async def scenario() -> None:
+            for _ in range(10):  # the first in the pool (cost unknown), the rest one at a time
+                assert await path.run(servable, _prepare, 10, Deadline.after(30)) == "answered"
+            assert heavy.threads[-5:] == [threading.current_thread().name] * 5, heavy.threads
+            both = [path.run(servable, _prepare, 10, Deadline.after(30)) for _ in range(2)]
+            assert await asyncio.gather(*both) == ["answered", "answered"]
+
+        asyncio.run(scenario())
+    assert all(name.startswith("model") for name in heavy.threads[-2:]), heavy.threads
