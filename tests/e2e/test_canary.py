@@ -227,7 +227,10 @@ def test_blue_green_previews_on_its_own_service_and_promotion_switches_with_no_f
         plane.wait(lambda: len(load.outcomes) >= switched + 200, 30, "200 answers after the switch")
     answered = load.since(0)
     assert load.failures(served) == [], load.failures(served)[:5]
-    assert set(answered[:switched]) == {STABLE} and set(answered[switched + 10 :]) == {CANARY}
+    late = [i - switched for i, version in enumerate(answered) if i > switched and version == STABLE]
+    assert set(answered[:switched]) == {STABLE} and set(answered[switched + 10 :]) == {CANARY}, (
+        f"the old version answered {len(late)} times after the new one's first, at {late[:20]}"
+    )
 
     def old_scaled_down() -> bool:
         pods = [p for p in plane.items("Pod") if p["metadata"]["labels"].get("app") == "bg"]
