@@ -1,15 +1,18 @@
 """Is the model still right: per version, the classes it answers, drift from its reference
 profile, live accuracy from feedback, and the prediction log.
 
-The request's own cost is O(1): `observe` makes one small object the inference path shows the
+A request's own cost is small: `observe` makes one small object the inference path shows the
 request's model inputs and outputs to (references only, no copy), and `done` appends it to a
-queue. Everything else runs in the monitor's thread, batch by batch (every 50 ms, or as soon as
-_WAKE_AT answers are queued or a flush asks): the class of
-each answered row, the input statistics and their bins, the drift windows and scores, the
-request ids remembered for feedback, the prediction log's lines and files. The queue holds at
-most `queue_size` answers holding at most `queue_bytes` of model inputs; past that an answer is
-counted in
-`modelport_prediction_log_dropped_total` and not monitored, never waited for.
+queue. The answers queued are taken batch by batch, _BATCH at a time, by the request that
+queues the _BATCH-th, on its own thread (the event loop's): the class of each answered row, the
+input statistics and their bins, the drift windows, the request ids remembered for feedback, the
+prediction log's lines. The monitor's thread takes what is left when traffic is too thin to make
+a batch (an answer queued for _WAITED), or when a flush asks, and does what is not per answer:
+the drift scores (the gauges), forgetting versions no longer served, and writing the log's lines
+to its files. The queue holds at most `queue_size` answers holding at most `queue_bytes` of model
+inputs, and the log's lines not yet written at most _MAX_UNWRITTEN bytes; past that an answer is
+counted in `modelport_prediction_log_dropped_total` and not monitored (or not logged), never
+waited for.
 
 Feedback (`feedback`) names request ids with their true labels. The server remembers the
 classes it answered for the last `feedback_requests` request ids (100,000 by default, about
@@ -64,15 +67,15 @@ from modelport.server.metrics import QualityMetrics
 
 log = logging.getLogger("modelport.monitor")
 
-# Seconds between the monitor thread's batches. A batch has a fixed cost (~70 us of numpy calls
-# on a quiet core), and each one takes the GIL from the event loop, which under load costs both
-# threads CPU (a forced switch every 1 ms, server/main.py): at 10 ms the thread took 25-60 us per
-# answered request at 64 connections, at 50 ms a fifth of the batches. (Answers held 50 ms made
-# the garbage collector's full collections frequent while the heap was not frozen and the
-# remembered answers were objects it tracks; neither is so any more, bench/predict_cpu.py shows
-# the collector's time.) A batch starts sooner when _WAKE_AT answers are queued, or on a flush.
-_EVERY = 0.05
-_WAKE_AT = 512
+# Answers per batch taken on the thread that queues them. Not in the monitor's thread: a batch
+# there ran beside the event loop, on the other core, on objects the loop had just made, and cost
+# 2-4 times the CPU it costs on the loop (measured in the server, log at sampleRate 1.0: 31 us an
+# answer in the thread's batches of ~200, 22 on the loop; 8 in a quiet single-thread loop), and
+# made the loop's own work dearer too (bench/RESULTS.md). A batch of 64 holds the loop ~1 ms.
+_BATCH = 64
+_EVERY = 0.05  # seconds between the monitor thread's rounds: scores, sweeps, the log's writes
+_WAITED = 0.25  # an answer queued this long is taken by the monitor's thread (thin traffic)
+_MAX_UNWRITTEN = 16 * 1024 * 1024  # bytes of log lines waiting for the monitor's thread
 _SCORE_EVERY = 0.25  # seconds between drift scores (the gauges); the report computes its own
 _KEEP = 3  # rotated prediction log files kept beside the current one
 _MAX_LOGGED_VALUES = 1000  # an output larger than this is logged as its shape
@@ -142,15 +145,15 @@ class _LogFile:
         self._file.write(line)
         self._size += len(line)
 
-    def write_lines(self, lines: list[bytes]) -> None:
-        """A batch's lines in one write when they fit before the next rotation."""
-        data = b"".join(lines)
+    def write_lines(self, data: bytes) -> None:
+        """Whole lines (each ending in a newline) in one write when they fit before the next
+        rotation, else line by line (JSON has no raw newline inside a line)."""
         if self._size + len(data) <= self.limit:
             self._file.write(data)
             self._size += len(data)
         else:
-            for line in lines:
-                self.write(line)
+            for line in data.split(b"\n")[:-1]:
+                self.write(line + b"\n")
 
     def _rotate(self) -> None:
         self._file.close()
@@ -196,12 +199,15 @@ class Monitor:
         self._options = options
         self._view = view  # what is served now: versions no longer in it are forgotten
         self._queue: deque[Observation | Future[None]] = deque()
-        self._wake = threading.Event()  # a batch now: enough answers queued, or a flush
+        self._wake = threading.Event()  # a flush: a round of the monitor's thread now
+        self._taking = threading.Lock()  # one taker of queued answers at a time, in order
         self._versions: dict[Servable, _Version] = {}
         self._answers: OrderedDict[str, _Answer] = OrderedDict()
         self._lock = threading.Lock()  # the thread's batches and feedback change the same state
         self._size_lock = threading.Lock()
         self._queued = 0  # bytes of model inputs queued
+        self._unwritten: deque[tuple[_Version, bytes, int]] = deque()  # log lines, their records
+        self._unwritten_bytes = 0
         self._log_dir = options.log_dir or default_log_dir()
         self._last_sweep = 0.0
 
@@ -211,7 +217,8 @@ class Monitor:
         return Observation(servable, request_id, api) if self._options.enabled else None
 
     def done(self, observation: Observation | None, seconds: float) -> None:
-        """`observation` answered (status 200) in `seconds`: queue it for the monitor's thread."""
+        """`observation` answered (status 200) in `seconds`: queue it; the _BATCH-th queued
+        takes the batch, here (unless another thread is taking answers now)."""
         if observation is None or observation.call is None:  # the model never answered
             return
         size = 0
@@ -229,23 +236,53 @@ class Monitor:
         observation.latency = seconds
         observation.time = time.time()
         self._queue.append(observation)
-        if len(self._queue) == _WAKE_AT:
-            self._wake.set()
+        if len(self._queue) >= _BATCH and self._taking.acquire(blocking=False):
+            try:
+                self._take_queued()
+            finally:
+                self._taking.release()
 
     # -- the monitor's thread --
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self._wake.wait(_EVERY)
+            flushed = self._wake.wait(_EVERY)
             self._wake.clear()
-            self.step()
+            if flushed or self._waited():
+                self.step()
+            else:  # the requests take their answers: leave the objects they made alone
+                self._maintain()
         self.step()
         for state in self._versions.values():
             if state.log is not None:
                 state.log.close()
 
+    def _waited(self) -> bool:
+        """An answer queued for _WAITED or more (traffic too thin to make a batch), or a flush."""
+        try:
+            first = self._queue[0]
+        except IndexError:
+            return False
+        return type(first) is not Observation or time.time() - first.time >= _WAITED
+
     def step(self) -> None:
-        """Take every answer queued so far, in order; answer the flushes among them."""
+        """Take every answer queued so far, in order, and answer the flushes among them; then
+        the scores, the sweep and the log's writes."""
+        with self._taking:
+            self._take_queued()
+        self._maintain()
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        self._score_the_last_rows(now)
+        self._write_unwritten()
+        if now - self._last_sweep >= 1.0:
+            self._last_sweep = now
+            self._sweep()
+
+    def _take_queued(self) -> None:
+        """Every answer queued so far, in order; the flushes among them answered. (The caller
+        holds self._taking.)"""
         batch: list[Observation] = []
         freed = 0
         while self._queue:
@@ -260,11 +297,6 @@ class Monitor:
         with self._size_lock:
             self._queued -= freed
         self._take(batch)
-        now = time.monotonic()
-        self._score_the_last_rows(now)
-        if now - self._last_sweep >= 1.0:
-            self._last_sweep = now
-            self._sweep()
 
     def _take(self, batch: Sequence[Observation]) -> None:
         if not batch:
@@ -385,14 +417,37 @@ class Monitor:
         logged: Sequence[int],
         inputs: Mapping[str, _BatchInput],
     ) -> None:
-        """The lines of the `logged` observations (their indices in the batch)."""
-        assert state.log is not None
-        try:
-            state.log.write_lines([_record(state, observations[i], inputs, i) for i in logged])
-            state.log.flush()
-        except OSError as exc:
-            log.warning("prediction log %s: %s", state.log.path, exc)
-            self._metrics.dropped.labels(state.model).inc(len(logged))
+        """The lines of the `logged` observations (their indices in the batch), for the monitor's
+        thread to write (a file's write may block: never on a request's thread)."""
+        lines = b"".join([_record(state, observations[i], inputs, i) for i in logged])
+        with self._size_lock:
+            if self._unwritten_bytes + len(lines) > _MAX_UNWRITTEN:
+                self._metrics.dropped.labels(state.model).inc(len(logged))
+                return
+            self._unwritten_bytes += len(lines)
+        self._unwritten.append((state, lines, len(logged)))
+
+    def _write_unwritten(self) -> None:
+        """The log's lines waiting, in order, each file flushed once."""
+        written: dict[int, _LogFile] = {}
+        while self._unwritten:
+            state, lines, records = self._unwritten.popleft()
+            with self._size_lock:
+                self._unwritten_bytes -= len(lines)
+            log_file = state.log
+            if log_file is None:  # its version no longer served
+                continue
+            try:
+                log_file.write_lines(lines)
+                written[id(log_file)] = log_file
+            except OSError as exc:
+                log.warning("prediction log %s: %s", log_file.path, exc)
+                self._metrics.dropped.labels(state.model).inc(records)
+        for log_file in written.values():
+            try:
+                log_file.flush()
+            except OSError as exc:
+                log.warning("prediction log %s: %s", log_file.path, exc)
 
     def _score_the_last_rows(self, now: float) -> None:
         """Rows that came within _SCORE_EVERY of the last scores are scored once it has passed,
@@ -410,6 +465,7 @@ class Monitor:
                 state = self._versions.pop(servable)
                 if state.log is not None:
                     state.log.close()
+                    state.log = None
                 self._metrics.forget(state.model, state.version, state.names)
             oldest = time.monotonic() - self._options.feedback_seconds
             while self._answers and next(iter(self._answers.values()))[3] < oldest:
