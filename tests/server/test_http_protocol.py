@@ -6,6 +6,7 @@ alone (which HAProxy could not retry)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -200,3 +201,21 @@ def test_modelport_serve_answers_through_a_protocol_that_writes_once(
     received, writes = exchange(protocol, answer, post() + post(), until=lambda got: got.count(BODY) == 2)
     assert len(writes) == 2, writes  # two requests on one connection: one write each
     assert all(write.endswith(b"\r\n\r\n" + BODY) for write in writes) and received == b"".join(writes)
+
+
+def test_an_answered_request_leaves_nothing_for_the_garbage_collector(protocol: type[Any]) -> None:
+    """A request's objects are freed as its answer completes, not by the cyclic collector: the
+    cycle and the transport that holds its answer referring to each other made ten objects a
+    request that only a collection could free (~3% of a small `:predict`'s CPU at 64 connections)."""
+
+    def garbage(requests: int) -> int:
+        gc.collect()
+        gc.disable()
+        try:
+            exchange(protocol, answer, post() * requests, until=lambda got: got.count(BODY) == requests)
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    garbage(1)  # imports and caches
+    assert garbage(21) - garbage(1) == 0
