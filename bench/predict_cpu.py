@@ -8,6 +8,7 @@ same for every tree).
     python bench/predict_cpu.py --baseline 83a6150                    # this tree against a commit
     python bench/predict_cpu.py --baseline 83a6150 --serve-args=--disable_model_monitoring
     python bench/predict_cpu.py --also=--disable_model_monitoring --also=--prediction_log_sample_rate=1
+    python bench/predict_cpu.py --modes off,on,log --baseline 83a6150     # monitoring's cost, in process
 
 Each tree (this one, and `--baseline REF ...` checked out with `git worktree add --detach`) runs
 in its own process (PYTHONPATH=<tree>/src, the same interpreter and packages), kept alive; the
@@ -15,6 +16,11 @@ rounds alternate between them: `--requests` per round on `--connections` connect
 connection's next request is sent once its answer is complete), `--repeats` rounds each, after a
 warm-up. Printed: CPU µs per request (median and range of the rounds) and the ratio to the first
 baseline (medians), and the equivalent of req/s on one core.
+
+Two processes of the same tree differ by up to ~10% (hash seeds, memory layout): a cost smaller
+than that is measured within one process. `--modes off,on,log` does it for model monitoring: each
+process switches between its rounds (the app's monitor detached; attached with the prediction
+log's sampleRate 0; 1.0), and each mode is compared with the same process's first mode.
 """
 
 from __future__ import annotations
@@ -109,6 +115,14 @@ def _driver(requests_body: bytes, connections: int) -> None:
             found[comm] = found.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
         return found
 
+    def set_mode(mode: str) -> None:
+        """--modes: this process's monitoring off, on (log off), or on with the log at 1.0."""
+        app = made[0]
+        monitor = app.__dict__.setdefault("_bench_monitor", app._monitor)
+        app._monitor = None if mode == "off" else monitor
+        for state in monitor._versions.values():
+            state.sample_rate = 1.0 if mode == "log" else 0.0
+
     def run(self: uvicorn.Server, sockets: object = None) -> None:
         gc.callbacks.append(timed_gc)
         config = self.config
@@ -149,7 +163,10 @@ def _driver(requests_body: bytes, connections: int) -> None:
             loop.run_until_complete(asyncio.sleep(0.1))
         print("ready", flush=True)
         for line in sys.stdin:
-            n = int(line)
+            n, _, mode = line.partition(" ")
+            n = int(n)  # type: ignore[assignment]
+            if mode.strip():
+                set_mode(mode.strip())
             collecting.update(seconds=0.0, full=0)
             before = threads()
             cpu, thread = time.process_time(), time.thread_time()
@@ -162,6 +179,16 @@ def _driver(requests_body: bytes, connections: int) -> None:
         os._exit(0)
 
     uvicorn.Server.run = run  # type: ignore[method-assign]
+    from modelport.server.app import RestApp
+
+    made: list[RestApp] = []
+    init = RestApp.__init__
+
+    def remember(self: RestApp, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    RestApp.__init__ = remember  # type: ignore[method-assign]
 
 
 def main() -> int:
@@ -178,6 +205,13 @@ def main() -> int:
     )
     parser.add_argument("--trees", nargs="*", default=[], help="checkouts to compare as they are (paths)")
     parser.add_argument("--threads", action="store_true", help="also the CPU of each thread, by name")
+    parser.add_argument(
+        "--modes",
+        default="",
+        help="e.g. off,on,log: each tree's process runs its rounds in each mode in turn (model "
+        "monitoring off; on; on with the prediction log at sampleRate 1.0), so modes are compared "
+        "within one process, each to the first mode of the same round",
+    )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
@@ -222,36 +256,44 @@ def _outer(args: argparse.Namespace, work: Path) -> int:
         git = ["git", "-C", str(ROOT), "worktree"]
         subprocess.run([*git, "add", "--detach", "-q", str(checkout), ref], check=True)
         trees.append((f"@{ref}", checkout))
+    modes = [m for m in args.modes.split(",") if m]
+    # What is measured: each tree's process, in each mode (--modes), or as it is.
+    entries = [
+        (f"{name} [{m}]" if m else name, i, m) for i, (name, _) in enumerate(trees) for m in modes or [""]
+    ]
     procs = []
     try:
         for i, (_name, tree) in enumerate(trees):
             env = {**os.environ, "PYTHONPATH": str(tree / "src"), "PREDICT_CPU_WORK": str(work)}
+            logs = (
+                f" --prediction_log_sample_rate=1 --prediction_log_dir={work / f'log-{i}'}" if modes else ""
+            )
             cmd = [python, str(HERE / "predict_cpu.py"), "--inner", f"--connections={args.connections}",
-                   f"--serve-args={args.serve_args} {extra.get(i, '')}"]  # fmt: skip
+                   f"--serve-args={args.serve_args} {extra.get(i, '')}{logs}"]  # fmt: skip
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             procs.append(proc)
         for proc in procs:
             line = proc.stdout.readline()  # type: ignore[union-attr]
             assert line.strip() == "ready", f"a tree's server did not start: {line!r}"
 
-        def measure(proc: subprocess.Popen[str], n: int) -> dict[str, float]:
-            proc.stdin.write(f"{n}\n")  # type: ignore[union-attr]
+        def measure(proc: subprocess.Popen[str], n: int, mode: str = "") -> dict[str, float]:
+            proc.stdin.write(f"{n} {mode}\n")  # type: ignore[union-attr]
             proc.stdin.flush()  # type: ignore[union-attr]
             return json.loads(proc.stdout.readline())  # type: ignore[union-attr]
 
         for proc in procs:
-            measure(proc, max(1000, args.requests // 2))  # warm-up
-        cpu: list[list[float]] = [[] for _ in trees]
-        loop: list[list[float]] = [[] for _ in trees]
-        gcs: list[list[float]] = [[] for _ in trees]
-        fulls: list[int] = [0 for _ in trees]
-        per_thread: list[dict[str, list[float]]] = [{} for _ in trees]
+            measure(proc, max(1000, args.requests // 2), "log" if modes else "")  # warm-up
+        cpu: list[list[float]] = [[] for _ in entries]
+        loop: list[list[float]] = [[] for _ in entries]
+        gcs: list[list[float]] = [[] for _ in entries]
+        fulls: list[int] = [0 for _ in entries]
+        per_thread: list[dict[str, list[float]]] = [{} for _ in entries]
         for repeat in range(args.repeats):
-            order = list(range(len(trees)))
+            order = list(range(len(entries)))
             if repeat % 2:
                 order.reverse()
             for i in order:
-                m = measure(procs[i], args.requests)
+                m = measure(procs[entries[i][1]], args.requests, entries[i][2])
                 cpu[i].append(m["cpu"] * 1e6)
                 loop[i].append(m["loop"] * 1e6)
                 gcs[i].append(m["gc"] * 1e6)
@@ -266,23 +308,25 @@ def _outer(args: argparse.Namespace, work: Path) -> int:
             if name.startswith("@"):
                 git = ["git", "-C", str(ROOT), "worktree"]
                 subprocess.run([*git, "remove", "--force", str(tree)], check=False)
-    first = statistics.median(cpu[1]) if len(trees) > 1 else None
     print(f"CPU per :predict (MNIST MLP, {args.connections} connections, medians of {args.repeats} x "
           f"{args.requests}){' with ' + args.serve_args if args.serve_args else ''}:")  # fmt: skip
-    for (name, tree), c, lo, g, full in zip(trees, cpu, loop, gcs, fulls, strict=True):
+    for e, ((name, _, _), c, lo, g, full) in enumerate(zip(entries, cpu, loop, gcs, fulls, strict=True)):
+        # The reference: the first baseline tree; with --modes, the same process's first mode.
+        ref = e - e % len(modes) if modes else 1 if len(entries) > 1 else None
         med = statistics.median(c)
-        paired = [b / a for a, b in zip(c, cpu[1], strict=True)] if first else []  # same round's
-        ratio = (
-            f"\n      req/s on one core {first / med:.3f} of {trees[1][0]} (medians), "
-            f"{statistics.median(paired):.3f} (median of the rounds' ratios)"
-            if first
-            else ""
-        )
+        ratio = ""
+        if ref is not None:
+            first = statistics.median(cpu[ref])
+            paired = [b / a for a, b in zip(c, cpu[ref], strict=True)]  # same round's
+            ratio = (
+                f"\n      req/s on one core {first / med:.3f} of {entries[ref][0]} (medians), "
+                f"{statistics.median(paired):.3f} (median of the rounds' ratios)"
+            )
         print(f"  {name:>24}: {med:6.1f} µs (rounds {min(c):.1f}-{max(c):.1f}; event loop thread "
               f"{statistics.median(lo):.1f}, its garbage collections {statistics.median(g):.1f}, "
               f"{full / args.repeats:.0f} full a round){ratio}")  # fmt: skip
         if args.threads:
-            busy = {k: statistics.median(v) for k, v in per_thread[trees.index((name, tree))].items()}
+            busy = {k: statistics.median(v) for k, v in per_thread[e].items()}
             print(
                 "      threads (µs per request): "
                 + ", ".join(
