@@ -113,27 +113,23 @@ class _Cost:
     128 requests.
     """
 
-    __slots__ = ("_count", "_current", "_previous")
+    __slots__ = ("_count", "_current", "_previous", "least", "seconds")
 
     def __init__(self) -> None:
         self._previous = self._current = float("inf")  # unknown: the first request uses the pool
         self._count = 0
-
-    @property
-    def seconds(self) -> float:
-        return min(self._previous, self._current)
-
-    @property
-    def least(self) -> float:
-        """The least a request can take: its known minimum, 0 while none is known."""
-        seconds = self.seconds
-        return 0.0 if seconds == float("inf") else seconds
+        # Kept up to date by `add`, read as attributes (several reads a request): `seconds` is
+        # the minimum over the window (inf while unknown), `least` the same, but 0 while unknown.
+        self.seconds = float("inf")
+        self.least = 0.0
 
     def add(self, seconds: float) -> None:
-        self._current = min(self._current, seconds)
+        current = self._current = min(self._current, seconds)
         self._count += 1
         if self._count == 64:
-            self._previous, self._current, self._count = self._current, float("inf"), 0
+            self._previous, self._current, self._count = current, float("inf"), 0
+        least = self.seconds = min(self._previous, self._current)
+        self.least = 0.0 if least == float("inf") else least
 
 
 class _Expired(Exception):
@@ -146,13 +142,15 @@ class _PerVersion:
     call's alone. Made once: not per request. (Threads may add to a _Cost at once: a lost
     minimum is found again among the next ones.)"""
 
-    __slots__ = ("call", "cost", "limits", "loop_limits")
+    __slots__ = ("call", "cost", "limits", "loop_limits", "on_loop")
 
-    def __init__(self, limits: RequestLimits) -> None:
+    def __init__(self, limits: RequestLimits, model: object) -> None:
         self.limits = limits
         self.loop_limits = limits.on_the_loop(LOOP_MAX_PIXELS)
         self.cost = _Cost()
         self.call = _Cost()  # unknown at first: heavy until a call says otherwise
+        # A runtime may keep its calls off the loop however fast they have been (TensorFlow's).
+        self.on_loop: bool = getattr(model, "call_on_the_loop", True)
 
 
 class InferencePath:
@@ -196,11 +194,13 @@ class InferencePath:
             return await self._batched(servable, prepare, version, small, deadline, watch)
         self._running += 1
         try:
-            # A runtime may keep its calls off the loop however fast they have been (TensorFlow's).
-            if small and 0.0 < least < LOOP_MAX_SECONDS and getattr(servable.model, "call_on_the_loop", True):
+            if small and 0.0 < least < LOOP_MAX_SECONDS and version.on_loop:
                 started = time.perf_counter()
-                job = _prepared_on_the_loop(prepare, version)
-                if job is not None:  # else its images are too big for the loop: all of it goes to the pool
+                try:
+                    job: Job[R] | None = prepare(version.loop_limits)
+                except TooHeavyForTheLoop:  # its images are too big for the loop: all of it goes to the pool
+                    job = None
+                if job is not None:
                     if version.call.seconds >= HEAVY_CALL_SECONDS and not await self._alone():
                         return await self._heavy_call(servable, job, version, deadline, watch, started)
                     outputs = _timed_model_call(servable, job, deadline, version.call)
@@ -261,7 +261,7 @@ class InferencePath:
             return job.answer(results, watch)
         work = _whole(servable, prepare, version, deadline, self._predicted, watch)
         small = size <= LOOP_MAX_BYTES
-        if small and 0.0 < least < LOOP_MAX_SECONDS and getattr(servable.model, "call_on_the_loop", True):
+        if small and 0.0 < least < LOOP_MAX_SECONDS and version.on_loop:
             started = time.perf_counter()
             reply = work()
             version.cost.add(time.perf_counter() - started)
@@ -277,7 +277,8 @@ class InferencePath:
         time for its fastest request so far; else counted expired and refused."""
         version = self._versions.get(servable)
         if version is None:
-            version = self._versions[servable] = _PerVersion(self._limits.for_model(servable.max_batch_size))
+            limits = self._limits.for_model(servable.max_batch_size)
+            version = self._versions[servable] = _PerVersion(limits, servable.model)
         if deadline.remaining() <= version.cost.least:  # e.g. a gRPC call whose own deadline is (nearly) up
             self._expired(servable)
             raise deadline.error(servable)
@@ -416,21 +417,18 @@ def _whole(
 def _timed_model_call(
     servable: Servable, job: Job[Any], deadline: Deadline, cost: _Cost
 ) -> Mapping[str, np.ndarray]:
+    """The model call, its time added to `cost`; stopped at the deadline when the runtime can
+    stop one (ONNX Runtime)."""
     started = time.perf_counter()
-    outputs = _run_model(servable, job, deadline)
-    cost.add(time.perf_counter() - started)
-    return outputs
-
-
-def _run_model(servable: Servable, job: Job[Any], deadline: Deadline) -> Mapping[str, np.ndarray]:
-    """The model call, stopped at the deadline when the runtime can stop one (ONNX Runtime)."""
     run_until = getattr(servable.model, "run_until", None)
     if run_until is None:
-        return servable.model.run(job.call.feeds, job.call.sources)
-    try:
-        results: Mapping[str, np.ndarray] = run_until(job.call.feeds, job.call.sources, deadline.at)
-    except ModelportError as exc:
-        if exc.code is Code.DEADLINE_EXCEEDED:
-            raise deadline.error(servable) from None
-        raise
-    return results
+        outputs: Mapping[str, np.ndarray] = servable.model.run(job.call.feeds, job.call.sources)
+    else:
+        try:
+            outputs = run_until(job.call.feeds, job.call.sources, deadline.at)
+        except ModelportError as exc:
+            if exc.code is Code.DEADLINE_EXCEEDED:
+                raise deadline.error(servable) from None
+            raise
+    cost.add(time.perf_counter() - started)
+    return outputs
