@@ -71,8 +71,11 @@ log = logging.getLogger("modelport.monitor")
 # there ran beside the event loop, on the other core, on objects the loop had just made, and cost
 # 2-4 times the CPU it costs on the loop (measured in the server, log at sampleRate 1.0: 31 us an
 # answer in the thread's batches of ~200, 22 on the loop; 8 in a quiet single-thread loop), and
-# made the loop's own work dearer too (bench/RESULTS.md). A batch of 64 holds the loop ~1 ms.
-_BATCH = 64
+# made the loop's own work dearer too (bench/RESULTS.md). A batch has fixed costs (numpy calls
+# for the drift windows and the input statistics): in the server, log at 1.0, :predict was 0.86
+# of monitoring off with batches of 32 or 64, 0.88 with 128, 0.91 with 256, 0.89 with 512. A
+# batch of 256 holds the loop ~4 ms.
+_BATCH = 256
 _EVERY = 0.05  # seconds between the monitor thread's rounds: scores, sweeps, the log's writes
 _WAITED = 0.25  # an answer queued this long is taken by the monitor's thread (thin traffic)
 _MAX_UNWRITTEN = 16 * 1024 * 1024  # bytes of log lines waiting for the monitor's thread
