@@ -133,6 +133,9 @@ def _fit_mnist(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.clip(canvas, 0, 255)
 
 
+_TAKE_MAX_ELEMENTS = 512 * 512 * 3
+
+
 @functools.lru_cache(maxsize=64)
 def _scale_table(low: float, high: float, invert: bool) -> np.ndarray:
     """uint8 pixel -> float32 value, inversion included: one indexing op instead of three."""
@@ -159,7 +162,10 @@ def decode_opened(image: Image.Image, spec: ImageSpec) -> np.ndarray:
         else:
             resized = Image.fromarray(pixels).resize((spec.width, spec.height), Image.Resampling.BILINEAR)
             pixels = np.asarray(resized)
-    out: np.ndarray = _scale_table(spec.scale[0], spec.scale[1], invert)[pixels]
+    table = _scale_table(spec.scale[0], spec.scale[1], invert)
+    # `take` is 1.5-2x faster than indexing, but first copies the indices as intp (8 bytes a
+    # pixel): for small images only (up to 512x512 RGB: 6 MiB), not a 40-million-pixel one.
+    out: np.ndarray = table.take(pixels) if pixels.size <= _TAKE_MAX_ELEMENTS else table[pixels]
     if spec.mode == "RGB" and spec.channels_first:
         out = np.transpose(out, (2, 0, 1))
     return out
