@@ -6,6 +6,8 @@ modelport's own name is the numpy dtype name, or "string" for bytes. TF Serving 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # modelport name -> (TF Serving DataType, v2 datatype, ONNX Runtime type string)
@@ -46,6 +48,7 @@ def from_onnx(onnx_type: str) -> str:
     return _FROM_ONNX.get(onnx_type, onnx_type)
 
 
+@functools.cache  # a bounded set of names; parsing one costs more than the lookup
 def numpy_dtype(dtype: str) -> np.dtype:
     return np.dtype(object) if dtype == "string" else np.dtype(dtype)
 
