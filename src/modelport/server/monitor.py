@@ -62,7 +62,7 @@ from modelport.quality.drift import DriftWindows
 from modelport.quality.feedback import Confusion
 from modelport.quality.profile import Profile, statistics
 from modelport.repository.manager import ModelView, Servable
-from modelport.runtimes.signature import PreparedCall
+from modelport.runtimes.signature import OutputBinding, PreparedCall
 from modelport.server.metrics import QualityMetrics
 
 log = logging.getLogger("modelport.monitor")
@@ -106,22 +106,28 @@ class MonitorOptions:
 
 
 class Observation:
-    """One answered request, as the monitor thread needs it (references, not copies)."""
+    """One answered request, as the monitor needs it (references, not copies): its model inputs
+    and outputs, and which outputs it asked for. Not the request's PreparedCall: an object held
+    until the answer's batch is taken is one more for the garbage collector's young generation
+    (a collection comes every 700 held; with the call held, 4.6 a request with monitoring on,
+    0.9 without)."""
 
-    __slots__ = ("api", "call", "latency", "outputs", "request_id", "servable", "size", "time")
+    __slots__ = ("api", "feeds", "latency", "outputs", "request_id", "servable", "size", "time", "wanted")
 
     def __init__(self, servable: Servable, request_id: str, api: str) -> None:
         self.servable = servable
         self.request_id = request_id
         self.api = api
-        self.call: PreparedCall | None = None
+        self.feeds: dict[str, np.ndarray] | None = None  # None: the model never answered
+        self.wanted: list[OutputBinding] = []
         self.outputs: dict[str, np.ndarray] = {}
         self.latency = 0.0
         self.time = 0.0
         self.size = 0  # bytes of model inputs it holds
 
     def __call__(self, call: PreparedCall, outputs: dict[str, np.ndarray]) -> None:
-        self.call = call
+        self.feeds = call.feeds
+        self.wanted = call.wanted
         self.outputs = outputs
 
 
@@ -222,10 +228,10 @@ class Monitor:
     def done(self, observation: Observation | None, seconds: float) -> None:
         """`observation` answered (status 200) in `seconds`: queue it; the _BATCH-th queued
         takes the batch, here (unless another thread is taking answers now)."""
-        if observation is None or observation.call is None:  # the model never answered
+        if observation is None or observation.feeds is None:  # the model never answered
             return
         size = 0
-        for array in observation.call.feeds.values():
+        for array in observation.feeds.values():
             size += array.nbytes
         with self._size_lock:  # the REST and gRPC loops both queue
             if (
@@ -639,17 +645,16 @@ class Monitor:
 def _classes_of(observation: Observation, names: tuple[str, ...]) -> np.ndarray | None:
     """The class index of each row of the answer: an argmax output's, else the argmax of a
     2-D output (probabilities, scores, logits); None when the answer has no classes."""
-    call = observation.call
-    if call is None:
+    if observation.feeds is None:
         return None
-    for binding in call.wanted:
+    for binding in observation.wanted:
         if binding.transform == "argmax":
             value = observation.outputs[binding.name]
             if value.dtype.kind in "iu":
                 return value.reshape(-1).astype(np.int64, copy=False)
             index = {name: i for i, name in enumerate(binding.labels or names)}
             return np.asarray([index.get(str(v), -1) for v in value.reshape(-1)], dtype=np.int64)
-    for binding in call.wanted:
+    for binding in observation.wanted:
         value = observation.outputs[binding.name]
         if value.ndim == 2 and value.shape[1] > 1 and value.dtype.kind == "f":
             indices: np.ndarray = value.argmax(axis=1)
@@ -666,8 +671,8 @@ def _batch_classes(
     out: list[np.ndarray | None] = [None] * len(observations)
     groups: dict[int, list[int]] = {}
     for i, observation in enumerate(observations):
-        if observation.call is not None:
-            groups.setdefault(id(observation.call.wanted), []).append(i)
+        if observation.feeds is not None:
+            groups.setdefault(id(observation.wanted), []).append(i)
     answered: list[np.ndarray] = []
     for members in groups.values():
         first = observations[members[0]]
@@ -691,9 +696,7 @@ def _batch_classes(
 
 def _class_output(observation: Observation) -> str | None:
     """The name of the output that is the answer's class indices (an integer argmax), if any."""
-    call = observation.call
-    assert call is not None
-    for binding in call.wanted:
+    for binding in observation.wanted:
         if binding.transform == "argmax":
             value = observation.outputs.get(binding.name)
             return binding.name if value is not None and value.dtype.kind in "iu" else None
@@ -763,11 +766,11 @@ def _batch_inputs(
     """Every numeric model input the batch's observations all have, at once: per row its mean
     (`intensity`), its share of values above the middle of its range (`ink`, range known), and
     for the log a hash of its bytes as the model saw them."""
-    first = observations[0].call
+    first = observations[0].feeds
     assert first is not None
     out = {}
-    for name, sample in first.feeds.items():
-        feeds = [o.call.feeds.get(name) for o in observations if o.call is not None]
+    for name, sample in first.items():
+        feeds = [o.feeds.get(name) for o in observations if o.feeds is not None]
         if sample.dtype.kind not in "fiub" or sample.ndim == 0 or any(f is None for f in feeds):
             continue
         arrays = [np.asarray(f) for f in feeds]
@@ -855,8 +858,8 @@ def _lines(
     out = bytearray()
     for latency, i in zip(latencies, logged, strict=True):
         observation = observations[i]
-        call = observation.call
-        assert call is not None
+        feeds = observation.feeds
+        assert feeds is not None
         api = apis.get(observation.api)
         if api is None:
             api = apis[observation.api] = orjson.dumps(observation.api)
@@ -870,7 +873,7 @@ def _lines(
         out += latency
         out += b',"inputs":{'
         first = True
-        for name, value in call.feeds.items():
+        for name, value in feeds.items():
             key = names.get(name)
             if key is None:
                 key = names[name] = orjson.dumps(name) + b":"
