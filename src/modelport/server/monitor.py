@@ -720,7 +720,8 @@ class _BatchInput:
     offsets: list[int]  # observation i's rows are [offsets[i], offsets[i + 1])
     stats: dict[str, np.ndarray]  # intensity (and ink, its range known) per row
     rows: np.ndarray  # [rows, values]
-    _parts: list[tuple[bytes, list[bytes]]] | None = None
+    _parts: list[tuple[bytes, list[bytes]]] | None = None  # per statistic: its key, each row's JSON
+    _rows: list[bytes] = field(default_factory=list)  # per row: its statistics' JSON
 
     def summary(self, out: bytearray, i: int, shapes: dict[tuple[int, ...], bytes]) -> None:
         """Observation i's summary as JSON onto `out`: `{"shape": [...], "intensity": [...],
@@ -731,18 +732,25 @@ class _BatchInput:
                 (b"," + orjson.dumps(k) + b":[", _json_items(np.round(v.astype(np.float64), 5).tolist()))
                 for k, v in self.stats.items()
             ]
-            hexes = _row_hashes(self.rows).astype(">u8").tobytes().hex().encode()
-            hashes = [b'"' + hexes[j : j + 16] + b'"' for j in range(0, len(hexes), 16)]
+            hexes = _row_hashes(self.rows).astype(">u8").tobytes().hex(",", 8).encode()  # 16 digits each
+            hashes = (b'"' + hexes.replace(b",", b'","') + b'"').split(b",") if hexes else []
             self._parts.append((b',"hash":[', hashes))
+            # A row's statistics after its shape, each row's in one formatting: the usual
+            # observation has one row.
+            template = b"".join(key.replace(b"%", b"%%") + b"%s]" for key, _ in self._parts) + b"}"
+            self._rows = [template % values for values in zip(*(v for _, v in self._parts), strict=True)]
         shape = self.arrays[i].shape
         encoded = shapes.get(shape)
         if encoded is None:
             encoded = shapes[shape] = b'{"shape":' + orjson.dumps(list(shape))
         out += encoded
         lo, hi = self.offsets[i], self.offsets[i + 1]
+        if hi == lo + 1:
+            out += self._rows[lo]
+            return
         for key, items in self._parts:
             out += key
-            out += items[lo] if hi == lo + 1 else b",".join(items[lo:hi])
+            out += b",".join(items[lo:hi])
             out += b"]"
         out += b"}"
 
@@ -821,17 +829,9 @@ def _multipliers(n: int) -> np.ndarray:
     return found
 
 
-_STAMPS: dict[int, bytes] = {}
-
-
-def _stamp(at: float) -> bytes:
-    """ISO 8601 UTC with microseconds, as JSON; the part up to the second made once per second."""
-    second = int(at)
-    prefix = _STAMPS.get(second)
-    if prefix is None:
-        _STAMPS.clear()
-        prefix = _STAMPS[second] = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(second)).encode()
-    return b'%s.%06dZ"' % (prefix, int((at - second) * 1e6))
+def _second(at: int) -> bytes:
+    """`"2026-12-07T15:40:01`: a time stamp's JSON up to its second (ISO 8601, UTC)."""
+    return time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(at)).encode()
 
 
 _OUTPUTS = orjson.OPT_SERIALIZE_NUMPY
@@ -856,6 +856,7 @@ def _lines(
     # One growing buffer, each piece copied in and let go at once: orjson's results kept in a list
     # until a join cost ~2.5 us more each (256 live buffers of a few hundred bytes).
     out = bytearray()
+    last, prefix = -1, b""
     for latency, i in zip(latencies, logged, strict=True):
         observation = observations[i]
         feeds = observation.feeds
@@ -863,15 +864,18 @@ def _lines(
         api = apis.get(observation.api)
         if api is None:
             api = apis[observation.api] = orjson.dumps(observation.api)
-        out += b'{"time":'
-        out += _stamp(observation.time)
-        out += b',"request_id":'
-        out += orjson.dumps(observation.request_id)
-        out += model
-        out += api
-        out += b',"latency_ms":'
-        out += latency
-        out += b',"inputs":{'
+        at = observation.time
+        second = int(at)
+        if second != last:
+            last, prefix = second, _second(second)
+        out += b'{"time":%s.%06dZ","request_id":%s%s%s,"latency_ms":%s,"inputs":{' % (
+            prefix,
+            int((at - second) * 1e6),
+            orjson.dumps(observation.request_id),
+            model,
+            api,
+            latency,
+        )
         first = True
         for name, value in feeds.items():
             key = names.get(name)
