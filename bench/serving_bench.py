@@ -40,7 +40,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ab
@@ -60,6 +60,7 @@ class Case:
     protocol: str  # v1 | v2 | grpc
     batching: bool
     source: Path | None = None  # a checkout whose src/ the server runs (--baseline), or this one
+    extra: tuple[str, ...] = ()  # more `modelport serve` flags (--unmonitored)
 
 
 def bodies(work: Path, png: bytes) -> dict[str, Path]:
@@ -101,6 +102,10 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="REF", help="also run every case with the code at this git commit"
     )
+    parser.add_argument(
+        "--unmonitored", action="store_true",
+        help="also run this code's cases with --disable_model_monitoring (model monitoring's share)",
+    )  # fmt: skip
     args = parser.parse_args()
     hb.ensure_wrk()
     ab.ensure_h2load()
@@ -181,8 +186,12 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
         build_tensorflow(cli, work)
         cases += [(Case("tf savedmodel", "tf", "v1", False), [1, 64])]
         cases += [(Case("tf onnx", "tfonnx", "v1", False), [1, 64])]
+    if args.unmonitored:
+        off = ("--disable_model_monitoring",)
+        cases += [(replace(c, name=f"{c.name} unmonitored", extra=off), n) for c, n in cases]
     if args.baseline:
-        cases = with_baseline(cases, args.baseline, work)
+        mine = [pair for pair in cases if not pair[0].extra]
+        cases = with_baseline(mine, args.baseline, work) + [pair for pair in cases if pair[0].extra]
     results: dict[str, dict[int, list[hb.Run]]] = {c.name: {n: [] for n in conns} for c, conns in cases}
     for repeat in range(args.repeats):
         shift = repeat % len(cases)
@@ -192,6 +201,7 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
                 cli, work / case.model, case.model, port, grpc_port,
                 work / "batching.config" if case.batching else None,
             )  # fmt: skip
+            cmd += list(case.extra)
             path = {"v1": f"/v1/models/{case.model}:predict", "v2": f"/v2/models/{case.model}/infer"}
             url = f"http://127.0.0.1:{port}{path.get(case.protocol, path['v1'])}"
             if case.source is not None:  # the baseline's code, same interpreter and packages
@@ -229,7 +239,12 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
     ratios = [["comparison", "conns", "req/s ratio", "p50 difference ms", "p99 ratio"]]
     pairs = [(f"{m} batching on", f"{m} batching off") for m in ("mnist", "cnn")]
     pairs += [("mnist v2", "mnist v1"), ("mnist grpc", "mnist v1"), ("tf onnx", "tf savedmodel")]
-    pairs += [(c.name, f"{c.name} @{args.baseline}") for c, _ in cases if args.baseline and c.source is None]
+    for c, _ in cases:
+        if c.extra:  # this code without monitoring, against this code and against the baseline
+            plain = c.name.removesuffix(" unmonitored")
+            pairs += [(c.name, plain)] + ([(c.name, f"{plain} @{args.baseline}")] if args.baseline else [])
+        elif args.baseline and c.source is None:
+            pairs.append((c.name, f"{c.name} @{args.baseline}"))
     for a, b in pairs:
         if a in med and b in med:
             for c in med[a]:
