@@ -220,7 +220,10 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
     # The event loop waits for the GIL while an inference thread holds it in Python code; the
     # holder is asked to let go after this long (CPython's default: 5 ms, several times per
     # request the loop handles). 1 ms keeps /healthz answering fast beside a decoding request.
-    sys.setswitchinterval(0.001)
+    # With batching on, the batch thread wants the GIL at every batch, and at 1 ms it and the
+    # loop hand it over several times a batch: that cost the batched MLP 14% more CPU a request
+    # than the default's 5 ms (bench/RESULTS.md), so there the default stays.
+    sys.setswitchinterval(0.005 if batchers is not None else 0.001)
     server = _Server(
         uvicorn.Config(
             app, loop="uvloop", http=cast(Any, _http(config)),
