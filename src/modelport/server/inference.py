@@ -196,11 +196,8 @@ class InferencePath:
         try:
             if small and 0.0 < least < LOOP_MAX_SECONDS and version.on_loop:
                 started = time.perf_counter()
-                try:
-                    job: Job[R] | None = prepare(version.loop_limits)
-                except TooHeavyForTheLoop:  # its images are too big for the loop: all of it goes to the pool
-                    job = None
-                if job is not None:
+                job = _prepared_on_the_loop(prepare, version)
+                if job is not None:  # else its images are too big for the loop: all of it goes to the pool
                     if version.call.seconds >= HEAVY_CALL_SECONDS and not await self._alone():
                         return await self._heavy_call(servable, job, version, deadline, watch, started)
                     outputs = _timed_model_call(servable, job, deadline, version.call)
