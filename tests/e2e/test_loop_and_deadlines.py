@@ -275,7 +275,12 @@ def test_batched_requests_past_their_deadline_get_504_and_queued_ones_are_never_
         url = server.url + "/v1/models/spin:predict"
         spinner = threading.Thread(target=lambda: outcome.append(session.post(url, json=SPIN, timeout=10)))
         spinner.start()
-        server.wait_until(lambda: _in_flight(server) == 1, 5, "the spinning request in its batch")
+        # In flight and out of the queue: in its batch's model call, so the next one cannot join it.
+        taken = re.compile(r"^modelport_batch_queue_rows 0\.0$", re.M)
+        server.wait_until(
+            lambda: _in_flight(server) == 1 and taken.search(server.get("/metrics").text) is not None,
+            5, "the spinning request in its batch",
+        )  # fmt: skip
         queued, elapsed = _timed_post(server, QUICK)  # waits behind it in the batch queue
         spinner.join(10)
     assert outcome[0].status_code == 504
