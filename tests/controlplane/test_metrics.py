@@ -98,7 +98,9 @@ def test_pods_metrics_from_a_real_replica(tmp_path: Path) -> None:
         assert pod["requests_in_flight"] == 1.0
         assert pod["modelport_requests_in_flight"] == 1.0  # the replica's own gauge, by its name
         assert pod["cpu"] >= 0.5 / 5.0  # at least the spinning, in cores over the 5 s between samples
-        rss = process.memory_info().rss
+        rss = sum(
+            p.memory_info().rss for p in (process, *process.children(recursive=True))
+        )  # its monitor's too
         assert abs(pod["memory"] - rss) <= 0.2 * rss
         buckets = _histogram(server)
         for q, key in ((0.5, "request_latency_p50_seconds"), (0.99, "request_latency_p99_seconds")):
@@ -137,3 +139,41 @@ def test_replicas_that_do_not_answer_cost_one_scrape_timeout_not_one_each() -> N
         for sock in frozen:
             sock.close()
     assert 0.5 <= took < 2.0, took
+
+
+def test_a_replicas_cpu_and_memory_count_every_process_under_it(tmp_path: Path) -> None:
+    """As a container's: with `--workers 2` the process the control plane started (the
+    supervisor) does almost none of the work, its workers (and their monitor processes) do."""
+    import base64
+
+    from modelport.examples import write_mnist_repository
+
+    write_mnist_repository(tmp_path / "mnist")
+    png = (tmp_path / "mnist" / "samples" / "digit-7.png").read_bytes()
+    body = {"instances": [{"image_bytes": {"b64": base64.b64encode(png).decode()}}]}
+    args = ["--model_name", "mnist", "--model_base_path", str(tmp_path / "mnist"), "--workers", "2"]
+    with running(args, tmp_path) as server:
+        server.wait_ready()
+        supervisor = psutil.Process(server.proc.pid)
+
+        def tree() -> list[psutil.Process]:
+            return [supervisor, *supervisor.children(recursive=True)]
+
+        clock = FakeClock()
+        collector = MetricsCollector(clock, interval=5.0, window=30.0)
+        replicas = {"default.mnist-0": (server.proc.pid, server.port)}
+        collector.collect(replicas)
+        before = {p.pid: sum(p.cpu_times()[:2]) for p in tree()}
+        for _ in range(300):
+            assert server.post("/v1/models/mnist:predict", body).status_code == 200
+        after = {p.pid: sum(p.cpu_times()[:2]) for p in tree()}
+        clock.advance(5.0)
+        collector.collect(replicas)
+        pod = collector.pod("default.mnist-0")
+        assert pod is not None
+        spent = sum(after[pid] - before.get(pid, 0.0) for pid in after)
+        assert after[supervisor.pid] - before[supervisor.pid] < 0.2 * spent  # the work is under it
+        assert pod["cpu"] * 5.0 >= 0.9 * spent, (pod["cpu"], spent)
+        rss = sum(p.memory_info().rss for p in tree())
+        assert abs(pod["memory"] - rss) <= 0.2 * rss
+        assert supervisor.memory_info().rss < 0.5 * pod["memory"]

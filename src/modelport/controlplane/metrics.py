@@ -1,10 +1,12 @@
 """The metrics collector (the role of Kubernetes' metrics-server, plus the replicas' own
 Prometheus metrics): every `interval` it samples each replica process's CPU and memory and
-scrapes its /metrics, and keeps a short window of samples. From two samples in the window it
-derives what `modelport top` shows and what an HPA scales on:
+scrapes its /metrics, and keeps a short window of samples. A replica's CPU and memory are those
+of its process and every process under it, as a container's are (a server's monitor process,
+`--workers`' workers). From two samples in the window it derives what `modelport top` shows and
+what an HPA scales on:
 
     cpu                           cores (CPU seconds per second)
-    memory                        resident bytes
+    memory                        resident bytes (summed over the processes)
     requests_per_second           answered requests per second (every status)
     requests_in_flight            requests being processed (at the last sample)
     request_latency_p50_seconds   from the latency histogram, over the window
@@ -17,6 +19,7 @@ from __future__ import annotations
 import math
 import urllib.request
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,8 +135,9 @@ class MetricsCollector:
         # All at once: a replica that does not answer (frozen) costs one scrape timeout (0.5 s)
         # of this round, not 0.5 s for each such replica, one after another.
         names = list(replicas)
+        children = _children()
         with ThreadPoolExecutor(max(1, min(16, len(names))), thread_name_prefix="scrape") as pool:
-            samples = list(pool.map(lambda name: self._sample(*replicas[name], now), names))
+            samples = list(pool.map(lambda name: self._sample(*replicas[name], now, children), names))
         for name, sample in zip(names, samples, strict=True):
             if sample is None:
                 self._samples.pop(name, None)  # a restarted process starts a new series
@@ -146,15 +150,27 @@ class MetricsCollector:
                 series.popleft()
         return True
 
-    def _sample(self, pid: int | None, port: int | None, now: float) -> Sample | None:
+    def _sample(
+        self, pid: int | None, port: int | None, now: float, children: Mapping[int, list[int]]
+    ) -> Sample | None:
+        """The replica's figures: CPU and memory of its process and every process under it (as
+        a container's: a server's monitor process, `--workers`' workers), and its /metrics."""
         if pid is None or port is None:
             return None
         try:
             proc = psutil.Process(pid)
             times = proc.cpu_times()
-            sample = Sample(now, self._clock.now(), times.user + times.system, float(proc.memory_info().rss))
+            cpu, rss = times.user + times.system, float(proc.memory_info().rss)
         except psutil.Error:
             return None
+        for child in _descendants(pid, children):
+            try:
+                with child.oneshot():
+                    times = child.cpu_times()
+                    cpu, rss = cpu + times.user + times.system, rss + child.memory_info().rss
+            except psutil.Error:  # ended meanwhile
+                continue
+        sample = Sample(now, self._clock.now(), cpu, rss)
         scraped = scrape(port, api_key=self._api_key)
         if scraped is not None:
             sample.requests, sample.buckets, sample.gauges = scraped.requests, scraped.buckets, scraped.gauges
@@ -228,3 +244,24 @@ class Figures:
     cpu: float  # cores
     versions: dict[str, float]  # predictions per second by "model vN"
     quality: dict[tuple[str, str, str, str], float]  # (metric, model, version, kind) -> value
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children (pid -> pids), read once per round of the collector."""
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        children.setdefault(proc.info["ppid"], []).append(proc.pid)
+    return children
+
+
+def _descendants(pid: int, children: Mapping[int, list[int]]) -> list[psutil.Process]:
+    out = []
+    stack = list(children.get(pid, ()))
+    while stack:
+        child = stack.pop()
+        try:
+            out.append(psutil.Process(child))
+        except psutil.Error:
+            continue
+        stack.extend(children.get(child, ()))
+    return out

@@ -37,7 +37,7 @@ from modelport.server.guard import Guard
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import ServerMetrics, model_label, version_label
 from modelport.server.mirror import Copy, Mirror
-from modelport.server.monitor import Monitor
+from modelport.server.monitor_process import MonitorClient
 from modelport.server.readiness import Readiness
 
 log = logging.getLogger("modelport.server")
@@ -114,7 +114,7 @@ class RestApp:
         batchers: Batchers | None = None,
         inference: InferencePath | None = None,
         guard: Guard | None = None,
-        monitor: Monitor | None = None,
+        monitor: MonitorClient | None = None,
         mirror: Mirror | None = None,
         readiness: Readiness | None = None,
     ) -> None:

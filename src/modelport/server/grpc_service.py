@@ -33,7 +33,7 @@ from modelport.server.grpc_v2 import inference_pb2_grpc as pb_grpc
 from modelport.server.guard import Guard
 from modelport.server.inference import Deadline, InferencePath, Job
 from modelport.server.metrics import UNKNOWN, ServerMetrics, model_label
-from modelport.server.monitor import Monitor
+from modelport.server.monitor_process import MonitorClient
 from modelport.server.readiness import Readiness
 
 log = logging.getLogger("modelport.grpc")
@@ -106,7 +106,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         inference: InferencePath,
         timeout_seconds: float,
         guard: Guard | None = None,
-        monitor: Monitor | None = None,
+        monitor: MonitorClient | None = None,
         readiness: Readiness | None = None,
     ) -> None:
         self._readiness = readiness or Readiness(manager)

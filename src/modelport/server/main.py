@@ -44,7 +44,8 @@ from modelport.server.http_protocol import OneWriteHttpToolsProtocol
 from modelport.server.inference import InferencePath
 from modelport.server.metrics import ServerMetrics
 from modelport.server.mirror import Mirror
-from modelport.server.monitor import Monitor, MonitorOptions
+from modelport.server.monitor import MonitorOptions
+from modelport.server.monitor_process import MonitorClient
 from modelport.server.readiness import Readiness
 from modelport.server.seat import Announcement, Seat, bind
 from modelport.server.siblings import Siblings
@@ -194,7 +195,7 @@ def serve(config: ServeConfig, seat: Seat | None = None) -> None:
     guard = _guard(config, metrics)
     monitor = None
     if config.monitoring.enabled:
-        monitor = Monitor(metrics.quality, config.monitoring, lambda: manager.view)
+        monitor = MonitorClient(metrics.quality, config.monitoring, lambda: manager.view)
         threads.append(threading.Thread(target=monitor.run, args=(stop,), name="monitor", daemon=True))
     mirror = None
     if config.mirror_file:
@@ -300,7 +301,7 @@ def _start_grpc(
     metrics: ServerMetrics,
     inference: InferencePath,
     guard: Guard | None,
-    monitor: Monitor | None,
+    monitor: MonitorClient | None,
     readiness: Readiness,
     shared_port: bool,
 ) -> GrpcServer | None:

@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -61,9 +61,11 @@ from modelport.errors import Code, ModelportError, invalid
 from modelport.quality.drift import DriftWindows
 from modelport.quality.feedback import Confusion
 from modelport.quality.profile import Profile, statistics
-from modelport.repository.manager import ModelView, Servable
-from modelport.runtimes.signature import OutputBinding, PreparedCall
-from modelport.server.metrics import QualityMetrics
+
+if TYPE_CHECKING:  # not imported at run time: the monitor's process (monitor_process.py) needs none
+    from modelport.repository.manager import ModelView, Servable
+    from modelport.runtimes.signature import OutputBinding, PreparedCall
+    from modelport.server.metrics import QualityMetrics
 
 log = logging.getLogger("modelport.monitor")
 
@@ -138,6 +140,39 @@ class Observation:
 _Answer = tuple[str, str, np.ndarray, float, bool]
 
 
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, a key like a Servable
+class VersionInfo:
+    """What the monitor needs of a served version, as plain values (sent to the monitor's process
+    once per version): its names, class names, value ranges of its inputs, reference profile and
+    prediction log settings."""
+
+    model_name: str
+    version: str
+    names: tuple[str, ...]  # class names (profile's, else the signature's labels, else indices)
+    ranges: dict[str, tuple[float, float]]  # input tensor -> value range, where known
+    profile: Profile | None
+    sample_rate: float | None  # model.yaml's prediction log; None: the server's flags
+    max_bytes: int | None
+
+    @classmethod
+    def of(cls, servable: Servable) -> VersionInfo:
+        signature = servable.signature(None) if servable.signatures else None
+        profile = servable.profile
+        names = profile.classes if profile else (signature.labels or ()) if signature else ()
+        ranges = {name: (p.lo, p.hi) for name, p in profile.inputs.items()} if profile else {}
+        if signature is not None:
+            for binding in signature.inputs.values():
+                if binding.image is not None:
+                    ranges.setdefault(binding.tensor.name, tuple(binding.image.scale))  # type: ignore[arg-type]
+        if not names and signature is not None:  # class indices, as many as the model's outputs have
+            names = _index_names(signature.outputs.values())
+        spec = servable.logging
+        return cls(
+            servable.model_name, str(servable.version), tuple(names), ranges, profile,
+            spec.sample_rate if spec is not None else None, spec.max_bytes if spec is not None else None,
+        )  # fmt: skip
+
+
 class _LogFile:
     """JSON lines, rotated at max_bytes / 4 into .1 .. .3 (the oldest dropped)."""
 
@@ -210,7 +245,7 @@ class Monitor:
         self._queue: deque[Observation | Future[None]] = deque()
         self._wake = threading.Event()  # a flush: a round of the monitor's thread now
         self._taking = threading.Lock()  # one taker of queued answers at a time, in order
-        self._versions: dict[Servable, _Version] = {}
+        self._versions: dict[Servable | VersionInfo, _Version] = {}
         self._answers: OrderedDict[str, _Answer] = OrderedDict()
         self._lock = threading.Lock()  # the thread's batches and feedback change the same state
         self._size_lock = threading.Lock()
@@ -262,6 +297,10 @@ class Monitor:
             else:  # the requests take their answers: leave the objects they made alone
                 self._maintain()
         self.step()
+        self.close()
+
+    def close(self) -> None:
+        """Close the prediction log's files."""
         for state in self._versions.values():
             if state.log is not None:
                 state.log.close()
@@ -307,6 +346,11 @@ class Monitor:
             self._queued -= freed
         self._take(batch)
 
+    def take(self, batch: Sequence[Observation]) -> None:
+        """Take these answers now, on this thread (the monitor's process takes the batches sent)."""
+        with self._taking:
+            self._take(batch)
+
     def _take(self, batch: Sequence[Observation]) -> None:
         if not batch:
             return
@@ -323,18 +367,10 @@ class Monitor:
                 except Exception:  # a model whose outputs we misread must not stop the monitor
                     log.exception("monitoring %s version %s failed", state.model, state.version)
 
-    def _start(self, servable: Servable) -> _Version:
-        signature = servable.signature(None) if servable.signatures else None
-        profile = servable.profile
-        names = profile.classes if profile else (signature.labels or ()) if signature else ()
-        ranges = {name: (p.lo, p.hi) for name, p in profile.inputs.items()} if profile else {}
-        if signature is not None:
-            for binding in signature.inputs.values():
-                if binding.image is not None:
-                    ranges.setdefault(binding.tensor.name, tuple(binding.image.scale))  # type: ignore[arg-type]
-        if not names and signature is not None:  # class indices, as many as the model's outputs have
-            names = _index_names(signature.outputs.values())
-        model, version = servable.model_name, str(servable.version)
+    def _start(self, servable: Servable | VersionInfo) -> _Version:
+        info = servable if isinstance(servable, VersionInfo) else VersionInfo.of(servable)
+        profile = info.profile
+        model, version = info.model_name, info.version
         drift = None
         if profile is not None:
             references = {
@@ -347,9 +383,8 @@ class Monitor:
                 self._metrics.drift_threshold.labels(model, version, kind).set(value)
             if profile.accuracy is not None:
                 self._metrics.published_accuracy.labels(model, version).set(profile.accuracy)
-        spec = servable.logging
-        rate = spec.sample_rate if spec is not None else self._options.sample_rate
-        max_bytes = spec.max_bytes if spec is not None else self._options.max_bytes
+        rate = info.sample_rate if info.sample_rate is not None else self._options.sample_rate
+        max_bytes = info.max_bytes if info.max_bytes is not None else self._options.max_bytes
         log_file = None
         if rate > 0:
             try:
@@ -359,11 +394,13 @@ class Monitor:
             except OSError as exc:  # an unwritable folder costs the log, not the monitoring
                 log.error("prediction log of %s version %s not written: %s", model, version, exc)
         return _Version(
-            model, version, tuple(names), ranges, drift,
+            model, version, info.names, dict(info.ranges), drift,
             profile.thresholds if profile else {}, rate, log_file,
         )  # fmt: skip
 
-    def _take_version(self, state: _Version, servable: Servable, observations: Sequence[Observation]) -> None:
+    def _take_version(
+        self, state: _Version, servable: Servable | VersionInfo, observations: Sequence[Observation]
+    ) -> None:
         classes, answered = _batch_classes(observations, state.names)
         now = time.monotonic()
         rows = None
@@ -502,6 +539,12 @@ class Monitor:
             )
         items = _parse_feedback(body)
         await self.flush()
+        return self.feedback_now(model, version, items)
+
+    def feedback_now(
+        self, model: str, version: int | None, items: Sequence[tuple[str, list[Any]]]
+    ) -> dict[str, Any]:
+        """`feedback` once every answer before it has been taken."""
         with self._lock:
             pairs = self._judge(model, version, items)
             accepted: dict[str, int] = {}
@@ -595,11 +638,14 @@ class Monitor:
         """The model's quality figures per served version (or the one asked for)."""
         await self.flush()
         servables = [view.resolve(version)] if version is not None else list(view.versions.values())
-        with self._lock:
-            versions = [self._report_version(s) for s in sorted(servables, key=lambda s: s.version)]
-        return {"model": view.name, "versions": versions}
+        return {"model": view.name, "versions": self.report_now(sorted(servables, key=lambda s: s.version))}
 
-    def _report_version(self, servable: Servable) -> dict[str, Any]:
+    def report_now(self, servables: Sequence[Servable | VersionInfo]) -> list[dict[str, Any]]:
+        """`report`'s figures of these versions, once every answer before it has been taken."""
+        with self._lock:
+            return [self._report_version(s) for s in servables]
+
+    def _report_version(self, servable: Servable | VersionInfo) -> dict[str, Any]:
         state = self._versions.get(servable)
         profile = servable.profile
         confusion = state.confusion if state is not None else None
