@@ -20,7 +20,10 @@ baseline (medians), and the equivalent of req/s on one core.
 Two processes of the same tree differ by up to ~10% (hash seeds, memory layout): a cost smaller
 than that is measured within one process. `--modes off,on,log` does it for model monitoring: each
 process switches between its rounds (the app's monitor detached; attached with the prediction
-log's sampleRate 0; 1.0), and each mode is compared with the same process's first mode.
+log's sampleRate 0; 1.0), and each mode is compared with the same process's first mode. A tree
+whose monitor runs in its own process (server/monitor_process.py) cannot switch its log: there,
+`on` is the monitor as its flags say (`--also=--prediction_log_sample_rate=1 --modes off,on` for
+the log), and "CPU" is the server process's; `--threads` shows the monitor process's beside it.
 """
 
 from __future__ import annotations
@@ -113,6 +116,19 @@ def _driver(requests_body: bytes, connections: int) -> None:
             except OSError:  # ended meanwhile
                 continue
             found[comm] = found.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        for task in os.listdir("/proc/self/task"):  # child processes (the monitor's): not in "cpu"
+            try:
+                children = Path(f"/proc/self/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for pid in children:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue
+                found["(process) monitor"] = (
+                    found.get("(process) monitor", 0.0) + (int(fields[11]) + int(fields[12])) / tick
+                )
         return found
 
     def set_mode(mode: str) -> None:
@@ -120,6 +136,13 @@ def _driver(requests_body: bytes, connections: int) -> None:
         app = made[0]
         monitor = app.__dict__.setdefault("_bench_monitor", app._monitor)
         app._monitor = None if mode == "off" else monitor
+        if not hasattr(monitor, "_versions"):  # the monitor's own process (server/monitor_process.py)
+            if mode == "log":
+                raise SystemExit(
+                    "--modes log: this tree's monitor keeps its versions in its own process; compare "
+                    "--also=--prediction_log_sample_rate=1 instead"
+                )
+            return
         for state in monitor._versions.values():
             state.sample_rate = 1.0 if mode == "log" else 0.0
 
@@ -265,9 +288,9 @@ def _outer(args: argparse.Namespace, work: Path) -> int:
     try:
         for i, (_name, tree) in enumerate(trees):
             env = {**os.environ, "PYTHONPATH": str(tree / "src"), "PREDICT_CPU_WORK": str(work)}
-            logs = (
-                f" --prediction_log_sample_rate=1 --prediction_log_dir={work / f'log-{i}'}" if modes else ""
-            )
+            logs = f" --prediction_log_dir={work / f'log-{i}'}"
+            if "log" in modes:  # started at 1.0: modes off and on set it to 0 (a monitor in process)
+                logs += " --prediction_log_sample_rate=1"
             cmd = [python, str(HERE / "predict_cpu.py"), "--inner", f"--connections={args.connections}",
                    f"--serve-args={args.serve_args} {extra.get(i, '')}{logs}"]  # fmt: skip
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -282,7 +305,7 @@ def _outer(args: argparse.Namespace, work: Path) -> int:
             return json.loads(proc.stdout.readline())  # type: ignore[union-attr]
 
         for proc in procs:
-            measure(proc, max(1000, args.requests // 2), "log" if modes else "")  # warm-up
+            measure(proc, max(1000, args.requests // 2), modes[-1] if modes else "")  # warm-up
         cpu: list[list[float]] = [[] for _ in entries]
         loop: list[list[float]] = [[] for _ in entries]
         gcs: list[list[float]] = [[] for _ in entries]

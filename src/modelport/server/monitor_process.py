@@ -139,7 +139,7 @@ class MonitorClient:
         self._held = 0  # answers queued or packed and not yet sent
         self._queued = 0  # their bytes of model inputs
         self._outbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._ids: WeakKeyDictionary[Servable, int] = WeakKeyDictionary()
+        self._ids: WeakKeyDictionary[Servable, tuple[int, bool]] = WeakKeyDictionary()
         self._infos: dict[int, tuple[weakref.ref[Servable], VersionInfo]] = {}  # told to the process
         self._next_id = itertools.count(1)
         self._calls: dict[int, Future[Any]] = {}
@@ -181,35 +181,43 @@ class MonitorClient:
     def _pack_queued(self) -> None:
         """Every answer queued so far, packed into one message for the sender. (The caller holds
         self._taking.)"""
-        batch: list[Observation] = []
-        while self._queue:
-            batch.append(self._queue.popleft())
+        queue = self._queue
+        batch = [queue.popleft() for _ in range(len(queue))]  # (others may append meanwhile)
         if not batch:
             return
+        # Grouped by version and outputs asked for: the usual batch is one group, so a group is
+        # looked up only when an answer's differ from the one before.
         groups: dict[tuple[int, int], list[Observation]] = {}
-        models: dict[str, int] = {}
-        size = 0
+        servable: Any = None
+        wanted: Any = None
+        members: list[Observation] = []
         for observation in batch:
-            key = (self._id_of(observation.servable), id(observation.wanted))
-            members = groups.get(key)
-            if members is None:
-                members = groups[key] = []
+            if observation.servable is not servable or observation.wanted is not wanted:
+                servable, wanted = observation.servable, observation.wanted
+                members = groups.setdefault((id(servable), id(wanted)), [])
             members.append(observation)
-            size += observation.size
-            name = observation.servable.model_name
-            models[name] = models.get(name, 0) + 1
-        packed = [_pack(key[0], members) for key, members in groups.items()]
+        packed = []
+        models: dict[str, int] = {}
+        for members in groups.values():
+            first = members[0]
+            number, logged = self._id_of(first.servable)
+            packed.append(_pack(number, members, logged))
+            name = first.servable.model_name
+            models[name] = models.get(name, 0) + len(members)
+        size = sum(map(_SIZE, batch))
         self._outbox.put(_Item(_encoded(("batch", packed)), len(batch), size, models))
 
-    def _id_of(self, servable: Servable) -> int:
-        """The number the process knows `servable` by; told it the first time. (Under _taking.)"""
-        number = self._ids.get(servable)
-        if number is None:
-            number = self._ids[servable] = next(self._next_id)
+    def _id_of(self, servable: Servable) -> tuple[int, bool]:
+        """The number the process knows `servable` by (told it the first time), and whether its
+        answers are logged. (Under _taking.)"""
+        known = self._ids.get(servable)
+        if known is None:
             info = VersionInfo.of(servable)
-            self._infos[number] = (weakref.ref(servable), info)
-            self._post(("version", number, info))
-        return number
+            rate = info.sample_rate if info.sample_rate is not None else self._options.sample_rate
+            known = self._ids[servable] = (next(self._next_id), rate > 0)
+            self._infos[known[0]] = (weakref.ref(servable), info)
+            self._post(("version", known[0], info))
+        return known
 
     def _post(self, message: tuple[Any, ...], call: int = 0) -> None:
         self._outbox.put(_Item(_encoded(message), call=call))
@@ -398,7 +406,7 @@ class MonitorClient:
         """The model's quality figures per served version (or the one asked for)."""
         servables = [view.resolve(version)] if version is not None else list(view.versions.values())
         with self._taking:
-            numbers = [self._id_of(s) for s in sorted(servables, key=lambda s: s.version)]
+            numbers = [self._id_of(s)[0] for s in sorted(servables, key=lambda s: s.version)]
         versions: list[dict[str, Any]] = await self._answer(self._call("report", numbers))
         return {"model": view.name, "versions": versions}
 
@@ -407,12 +415,18 @@ def _unavailable(message: str) -> ModelportError:
     return ModelportError(Code.UNAVAILABLE, message)
 
 
-def _pack(number: int, members: Sequence[Observation]) -> tuple[Any, ...]:
-    """A group's observations (one version, the same outputs asked for) as a few arrays."""
+def _pack(number: int, members: Sequence[Observation], logged: bool = True) -> tuple[Any, ...]:
+    """A group's observations (one version, the same outputs asked for) as a few arrays. Unless
+    the version's answers are logged, only the output the classes are read from is sent (the
+    argmax output, when there is one)."""
     first = members[0]
     wanted = tuple(_Wanted(b.name, b.transform, b.labels) for b in first.wanted)
-    feeds = _tensors([m.feeds for m in members])  # type: ignore[misc]
-    outputs = _tensors([m.outputs for m in members])
+    outputs = [m.outputs for m in members]
+    if not logged:
+        argmax = next((w.name for w in wanted if w.transform == "argmax"), None)
+        if argmax is not None and all(argmax in o for o in outputs):
+            wanted = tuple(w for w in wanted if w.name == argmax)
+            outputs = [{argmax: o[argmax]} for o in outputs]
     return (
         number,
         wanted,
@@ -420,8 +434,8 @@ def _pack(number: int, members: Sequence[Observation]) -> tuple[Any, ...]:
         [m.api for m in members],
         [m.latency for m in members],
         [m.time for m in members],
-        feeds,
-        outputs,
+        _tensors([m.feeds for m in members]),  # type: ignore[misc]
+        _tensors(outputs),
     )
 
 
@@ -447,6 +461,7 @@ def _tensors(dicts: Sequence[dict[str, np.ndarray]]) -> dict[str, _Packed] | lis
 
 
 _DTYPE = operator.attrgetter("dtype")
+_SIZE = operator.attrgetter("size")
 
 
 def _unpacked(
