@@ -106,6 +106,11 @@ def main() -> int:
         "--unmonitored", action="store_true",
         help="also run this code's cases with --disable_model_monitoring (model monitoring's share)",
     )  # fmt: skip
+    parser.add_argument(
+        "--logged", action="store_true",
+        help="also run this code's cases with the prediction log at sampleRate 1.0 (issue 17's budget: "
+        "against --unmonitored)",
+    )  # fmt: skip
     args = parser.parse_args()
     hb.ensure_wrk()
     ab.ensure_h2load()
@@ -186,9 +191,13 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
         build_tensorflow(cli, work)
         cases += [(Case("tf savedmodel", "tf", "v1", False), [1, 64])]
         cases += [(Case("tf onnx", "tfonnx", "v1", False), [1, 64])]
+    plain_cases = list(cases)
     if args.unmonitored:
         off = ("--disable_model_monitoring",)
-        cases += [(replace(c, name=f"{c.name} unmonitored", extra=off), n) for c, n in cases]
+        cases += [(replace(c, name=f"{c.name} unmonitored", extra=off), n) for c, n in plain_cases]
+    if args.logged:
+        log = ("--prediction_log_sample_rate=1", f"--prediction_log_dir={work / 'logs'}")
+        cases += [(replace(c, name=f"{c.name} logged", extra=log), n) for c, n in plain_cases]
     if args.baseline:
         mine = [pair for pair in cases if not pair[0].extra]
         cases = with_baseline(mine, args.baseline, work) + [pair for pair in cases if pair[0].extra]
@@ -240,9 +249,11 @@ def run(args: argparse.Namespace, cli: str, work: Path) -> int:
     pairs = [(f"{m} batching on", f"{m} batching off") for m in ("mnist", "cnn")]
     pairs += [("mnist v2", "mnist v1"), ("mnist grpc", "mnist v1"), ("tf onnx", "tf savedmodel")]
     for c, _ in cases:
-        if c.extra:  # this code without monitoring, against this code and against the baseline
-            plain = c.name.removesuffix(" unmonitored")
+        if c.extra:  # this code without monitoring (or logging), against this code and the baseline
+            plain = c.name.removesuffix(" unmonitored").removesuffix(" logged")
             pairs += [(c.name, plain)] + ([(c.name, f"{plain} @{args.baseline}")] if args.baseline else [])
+            if c.name.endswith(" logged") and f"{plain} unmonitored" in med:  # the log and drift's cost
+                pairs.append((c.name, f"{plain} unmonitored"))
         elif args.baseline and c.source is None:
             pairs.append((c.name, f"{c.name} @{args.baseline}"))
     for a, b in pairs:

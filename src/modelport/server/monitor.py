@@ -1,18 +1,19 @@
 """Is the model still right: per version, the classes it answers, drift from its reference
 profile, live accuracy from feedback, and the prediction log.
 
-A request's own cost is small: `observe` makes one small object the inference path shows the
-request's model inputs and outputs to (references only, no copy), and `done` appends it to a
-queue. The answers queued are taken batch by batch, _BATCH at a time, by the request that
-queues the _BATCH-th, on its own thread (the event loop's): the class of each answered row, the
-input statistics and their bins, the drift windows, the request ids remembered for feedback, the
-prediction log's lines. The monitor's thread takes what is left when traffic is too thin to make
-a batch (an answer queued for _WAITED), or when a flush asks, and does what is not per answer:
-the drift scores (the gauges), forgetting versions no longer served, and writing the log's lines
-to its files. The queue holds at most `queue_size` answers holding at most `queue_bytes` of model
-inputs, and the log's lines not yet written at most _MAX_UNWRITTEN bytes; past that an answer is
-counted in `modelport_prediction_log_dropped_total` and not monitored (or not logged), never
-waited for.
+The server runs this monitor in a process of its own (server/monitor_process.py: the server's
+side observes and queues answers and sends them in batches; `take` takes each batch there, and
+`step` does the rest between them). In one process, as the tests use it: `observe` makes one small
+object the inference path shows the request's model inputs and outputs to (references only, no
+copy), and `done` appends it to a queue, taken batch by batch, _BATCH at a time, by the request
+that queues the _BATCH-th (or by `run`'s thread when traffic is too thin to make a batch, or when
+a flush asks). Taking a batch: the class of each answered row, the input statistics and their
+bins, the drift windows, the request ids remembered for feedback, the prediction log's lines.
+`step` also does what is not per answer: the drift scores (the gauges), forgetting versions no
+longer served, and writing the log's lines to its files. The queue holds at most `queue_size`
+answers holding at most `queue_bytes` of model inputs, and the log's lines not yet written at most
+_MAX_UNWRITTEN bytes; past that an answer is counted in `modelport_prediction_log_dropped_total`
+and not monitored (or not logged), never waited for.
 
 Feedback (`feedback`) names request ids with their true labels. The server remembers the
 classes it answered for the last `feedback_requests` request ids (100,000 by default, about
