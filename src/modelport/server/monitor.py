@@ -236,27 +236,18 @@ class _Version:
     unscored: bool = False  # rows arrived since the scores (scored once _SCORE_EVERY has passed)
 
 
-class Monitor:
-    def __init__(
-        self, metrics: QualityMetrics, options: MonitorOptions, view: Callable[[], Mapping[str, ModelView]]
-    ) -> None:
+class AnswerQueue:
+    """The request's side of a monitor, O(1) a request: answers queued, bounded, until a batch is
+    full (this monitor takes it; the server's packs it for the monitor's process)."""
+
+    def __init__(self, metrics: QualityMetrics, options: MonitorOptions) -> None:
         self._metrics = metrics
         self._options = options
-        self._view = view  # what is served now: versions no longer in it are forgotten
-        self._queue: deque[Observation | Future[None]] = deque()
-        self._wake = threading.Event()  # a flush: a round of the monitor's thread now
+        self._queue: deque[Any] = deque()  # Observations (and a monitor's flush markers)
         self._taking = threading.Lock()  # one taker of queued answers at a time, in order
-        self._versions: dict[Servable | VersionInfo, _Version] = {}
-        self._answers: OrderedDict[str, _Answer] = OrderedDict()
-        self._lock = threading.Lock()  # the thread's batches and feedback change the same state
         self._size_lock = threading.Lock()
-        self._queued = 0  # bytes of model inputs queued
-        self._unwritten: deque[tuple[_Version, bytes, int]] = deque()  # log lines, their records
-        self._unwritten_bytes = 0
-        self._log_dir = options.log_dir or default_log_dir()
-        self._last_sweep = 0.0
-
-    # -- the request's side: O(1) --
+        self._held = 0  # answers queued, or taken and not yet let go (see _let_go)
+        self._queued = 0  # their bytes of model inputs
 
     def observe(self, servable: Servable, request_id: str, api: str) -> Observation | None:
         return Observation(servable, request_id, api) if self._options.enabled else None
@@ -270,12 +261,10 @@ class Monitor:
         for array in observation.feeds.values():
             size += array.nbytes
         with self._size_lock:  # the REST and gRPC loops both queue
-            if (
-                len(self._queue) >= self._options.queue_size
-                or self._queued + size > self._options.queue_bytes
-            ):
+            if self._held >= self._options.queue_size or self._queued + size > self._options.queue_bytes:
                 self._metrics.dropped.labels(observation.servable.model_name).inc()
                 return
+            self._held += 1
             self._queued += size
         observation.size = size
         observation.latency = seconds
@@ -283,9 +272,44 @@ class Monitor:
         self._queue.append(observation)
         if len(self._queue) >= _BATCH and self._taking.acquire(blocking=False):
             try:
-                self._take_queued()
+                self._batch_full()
             finally:
                 self._taking.release()
+
+    def _batch_full(self) -> None:
+        """Take what is queued (the caller holds self._taking)."""
+        raise NotImplementedError
+
+    def _feedback_items(self, body: bytes) -> list[tuple[str, list[Any]]]:
+        """A feedback call's (request id, labels), or the 4xx that says what is wrong with it."""
+        if not self._options.enabled:
+            raise ModelportError(
+                Code.FAILED_PRECONDITION,
+                "model monitoring is off on this server (--disable_model_monitoring)",
+            )
+        return _parse_feedback(body)
+
+    def _let_go(self, answers: int, size: int) -> None:
+        """`answers` holding `size` bytes of model inputs no longer count against the bounds."""
+        with self._size_lock:
+            self._held -= answers
+            self._queued -= size
+
+
+class Monitor(AnswerQueue):
+    def __init__(
+        self, metrics: QualityMetrics, options: MonitorOptions, view: Callable[[], Mapping[str, ModelView]]
+    ) -> None:
+        super().__init__(metrics, options)
+        self._view = view  # what is served now: versions no longer in it are forgotten
+        self._wake = threading.Event()  # a flush: a round of the monitor's thread now
+        self._versions: dict[Servable | VersionInfo, _Version] = {}
+        self._answers: OrderedDict[str, _Answer] = OrderedDict()
+        self._lock = threading.Lock()  # the thread's batches and feedback change the same state
+        self._unwritten: deque[tuple[_Version, bytes, int]] = deque()  # log lines, their records
+        self._unwritten_bytes = 0
+        self._log_dir = options.log_dir or default_log_dir()
+        self._last_sweep = 0.0
 
     # -- the monitor's thread --
 
@@ -333,19 +357,21 @@ class Monitor:
         """Every answer queued so far, in order; the flushes among them answered. (The caller
         holds self._taking.)"""
         batch: list[Observation] = []
-        freed = 0
+        answers = freed = 0
         while self._queue:
             item = self._queue.popleft()
             if type(item) is Observation:
                 batch.append(item)
+                answers += 1
                 freed += item.size
             else:
                 self._take(batch)
                 batch = []
-                item.set_result(None)  # type: ignore[union-attr]
-        with self._size_lock:
-            self._queued -= freed
+                item.set_result(None)
+        self._let_go(answers, freed)
         self._take(batch)
+
+    _batch_full = _take_queued
 
     def take(self, batch: Sequence[Observation]) -> None:
         """Take these answers now, on this thread (the monitor's process takes the batches sent)."""
@@ -533,12 +559,7 @@ class Monitor:
             ) from None
 
     async def feedback(self, model: str, version: int | None, body: bytes) -> dict[str, Any]:
-        if not self._options.enabled:
-            raise ModelportError(
-                Code.FAILED_PRECONDITION,
-                "model monitoring is off on this server (--disable_model_monitoring)",
-            )
-        items = _parse_feedback(body)
+        items = self._feedback_items(body)
         await self.flush()
         return self.feedback_now(model, version, items)
 

@@ -54,14 +54,13 @@ import numpy as np
 
 from modelport.errors import Code, ModelportError
 from modelport.server.monitor import (
-    _BATCH,
     _EVERY,
     _WAITED,
+    AnswerQueue,
     Monitor,
     MonitorOptions,
     Observation,
     VersionInfo,
-    _parse_feedback,
 )
 
 if TYPE_CHECKING:
@@ -120,7 +119,7 @@ def _received(conn: Connection) -> Any:
 _Packed = tuple[str, Any, Any]
 
 
-class MonitorClient:
+class MonitorClient(AnswerQueue):
     """The monitor as the server's request paths and API see it (observe, done, flush, feedback,
     report, run), its work done in the monitor's process."""
 
@@ -130,14 +129,8 @@ class MonitorClient:
         options: MonitorOptions,
         view: Callable[[], Mapping[str, ModelView]],
     ) -> None:
-        self._metrics = metrics
-        self._options = options
+        super().__init__(metrics, options)
         self._view = view
-        self._queue: deque[Observation] = deque()
-        self._taking = threading.Lock()  # one packer at a time: batches go out in order
-        self._size_lock = threading.Lock()
-        self._held = 0  # answers queued or packed and not yet sent
-        self._queued = 0  # their bytes of model inputs
         self._outbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._ids: WeakKeyDictionary[Servable, tuple[int, bool]] = WeakKeyDictionary()
         self._infos: dict[int, tuple[weakref.ref[Servable], VersionInfo]] = {}  # told to the process
@@ -149,40 +142,13 @@ class MonitorClient:
         self._starts: deque[float] = deque(maxlen=_STARTS)  # when the last ones started
         self._stopping = False
 
-    # -- the request's side --
-
-    def observe(self, servable: Servable, request_id: str, api: str) -> Observation | None:
-        return Observation(servable, request_id, api) if self._options.enabled else None
-
-    def done(self, observation: Observation | None, seconds: float) -> None:
-        """`observation` answered (status 200) in `seconds`: queue it; the _BATCH-th queued packs
-        the batch for the monitor's process, here (unless another thread is packing now)."""
-        if observation is None or observation.feeds is None:  # the model never answered
-            return
-        size = 0
-        for array in observation.feeds.values():
-            size += array.nbytes
-        with self._size_lock:  # the REST and gRPC loops both queue
-            if self._held >= self._options.queue_size or self._queued + size > self._options.queue_bytes:
-                self._metrics.dropped.labels(observation.servable.model_name).inc()
-                return
-            self._held += 1
-            self._queued += size
-        observation.size = size
-        observation.latency = seconds
-        observation.time = time.time()
-        self._queue.append(observation)
-        if len(self._queue) >= _BATCH and self._taking.acquire(blocking=False):
-            try:
-                self._pack_queued()
-            finally:
-                self._taking.release()
-
     def _pack_queued(self) -> None:
         """Every answer queued so far, packed into one message for the sender. (The caller holds
         self._taking.)"""
-        queue = self._queue
-        batch = [queue.popleft() for _ in range(len(queue))]  # (others may append meanwhile)
+        answers = self._queue
+        batch: list[Observation] = [
+            answers.popleft() for _ in range(len(answers))
+        ]  # (others may append meanwhile)
         if not batch:
             return
         # Grouped by version and outputs asked for: the usual batch is one group, so a group is
@@ -206,6 +172,8 @@ class MonitorClient:
             models[name] = models.get(name, 0) + len(members)
         size = sum(map(_SIZE, batch))
         self._outbox.put(_Item(_encoded(("batch", packed)), len(batch), size, models))
+
+    _batch_full = _pack_queued
 
     def _id_of(self, servable: Servable) -> tuple[int, bool]:
         """The number the process knows `servable` by (told it the first time), and whether its
@@ -241,7 +209,7 @@ class MonitorClient:
     def _waited(self) -> bool:
         """An answer queued for _WAITED or more: traffic too thin to make a batch."""
         try:
-            first = self._queue[0]
+            first: Observation = self._queue[0]
         except IndexError:
             return False
         return time.time() - first.time >= _WAITED
@@ -272,9 +240,7 @@ class MonitorClient:
                 future.set_exception(_unavailable("model monitoring's process is not running; try again"))
         finally:
             if item.answers:
-                with self._size_lock:
-                    self._held -= item.answers
-                    self._queued -= item.size
+                self._let_go(item.answers, item.size)
 
     def _connected(self) -> Connection | None:
         """The socket to the process, started if there is none (at most _STARTS a minute)."""
@@ -393,12 +359,7 @@ class MonitorClient:
         await self._answer(self._call("flush"), timeout)
 
     async def feedback(self, model: str, version: int | None, body: bytes) -> dict[str, Any]:
-        if not self._options.enabled:
-            raise ModelportError(
-                Code.FAILED_PRECONDITION,
-                "model monitoring is off on this server (--disable_model_monitoring)",
-            )
-        items = _parse_feedback(body)
+        items = self._feedback_items(body)
         result: dict[str, Any] = await self._answer(self._call("feedback", model, version, items))
         return result
 
