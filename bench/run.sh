@@ -27,6 +27,10 @@ if [ "${1:-}" = "workers" ]; then   # --workers 2 vs a 2-worker floor and vs --w
   shift
   exec "$PY" "$root/bench/workers_bench.py" "$@"
 fi
+if [ "${1:-}" = "interleaved" ]; then   # servers up at once, wrk on each in turn: bench/interleaved.py
+  shift
+  exec "$PY" "$root/bench/interleaved.py" "$@"
+fi
 if [ "${1:-}" = "serving" ]; then   # batching on/off and the protocols: bench/serving_bench.py
   shift
   exec "$PY" "$root/bench/serving_bench.py" "$@"
