@@ -87,8 +87,10 @@ def run(args: argparse.Namespace, cli: str, work: Path, checkouts: list[Path]) -
         cmd += [
             "serve", "--host", "127.0.0.1", f"--rest_api_port={port}", f"--port={grpc_port}",
             f"--model_name={args.model}", f"--model_base_path={work / args.model}", "--log_level=warning",
-            f"--prediction_log_dir={work / 'logs' / name}", *shlex.split(flags),
+            *shlex.split(flags),
         ]  # fmt: skip
+        if "--prediction_log_sample_rate" in flags:  # its files in the work folder (older code: no flag)
+            cmd.append(f"--prediction_log_dir={work / 'logs' / name}")
         base = f"http://127.0.0.1:{port}/v1/models/{args.model}"
         targets.append(hb.Target(name, cmd, f"{base}:predict", base, ready_text="AVAILABLE", env=env))
     rps: dict[str, list[float]] = {t.name: [] for t in targets}

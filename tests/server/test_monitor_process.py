@@ -138,10 +138,14 @@ def test_the_last_answers_reach_the_log_when_server_and_monitor_both_get_sigterm
     assert poll(lambda: not _alive(monitor), 5, 0.05) is None, "the monitor process outlived its server"
 
 
-def test_a_killed_server_leaves_no_monitor_process(repo: Path, tmp_path: Path) -> None:
+def test_the_monitor_process_yields_a_core_to_its_server_and_a_killed_server_leaves_none(
+    repo: Path, tmp_path: Path
+) -> None:
     server = _server(repo, tmp_path / "logs")
     _predict(server, repo, 2)
     monitor = _one_monitor(server)
+    niceness = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+    assert os.getpriority(os.PRIO_PROCESS, monitor) == min(19, niceness + 10)
     server.proc.kill()
     server.stop()
     assert poll(lambda: not _alive(monitor), 5, 0.05) is None, "the monitor process outlived its server"
