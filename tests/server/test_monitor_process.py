@@ -190,3 +190,35 @@ def test_a_batch_crosses_to_the_monitors_process_whole() -> None:
         assert mine.outputs.keys() == theirs.outputs.keys()
         for name, value in mine.outputs.items():
             assert list(theirs.outputs[name]) == list(value)
+
+
+def test_a_reply_whose_caller_gave_up_leaves_the_reply_reader_running() -> None:
+    """A feedback or report call that timed out cancels its future; the process's late reply to it
+    must not end the thread that reads the process's messages (the metrics it sets come next)."""
+    import socket
+    import threading
+    from concurrent.futures import Future
+    from multiprocessing.connection import Connection
+
+    from modelport.server.metrics import ServerMetrics
+    from modelport.server.monitor import MonitorOptions
+    from modelport.server.monitor_process import MonitorClient, _encoded, _send
+
+    metrics = ServerMetrics()
+    client = MonitorClient(metrics.quality, MonitorOptions(), dict)
+    client._stopping = True  # no process behind it to wait for
+    ours, theirs = socket.socketpair()
+    reader, writer = Connection(ours.detach()), Connection(theirs.detach())
+    gave_up: Future[object] = Future()
+    gave_up.cancel()
+    waiting: Future[object] = Future()
+    client._calls.update({1: gave_up, 2: waiting})
+    thread = threading.Thread(target=client._read, args=(reader, None), daemon=True)
+    thread.start()
+    _send(writer, _encoded(("reply", [], 1, None, "late")))
+    _send(writer, _encoded(("reply", [("drift", ("m", "1", "input"), "set", 0.25)], 2, None, "on time")))
+    assert waiting.result(5) == "on time"
+    assert 'modelport_drift_score{kind="input",model="m",version="1"} 0.25' in metrics.render().decode()
+    writer.close()
+    thread.join(5)
+    assert not thread.is_alive()

@@ -239,9 +239,10 @@ class MonitorClient(AnswerQueue):
         except OSError:  # not started, or it died: what this carried is lost
             for model, count in item.models.items():
                 self._metrics.dropped.labels(model).inc(count)
-            future = self._calls.pop(item.call, None)
-            if future is not None:
-                future.set_exception(_unavailable("model monitoring's process is not running; try again"))
+            _settle(
+                self._calls.pop(item.call, None),
+                error=_unavailable("model monitoring's process is not running"),
+            )
         finally:
             if item.answers:
                 self._let_go(item.answers, item.size)
@@ -291,13 +292,11 @@ class MonitorClient(AnswerQueue):
             self._apply(message[1])
             if kind == "reply":
                 _, _, number, error, value = message
-                future = self._calls.pop(number, None)
-                if future is None:
-                    continue
-                if error is None:
-                    future.set_result(value)
-                else:
-                    future.set_exception(ModelportError(Code[error], value))
+                _settle(
+                    self._calls.pop(number, None),
+                    value,
+                    None if error is None else ModelportError(Code[error], value),
+                )
         if self._conn is conn:
             self._conn = None
         conn.close()
@@ -309,9 +308,7 @@ class MonitorClient(AnswerQueue):
                 code,
             )
         for number in list(self._calls):
-            future = self._calls.pop(number, None)
-            if future is not None and not future.done():
-                future.set_exception(_unavailable("model monitoring's process ended"))
+            _settle(self._calls.pop(number, None), error=_unavailable("model monitoring's process ended"))
 
     def _apply(self, ops: Sequence[tuple[str, tuple[Any, ...], str, Any]]) -> None:
         for name, labels, verb, value in ops:
@@ -374,6 +371,17 @@ class MonitorClient(AnswerQueue):
             numbers = [self._id_of(s)[0] for s in sorted(servables, key=lambda s: s.version)]
         versions: list[dict[str, Any]] = await self._answer(self._call("report", numbers))
         return {"model": view.name, "versions": versions}
+
+
+def _settle(future: Future[Any] | None, value: Any = None, error: BaseException | None = None) -> None:
+    """A call's reply into its future, unless its caller gave up on it meanwhile (a timed-out
+    await cancels the future: setting it then would raise, in the thread reading replies)."""
+    if future is None or not future.set_running_or_notify_cancel():
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
 
 
 def _unavailable(message: str) -> ModelportError:
