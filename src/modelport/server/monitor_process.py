@@ -118,9 +118,9 @@ def _received(conn: Connection) -> Any:
     return pickle.loads(memoryview(head)[4:], buffers=buffers)
 
 
-# A batch's tensors, one model input or output over a group's observations: ("cat", the arrays
-# concatenated, each observation's rows) when they stack, else ("each", the arrays).
-_Packed = tuple[str, Any, Any]
+# One model input or output over a group's observations: their arrays concatenated, and each
+# observation's rows of it.
+_Packed = tuple[np.ndarray, list[int]]
 
 
 class MonitorClient(AnswerQueue):
@@ -395,11 +395,11 @@ def _pack(number: int, members: Sequence[Observation], logged: bool = True) -> t
     first = members[0]
     wanted = tuple(_Wanted(b.name, b.transform, b.labels) for b in first.wanted)
     outputs = [m.outputs for m in members]
+    names = None  # every output
     if not logged:
         argmax = next((w.name for w in wanted if w.transform == "argmax"), None)
-        if argmax is not None and all(argmax in o for o in outputs):
-            wanted = tuple(w for w in wanted if w.name == argmax)
-            outputs = [{argmax: o[argmax]} for o in outputs]
+        if argmax is not None:
+            wanted, names = tuple(w for w in wanted if w.name == argmax), [argmax]
     return (
         number,
         wanted,
@@ -408,18 +408,24 @@ def _pack(number: int, members: Sequence[Observation], logged: bool = True) -> t
         [m.latency for m in members],
         [m.time for m in members],
         _tensors([m.feeds for m in members]),  # type: ignore[misc]
-        _tensors(outputs),
+        _tensors(outputs, names),
     )
 
 
-def _tensors(dicts: Sequence[dict[str, np.ndarray]]) -> dict[str, _Packed] | list[dict[str, np.ndarray]]:
-    """Each name's arrays over the observations, concatenated where they stack (the usual: the
-    same names, and per name one dtype and row shape), else the observations' own dicts."""
-    names = dicts[0].keys()
-    if any(values.keys() != names for values in dicts):
-        return list(dicts)
+def _tensors(
+    dicts: Sequence[dict[str, np.ndarray]], names: Sequence[str] | None = None
+) -> dict[str, _Packed] | list[dict[str, np.ndarray]]:
+    """Each name's arrays over the observations (`names`, else every one), concatenated where
+    they stack (the usual: the same names, and per name one dtype and row shape), else the
+    observations' own dicts."""
+    if names is None:
+        names = list(dicts[0])
+        if any(values.keys() != dicts[0].keys() for values in dicts):
+            return list(dicts)
     out: dict[str, _Packed] = {}
     for name in names:
+        if any(name not in values for values in dicts):
+            return list(dicts)
         arrays = [values[name] for values in dicts]
         if arrays[0].dtype.kind == "O" or len(set(map(_DTYPE, arrays))) != 1:
             return list(dicts)
@@ -429,7 +435,7 @@ def _tensors(dicts: Sequence[dict[str, np.ndarray]]) -> dict[str, _Packed] | lis
             return list(dicts)
         if stacked.ndim == 0:
             return list(dicts)
-        out[name] = ("cat", stacked, list(map(len, arrays)))
+        out[name] = (stacked, list(map(len, arrays)))
     return out
 
 
@@ -443,7 +449,7 @@ def _unpacked(
     if isinstance(tensors, list):
         return tensors
     out: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
-    for name, (_, values, lengths) in tensors.items():
+    for name, (values, lengths) in tensors.items():
         at = 0
         for i, length in enumerate(lengths):
             out[i][name] = values[at : at + length]
